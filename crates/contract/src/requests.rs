@@ -1,0 +1,389 @@
+//! Request bodies as clients send them, and their validation into typed requests.
+//!
+//! Property names are case-sensitive (`Comment`, not `comment`): a wrongly cased
+//! required property is simply missing. Unknown properties are ignored. Every
+//! field is read as optional so that a missing one is reported by name
+//! (`MissingRequiredParameter`) rather than as a generic parse failure.
+
+use crate::error::{ErrorCode, MdeError};
+use crate::machine::{wire_enum, DeviceValue};
+use serde::Deserialize;
+use std::fmt::Display;
+use std::str::FromStr;
+use strum::VariantArray;
+use utoipa::ToSchema;
+
+/// At most this many machines in one `AddOrRemoveTagForMultipleMachines` call.
+pub const MAX_BULK_MACHINES: usize = 500;
+/// Longest `Comment` accepted (the docs name no limit; this keeps rows bounded).
+pub const MAX_COMMENT_CHARS: usize = 4_000;
+
+wire_enum!(TagAction { Add, Remove });
+wire_enum!(IsolationType {
+    Full,
+    Selective,
+    UnManagedDevice
+});
+wire_enum!(ScanType { Quick, Full });
+
+/// Reads an enum property by its exact documented spelling.
+fn parse_enum<E>(field: &str, value: Option<String>) -> Result<Option<E>, MdeError>
+where
+    E: FromStr + VariantArray + Display,
+{
+    let Some(text) = value else { return Ok(None) };
+    E::from_str(&text).map(Some).map_err(|_| {
+        let allowed: Vec<String> = E::VARIANTS.iter().map(|v| format!("'{v}'")).collect();
+        MdeError::invalid_input(format!(
+            "Invalid input {text} for {field}. Allowed values are: {}.",
+            allowed.join(", ")
+        ))
+    })
+}
+
+fn required<T>(field: &str, value: Option<T>) -> Result<T, MdeError> {
+    value.ok_or_else(|| MdeError::missing(field))
+}
+
+fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
+    match value {
+        Some(text) if text.chars().count() > MAX_COMMENT_CHARS => Err(MdeError::invalid_input(
+            format!("Invalid input Comment: longer than {MAX_COMMENT_CHARS} characters."),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// A request body that still has to be checked before the domain sees it.
+pub trait ValidateBody {
+    type Valid;
+    fn validate(self) -> Result<Self::Valid, MdeError>;
+}
+
+/// Body of `POST /api/machines/{id}/tags`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TagBody {
+    /// The tag.
+    #[serde(rename = "Value")]
+    #[schema(required = true)]
+    pub value: Option<String>,
+    /// `Add` or `Remove`.
+    #[serde(rename = "Action")]
+    #[schema(value_type = TagAction, required = true)]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRequest {
+    pub value: String,
+    pub action: TagAction,
+}
+
+impl ValidateBody for TagBody {
+    type Valid = TagRequest;
+    fn validate(self) -> Result<TagRequest, MdeError> {
+        let value = required("Value", self.value)?;
+        let action = required("Action", parse_enum("Action", self.action)?)?;
+        Ok(TagRequest { value, action })
+    }
+}
+
+/// Body of `POST /api/machines/AddOrRemoveTagForMultipleMachines`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct BulkTagBody {
+    #[serde(rename = "Value")]
+    #[schema(required = true)]
+    pub value: Option<String>,
+    #[serde(rename = "Action")]
+    #[schema(value_type = TagAction, required = true)]
+    pub action: Option<String>,
+    /// Up to 500 machine ids.
+    #[serde(rename = "MachineIds")]
+    #[schema(required = true)]
+    pub machine_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkTagRequest {
+    pub tag: TagRequest,
+    pub machine_ids: Vec<String>,
+}
+
+impl ValidateBody for BulkTagBody {
+    type Valid = BulkTagRequest;
+    fn validate(self) -> Result<BulkTagRequest, MdeError> {
+        let tag = TagBody {
+            value: self.value,
+            action: self.action,
+        }
+        .validate()?;
+        let machine_ids = required("MachineIds", self.machine_ids)?;
+        if machine_ids.is_empty() {
+            return Err(MdeError::invalid_input(
+                "Invalid input MachineIds: at least one machine id is required.",
+            ));
+        }
+        if machine_ids.len() > MAX_BULK_MACHINES {
+            return Err(MdeError::new(
+                ErrorCode::MaximumBatchSizeExceeded,
+                format!(
+                    "Maximum batch size exceeded. Received: {}, allowed: {MAX_BULK_MACHINES}.",
+                    machine_ids.len()
+                ),
+            ));
+        }
+        Ok(BulkTagRequest { tag, machine_ids })
+    }
+}
+
+/// What a machine-action request asks the device to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    Isolate(IsolationType),
+    Unisolate,
+    Offboard,
+    RestrictCodeExecution,
+    UnrestrictCodeExecution,
+    RunAntiVirusScan(ScanType),
+    CollectInvestigationPackage,
+    StopAndQuarantineFile { sha1: String },
+}
+
+/// A validated machine-action request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRequest {
+    pub kind: ActionKind,
+    pub comment: String,
+    pub external_id: Option<String>,
+}
+
+/// Body of `isolate`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct IsolateBody {
+    #[serde(rename = "Comment")]
+    #[schema(required = true)]
+    pub comment: Option<String>,
+    /// `Full` (default), `Selective` or `UnManagedDevice`.
+    #[serde(rename = "IsolationType")]
+    #[schema(value_type = Option<IsolationType>)]
+    pub isolation_type: Option<String>,
+    /// Stored and echoed as `externalId`, for correlation.
+    #[serde(rename = "ExternalID")]
+    pub external_id: Option<String>,
+}
+
+impl ValidateBody for IsolateBody {
+    type Valid = ActionRequest;
+    fn validate(self) -> Result<ActionRequest, MdeError> {
+        let isolation = parse_enum("IsolationType", self.isolation_type)?;
+        Ok(ActionRequest {
+            comment: required("Comment", comment(self.comment)?)?,
+            kind: ActionKind::Isolate(isolation.unwrap_or(IsolationType::Full)),
+            external_id: self.external_id,
+        })
+    }
+}
+
+/// Body of the actions that take only a comment (`unisolate`, `offboard`,
+/// `restrictCodeExecution`, `unrestrictCodeExecution`, `collectInvestigationPackage`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CommentBody {
+    #[serde(rename = "Comment")]
+    #[schema(required = true)]
+    pub comment: Option<String>,
+    #[serde(rename = "ExternalID")]
+    pub external_id: Option<String>,
+}
+
+impl CommentBody {
+    pub fn into_request(self, kind: ActionKind) -> Result<ActionRequest, MdeError> {
+        Ok(ActionRequest {
+            comment: required("Comment", comment(self.comment)?)?,
+            kind,
+            external_id: self.external_id,
+        })
+    }
+}
+
+/// Body of `runAntiVirusScan`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ScanBody {
+    #[serde(rename = "Comment")]
+    #[schema(required = true)]
+    pub comment: Option<String>,
+    /// `Quick` or `Full`.
+    #[serde(rename = "ScanType")]
+    #[schema(value_type = ScanType, required = true)]
+    pub scan_type: Option<String>,
+    #[serde(rename = "ExternalID")]
+    pub external_id: Option<String>,
+}
+
+impl ValidateBody for ScanBody {
+    type Valid = ActionRequest;
+    fn validate(self) -> Result<ActionRequest, MdeError> {
+        let comment = required("Comment", comment(self.comment)?)?;
+        let scan = required("ScanType", parse_enum("ScanType", self.scan_type)?)?;
+        Ok(ActionRequest {
+            comment,
+            kind: ActionKind::RunAntiVirusScan(scan),
+            external_id: self.external_id,
+        })
+    }
+}
+
+/// Body of `StopAndQuarantineFile`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct StopAndQuarantineBody {
+    #[serde(rename = "Comment")]
+    #[schema(required = true)]
+    pub comment: Option<String>,
+    /// SHA-1 of the file: 40 hexadecimal characters.
+    #[serde(rename = "Sha1")]
+    #[schema(required = true)]
+    pub sha1: Option<String>,
+    #[serde(rename = "ExternalID")]
+    pub external_id: Option<String>,
+}
+
+impl ValidateBody for StopAndQuarantineBody {
+    type Valid = ActionRequest;
+    fn validate(self) -> Result<ActionRequest, MdeError> {
+        let comment = required("Comment", comment(self.comment)?)?;
+        let sha1 = required("Sha1", self.sha1)?;
+        if sha1.len() != 40 || !sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(MdeError::new(
+                ErrorCode::InvalidHashValue,
+                format!("Hash value {sha1} is invalid."),
+            ));
+        }
+        Ok(ActionRequest {
+            comment,
+            kind: ActionKind::StopAndQuarantineFile {
+                sha1: sha1.to_ascii_lowercase(),
+            },
+            external_id: self.external_id,
+        })
+    }
+}
+
+/// Body of `POST /api/machineactions/{id}/cancel`; `Comment` is optional there.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CancelBody {
+    #[serde(rename = "Comment")]
+    pub comment: Option<String>,
+}
+
+impl ValidateBody for CancelBody {
+    type Valid = Option<String>;
+    fn validate(self) -> Result<Option<String>, MdeError> {
+        comment(self.comment)
+    }
+}
+
+/// Body of `PATCH /api/machines/{id}`: a tags collection replaces all tags.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateMachineBody {
+    pub machine_tags: Option<Vec<String>>,
+    #[schema(value_type = Option<DeviceValue>)]
+    pub device_value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UpdateMachineRequest {
+    pub machine_tags: Option<Vec<String>>,
+    pub device_value: Option<DeviceValue>,
+}
+
+impl ValidateBody for UpdateMachineBody {
+    type Valid = UpdateMachineRequest;
+    fn validate(self) -> Result<UpdateMachineRequest, MdeError> {
+        let device_value = parse_enum("deviceValue", self.device_value)?;
+        if self.machine_tags.is_none() && device_value.is_none() {
+            return Err(MdeError::invalid_input(
+                "Invalid input: the body must set machineTags or deviceValue.",
+            ));
+        }
+        Ok(UpdateMachineRequest {
+            machine_tags: self.machine_tags,
+            device_value,
+        })
+    }
+}
+
+/// Body of `POST /api/machines/{id}/setDeviceValue`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DeviceValueBody {
+    /// `Normal`, `Low` or `High`.
+    #[serde(rename = "DeviceValue")]
+    #[schema(value_type = DeviceValue, required = true)]
+    pub device_value: Option<String>,
+}
+
+impl ValidateBody for DeviceValueBody {
+    type Valid = DeviceValue;
+    fn validate(self) -> Result<DeviceValue, MdeError> {
+        required("DeviceValue", parse_enum("DeviceValue", self.device_value)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse<T: for<'de> Deserialize<'de>>(json: &str) -> T {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn wrongly_cased_required_property_is_missing() {
+        let err = parse::<IsolateBody>(r#"{"comment":"x"}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::MissingRequiredParameter);
+        assert_eq!(err.message, "Parameter Comment is missing.");
+    }
+
+    #[test]
+    fn enum_values_match_exactly() {
+        let err = parse::<IsolateBody>(r#"{"Comment":"x","IsolationType":"full"}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(
+            err.message
+                .contains("'Full', 'Selective', 'UnManagedDevice'"),
+            "{}",
+            err.message
+        );
+        let ok = parse::<IsolateBody>(r#"{"Comment":"x"}"#)
+            .validate()
+            .unwrap();
+        assert_eq!(ok.kind, ActionKind::Isolate(IsolationType::Full));
+    }
+
+    #[test]
+    fn bulk_limit_is_500() {
+        let ids: Vec<String> = (0..501).map(|i| format!("{i:040x}")).collect();
+        let body = BulkTagBody {
+            value: Some("t".into()),
+            action: Some("Add".into()),
+            machine_ids: Some(ids),
+        };
+        let err = body.validate().unwrap_err();
+        assert_eq!(err.code, ErrorCode::MaximumBatchSizeExceeded);
+        assert_eq!(
+            err.message,
+            "Maximum batch size exceeded. Received: 501, allowed: 500."
+        );
+    }
+
+    #[test]
+    fn sha1_must_be_40_hex() {
+        let err = parse::<StopAndQuarantineBody>(r#"{"Comment":"x","Sha1":"abc"}"#)
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidHashValue);
+    }
+}

@@ -1,0 +1,18 @@
+//! Identifiers in MDE's formats.
+
+use rand::Rng;
+
+/// A machine id: 40 lower-case hexadecimal characters, as MDE's.
+pub fn new_machine_id() -> String {
+    let bytes: [u8; 20] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A machine-action id: a lower-case GUID.
+pub fn new_action_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+pub fn is_machine_id(text: &str) -> bool {
+    text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}

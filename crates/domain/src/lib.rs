@@ -1,0 +1,19 @@
+//! What may happen to a machine, and who may do it.
+//!
+//! The rules (retention, OS support, one active action per type, tag limits,
+//! the action life cycle, device-group visibility) are written once here as
+//! plain functions; [`service::Palisade`] applies them for every front end, and
+//! [`store::Store`] is the one interface the SQLite and PostgreSQL back ends fill.
+
+pub mod caller;
+pub mod clock;
+pub mod ids;
+pub mod query;
+pub mod rules;
+pub mod service;
+pub mod store;
+
+pub use caller::{Caller, DeviceGroupAccess, Tenant};
+pub use clock::{Clock, SystemClock};
+pub use service::Palisade;
+pub use store::{Store, StoreError};

@@ -1,0 +1,5 @@
+//! The rules, as plain functions over entities. No I/O here.
+
+pub mod actions;
+pub mod platform;
+pub mod tags;

@@ -1,0 +1,304 @@
+//! The one domain service every front end calls (MDE REST API now; CLI and
+//! device plane later). It applies the rules and leaves storage to the store.
+
+use crate::caller::Caller;
+use crate::clock::Clock;
+use crate::query::{ListQuery, PAGE_SIZE};
+use crate::rules;
+use crate::store::{MachineChange, Page, Store, StoreError, WriteError};
+use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
+use palisade_contract::machine::MACHINE_QUERYABLE;
+use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
+use palisade_contract::requests::{
+    ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
+};
+use palisade_contract::{DeviceValue, ErrorCode, Machine, MachineAction, MdeError};
+use std::sync::Arc;
+
+impl From<StoreError> for MdeError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(message) => MdeError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("The store is unavailable; retry shortly. ({message})"),
+            ),
+            StoreError::Internal(message) => MdeError::internal(message),
+        }
+    }
+}
+
+impl From<WriteError> for MdeError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::MachineNotFound(id) => MdeError::machine_not_found(&id),
+            WriteError::ActionNotFound(id) => MdeError::action_not_found(&id),
+            WriteError::Rejected(error) => error,
+            WriteError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// MDE answers a malformed action id with this 400 rather than a 404.
+fn parse_action_id(id: &str) -> Result<String, MdeError> {
+    uuid::Uuid::parse_str(id)
+        .map(|g| g.to_string())
+        .map_err(|_| {
+            MdeError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "The key value ({id}) from request is not valid. The key value should be format of type 'Edm.Guid'."
+                ),
+            )
+        })
+}
+
+#[derive(Clone)]
+pub struct Palisade {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Palisade {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Palisade { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub async fn list_machines(
+        &self,
+        caller: &Caller,
+        query: &ODataQuery,
+    ) -> Result<Page<Machine>, MdeError> {
+        let query = ListQuery::resolve(query, MACHINE_QUERYABLE)?;
+        let visibility = caller.visibility(self.clock.now());
+        Ok(self.store.machines(&visibility, &query).await?)
+    }
+
+    pub async fn get_machine(
+        &self,
+        caller: &Caller,
+        id_or_name: &str,
+    ) -> Result<Machine, MdeError> {
+        let visibility = caller.visibility(self.clock.now());
+        self.store
+            .machine(&visibility, id_or_name)
+            .await?
+            .ok_or_else(|| MdeError::machine_not_found(id_or_name))
+    }
+
+    /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.
+    pub async fn find_machines_by_tag(
+        &self,
+        caller: &Caller,
+        tag: &str,
+        starts_with: bool,
+    ) -> Result<Vec<Machine>, MdeError> {
+        let element = "$element".to_string();
+        let predicate = if starts_with {
+            Filter::StartsWith {
+                property: element.clone(),
+                prefix: tag.to_string(),
+            }
+        } else {
+            Filter::Compare {
+                property: element.clone(),
+                op: CompareOp::Eq,
+                value: Literal::String(tag.to_string()),
+            }
+        };
+        let query = ListQuery {
+            filter: Some(Filter::Any {
+                collection: "machineTags".into(),
+                variable: element,
+                predicate: Box::new(predicate),
+            }),
+            limit: PAGE_SIZE,
+            ..ListQuery::default()
+        };
+        let visibility = caller.visibility(self.clock.now());
+        Ok(self.store.machines(&visibility, &query).await?.items)
+    }
+
+    /// Applies `change` to each machine, all or none, and returns them as stored.
+    async fn change_machines<F>(
+        &self,
+        caller: &Caller,
+        mut machine_ids: Vec<String>,
+        mut change: F,
+    ) -> Result<Vec<MachineChange>, MdeError>
+    where
+        F: FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send + 'static,
+    {
+        let mut seen = std::collections::HashSet::new();
+        machine_ids.retain(|id| seen.insert(id.clone()));
+        let visibility = caller.visibility(self.clock.now());
+        let decide = Box::new(move |m: &Machine, active: &[MachineAction]| change(m, active));
+        Ok(self
+            .store
+            .change_machines(&visibility, machine_ids, decide)
+            .await?)
+    }
+
+    async fn change_machine<F>(
+        &self,
+        caller: &Caller,
+        machine_id: &str,
+        change: F,
+    ) -> Result<MachineChange, MdeError>
+    where
+        F: FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send + 'static,
+    {
+        let mut changed = self
+            .change_machines(caller, vec![machine_id.to_string()], change)
+            .await?;
+        changed
+            .pop()
+            .ok_or_else(|| MdeError::machine_not_found(machine_id))
+    }
+
+    pub async fn tag_machine(
+        &self,
+        caller: &Caller,
+        machine_id: &str,
+        request: TagRequest,
+    ) -> Result<Machine, MdeError> {
+        let changed = self
+            .change_machine(caller, machine_id, move |machine, _| {
+                let mut machine = machine.clone();
+                rules::tags::apply(&mut machine.machine_tags, &request)?;
+                Ok(MachineChange {
+                    machine,
+                    new_action: None,
+                })
+            })
+            .await?;
+        Ok(changed.machine)
+    }
+
+    pub async fn tag_machines(
+        &self,
+        caller: &Caller,
+        request: BulkTagRequest,
+    ) -> Result<Vec<Machine>, MdeError> {
+        rules::tags::validate_tag(&request.tag.value)?;
+        let tag = request.tag;
+        let changed = self
+            .change_machines(caller, request.machine_ids, move |machine, _| {
+                let mut machine = machine.clone();
+                rules::tags::apply(&mut machine.machine_tags, &tag)?;
+                Ok(MachineChange {
+                    machine,
+                    new_action: None,
+                })
+            })
+            .await?;
+        Ok(changed.into_iter().map(|c| c.machine).collect())
+    }
+
+    pub async fn update_machine(
+        &self,
+        caller: &Caller,
+        machine_id: &str,
+        request: UpdateMachineRequest,
+    ) -> Result<Machine, MdeError> {
+        let tags = request
+            .machine_tags
+            .as_deref()
+            .map(rules::tags::replacement)
+            .transpose()?;
+        let changed = self
+            .change_machine(caller, machine_id, move |machine, _| {
+                let mut machine = machine.clone();
+                if let Some(tags) = &tags {
+                    machine.machine_tags = tags.clone();
+                }
+                if let Some(value) = request.device_value {
+                    machine.device_value = Some(value);
+                }
+                Ok(MachineChange {
+                    machine,
+                    new_action: None,
+                })
+            })
+            .await?;
+        Ok(changed.machine)
+    }
+
+    pub async fn set_device_value(
+        &self,
+        caller: &Caller,
+        machine_id: &str,
+        value: DeviceValue,
+    ) -> Result<Machine, MdeError> {
+        self.update_machine(
+            caller,
+            machine_id,
+            UpdateMachineRequest {
+                machine_tags: None,
+                device_value: Some(value),
+            },
+        )
+        .await
+    }
+
+    /// Creates a Pending machine action (isolate, offboard, scan, ...).
+    pub async fn request_action(
+        &self,
+        caller: &Caller,
+        machine_id: &str,
+        request: ActionRequest,
+    ) -> Result<MachineAction, MdeError> {
+        let requestor = caller.requestor.clone();
+        let now = self.clock.now();
+        let changed = self
+            .change_machine(caller, machine_id, move |machine, active| {
+                let action = rules::actions::create(machine, active, &request, &requestor, now)?;
+                Ok(MachineChange {
+                    machine: machine.clone(),
+                    new_action: Some(action),
+                })
+            })
+            .await?;
+        changed
+            .new_action
+            .ok_or_else(|| MdeError::internal("the store did not return the new action"))
+    }
+
+    pub async fn list_actions(
+        &self,
+        caller: &Caller,
+        query: &ODataQuery,
+    ) -> Result<Page<MachineAction>, MdeError> {
+        let query = ListQuery::resolve(query, MACHINE_ACTION_QUERYABLE)?;
+        let visibility = caller.visibility(self.clock.now());
+        Ok(self.store.actions(&visibility, &query).await?)
+    }
+
+    pub async fn get_action(&self, caller: &Caller, id: &str) -> Result<MachineAction, MdeError> {
+        let id = parse_action_id(id)?;
+        let visibility = caller.visibility(self.clock.now());
+        self.store
+            .action(&visibility, &id)
+            .await?
+            .ok_or_else(|| MdeError::action_not_found(&id))
+    }
+
+    pub async fn cancel_action(
+        &self,
+        caller: &Caller,
+        id: &str,
+        comment: Option<String>,
+    ) -> Result<MachineAction, MdeError> {
+        let id = parse_action_id(id)?;
+        let requestor = caller.requestor.clone();
+        let now = self.clock.now();
+        let visibility = caller.visibility(now);
+        let decide = Box::new(move |action: &MachineAction| {
+            rules::actions::cancel(action, &requestor, comment, now)
+        });
+        Ok(self.store.change_action(&visibility, &id, decide).await?)
+    }
+}

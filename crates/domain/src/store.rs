@@ -1,0 +1,118 @@
+//! The storage interface. SQLite (embedded default) and PostgreSQL implement it.
+//!
+//! Reads take a [`Visibility`] so that tenant, retention and device-group limits
+//! are applied inside the query, never after it. Writes hand the store a
+//! decision function: the store loads the current rows inside its transaction,
+//! the domain decides, the store applies the decision and commits. The rule is
+//! thus written once (in the domain) and is atomic on every back end.
+
+use crate::caller::{Tenant, Visibility};
+use crate::query::ListQuery;
+use async_trait::async_trait;
+use palisade_contract::{Machine, MachineAction, MdeError};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is overloaded; worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("machine {0} not found")]
+    MachineNotFound(String),
+    #[error("machine action {0} not found")]
+    ActionNotFound(String),
+    #[error(transparent)]
+    Rejected(#[from] MdeError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a list, and what the caller needs to page on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// With `$count=true`: how many match in all.
+    pub count: Option<u64>,
+    /// More rows match beyond this page.
+    pub more: bool,
+}
+
+/// A device group (MDE "machine group"); `rbacGroupId`/`rbacGroupName` on machines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGroup {
+    pub id: i64,
+    pub name: String,
+}
+
+/// What the domain decided to do to one machine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MachineChange {
+    /// The machine as it must be stored (tags, device value, ...).
+    pub machine: Machine,
+    /// An action to create in the same transaction.
+    pub new_action: Option<MachineAction>,
+}
+
+/// Decides, from a machine and its active (Pending/InProgress) actions, what to change.
+pub type MachineDecision =
+    Box<dyn FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send>;
+
+/// Decides, from an action as stored, what it becomes.
+pub type ActionDecision = Box<dyn FnOnce(&MachineAction) -> Result<MachineAction, MdeError> + Send>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Creates the tenant unless one with its id exists.
+    async fn ensure_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Creates or renames a device group.
+    async fn put_device_group(
+        &self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> Result<(), StoreError>;
+    /// Creates or replaces machines (with their tags), as reported by devices or seeded.
+    async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError>;
+
+    async fn machines(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<Machine>, StoreError>;
+    /// By 40-hex id, else by case-insensitive `computerDnsName` (most recently seen).
+    async fn machine(
+        &self,
+        visibility: &Visibility,
+        id_or_name: &str,
+    ) -> Result<Option<Machine>, StoreError>;
+    /// Applies `decide` to each machine in one transaction: all change, or none.
+    async fn change_machines(
+        &self,
+        visibility: &Visibility,
+        machine_ids: Vec<String>,
+        decide: MachineDecision,
+    ) -> Result<Vec<MachineChange>, WriteError>;
+
+    async fn actions(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<MachineAction>, StoreError>;
+    async fn action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> Result<Option<MachineAction>, StoreError>;
+    async fn change_action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+        decide: ActionDecision,
+    ) -> Result<MachineAction, WriteError>;
+}

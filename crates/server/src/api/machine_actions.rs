@@ -1,0 +1,74 @@
+//! `/api/machineactions`: list, get, cancel.
+
+use crate::app::AppState;
+use crate::http::error::ApiResult;
+use crate::http::extract::{JsonBody, OData, RequestBase};
+use crate::http::odata::{collection, Entity};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use palisade_contract::requests::{CancelBody, ValidateBody};
+use palisade_contract::{ErrorBody, MachineAction};
+use palisade_domain::Caller;
+
+/// List machine actions, newest first (OData `$filter` on id, status, machineId, type, requestor, creationDateTimeUtc).
+#[utoipa::path(get, path = "/api/machineactions", tag = "Machine actions",
+    params(
+        ("$filter" = Option<String>, Query, description = "OData filter"),
+        ("$top" = Option<u32>, Query, description = "At most 10,000"),
+        ("$skip" = Option<u64>, Query),
+        ("$orderby" = Option<String>, Query),
+        ("$count" = Option<bool>, Query),
+        ("$select" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "A collection of MachineAction (`value`)", body = [MachineAction]),
+        (status = 400, body = ErrorBody),
+    ))]
+pub async fn list_actions(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    OData(query): OData,
+) -> ApiResult<Response> {
+    let page = app.palisade.list_actions(&caller, &query).await?;
+    collection(&base, &query, page)
+}
+
+/// Get one machine action.
+#[utoipa::path(get, path = "/api/machineactions/{id}", tag = "Machine actions",
+    params(("id" = String, Path, description = "Action id (GUID)")),
+    responses(
+        (status = 200, body = MachineAction),
+        (status = 400, description = "Not a GUID", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn get_action(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+) -> ApiResult<Entity<MachineAction>> {
+    let action = app.palisade.get_action(&caller, &id).await?;
+    Ok(Entity::ok(&base, action))
+}
+
+/// Cancel an action that is not yet in a final state; the action itself becomes Cancelled.
+#[utoipa::path(post, path = "/api/machineactions/{id}/cancel", tag = "Machine actions",
+    params(("id" = String, Path, description = "Action id (GUID)")),
+    request_body = CancelBody,
+    responses(
+        (status = 200, body = MachineAction),
+        (status = 400, description = "Already final, or not a GUID", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn cancel_action(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<CancelBody>,
+) -> ApiResult<Entity<MachineAction>> {
+    let comment = body.validate()?;
+    let action = app.palisade.cancel_action(&caller, &id, comment).await?;
+    Ok(Entity::ok(&base, action))
+}

@@ -1,0 +1,47 @@
+//! The MDE management API: one module per entity set, each handler annotated
+//! with its OpenAPI operation. The router and the OpenAPI document are built
+//! from the same annotations, so they cannot drift apart.
+
+pub mod machine_actions;
+pub mod machines;
+
+use crate::app::AppState;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade",
+        description = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint machine API. \
+            Every path is also served under /api/v1.0/..., and path segments match case-insensitively."
+    ),
+    tags(
+        (name = "Machines", description = "Machines and their tags"),
+        (name = "Machine actions", description = "Isolate, offboard, scan... and the actions they create")
+    )
+)]
+struct ApiDoc;
+
+/// Every API route, with its OpenAPI operation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(machines::list_machines))
+        .routes(routes!(machines::get_machine, machines::update_machine))
+        .routes(routes!(machines::find_by_tag))
+        .routes(routes!(machines::tag_machine))
+        .routes(routes!(machines::tag_machines))
+        .routes(routes!(machines::set_device_value))
+        .routes(routes!(machines::isolate))
+        .routes(routes!(machines::unisolate))
+        .routes(routes!(machines::offboard))
+        .routes(routes!(machines::restrict_code_execution))
+        .routes(routes!(machines::unrestrict_code_execution))
+        .routes(routes!(machines::run_antivirus_scan))
+        .routes(routes!(machines::collect_investigation_package))
+        .routes(routes!(machines::stop_and_quarantine_file))
+        .routes(routes!(machine_actions::list_actions))
+        .routes(routes!(machine_actions::get_action))
+        .routes(routes!(machine_actions::cancel_action))
+}

@@ -1,0 +1,107 @@
+//! Wiring: the store, the domain service and the HTTP stack, and serving them.
+
+use crate::api;
+use crate::http::envelope::envelope;
+use crate::http::paths::PathCanon;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::{Palisade, Store, SystemClock, Tenant};
+use palisade_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub palisade: Palisade,
+    /// The tenant requests act in until token validation lands.
+    pub tenant_id: String,
+    pub scheme: &'static str,
+    /// `host:port` for requests that name no host.
+    pub listen_authority: String,
+}
+
+/// The tenant a plain `palisade serve` creates for itself.
+pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
+
+/// Opens the store named by `database` (`sqlite://PATH` or a plain path).
+pub fn open_store(database: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    if database.starts_with("postgres") {
+        anyhow::bail!("the PostgreSQL back end is not built yet; use sqlite://PATH");
+    }
+    let store = SqliteStore::open(&PathBuf::from(path))
+        .map_err(|e| anyhow::anyhow!("cannot open the database {path}: {e}"))?;
+    Ok(Arc::new(store))
+}
+
+pub fn palisade(store: Arc<dyn Store>) -> Palisade {
+    Palisade::new(store, Arc::new(SystemClock))
+}
+
+/// Ensures the default tenant exists; returns its id.
+pub async fn ensure_default_tenant(palisade: &Palisade) -> anyhow::Result<String> {
+    let tenant = Tenant {
+        id: DEFAULT_TENANT_ID.into(),
+        name: "Default".into(),
+        retention_days: DEFAULT_RETENTION_DAYS,
+    };
+    palisade.store().ensure_tenant(&tenant).await?;
+    Ok(tenant.id)
+}
+
+/// The whole HTTP application: API routes, health, OpenAPI, and the layers
+/// every request goes through. `extra` routes (the benchmark's static ceiling)
+/// get the very same layers.
+pub fn http_app(state: AppState, extra: Router) -> Router {
+    let (api_router, openapi) = api::routes().split_for_parts();
+    let canon = PathCanon::new(openapi.paths.paths.keys().map(String::as_str));
+    let openapi_json = openapi.to_json().expect("the OpenAPI document serialises");
+    let router = api_router
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let body = openapi_json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(state)
+        .merge(extra);
+    // Path rewriting must happen before routing, so it wraps the router as a service.
+    let routed = router.map_request(move |request: Request| canon.rewrite(request));
+    Router::new()
+        .fallback_service(routed)
+        .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(envelope))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, finishing requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,338 @@
+//! The demo tenant: a realistic fleet to try the API on (`palisade serve --demo`),
+//! also used by the benchmark to build large fleets.
+
+use palisade_contract::machine::{IpAddress, VmMetadata};
+use palisade_contract::{
+    DeviceValue, ExposureLevel, HealthStatus, Machine, OnboardingStatus, OsPlatform, RiskScore,
+    Timestamp,
+};
+use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::store::DeviceGroup;
+use palisade_domain::{Palisade, Tenant};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub const DEMO_TENANT_ID: &str = "6a1f4c3e-2b7d-4e8f-9a0b-1c2d3e4f5a6b";
+/// Machines in the demo fleet.
+pub const DEMO_FLEET_SIZE: usize = 400;
+
+pub const DEMO_GROUPS: [(i64, &str); 3] = [(1, "Workstations"), (2, "Servers"), (3, "Finance")];
+
+/// One kind of machine in the fleet: platform, OS release/build, agent version, share.
+struct Profile {
+    platform: OsPlatform,
+    version: &'static str,
+    build: Option<i64>,
+    agent: &'static str,
+    weight: u32,
+}
+
+const PROFILES: &[Profile] = &[
+    // Windows 10 before 1703: too old to isolate or offboard.
+    p(
+        OsPlatform::Windows10,
+        "1607",
+        Some(14393),
+        "10.3720.14393.2457",
+        4,
+    ),
+    p(
+        OsPlatform::Windows10,
+        "1703",
+        Some(15063),
+        "10.4850.15063.1418",
+        3,
+    ),
+    p(
+        OsPlatform::Windows10,
+        "1709",
+        Some(16299),
+        "10.5850.16299.1747",
+        3,
+    ),
+    p(
+        OsPlatform::Windows10,
+        "21H2",
+        Some(19044),
+        "10.8470.19041.2788",
+        14,
+    ),
+    p(
+        OsPlatform::Windows10,
+        "22H2",
+        Some(19045),
+        "10.8760.19045.4412",
+        16,
+    ),
+    p(
+        OsPlatform::Windows11,
+        "22H2",
+        Some(22621),
+        "10.8760.22621.3447",
+        10,
+    ),
+    p(
+        OsPlatform::Windows11,
+        "23H2",
+        Some(22631),
+        "10.8760.22631.3593",
+        12,
+    ),
+    p(
+        OsPlatform::Windows11,
+        "24H2",
+        Some(26100),
+        "10.8760.26100.1150",
+        6,
+    ),
+    p(
+        OsPlatform::WindowsServer2012R2,
+        "6.3",
+        Some(9600),
+        "10.8210.9600.21620",
+        1,
+    ),
+    // Server 2016: with the old sensor (no offboarding by API) and with the unified agent.
+    p(
+        OsPlatform::WindowsServer2016,
+        "1607",
+        Some(14393),
+        "10.3720.14393.4046",
+        2,
+    ),
+    p(
+        OsPlatform::WindowsServer2016,
+        "1607",
+        Some(14393),
+        "10.8210.14393.6343",
+        3,
+    ),
+    p(
+        OsPlatform::WindowsServer2019,
+        "1809",
+        Some(17763),
+        "10.8560.17763.5820",
+        6,
+    ),
+    p(
+        OsPlatform::WindowsServer2022,
+        "21H2",
+        Some(20348),
+        "10.8760.20348.2461",
+        6,
+    ),
+    p(OsPlatform::MacOs, "14.4", None, "101.24042.0008", 5),
+    p(OsPlatform::MacOs, "12.6", None, "101.9.6", 1),
+    p(OsPlatform::Linux, "22.04", None, "101.24052.0002", 8),
+];
+
+const fn p(
+    platform: OsPlatform,
+    version: &'static str,
+    build: Option<i64>,
+    agent: &'static str,
+    weight: u32,
+) -> Profile {
+    Profile {
+        platform,
+        version,
+        build,
+        agent,
+        weight,
+    }
+}
+
+const TAGS: [&str; 6] = ["VIP", "Prod", "Kiosk", "Finance", "Pilot ring", "Legacy"];
+
+fn pick_profile(rng: &mut StdRng) -> &'static Profile {
+    let total: u32 = PROFILES.iter().map(|p| p.weight).sum();
+    let mut roll = rng.random_range(0..total);
+    for profile in PROFILES {
+        if roll < profile.weight {
+            return profile;
+        }
+        roll -= profile.weight;
+    }
+    &PROFILES[0]
+}
+
+fn pick<T: Copy>(rng: &mut StdRng, items: &[T]) -> T {
+    items[rng.random_range(0..items.len())]
+}
+
+/// `count` machines, the same ones for the same `seed`, last seen around `now`.
+pub fn fleet(count: usize, seed: u64, now: Timestamp) -> Vec<Machine> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count).map(|n| machine(&mut rng, n, now)).collect()
+}
+
+fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
+    let profile = pick_profile(rng);
+    let server = matches!(
+        profile.platform,
+        OsPlatform::WindowsServer2012R2
+            | OsPlatform::WindowsServer2016
+            | OsPlatform::WindowsServer2019
+            | OsPlatform::WindowsServer2022
+    );
+    let kind = match profile.platform {
+        _ if server => "srv",
+        OsPlatform::MacOs => "mac",
+        OsPlatform::Linux => "lnx",
+        _ => "desktop",
+    };
+    // Most machines reported today; some weeks ago; a few are past retention.
+    let days_ago = match rng.random_range(0..100) {
+        0..=79 => 0,
+        80..=89 => rng.random_range(1..30),
+        90..=94 => rng.random_range(30..170),
+        _ => rng.random_range(DEFAULT_RETENTION_DAYS + 1..400),
+    };
+    let last_seen = now
+        .minus_days(days_ago)
+        .plus_seconds(-rng.random_range(0..86_400));
+    let first_seen = last_seen.minus_days(rng.random_range(10..700));
+    let ip = format!(
+        "10.{}.{}.{}",
+        rng.random_range(0..4),
+        rng.random_range(0..255),
+        rng.random_range(1..255)
+    );
+    let mac: String = (0..6)
+        .map(|_| format!("{:02X}", rng.random::<u8>()))
+        .collect();
+    let group = match rng.random_range(0..10) {
+        0 => 0,
+        1 => 3,
+        _ if server => 2,
+        _ => 1,
+    };
+    let mut tags = Vec::new();
+    for tag in TAGS {
+        if rng.random_range(0..8) == 0 {
+            tags.push(tag.to_string());
+        }
+    }
+    let id_bytes: [u8; 20] = rng.random();
+    let is_vm = server && rng.random_range(0..2) == 0;
+    Machine {
+        id: id_bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        merged_into_machine_id: None,
+        is_potential_duplication: false,
+        is_excluded: false,
+        exclusion_reason: None,
+        computer_dns_name: format!("{kind}-{n:05}.corp.contoso.com"),
+        first_seen,
+        last_seen,
+        os_platform: profile.platform,
+        os_version: None,
+        os_processor: Some("x64".into()),
+        version: Some(profile.version.into()),
+        last_ip_address: Some(ip.clone()),
+        last_external_ip_address: Some(format!("203.0.113.{}", rng.random_range(1..255))),
+        agent_version: Some(profile.agent.into()),
+        os_build: profile.build,
+        health_status: if days_ago > 7 {
+            HealthStatus::Inactive
+        } else {
+            pick(
+                rng,
+                &[
+                    HealthStatus::Active,
+                    HealthStatus::Active,
+                    HealthStatus::Active,
+                    HealthStatus::ImpairedCommunication,
+                ],
+            )
+        },
+        device_value: Some(pick(
+            rng,
+            &[
+                DeviceValue::Normal,
+                DeviceValue::Normal,
+                DeviceValue::High,
+                DeviceValue::Low,
+            ],
+        )),
+        rbac_group_id: group,
+        rbac_group_name: None,
+        risk_score: Some(pick(
+            rng,
+            &[
+                RiskScore::None,
+                RiskScore::Low,
+                RiskScore::Medium,
+                RiskScore::High,
+            ],
+        )),
+        exposure_level: Some(pick(
+            rng,
+            &[
+                ExposureLevel::Low,
+                ExposureLevel::Medium,
+                ExposureLevel::High,
+            ],
+        )),
+        is_aad_joined: profile.platform.is_windows() && !server,
+        aad_device_id: None,
+        machine_tags: tags,
+        defender_av_status: Some("Updated".into()),
+        onboarding_status: if rng.random_range(0..40) == 0 {
+            OnboardingStatus::CanBeOnboarded
+        } else {
+            OnboardingStatus::Onboarded
+        },
+        os_architecture: Some("64-bit".into()),
+        managed_by: Some(if server { "Unknown" } else { "Intune" }.into()),
+        managed_by_status: Some("Unknown".into()),
+        ip_addresses: vec![
+            IpAddress {
+                ip_address: ip,
+                mac_address: Some(mac),
+                kind: "Ethernet".into(),
+                operational_status: "Up".into(),
+            },
+            IpAddress {
+                ip_address: "127.0.0.1".into(),
+                mac_address: None,
+                kind: "SoftwareLoopback".into(),
+                operational_status: "Up".into(),
+            },
+        ],
+        vm_metadata: is_vm.then(|| VmMetadata {
+            vm_id: Some(uuid::Uuid::from_bytes(rng.random()).to_string()),
+            cloud_provider: Some("Azure".into()),
+            resource_id: None,
+            subscription_id: None,
+        }),
+    }
+}
+
+/// Creates the demo tenant, its device groups and fleet, unless it exists already.
+/// Returns whether it was created now.
+pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
+    let store = palisade.store();
+    if store.tenant(DEMO_TENANT_ID).await?.is_some() {
+        return Ok(false);
+    }
+    let tenant = Tenant {
+        id: DEMO_TENANT_ID.into(),
+        name: "Contoso (demo)".into(),
+        retention_days: DEFAULT_RETENTION_DAYS,
+    };
+    store.ensure_tenant(&tenant).await?;
+    for (id, name) in DEMO_GROUPS {
+        store
+            .put_device_group(
+                &tenant.id,
+                &DeviceGroup {
+                    id,
+                    name: name.into(),
+                },
+            )
+            .await?;
+    }
+    let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
+    store.put_machines(&tenant.id, &machines).await?;
+    Ok(true)
+}

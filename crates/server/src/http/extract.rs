@@ -1,0 +1,149 @@
+//! Extractors: who calls, what they sent, and the OData options they asked for.
+
+use super::error::ApiError;
+use super::MAX_BODY_BYTES;
+use crate::app::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::request::Parts;
+use palisade_contract::odata::ODataQuery;
+use palisade_contract::{ErrorCode, MdeError};
+use palisade_domain::{Caller, DeviceGroupAccess};
+use serde::de::DeserializeOwned;
+
+/// The caller of this request. Every handler gets identity from here and only here.
+///
+/// Until token validation lands, every request acts as the local development
+/// principal of the server's own tenant, with access to all device groups.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let tenant = state
+            .palisade
+            .store()
+            .tenant(&state.tenant_id)
+            .await
+            .map_err(MdeError::from)?
+            .ok_or_else(|| {
+                MdeError::new(
+                    ErrorCode::Unauthorized,
+                    format!("Tenant {} does not exist.", state.tenant_id),
+                )
+            })?;
+        Ok(Caller {
+            tenant,
+            requestor: LOCAL_REQUESTOR.to_string(),
+            device_groups: DeviceGroupAccess::All,
+        })
+    }
+}
+
+/// `requestor` of actions created by the local development principal.
+pub const LOCAL_REQUESTOR: &str = "Palisade local API";
+
+/// A JSON request body, read as MDE reads it: `application/json` only, at most
+/// 1 MiB, and an absent body counts as `{}` so that missing required properties
+/// are reported by name.
+pub struct JsonBody<T>(pub T);
+
+fn bad_body(message: impl Into<String>) -> ApiError {
+    MdeError::new(ErrorCode::InvalidRequestBody, message).into()
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
+        let content_type = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                MdeError::new(
+                    ErrorCode::BadRequest,
+                    format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+                )
+                .with_status(413)
+            })?;
+        let is_json = content_type
+            .as_deref()
+            .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
+        if !bytes.is_empty() && !is_json {
+            return Err(MdeError::new(
+                ErrorCode::BadRequest,
+                "The request body must be sent with Content-Type: application/json.",
+            )
+            .with_status(415)
+            .into());
+        }
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." || inner.is_syntax() || inner.is_eof() {
+                bad_body(format!("Request body is incorrect: {inner}"))
+            } else {
+                bad_body(format!("Request body is incorrect: {path}: {inner}"))
+            }
+        })?;
+        deserializer
+            .end()
+            .map_err(|e| bad_body(format!("Request body is incorrect: {e}")))?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// The OData system query options of the request.
+pub struct OData(pub ODataQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for OData {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        ODataQuery::parse(parts.uri.query().unwrap_or(""))
+            .map(OData)
+            .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0).into())
+    }
+}
+
+/// Where this request was sent: `{scheme}://{host}`, for `@odata.context` and `@odata.nextLink`.
+#[derive(Debug, Clone)]
+pub struct RequestBase {
+    pub origin: String,
+    pub path: String,
+    pub query: Option<String>,
+}
+
+impl FromRequestParts<AppState> for RequestBase {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| state.listen_authority.clone());
+        Ok(RequestBase {
+            origin: format!("{}://{host}", state.scheme),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().map(str::to_string),
+        })
+    }
+}

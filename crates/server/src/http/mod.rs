@@ -1,0 +1,11 @@
+//! The HTTP front end's plumbing: the request envelope (request id, log line,
+//! MDE error bodies), case-insensitive routing, extractors and OData responses.
+
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod odata;
+pub mod paths;
+
+/// Largest request body accepted (decisions: Wire).
+pub const MAX_BODY_BYTES: usize = 1 << 20;

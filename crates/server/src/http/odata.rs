@@ -1,0 +1,197 @@
+//! OData JSON responses: `@odata.context`, collections with `value`, paging
+//! links, `$count` and `$select`, with the headers MDE sends.
+
+use super::error::ApiError;
+use super::extract::RequestBase;
+use axum::http::header::{HeaderValue, CONTENT_TYPE};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use palisade_contract::odata::ODataQuery;
+use palisade_contract::{ErrorCode, MdeError};
+use palisade_domain::store::Page;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
+
+const ODATA_CONTENT_TYPE: &str =
+    "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
+
+/// An entity set of the API: its name in `@odata.context` and its properties.
+pub trait EntitySet: Serialize + utoipa::ToSchema {
+    const SET: &'static str;
+}
+
+impl EntitySet for palisade_contract::Machine {
+    const SET: &'static str = "Machines";
+}
+
+impl EntitySet for palisade_contract::MachineAction {
+    const SET: &'static str = "MachineActions";
+}
+
+fn odata_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(ODATA_CONTENT_TYPE));
+    headers.insert("OData-Version", HeaderValue::from_static("4.0"));
+    response
+}
+
+/// One entity: `{"@odata.context": ".../$metadata#Machines/$entity", ...}`.
+pub struct Entity<T> {
+    status: StatusCode,
+    context: String,
+    entity: T,
+}
+
+impl<T: EntitySet> Entity<T> {
+    pub fn ok(base: &RequestBase, entity: T) -> Self {
+        Self::with_status(StatusCode::OK, base, entity)
+    }
+
+    pub fn created(base: &RequestBase, entity: T) -> Self {
+        Self::with_status(StatusCode::CREATED, base, entity)
+    }
+
+    fn with_status(status: StatusCode, base: &RequestBase, entity: T) -> Self {
+        Entity {
+            status,
+            context: format!("{}/api/$metadata#{}/$entity", base.origin, T::SET),
+            entity,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Entity<T> {
+    fn into_response(self) -> Response {
+        // The context first, then the entity's own properties in their order:
+        // splice the entity's JSON object after a leading context member.
+        let entity = match serde_json::to_vec(&self.entity) {
+            Ok(bytes) => bytes,
+            Err(e) => return ApiError(MdeError::internal(e.to_string())).into_response(),
+        };
+        let mut body = Vec::with_capacity(entity.len() + self.context.len() + 24);
+        body.extend_from_slice(b"{\"@odata.context\":");
+        body.extend_from_slice(&serde_json::to_vec(&self.context).unwrap_or_default());
+        if entity.len() > 2 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&entity[1..]);
+        odata_response(self.status, body)
+    }
+}
+
+/// A collection: `{"@odata.context", ["@odata.count",] "value", ["@odata.nextLink"]}`.
+#[derive(Serialize)]
+pub struct Collection<T> {
+    #[serde(rename = "@odata.context")]
+    context: String,
+    #[serde(rename = "@odata.count", skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink", skip_serializing_if = "Option::is_none")]
+    next_link: Option<String>,
+}
+
+/// The property names of an entity, from its schema (so `$select` knows them).
+fn property_names<T: utoipa::ToSchema>() -> Vec<String> {
+    match T::schema() {
+        RefOr::T(Schema::Object(object)) => object.properties.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Keeps only the `$select`ed properties (names matched case-insensitively).
+fn select<T: EntitySet>(items: Vec<T>, names: &[String]) -> Result<Vec<Value>, MdeError> {
+    let known = property_names::<T>();
+    let mut chosen = Vec::with_capacity(names.len());
+    for name in names {
+        let property = known
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                MdeError::new(
+                    ErrorCode::ODataError,
+                    format!(
+                        "Could not find a property named '{name}' on type {}.",
+                        T::SET
+                    ),
+                )
+            })?;
+        chosen.push(property.clone());
+    }
+    items
+        .into_iter()
+        .map(|item| {
+            let Value::Object(mut all) =
+                serde_json::to_value(item).map_err(|e| MdeError::internal(e.to_string()))?
+            else {
+                return Err(MdeError::internal("an entity is not a JSON object"));
+            };
+            let picked: Map<String, Value> =
+                chosen.iter().filter_map(|k| all.remove_entry(k)).collect();
+            Ok(Value::Object(picked))
+        })
+        .collect()
+}
+
+/// `base`'s URL with `$skip` set to `skip` (other options kept as sent).
+fn next_link(base: &RequestBase, skip: u64) -> String {
+    let mut options: Vec<&str> = base
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or("");
+            !(name.eq_ignore_ascii_case("$skip") || name.eq_ignore_ascii_case("%24skip"))
+        })
+        .collect();
+    let skip = format!("$skip={skip}");
+    options.push(&skip);
+    format!("{}{}?{}", base.origin, base.path, options.join("&"))
+}
+
+pub fn collection<T: EntitySet>(
+    base: &RequestBase,
+    query: &ODataQuery,
+    page: Page<T>,
+) -> Result<Response, ApiError> {
+    let context = format!("{}/api/$metadata#{}", base.origin, T::SET);
+    // As MDE: a nextLink only when the client did not choose the page size.
+    let next = (query.top.is_none() && page.more).then(|| {
+        let skip = query.skip.unwrap_or(0) + page.items.len() as u64;
+        next_link(base, skip)
+    });
+    let body = match &query.select {
+        Some(names) => serde_json::to_vec(&Collection {
+            context,
+            count: page.count,
+            value: select(page.items, names)?,
+            next_link: next,
+        }),
+        None => serde_json::to_vec(&Collection {
+            context,
+            count: page.count,
+            value: page.items,
+            next_link: next,
+        }),
+    }
+    .map_err(|e| MdeError::internal(e.to_string()))?;
+    Ok(odata_response(StatusCode::OK, body))
+}
+
+/// A plain list (e.g. `findbytag`, bulk tagging) as an unpaged collection.
+pub fn list<T: EntitySet>(base: &RequestBase, items: Vec<T>) -> Result<Response, ApiError> {
+    collection(
+        base,
+        &ODataQuery::default(),
+        Page {
+            items,
+            count: None,
+            more: false,
+        },
+    )
+}

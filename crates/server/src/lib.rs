@@ -1,0 +1,7 @@
+//! The Palisade server: the MDE-compatible API over HTTP, the CLI and the demo tenant.
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod http;

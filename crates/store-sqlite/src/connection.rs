@@ -1,0 +1,27 @@
+//! Opening a connection with Palisade's settings, and the schema migrations.
+
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, M};
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// The schema, in order. Applied at start; never edit one that has shipped.
+pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    Migrations::new(vec![M::up(include_str!(
+        "../migrations/0001_machines_and_actions.sql"
+    ))])
+});
+
+/// Opens `path` with the settings every Palisade connection uses:
+/// WAL (readers never block the writer), `synchronous=FULL` (a commit is on
+/// disk before it is acknowledged, so a 200 survives a crash or power loss),
+/// foreign keys on, and a busy timeout for other processes (the CLI).
+pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}

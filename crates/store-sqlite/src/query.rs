@@ -1,0 +1,230 @@
+//! A resolved OData query, and a caller's visibility, as SQL.
+
+use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
+use palisade_contract::Timestamp;
+use palisade_domain::caller::{DeviceGroupAccess, Visibility};
+use rusqlite::types::Value;
+
+/// Which entity a query is about: its table alias, columns and default order.
+pub(crate) struct Entity {
+    /// Maps a canonical property name (see `ListQuery`) to its column.
+    pub column: fn(&str) -> Option<&'static str>,
+    pub default_order: &'static str,
+}
+
+pub(crate) const MACHINES: Entity = Entity {
+    column: |property| {
+        Some(match property {
+            "id" => "m.id",
+            "computerDnsName" => "m.computer_dns_name",
+            "version" => "m.version",
+            "deviceValue" => "m.device_value",
+            "aadDeviceId" => "m.aad_device_id",
+            "lastSeen" => "m.last_seen",
+            "exposureLevel" => "m.exposure_level",
+            "onboardingStatus" => "m.onboarding_status",
+            "lastIpAddress" => "m.last_ip_address",
+            "healthStatus" => "m.health_status",
+            "osPlatform" => "m.os_platform",
+            "riskScore" => "m.risk_score",
+            "rbacGroupId" => "m.rbac_group_id",
+            // Inside machineTags/any(...): the tag row of the subquery.
+            "$element" => "t.tag",
+            _ => return None,
+        })
+    },
+    default_order: "m.id",
+};
+
+pub(crate) const ACTIONS: Entity = Entity {
+    column: |property| {
+        Some(match property {
+            "id" => "a.id",
+            "status" => "a.status",
+            "machineId" => "a.machine_id",
+            "type" => "a.type",
+            "requestor" => "a.requestor",
+            "creationDateTimeUtc" => "a.creation_time",
+            _ => return None,
+        })
+    },
+    // Newest first (decisions: machine actions).
+    default_order: "a.creation_time DESC, a.id",
+};
+
+/// Collects SQL text and its positional parameters side by side.
+#[derive(Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<Value>,
+}
+
+impl Sql {
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    pub fn bind(&mut self, value: Value) -> &mut Self {
+        self.text.push('?');
+        self.params.push(value);
+        self
+    }
+
+    /// `m.tenant_id = ? AND m.last_seen >= ? [AND m.rbac_group_id IN (...)]`
+    pub fn machine_visibility(&mut self, visibility: &Visibility) -> &mut Self {
+        self.push("m.tenant_id = ")
+            .bind(Value::Text(visibility.tenant_id.clone()))
+            .push(" AND m.last_seen >= ")
+            .bind(Value::Integer(visibility.seen_since.ticks()));
+        self.device_groups("m.rbac_group_id", &visibility.device_groups)
+    }
+
+    /// Actions are visible where their machine's device group is.
+    pub fn action_visibility(&mut self, visibility: &Visibility) -> &mut Self {
+        self.push("a.tenant_id = ")
+            .bind(Value::Text(visibility.tenant_id.clone()));
+        if let DeviceGroupAccess::Only(_) = visibility.device_groups {
+            self.push(" AND a.machine_id IN (SELECT v.id FROM machines v WHERE v.tenant_id = ")
+                .bind(Value::Text(visibility.tenant_id.clone()));
+            self.device_groups("v.rbac_group_id", &visibility.device_groups);
+            self.push(")");
+        }
+        self
+    }
+
+    fn device_groups(&mut self, column: &str, access: &DeviceGroupAccess) -> &mut Self {
+        if let DeviceGroupAccess::Only(groups) = access {
+            if groups.is_empty() {
+                return self.push(" AND 0");
+            }
+            self.push(" AND ").push(column).push(" IN (");
+            for (i, group) in groups.iter().enumerate() {
+                if i > 0 {
+                    self.push(", ");
+                }
+                self.bind(Value::Integer(*group));
+            }
+            self.push(")");
+        }
+        self
+    }
+
+    /// Appends ` AND (filter)`; `tenant_id` scopes the tag subquery.
+    pub fn filter(&mut self, entity: &Entity, filter: &Filter, tenant_id: &str) -> &mut Self {
+        self.push(" AND (");
+        self.condition(entity, filter, tenant_id);
+        self.push(")")
+    }
+
+    fn column(entity: &Entity, property: &str) -> &'static str {
+        // ListQuery::resolve only lets catalogue properties through.
+        (entity.column)(property).unwrap_or("NULL")
+    }
+
+    fn condition(&mut self, entity: &Entity, filter: &Filter, tenant_id: &str) {
+        match filter {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                let joiner = if matches!(filter, Filter::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.push("(");
+                self.condition(entity, a, tenant_id);
+                self.push(joiner);
+                self.condition(entity, b, tenant_id);
+                self.push(")");
+            }
+            Filter::Not(a) => {
+                self.push("NOT (");
+                self.condition(entity, a, tenant_id);
+                self.push(")");
+            }
+            Filter::Compare {
+                property,
+                op,
+                value,
+            } => {
+                let column = Self::column(entity, property);
+                self.push(column);
+                match (op, value) {
+                    (CompareOp::Eq, Literal::Null) => {
+                        self.push(" IS NULL");
+                    }
+                    (CompareOp::Ne, Literal::Null) => {
+                        self.push(" IS NOT NULL");
+                    }
+                    _ => {
+                        // `IS NOT` so that a null column counts as "not equal", as in OData.
+                        let sql_op = match op {
+                            CompareOp::Eq => " = ",
+                            CompareOp::Ne => " IS NOT ",
+                            CompareOp::Gt => " > ",
+                            CompareOp::Ge => " >= ",
+                            CompareOp::Lt => " < ",
+                            CompareOp::Le => " <= ",
+                        };
+                        self.push(sql_op).bind(literal(value));
+                    }
+                }
+            }
+            Filter::StartsWith { property, prefix } => {
+                // substr, not LIKE: LIKE ignores ASCII case; startswith must not.
+                let column = Self::column(entity, property);
+                self.push("substr(")
+                    .push(column)
+                    .push(", 1, ")
+                    .bind(Value::Integer(prefix.chars().count() as i64))
+                    .push(") = ")
+                    .bind(Value::Text(prefix.clone()));
+            }
+            Filter::In { property, values } => {
+                self.push(Self::column(entity, property)).push(" IN (");
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.bind(literal(value));
+                }
+                self.push(")");
+            }
+            Filter::Any { predicate, .. } => {
+                // An uncorrelated subquery: SQLite reads it once through the tag index.
+                self.push("m.id IN (SELECT t.machine_id FROM machine_tags t WHERE t.tenant_id = ")
+                    .bind(Value::Text(tenant_id.to_string()))
+                    .push(" AND (");
+                self.condition(entity, predicate, tenant_id);
+                self.push("))");
+            }
+        }
+    }
+
+    pub fn order_by(&mut self, entity: &Entity, order: &[OrderBy]) -> &mut Self {
+        self.push(" ORDER BY ");
+        for o in order {
+            self.push(Self::column(entity, &o.property))
+                .push(if o.descending { " DESC, " } else { " ASC, " });
+        }
+        self.push(entity.default_order)
+    }
+
+    pub fn page(&mut self, skip: u64, rows: i64) -> &mut Self {
+        self.push(" LIMIT ")
+            .bind(Value::Integer(rows))
+            .push(" OFFSET ")
+            .bind(Value::Integer(i64::try_from(skip).unwrap_or(i64::MAX)))
+    }
+}
+
+fn literal(value: &Literal) -> Value {
+    match value {
+        Literal::String(s) => Value::Text(s.clone()),
+        Literal::Int(i) => Value::Integer(*i),
+        Literal::Float(f) => Value::Real(*f),
+        Literal::Bool(b) => Value::Integer(i64::from(*b)),
+        Literal::Null => Value::Null,
+        Literal::DateTime(at) => Value::Integer(Timestamp::from_datetime(*at).ticks()),
+        Literal::Guid(g) => Value::Text(g.to_string()),
+    }
+}

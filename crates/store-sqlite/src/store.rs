@@ -1,0 +1,390 @@
+//! `Store` on SQLite.
+
+use crate::connection::{open_connection, MIGRATIONS};
+use crate::query::{Entity, Sql, ACTIONS, MACHINES};
+use crate::rows::{
+    action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
+    MACHINE_COLUMNS, MACHINE_FROM,
+};
+use crate::workers::{store_error, Readers, Writer};
+use async_trait::async_trait;
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::ids::is_machine_id;
+use palisade_domain::query::ListQuery;
+use palisade_domain::store::{
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
+    WriteError,
+};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use std::path::Path;
+
+/// Reader threads: enough to overlap reads on two cores while one waits on I/O.
+const READERS: usize = 4;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut conn = open_connection(path).map_err(store_error)?;
+        MIGRATIONS
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = open_connection(path)?;
+                reader.pragma_update(None, "query_only", "ON")?;
+                Ok(reader)
+            })
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(store_error)?;
+        Ok(SqliteStore {
+            writer: Writer::spawn(conn),
+            readers: Readers::spawn(readers),
+        })
+    }
+}
+
+fn query_rows<T>(
+    conn: &Connection,
+    sql: &Sql,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let rows = statement.query_map(params_from_iter(sql.params.iter()), map)?;
+    rows.collect()
+}
+
+/// Runs a list query: one page (and one row more, to tell whether more exist), and the count.
+fn list<T>(
+    conn: &Connection,
+    entity: &Entity,
+    (columns, from): (&str, &str),
+    visible: impl Fn(&mut Sql),
+    tenant_id: &str,
+    query: &ListQuery,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Page<T>> {
+    let mut where_ = Sql::default();
+    visible(&mut where_);
+    if let Some(filter) = &query.filter {
+        where_.filter(entity, filter, tenant_id);
+    }
+    let mut sql = Sql::default();
+    sql.push("SELECT ")
+        .push(columns)
+        .push(" FROM ")
+        .push(from)
+        .push(" WHERE ")
+        .push(&where_.text);
+    sql.params.extend(where_.params.iter().cloned());
+    sql.order_by(entity, &query.order_by)
+        .page(query.skip, i64::from(query.limit) + 1);
+    let mut items = query_rows(conn, &sql, map)?;
+    let more = items.len() > query.limit as usize;
+    items.truncate(query.limit as usize);
+    let count = if query.count {
+        let text = format!("SELECT COUNT(*) FROM {from} WHERE {}", where_.text);
+        let total: i64 = conn
+            .prepare_cached(&text)?
+            .query_row(params_from_iter(where_.params.iter()), |r| r.get(0))?;
+        Some(total as u64)
+    } else {
+        None
+    };
+    Ok(Page { items, count, more })
+}
+
+const ACTION_FROM: &str = "machine_actions a";
+
+fn machine_select() -> String {
+    format!("SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM}")
+}
+
+fn action_select() -> String {
+    format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
+}
+
+fn find_machine_by(
+    conn: &Connection,
+    visibility: &Visibility,
+    condition: &str,
+    key: &str,
+) -> rusqlite::Result<Option<Machine>> {
+    let mut sql = Sql::default();
+    sql.push(&machine_select()).push(" WHERE ");
+    sql.machine_visibility(visibility);
+    sql.push(condition)
+        .bind(rusqlite::types::Value::Text(key.to_string()));
+    sql.push(" ORDER BY m.last_seen DESC LIMIT 1");
+    Ok(query_rows(conn, &sql, machine_from_row)?.pop())
+}
+
+fn active_actions(
+    conn: &Connection,
+    tenant_id: &str,
+    machine_id: &str,
+) -> rusqlite::Result<Vec<MachineAction>> {
+    let text = format!(
+        "{} WHERE a.tenant_id = ?1 AND a.machine_id = ?2 AND a.status IN ('Pending', 'InProgress') \
+         ORDER BY a.creation_time",
+        action_select()
+    );
+    let mut statement = conn.prepare_cached(&text)?;
+    let rows = statement.query_map(params![tenant_id, machine_id], action_from_row)?;
+    rows.collect()
+}
+
+fn find_action(
+    conn: &Connection,
+    visibility: &Visibility,
+    id: &str,
+) -> rusqlite::Result<Option<MachineAction>> {
+    let mut sql = Sql::default();
+    sql.push(&action_select()).push(" WHERE ");
+    sql.action_visibility(visibility);
+    sql.push(" AND a.id = ")
+        .bind(rusqlite::types::Value::Text(id.to_string()));
+    Ok(query_rows(conn, &sql, action_from_row)?.pop())
+}
+
+fn sql_failure(error: rusqlite::Error) -> WriteError {
+    WriteError::Store(store_error(error))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT id, name, retention_days FROM tenants WHERE id = ?1")?
+                    .query_row([id], |row| {
+                        Ok(Tenant {
+                            id: row.get(0)?,
+                            name: row.get(1)?,
+                            retention_days: row.get(2)?,
+                        })
+                    })
+                    .optional()
+            })
+            .await
+    }
+
+    async fn ensure_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let tenant = tenant.clone();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO tenants (id, name, retention_days, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                    params![
+                        tenant.id,
+                        tenant.name,
+                        tenant.retention_days,
+                        Ticks(Timestamp::now())
+                    ],
+                )
+                .map_err(sql_failure)?;
+                Ok(())
+            })
+            .await
+            .map_err(into_store_error)
+    }
+
+    async fn put_device_group(
+        &self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> Result<(), StoreError> {
+        let (tenant_id, group) = (tenant_id.to_string(), group.clone());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO device_groups (tenant_id, id, name) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name",
+                    params![tenant_id, group.id, group.name],
+                )
+                .map_err(sql_failure)?;
+                Ok(())
+            })
+            .await
+            .map_err(into_store_error)
+    }
+
+    async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
+        let (tenant_id, machines) = (tenant_id.to_string(), machines.to_vec());
+        self.writer
+            .write(move |conn| {
+                let mut existing_tags = conn
+                    .prepare_cached(
+                        "SELECT tag FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 \
+                         ORDER BY position",
+                    )
+                    .map_err(sql_failure)?;
+                for machine in &machines {
+                    let old: Vec<String> = existing_tags
+                        .query_map(params![tenant_id, machine.id], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
+                        .map_err(sql_failure)?;
+                    save_machine(conn, &tenant_id, machine, &old).map_err(sql_failure)?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(into_store_error)
+    }
+
+    async fn machines(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<Machine>, StoreError> {
+        let (visibility, query) = (visibility.clone(), query.clone());
+        self.readers
+            .read(move |conn| {
+                list(
+                    conn,
+                    &MACHINES,
+                    (MACHINE_COLUMNS, MACHINE_FROM),
+                    |sql| {
+                        sql.machine_visibility(&visibility);
+                    },
+                    &visibility.tenant_id,
+                    &query,
+                    machine_from_row,
+                )
+            })
+            .await
+    }
+
+    async fn machine(
+        &self,
+        visibility: &Visibility,
+        id_or_name: &str,
+    ) -> Result<Option<Machine>, StoreError> {
+        let (visibility, key) = (visibility.clone(), id_or_name.to_string());
+        self.readers
+            .read(move |conn| {
+                if is_machine_id(&key) {
+                    let by_id = find_machine_by(
+                        conn,
+                        &visibility,
+                        " AND m.id = ",
+                        &key.to_ascii_lowercase(),
+                    )?;
+                    if by_id.is_some() {
+                        return Ok(by_id);
+                    }
+                }
+                // Names repeat across re-onboarded devices: the most recently seen wins.
+                find_machine_by(
+                    conn,
+                    &visibility,
+                    " AND m.computer_dns_name COLLATE NOCASE = ",
+                    &key,
+                )
+            })
+            .await
+    }
+
+    async fn change_machines(
+        &self,
+        visibility: &Visibility,
+        machine_ids: Vec<String>,
+        mut decide: MachineDecision,
+    ) -> Result<Vec<MachineChange>, WriteError> {
+        let visibility = visibility.clone();
+        self.writer
+            .write(move |conn| {
+                let mut changes = Vec::with_capacity(machine_ids.len());
+                for id in machine_ids {
+                    let machine = find_machine_by(conn, &visibility, " AND m.id = ", &id)
+                        .map_err(sql_failure)?
+                        .ok_or(WriteError::MachineNotFound(id))?;
+                    let active = active_actions(conn, &visibility.tenant_id, &machine.id)
+                        .map_err(sql_failure)?;
+                    let change = decide(&machine, &active)?;
+                    if change.machine != machine {
+                        save_machine(
+                            conn,
+                            &visibility.tenant_id,
+                            &change.machine,
+                            &machine.machine_tags,
+                        )
+                        .map_err(sql_failure)?;
+                    }
+                    if let Some(action) = &change.new_action {
+                        save_action(conn, &visibility.tenant_id, action).map_err(sql_failure)?;
+                    }
+                    changes.push(change);
+                }
+                Ok(changes)
+            })
+            .await
+    }
+
+    async fn actions(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<MachineAction>, StoreError> {
+        let (visibility, query) = (visibility.clone(), query.clone());
+        self.readers
+            .read(move |conn| {
+                list(
+                    conn,
+                    &ACTIONS,
+                    (ACTION_COLUMNS, ACTION_FROM),
+                    |sql| {
+                        sql.action_visibility(&visibility);
+                    },
+                    &visibility.tenant_id,
+                    &query,
+                    action_from_row,
+                )
+            })
+            .await
+    }
+
+    async fn action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> Result<Option<MachineAction>, StoreError> {
+        let (visibility, id) = (visibility.clone(), id.to_string());
+        self.readers
+            .read(move |conn| find_action(conn, &visibility, &id))
+            .await
+    }
+
+    async fn change_action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+        decide: ActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        let (visibility, id) = (visibility.clone(), id.to_string());
+        self.writer
+            .write(move |conn| {
+                let action = find_action(conn, &visibility, &id)
+                    .map_err(sql_failure)?
+                    .ok_or(WriteError::ActionNotFound(id))?;
+                let changed = decide(&action)?;
+                save_action(conn, &visibility.tenant_id, &changed).map_err(sql_failure)?;
+                Ok(changed)
+            })
+            .await
+    }
+}
+
+fn into_store_error(error: WriteError) -> StoreError {
+    match error {
+        WriteError::Store(error) => error,
+        other => StoreError::Internal(other.to_string()),
+    }
+}

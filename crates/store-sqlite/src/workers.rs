@@ -1,0 +1,176 @@
+//! Threads that own SQLite connections and run jobs sent to them.
+
+use palisade_domain::store::{StoreError, WriteError};
+use rusqlite::{Connection, Savepoint, TransactionBehavior};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Most writes committed together in one transaction.
+const MAX_BATCH: usize = 512;
+/// Writes queued before callers wait (back-pressure instead of unbounded memory).
+const WRITE_QUEUE: usize = 4_096;
+
+pub(crate) fn store_error(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ffi::ErrorCode::*;
+    match error.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | DiskFull | CannotOpen | SystemIoFailure) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the store is shutting down".into())
+}
+
+/// Runs `work`, turning a panic into an error so that the thread survives it.
+fn guarded<T>(work: impl FnOnce() -> Result<T, WriteError>) -> Result<T, WriteError> {
+    catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|_| {
+        Err(WriteError::Store(StoreError::Internal(
+            "a store job panicked".into(),
+        )))
+    })
+}
+
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Reader threads sharing one queue: whichever is free takes the next read.
+pub(crate) struct Readers {
+    queue: flume::Sender<ReadJob>,
+}
+
+impl Readers {
+    pub fn spawn(connections: Vec<Connection>) -> Readers {
+        let (queue, jobs) = flume::unbounded::<ReadJob>();
+        for (n, conn) in connections.into_iter().enumerate() {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("sqlite-reader-{n}"))
+                .spawn(move || {
+                    for job in jobs.iter() {
+                        job(&conn);
+                    }
+                })
+                .expect("spawn a reader thread");
+        }
+        Readers { queue }
+    }
+
+    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let result = guarded(|| work(conn).map_err(|e| WriteError::Store(store_error(e))));
+            let _ = reply.send(result);
+        });
+        self.queue.send_async(job).await.map_err(|_| stopped())?;
+        match answer.await.map_err(|_| stopped())? {
+            Ok(value) => Ok(value),
+            Err(WriteError::Store(error)) => Err(error),
+            Err(other) => Err(StoreError::Internal(other.to_string())),
+        }
+    }
+}
+
+/// A write queued for the writer thread.
+trait WriteJob: Send {
+    /// Runs inside the batch transaction, in its own savepoint, and returns
+    /// what to do once the batch's commit has succeeded or failed.
+    fn run(self: Box<Self>, txn: &mut rusqlite::Transaction<'_>) -> Completion;
+    /// The batch could not even start: answer with `error`.
+    fn abandon(self: Box<Self>, error: StoreError);
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, WriteError>>;
+
+struct Job<T, F> {
+    work: F,
+    reply: Reply<T>,
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Savepoint<'_>) -> Result<T, WriteError> + Send + 'static,
+{
+    fn run(self: Box<Self>, txn: &mut rusqlite::Transaction<'_>) -> Completion {
+        let Job { work, reply } = *self;
+        let outcome = match txn.savepoint() {
+            Ok(mut savepoint) => {
+                let result = guarded(|| work(&savepoint));
+                let kept = match &result {
+                    Ok(_) => savepoint.commit(),
+                    Err(_) => savepoint.rollback(),
+                };
+                kept.map_err(|e| WriteError::Store(store_error(e)))
+                    .and(result)
+            }
+            Err(e) => Err(WriteError::Store(store_error(e))),
+        };
+        Box::new(move |committed: Result<(), StoreError>| {
+            let _ = reply.send(committed.map_err(WriteError::Store).and(outcome));
+        })
+    }
+
+    fn abandon(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(WriteError::Store(error)));
+    }
+}
+
+pub(crate) struct Writer {
+    queue: tokio::sync::mpsc::Sender<Box<dyn WriteJob>>,
+}
+
+impl Writer {
+    pub fn spawn(mut conn: Connection) -> Writer {
+        let (queue, mut jobs) = tokio::sync::mpsc::channel::<Box<dyn WriteJob>>(WRITE_QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(MAX_BATCH);
+                while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+                    commit_batch(&mut conn, batch.drain(..));
+                }
+            })
+            .expect("spawn the writer thread");
+        Writer { queue }
+    }
+
+    /// Runs `work` in the next batch; answers after that batch is durable.
+    pub async fn write<T, F>(&self, work: F) -> Result<T, WriteError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Savepoint<'_>) -> Result<T, WriteError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Box<dyn WriteJob> = Box::new(Job { work, reply });
+        self.queue.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJob>>) {
+    let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(txn) => txn,
+        Err(e) => {
+            let error = store_error(e);
+            tracing::error!(%error, "could not begin a write transaction");
+            for job in jobs {
+                job.abandon(error.clone());
+            }
+            return;
+        }
+    };
+    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut txn)).collect();
+    let committed = txn.commit().map_err(store_error);
+    if let Err(error) = &committed {
+        tracing::error!(%error, "a write batch failed to commit");
+    }
+    for complete in completions {
+        complete(committed.clone());
+    }
+}
