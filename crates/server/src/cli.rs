@@ -63,7 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         print_demo_guide(&local, &tenant_id);
     }
-    tracing::info!(address = %local, database = %args.database, tenant = %tenant_id, "palisade is ready");
+    tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on http://{local}");
     app::serve(listener, router, shutdown_signal()).await?;
     tracing::info!("palisade stopped");
     Ok(())

@@ -1,5 +1,6 @@
 use clap::Parser;
 use palisade_server::cli::{self, Cli, Command};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -10,6 +11,7 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -50,18 +50,20 @@ CREATE TABLE machines (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX machines_by_name ON machines (tenant_id, computer_dns_name COLLATE NOCASE);
-CREATE INDEX machines_by_last_seen ON machines (tenant_id, last_seen);
 
 -- Kept as rows (not JSON on the machine) so that machineTags/any(...) uses an index.
+-- Keyed by position so that a machine's tags read back in order without a sort.
 CREATE TABLE machine_tags (
     tenant_id   TEXT NOT NULL,
     machine_id  TEXT NOT NULL,
-    tag         TEXT NOT NULL,
     position    INTEGER NOT NULL,  -- order of addition, as the machine shows them
-    PRIMARY KEY (tenant_id, machine_id, tag),
+    tag         TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, machine_id, position),
+    UNIQUE (tenant_id, machine_id, tag),
     FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id) ON DELETE CASCADE
-);
-CREATE INDEX machine_tags_by_tag ON machine_tags (tenant_id, tag);
+) WITHOUT ROWID;
+-- Covering, so that any(t: t eq 'x') reads only this index to find its machines.
+CREATE INDEX machine_tags_by_tag ON machine_tags (tenant_id, tag, machine_id);
 
 CREATE TABLE machine_actions (
     tenant_id               TEXT NOT NULL,

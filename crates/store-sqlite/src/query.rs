@@ -137,9 +137,11 @@ impl Sql {
                 self.push(")");
             }
             Filter::Not(a) => {
-                self.push("NOT (");
+                // In OData a comparison with null is false, not unknown: so is its
+                // SQL NULL here, before NOT turns it into true.
+                self.push("NOT coalesce((");
                 self.condition(entity, a, tenant_id);
-                self.push(")");
+                self.push("), 0)");
             }
             Filter::Compare {
                 property,

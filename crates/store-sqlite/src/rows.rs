@@ -190,7 +190,8 @@ pub(crate) fn save_machine(
     sync_tags(conn, tenant_id, &m.id, old_tags, &m.machine_tags)
 }
 
-/// Deletes the tags that went, appends the tags that came, keeps the order of the rest.
+/// Brings a machine's tag rows from `old` to `new`. Adding and removing touch
+/// only the rows concerned; a reordering (a PATCH) rewrites them all.
 fn sync_tags(
     conn: &Connection,
     tenant_id: &str,
@@ -201,19 +202,32 @@ fn sync_tags(
     if old == new {
         return Ok(());
     }
-    let mut delete = conn.prepare_cached(
-        "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 AND tag = ?3",
-    )?;
-    for gone in old.iter().filter(|t| !new.contains(t)) {
-        delete.execute(params![tenant_id, machine_id, gone])?;
+    let kept = old.iter().filter(|t| new.contains(t));
+    let added = new.iter().filter(|t| !old.contains(t));
+    let in_place = kept.chain(added).eq(new.iter());
+    if in_place {
+        let mut delete = conn.prepare_cached(
+            "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 AND tag = ?3",
+        )?;
+        for gone in old.iter().filter(|t| !new.contains(t)) {
+            delete.execute(params![tenant_id, machine_id, gone])?;
+        }
+    } else {
+        conn.prepare_cached("DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2")?
+            .execute(params![tenant_id, machine_id])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO machine_tags (tenant_id, machine_id, tag, position) VALUES (?1, ?2, ?3, \
+        "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) VALUES (?1, ?2, \
             (SELECT COALESCE(MAX(position), -1) + 1 FROM machine_tags \
-             WHERE tenant_id = ?1 AND machine_id = ?2))",
+             WHERE tenant_id = ?1 AND machine_id = ?2), ?3)",
     )?;
-    for came in new.iter().filter(|t| !old.contains(t)) {
-        insert.execute(params![tenant_id, machine_id, came])?;
+    let appended: Vec<&String> = if in_place {
+        new.iter().filter(|t| !old.contains(t)).collect()
+    } else {
+        new.iter().collect()
+    };
+    for tag in appended {
+        insert.execute(params![tenant_id, machine_id, tag])?;
     }
     Ok(())
 }

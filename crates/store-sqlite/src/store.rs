@@ -130,8 +130,7 @@ fn active_actions(
     machine_id: &str,
 ) -> rusqlite::Result<Vec<MachineAction>> {
     let text = format!(
-        "{} WHERE a.tenant_id = ?1 AND a.machine_id = ?2 AND a.status IN ('Pending', 'InProgress') \
-         ORDER BY a.creation_time",
+        "{} WHERE a.tenant_id = ?1 AND a.machine_id = ?2 AND a.status IN ('Pending', 'InProgress')",
         action_select()
     );
     let mut statement = conn.prepare_cached(&text)?;

@@ -21,10 +21,8 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let tenant = state
             .palisade
-            .store()
             .tenant(&state.tenant_id)
-            .await
-            .map_err(MdeError::from)?
+            .await?
             .ok_or_else(|| {
                 MdeError::new(
                     ErrorCode::Unauthorized,
@@ -91,6 +89,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
+        // JSON is UTF-8 throughout, also in the properties serde skips unread.
+        if std::str::from_utf8(text).is_err() {
+            return Err(bad_body(
+                "Request body is incorrect: it is not valid UTF-8.",
+            ));
+        }
+        // serde would read a struct from a JSON array too; MDE wants an object.
+        if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(bad_body(
+                "Request body is incorrect: expected a JSON object.",
+            ));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(text);
         let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
             let path = e.path().to_string();

@@ -1,0 +1,165 @@
+//! A 200/201 answer means the change is on disk: it survives a kill -9.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The real `palisade` binary, serving the demo tenant on a free port.
+struct Process {
+    child: Child,
+    origin: String,
+}
+
+fn spawn(db: &std::path::Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("PALISADE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start palisade");
+    // Read the log on a thread of its own, to the end, so the server never writes to a closed pipe.
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (ready, origin) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if let Some(at) = line.find("palisade is ready on ") {
+                let rest = &line[at + "palisade is ready on ".len()..];
+                let _ = ready.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let origin = origin
+        .recv_timeout(Duration::from_secs(60))
+        .expect("palisade printed its ready line");
+    Process { child, origin }
+}
+
+async fn demo_machine_ids(client: &reqwest::Client, origin: &str, n: usize) -> Vec<String> {
+    let url = format!(
+        "{origin}/api/machines?$filter=osPlatform eq 'Windows11' and onboardingStatus eq 'Onboarded'&$top={n}"
+    );
+    let body: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+    body["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("palisade.db");
+    let mut server = spawn(&db);
+    let client = reqwest::Client::new();
+    let origin = server.origin.clone();
+    let machines = demo_machine_ids(&client, &origin, 8).await;
+    assert_eq!(machines.len(), 8, "the demo fleet has Windows 11 machines");
+
+    // Tag writes and isolate actions, many in flight, until the server is killed.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let actions = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for worker in 0..16 {
+        let (client, origin, machines) = (client.clone(), origin.clone(), machines.clone());
+        let (acknowledged, actions, acks) = (acknowledged.clone(), actions.clone(), acks.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let machine = &machines[(worker + n) % machines.len()];
+                let tag = format!("w{worker}-n{n}");
+                let reply = client
+                    .post(format!("{origin}/api/machines/{machine}/tags"))
+                    .json(&json!({"Value": tag, "Action": "Add"}))
+                    .send()
+                    .await;
+                match reply {
+                    Ok(r) if r.status() == 200 => {
+                        acknowledged.lock().unwrap().push((machine.clone(), tag));
+                        acks.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return, // the server is gone
+                }
+                if worker == 0 {
+                    let reply = client
+                        .post(format!("{origin}/api/machines/{machine}/runAntiVirusScan"))
+                        .json(&json!({"Comment": "durability", "ScanType": "Quick"}))
+                        .send()
+                        .await;
+                    if let Ok(r) = reply {
+                        if r.status() == 201 {
+                            let body: Value = r.json().await.unwrap_or(Value::Null);
+                            if let Some(id) = body["id"].as_str() {
+                                actions.lock().unwrap().push(id.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    while acks.load(Ordering::SeqCst) < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let actions = actions.lock().unwrap().clone();
+    assert!(acknowledged.len() >= 300);
+    assert!(!actions.is_empty(), "at least one scan was acknowledged");
+
+    let mut server = spawn(&db);
+    let origin = server.origin.clone();
+    for machine in &machines {
+        let body: Value = client
+            .get(format!("{origin}/api/machines/{machine}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tags: Vec<&str> = body["machineTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        for (_, tag) in acknowledged.iter().filter(|(m, _)| m == machine) {
+            assert!(
+                tags.contains(&tag.as_str()),
+                "acknowledged tag {tag} lost on {machine}"
+            );
+        }
+    }
+    for id in &actions {
+        let reply = client
+            .get(format!("{origin}/api/machineactions/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "acknowledged action {id} lost");
+    }
+    // The demo tenant was created once: the restart did not seed a second fleet.
+    let count: Value = client
+        .get(format!("{origin}/api/machines?$count=true&$top=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(count["@odata.count"].as_u64().unwrap() < 400);
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}

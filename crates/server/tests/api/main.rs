@@ -1,0 +1,10 @@
+//! HTTP-level tests of the MDE API against a real server on a real SQLite store.
+//! One binary (faster to build); one module per area.
+
+mod harness;
+
+mod durability;
+mod errors;
+mod machine_actions;
+mod machines;
+mod odata;
