@@ -10,7 +10,8 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type MakeRequest = Arc<dyn Fn(usize) -> (Method, String, Option<String>) + Send + Sync>;
+/// The n-th request of a run, or `None` when the plan has no more to send.
+type MakeRequest = Arc<dyn Fn(usize) -> Option<(Method, String, Option<String>)> + Send + Sync>;
 
 /// What each request of a run is: the n-th request's method, path and body.
 #[derive(Clone)]
@@ -18,13 +19,15 @@ pub struct RequestPlan(MakeRequest);
 
 impl RequestPlan {
     pub fn get(path: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
-        RequestPlan(Arc::new(move |n| (Method::GET, path(n), None)))
+        RequestPlan(Arc::new(move |n| Some((Method::GET, path(n), None))))
     }
 
-    pub fn post(request: impl Fn(usize) -> (String, String) + Send + Sync + 'static) -> Self {
+    /// POSTs; `request` answers `None` when it has no more to send.
+    pub fn post(
+        request: impl Fn(usize) -> Option<(String, String)> + Send + Sync + 'static,
+    ) -> Self {
         RequestPlan(Arc::new(move |n| {
-            let (path, body) = request(n);
-            (Method::POST, path, Some(body))
+            request(n).map(|(path, body)| (Method::POST, path, Some(body)))
         }))
     }
 }
@@ -105,7 +108,9 @@ pub async fn run_load(
             let (mut completed, mut failed) = (0u64, 0u64);
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let (method, path, body) = (plan.0)(n);
+                let Some((method, path, body)) = (plan.0)(n) else {
+                    break;
+                };
                 let mut builder = Request::builder()
                     .method(method)
                     .uri(format!("{origin}{path}"));

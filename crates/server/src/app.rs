@@ -3,6 +3,7 @@
 use crate::api;
 use crate::http::envelope::envelope;
 use crate::http::paths::PathCanon;
+use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -65,8 +66,14 @@ pub async fn ensure_default_tenant(palisade: &Palisade) -> anyhow::Result<String
 /// get the very same layers.
 pub fn http_app(state: AppState, extra: Router) -> Router {
     let (api_router, openapi) = api::routes().split_for_parts();
-    let canon = PathCanon::new(openapi.paths.paths.keys().map(String::as_str));
-    let openapi_json = openapi.to_json().expect("the OpenAPI document serialises");
+    // Shared: the service wrapping the router is cloned for every request.
+    let canon = Arc::new(PathCanon::new(
+        openapi.paths.paths.keys().map(String::as_str),
+    ));
+    let openapi_json: Bytes = openapi
+        .to_json()
+        .expect("the OpenAPI document serialises")
+        .into();
     let router = api_router
         .route("/healthz", get(|| async { "ok" }))
         .route(

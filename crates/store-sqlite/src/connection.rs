@@ -13,15 +13,21 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
     ))])
 });
 
+/// Address space (not memory) for memory-mapped reads.
+const MMAP_BYTES: i64 = 1 << 30;
+
 /// Opens `path` with the settings every Palisade connection uses:
 /// WAL (readers never block the writer), `synchronous=FULL` (a commit is on
 /// disk before it is acknowledged, so a 200 survives a crash or power loss),
-/// foreign keys on, and a busy timeout for other processes (the CLI).
+/// foreign keys on, memory-mapped reads, and a busy timeout for other processes (the CLI).
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Read pages straight from the OS page cache instead of copying each into
+    // every connection's own cache: reads of a large fleet hit it at random.
+    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
     Ok(conn)
 }

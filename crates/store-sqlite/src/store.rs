@@ -19,8 +19,8 @@ use palisade_domain::store::{
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 
-/// Reader threads: enough to overlap reads on two cores while one waits on I/O.
-const READERS: usize = 4;
+/// Read connections: enough for every async worker plus scans on the blocking pool.
+const READERS: usize = 8;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -34,17 +34,15 @@ impl SqliteStore {
         MIGRATIONS
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Internal(format!("migrating {}: {e}", path.display())))?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let reader = open_connection(path)?;
-                reader.pragma_update(None, "query_only", "ON")?;
-                Ok(reader)
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(store_error)?;
+        let reader_path = path.to_path_buf();
+        let readers = Readers::new(READERS, move || {
+            let reader = open_connection(&reader_path)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            Ok(reader)
+        });
         Ok(SqliteStore {
             writer: Writer::spawn(conn),
-            readers: Readers::spawn(readers),
+            readers,
         })
     }
 }
@@ -109,18 +107,33 @@ fn action_select() -> String {
     format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
 }
 
-fn find_machine_by(
+/// How a single machine is looked up.
+enum MachineKey<'a> {
+    Id(&'a str),
+    /// Case-insensitive; names repeat across re-onboarded devices, and the most
+    /// recently seen wins.
+    Name(&'a str),
+}
+
+fn find_machine(
     conn: &Connection,
     visibility: &Visibility,
-    condition: &str,
-    key: &str,
+    key: MachineKey<'_>,
 ) -> rusqlite::Result<Option<Machine>> {
     let mut sql = Sql::default();
     sql.push(&machine_select()).push(" WHERE ");
     sql.machine_visibility(visibility);
+    let (condition, value, order) = match key {
+        MachineKey::Id(id) => (" AND m.id = ", id, ""),
+        MachineKey::Name(name) => (
+            " AND m.computer_dns_name COLLATE NOCASE = ",
+            name,
+            " ORDER BY m.last_seen DESC LIMIT 1",
+        ),
+    };
     sql.push(condition)
-        .bind(rusqlite::types::Value::Text(key.to_string()));
-    sql.push(" ORDER BY m.last_seen DESC LIMIT 1");
+        .bind(rusqlite::types::Value::Text(value.to_string()))
+        .push(order);
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
 
@@ -158,9 +171,8 @@ fn sql_failure(error: rusqlite::Error) -> WriteError {
 #[async_trait]
 impl Store for SqliteStore {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        let id = id.to_string();
         self.readers
-            .read(move |conn| {
+            .read_now(|conn| {
                 conn.prepare_cached("SELECT id, name, retention_days FROM tenants WHERE id = ?1")?
                     .query_row([id], |row| {
                         Ok(Tenant {
@@ -245,7 +257,7 @@ impl Store for SqliteStore {
     ) -> Result<Page<Machine>, StoreError> {
         let (visibility, query) = (visibility.clone(), query.clone());
         self.readers
-            .read(move |conn| {
+            .read_blocking(move |conn| {
                 list(
                     conn,
                     &MACHINES,
@@ -266,27 +278,15 @@ impl Store for SqliteStore {
         visibility: &Visibility,
         id_or_name: &str,
     ) -> Result<Option<Machine>, StoreError> {
-        let (visibility, key) = (visibility.clone(), id_or_name.to_string());
         self.readers
-            .read(move |conn| {
-                if is_machine_id(&key) {
-                    let by_id = find_machine_by(
-                        conn,
-                        &visibility,
-                        " AND m.id = ",
-                        &key.to_ascii_lowercase(),
-                    )?;
-                    if by_id.is_some() {
-                        return Ok(by_id);
+            .read_now(|conn| {
+                if is_machine_id(id_or_name) {
+                    let id = id_or_name.to_ascii_lowercase();
+                    if let Some(machine) = find_machine(conn, visibility, MachineKey::Id(&id))? {
+                        return Ok(Some(machine));
                     }
                 }
-                // Names repeat across re-onboarded devices: the most recently seen wins.
-                find_machine_by(
-                    conn,
-                    &visibility,
-                    " AND m.computer_dns_name COLLATE NOCASE = ",
-                    &key,
-                )
+                find_machine(conn, visibility, MachineKey::Name(id_or_name))
             })
             .await
     }
@@ -302,7 +302,7 @@ impl Store for SqliteStore {
             .write(move |conn| {
                 let mut changes = Vec::with_capacity(machine_ids.len());
                 for id in machine_ids {
-                    let machine = find_machine_by(conn, &visibility, " AND m.id = ", &id)
+                    let machine = find_machine(conn, &visibility, MachineKey::Id(&id))
                         .map_err(sql_failure)?
                         .ok_or(WriteError::MachineNotFound(id))?;
                     let active = active_actions(conn, &visibility.tenant_id, &machine.id)
@@ -334,7 +334,7 @@ impl Store for SqliteStore {
     ) -> Result<Page<MachineAction>, StoreError> {
         let (visibility, query) = (visibility.clone(), query.clone());
         self.readers
-            .read(move |conn| {
+            .read_blocking(move |conn| {
                 list(
                     conn,
                     &ACTIONS,
@@ -355,9 +355,8 @@ impl Store for SqliteStore {
         visibility: &Visibility,
         id: &str,
     ) -> Result<Option<MachineAction>, StoreError> {
-        let (visibility, id) = (visibility.clone(), id.to_string());
         self.readers
-            .read(move |conn| find_action(conn, &visibility, &id))
+            .read_now(|conn| find_action(conn, visibility, id))
             .await
     }
 

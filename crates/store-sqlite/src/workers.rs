@@ -3,6 +3,8 @@
 use palisade_domain::store::{StoreError, WriteError};
 use rusqlite::{Connection, Savepoint, TransactionBehavior};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
@@ -32,46 +34,89 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WriteError>) -> Result<T, WriteEr
     })
 }
 
-type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
-
-/// Reader threads sharing one queue: whichever is free takes the next read.
+/// Read-only connections, checked out one per read.
+///
+/// Why not deadpool-sqlite or r2d2: both hand every read to a blocking thread
+/// (or test the connection on checkout), and on two cores the thread hand-off
+/// costs more than a point read itself. Here a point read runs on the calling
+/// task's thread — tens of microseconds, like serialising its answer — and only
+/// reads that may scan many rows move to the blocking pool.
 pub(crate) struct Readers {
-    queue: flume::Sender<ReadJob>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per connection that may exist; bounds concurrent readers.
+    permits: Arc<Semaphore>,
+    open: Arc<dyn Fn() -> rusqlite::Result<Connection> + Send + Sync>,
+}
+
+/// A checked-out connection; goes back to the idle list when dropped.
+struct Lease {
+    conn: Option<Connection>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut idle)) = (self.conn.take(), self.idle.lock()) {
+            idle.push(conn);
+        }
+    }
 }
 
 impl Readers {
-    pub fn spawn(connections: Vec<Connection>) -> Readers {
-        let (queue, jobs) = flume::unbounded::<ReadJob>();
-        for (n, conn) in connections.into_iter().enumerate() {
-            let jobs = jobs.clone();
-            std::thread::Builder::new()
-                .name(format!("sqlite-reader-{n}"))
-                .spawn(move || {
-                    for job in jobs.iter() {
-                        job(&conn);
-                    }
-                })
-                .expect("spawn a reader thread");
+    pub fn new(
+        size: usize,
+        open: impl Fn() -> rusqlite::Result<Connection> + Send + Sync + 'static,
+    ) -> Readers {
+        Readers {
+            idle: Arc::default(),
+            permits: Arc::new(Semaphore::new(size)),
+            open: Arc::new(open),
         }
-        Readers { queue }
     }
 
-    pub async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    async fn checkout(&self) -> Result<Lease, StoreError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| stopped())?;
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => (self.open)().map_err(store_error)?,
+        };
+        Ok(Lease {
+            conn: Some(conn),
+            idle: self.idle.clone(),
+            _permit: permit,
+        })
+    }
+
+    /// A read of a few rows by key, run right here.
+    pub async fn read_now<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T>,
+    {
+        let lease = self.checkout().await?;
+        let conn = lease.conn.as_ref().expect("a lease holds its connection");
+        work(conn).map_err(store_error)
+    }
+
+    /// A read that may scan many rows, on the blocking pool.
+    pub async fn read_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: ReadJob = Box::new(move |conn| {
-            let result = guarded(|| work(conn).map_err(|e| WriteError::Store(store_error(e))));
-            let _ = reply.send(result);
-        });
-        self.queue.send_async(job).await.map_err(|_| stopped())?;
-        match answer.await.map_err(|_| stopped())? {
-            Ok(value) => Ok(value),
-            Err(WriteError::Store(error)) => Err(error),
-            Err(other) => Err(StoreError::Internal(other.to_string())),
-        }
+        let lease = self.checkout().await?;
+        tokio::task::spawn_blocking(move || {
+            let conn = lease.conn.as_ref().expect("a lease holds its connection");
+            work(conn).map_err(store_error)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("a read failed: {e}")))?
     }
 }
 

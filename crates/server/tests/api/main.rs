@@ -8,3 +8,4 @@ mod errors;
 mod machine_actions;
 mod machines;
 mod odata;
+mod openapi;
