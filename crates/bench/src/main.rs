@@ -22,8 +22,11 @@ use axum::body::Bytes;
 use axum::routing::get;
 use clap::Parser;
 use load::{run_load, LoadReport, RequestPlan};
-use palisade_contract::{Machine, OnboardingStatus, OsPlatform, Timestamp};
+use palisade_contract::requests::{ActionKind, IsolationType};
+use palisade_contract::{Machine, OnboardingStatus, Timestamp};
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::rules::platform;
+use palisade_domain::{Palisade, SystemClock};
 use palisade_server::app::{self, AppState};
 use palisade_server::demo;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,7 +201,7 @@ static STATIC_BODIES: std::sync::OnceLock<(Bytes, Bytes)> = std::sync::OnceLock:
 
 async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<(String, Vec<Machine>)> {
     let store = app::open_store(&format!("sqlite://{}", db.display()))?;
-    let palisade = app::palisade(store);
+    let palisade = Palisade::new(store, Arc::new(SystemClock));
     let tenant_id = app::ensure_default_tenant(&palisade).await?;
     let started = Instant::now();
     let mut fleet = demo::fleet(args.machines, 7, Timestamp::now());
@@ -251,14 +254,11 @@ fn static_body(which: usize) -> axum::response::Response {
 /// Machines the API shows and full isolation supports.
 fn isolatable(fleet: &[Machine]) -> Vec<String> {
     let horizon = Timestamp::now().minus_days(DEFAULT_RETENTION_DAYS - 1);
+    let full = ActionKind::Isolate(IsolationType::Full);
     fleet
         .iter()
         .filter(|m| m.last_seen > horizon && m.onboarding_status == OnboardingStatus::Onboarded)
-        .filter(|m| match m.os_platform {
-            OsPlatform::Windows10 => m.os_build.unwrap_or(0) >= 15063,
-            OsPlatform::MacOs => false,
-            _ => true,
-        })
+        .filter(|m| platform::check(m, &full, "Isolate").is_ok())
         .map(|m| m.id.clone())
         .collect()
 }

@@ -289,6 +289,9 @@ fn parse_top(value: &str) -> Result<u32, ODataError> {
     }
     // Any digit string that does not fit, however long, is simply over the limit.
     match text.parse::<u32>() {
+        Ok(0) => Err(ODataError(format!(
+            "The value '0' for $top is not valid; expected 1 to {MAX_TOP}."
+        ))),
         Ok(top) if top <= MAX_TOP => Ok(top),
         _ => Err(ODataError(format!(
             "The limit of '{MAX_TOP}' for Top query has been exceeded. \
@@ -1686,7 +1689,8 @@ mod tests {
 
     #[test]
     fn top_values() {
-        assert_eq!(query("$top=0").top, Some(0));
+        assert_mentions(&query_err("$top=0"), &["'0'", "1 to 10000"]);
+        assert_eq!(query("$top=1").top, Some(1));
         assert_eq!(query("$top=10000").top, Some(10_000));
         assert_eq!(
             query_err("$top=20000"),

@@ -4,8 +4,6 @@ use palisade_contract::Timestamp;
 
 /// Default and maximum retention: MDE keeps data 180 days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 180;
-/// Shortest retention a tenant may choose (MDE offered one to six months).
-pub const MIN_RETENTION_DAYS: u32 = 30;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {

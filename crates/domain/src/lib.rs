@@ -14,6 +14,6 @@ pub mod service;
 pub mod store;
 
 pub use caller::{Caller, DeviceGroupAccess, Tenant};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, OffsetClock, SystemClock};
 pub use service::Palisade;
 pub use store::{Store, StoreError};

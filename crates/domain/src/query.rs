@@ -8,6 +8,8 @@ use palisade_contract::{ErrorCode, MdeError, Timestamp};
 
 /// Rows in one page when the client gives no `$top` (MDE's maximum page size).
 pub const PAGE_SIZE: u32 = 10_000;
+/// The property name that stands for the element inside `collection/any(...)`.
+pub const LAMBDA_ELEMENT: &str = "$element";
 /// Most properties one `$orderby` may name.
 pub const MAX_ORDER_BY: usize = 8;
 
@@ -86,7 +88,7 @@ fn resolve_filter(
         match lambda_variable {
             // Inside any(...) the parser admits only the range variable: the element, a string.
             Some(_) => Ok(QueryableProperty {
-                name: "$element",
+                name: LAMBDA_ELEMENT,
                 kind: PropertyKind::String,
             }),
             None => scalar(catalogue, name),
@@ -150,9 +152,6 @@ fn resolve_filter(
             variable,
             predicate,
         } => {
-            if lambda_variable.is_some() {
-                return Err(odata_error("any() cannot be nested."));
-            }
             let p = lookup(catalogue, collection)?;
             if p.kind != PropertyKind::StringCollection {
                 return Err(odata_error(format!(
@@ -162,7 +161,7 @@ fn resolve_filter(
             }
             Filter::Any {
                 collection: p.name.to_string(),
-                variable: "$element".to_string(),
+                variable: LAMBDA_ELEMENT.to_string(),
                 predicate: Box::new(resolve_filter(catalogue, predicate, Some(variable))?),
             }
         }
@@ -249,7 +248,7 @@ mod tests {
         assert_eq!(
             *predicate,
             Filter::Compare {
-                property: "$element".into(),
+                property: LAMBDA_ELEMENT.into(),
                 op: CompareOp::Eq,
                 value: Literal::String("x".into())
             }

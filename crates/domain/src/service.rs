@@ -3,7 +3,8 @@
 
 use crate::caller::{Caller, Tenant};
 use crate::clock::Clock;
-use crate::query::{ListQuery, PAGE_SIZE};
+use crate::ids::is_machine_id;
+use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
 use crate::store::{MachineChange, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
@@ -54,6 +55,9 @@ fn parse_action_id(id: &str) -> Result<String, MdeError> {
         })
 }
 
+/// Pending actions no device picked up within this time end `TimeOut` (MDE retries for three days).
+pub const DEFAULT_ACTION_TIMEOUT_SECONDS: i64 = 3 * 86_400;
+
 /// How long a tenant's settings are reused before they are read again.
 /// MDE too says setting changes take minutes to apply.
 const TENANT_TTL_SECONDS: i64 = 5;
@@ -65,6 +69,7 @@ pub struct Palisade {
     // A handful of tenants and a TTL check: a map under a lock does it, a cache
     // crate would bring more than it saves.
     tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
+    action_timeout_seconds: i64,
 }
 
 impl Palisade {
@@ -73,7 +78,21 @@ impl Palisade {
             store,
             clock,
             tenants: Arc::default(),
+            action_timeout_seconds: DEFAULT_ACTION_TIMEOUT_SECONDS,
         }
+    }
+
+    pub fn with_action_timeout(mut self, seconds: i64) -> Self {
+        self.action_timeout_seconds = seconds;
+        self
+    }
+
+    /// Ends every action still Pending after the action timeout with `TimeOut`
+    /// (all tenants); returns how many. The server calls it periodically.
+    pub async fn time_out_stale_actions(&self) -> Result<u64, MdeError> {
+        let now = self.clock.now();
+        let created_before = now.plus_seconds(-self.action_timeout_seconds);
+        Ok(self.store.time_out_actions(created_before, now).await?)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -129,7 +148,7 @@ impl Palisade {
         tag: &str,
         starts_with: bool,
     ) -> Result<Vec<Machine>, MdeError> {
-        let element = "$element".to_string();
+        let element = LAMBDA_ELEMENT.to_string();
         let predicate = if starts_with {
             Filter::StartsWith {
                 property: element.clone(),
@@ -165,6 +184,10 @@ impl Palisade {
     where
         F: FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send + 'static,
     {
+        // Ids are stored in lower case; MDE accepts them in any case.
+        for id in machine_ids.iter_mut().filter(|id| is_machine_id(id)) {
+            id.make_ascii_lowercase();
+        }
         let mut seen = std::collections::HashSet::new();
         machine_ids.retain(|id| seen.insert(id.clone()));
         let visibility = caller.visibility(self.clock.now());
@@ -198,6 +221,7 @@ impl Palisade {
         machine_id: &str,
         request: TagRequest,
     ) -> Result<Machine, MdeError> {
+        rules::tags::validate_tag(&request.value)?;
         let changed = self
             .change_machine(caller, machine_id, move |machine, _| {
                 let mut machine = machine.clone();

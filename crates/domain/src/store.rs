@@ -9,7 +9,7 @@
 use crate::caller::{Tenant, Visibility};
 use crate::query::ListQuery;
 use async_trait::async_trait;
-use palisade_contract::{Machine, MachineAction, MdeError};
+use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -69,8 +69,14 @@ pub type ActionDecision = Box<dyn FnOnce(&MachineAction) -> Result<MachineAction
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
-    /// Creates the tenant unless one with its id exists.
-    async fn ensure_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    /// Creates the tenant with its device groups and machines, in one
+    /// transaction, unless a tenant with its id exists. Returns whether it did.
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        groups: &[DeviceGroup],
+        machines: &[Machine],
+    ) -> Result<bool, StoreError>;
     /// Creates or renames a device group.
     async fn put_device_group(
         &self,
@@ -109,6 +115,12 @@ pub trait Store: Send + Sync + 'static {
         visibility: &Visibility,
         id: &str,
     ) -> Result<Option<MachineAction>, StoreError>;
+    /// Sets every action Pending since before `created_before` to `TimeOut`, in all tenants.
+    async fn time_out_actions(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
     async fn change_action(
         &self,
         visibility: &Visibility,

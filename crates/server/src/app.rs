@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
-use palisade_domain::{Palisade, Store, SystemClock, Tenant};
+use palisade_domain::{Palisade, Store, Tenant};
 use palisade_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,8 +46,22 @@ pub fn open_store(database: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-pub fn palisade(store: Arc<dyn Store>) -> Palisade {
-    Palisade::new(store, Arc::new(SystemClock))
+/// How often Pending actions are checked for their time-out.
+const ACTION_SWEEP_SECONDS: u64 = 60;
+
+/// Ends stale Pending actions with `TimeOut`, every minute, until the process stops.
+pub fn spawn_action_sweeper(palisade: Palisade) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(ACTION_SWEEP_SECONDS));
+        loop {
+            tick.tick().await;
+            match palisade.time_out_stale_actions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(actions = n, "timed out actions no device picked up"),
+                Err(error) => tracing::warn!(%error, "could not time out stale actions"),
+            }
+        }
+    });
 }
 
 /// Ensures the default tenant exists; returns its id.
@@ -57,7 +71,7 @@ pub async fn ensure_default_tenant(palisade: &Palisade) -> anyhow::Result<String
         name: "Default".into(),
         retention_days: DEFAULT_RETENTION_DAYS,
     };
-    palisade.store().ensure_tenant(&tenant).await?;
+    palisade.store().create_tenant(&tenant, &[], &[]).await?;
     Ok(tenant.id)
 }
 

@@ -3,7 +3,9 @@
 use crate::app::{self, AppState};
 use crate::demo;
 use clap::{Args, Parser, Subcommand};
+use palisade_domain::{Palisade, SystemClock};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Parser)]
@@ -38,11 +40,16 @@ pub struct ServeArgs {
     /// Create (once) a demo tenant with a fleet of machines, and serve it.
     #[arg(long, env = "PALISADE_DEMO")]
     pub demo: bool,
+    /// Pending actions no device picks up within this many hours end TimeOut.
+    #[arg(long, env = "PALISADE_ACTION_TIMEOUT_HOURS", default_value_t = 72,
+          value_parser = clap::value_parser!(i64).range(1..=24 * 365))]
+    pub action_timeout_hours: i64,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app::open_store(&args.database)?;
-    let palisade = app::palisade(store);
+    let palisade = Palisade::new(store, Arc::new(SystemClock))
+        .with_action_timeout(args.action_timeout_hours * 3600);
     let tenant_id = if args.demo {
         demo::ensure_demo_tenant(&palisade).await?;
         demo::DEMO_TENANT_ID.to_string()
@@ -59,6 +66,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         scheme: "http",
         listen_authority: local.to_string(),
     };
+    app::spawn_action_sweeper(state.palisade.clone());
     let router = app::http_app(state, axum::Router::new());
     if args.demo {
         print_demo_guide(&local, &tenant_id);

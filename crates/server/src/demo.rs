@@ -308,31 +308,24 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
     }
 }
 
-/// Creates the demo tenant, its device groups and fleet, unless it exists already.
-/// Returns whether it was created now.
+/// Creates the demo tenant, its device groups and fleet (in one transaction),
+/// unless it exists already. Returns whether it was created now.
 pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
-    let store = palisade.store();
-    if store.tenant(DEMO_TENANT_ID).await?.is_some() {
-        return Ok(false);
-    }
     let tenant = Tenant {
         id: DEMO_TENANT_ID.into(),
         name: "Contoso (demo)".into(),
         retention_days: DEFAULT_RETENTION_DAYS,
     };
-    store.ensure_tenant(&tenant).await?;
-    for (id, name) in DEMO_GROUPS {
-        store
-            .put_device_group(
-                &tenant.id,
-                &DeviceGroup {
-                    id,
-                    name: name.into(),
-                },
-            )
-            .await?;
-    }
+    let groups: Vec<DeviceGroup> = DEMO_GROUPS
+        .iter()
+        .map(|(id, name)| DeviceGroup {
+            id: *id,
+            name: name.to_string(),
+        })
+        .collect();
     let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
-    store.put_machines(&tenant.id, &machines).await?;
-    Ok(true)
+    Ok(palisade
+        .store()
+        .create_tenant(&tenant, &groups, &machines)
+        .await?)
 }

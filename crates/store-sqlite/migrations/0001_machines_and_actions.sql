@@ -92,3 +92,5 @@ CREATE TABLE machine_actions (
 );
 CREATE INDEX machine_actions_newest_first ON machine_actions (tenant_id, creation_time DESC, id);
 CREATE INDEX machine_actions_by_machine ON machine_actions (tenant_id, machine_id, status);
+-- For the sweep that times out actions no device picked up.
+CREATE INDEX machine_actions_pending ON machine_actions (creation_time) WHERE status = 'Pending';

@@ -3,6 +3,7 @@
 use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::{DeviceGroupAccess, Visibility};
+use palisade_domain::query::LAMBDA_ELEMENT;
 use rusqlite::types::Value;
 
 /// Which entity a query is about: its table alias, columns and default order.
@@ -29,7 +30,7 @@ pub(crate) const MACHINES: Entity = Entity {
             "riskScore" => "m.risk_score",
             "rbacGroupId" => "m.rbac_group_id",
             // Inside machineTags/any(...): the tag row of the subquery.
-            "$element" => "t.tag",
+            LAMBDA_ELEMENT => "t.tag",
             _ => return None,
         })
     },

@@ -164,6 +164,19 @@ fn find_action(
     Ok(query_rows(conn, &sql, action_from_row)?.pop())
 }
 
+fn save_device_group(
+    conn: &Connection,
+    tenant_id: &str,
+    group: &DeviceGroup,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO device_groups (tenant_id, id, name) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name",
+    )?
+    .execute(params![tenant_id, group.id, group.name])?;
+    Ok(())
+}
+
 fn sql_failure(error: rusqlite::Error) -> WriteError {
     WriteError::Store(store_error(error))
 }
@@ -186,22 +199,37 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn ensure_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        let tenant = tenant.clone();
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        groups: &[DeviceGroup],
+        machines: &[Machine],
+    ) -> Result<bool, StoreError> {
+        let (tenant, groups, machines) = (tenant.clone(), groups.to_vec(), machines.to_vec());
         self.writer
             .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO tenants (id, name, retention_days, created_at) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-                    params![
-                        tenant.id,
-                        tenant.name,
-                        tenant.retention_days,
-                        Ticks(Timestamp::now())
-                    ],
-                )
-                .map_err(sql_failure)?;
-                Ok(())
+                let created = conn
+                    .execute(
+                        "INSERT INTO tenants (id, name, retention_days, created_at) \
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                        params![
+                            tenant.id,
+                            tenant.name,
+                            tenant.retention_days,
+                            Ticks(Timestamp::now())
+                        ],
+                    )
+                    .map_err(sql_failure)?
+                    == 1;
+                if created {
+                    for group in &groups {
+                        save_device_group(conn, &tenant.id, group).map_err(sql_failure)?;
+                    }
+                    for machine in &machines {
+                        save_machine(conn, &tenant.id, machine, &[]).map_err(sql_failure)?;
+                    }
+                }
+                Ok(created)
             })
             .await
             .map_err(into_store_error)
@@ -214,15 +242,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (tenant_id, group) = (tenant_id.to_string(), group.clone());
         self.writer
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO device_groups (tenant_id, id, name) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name",
-                    params![tenant_id, group.id, group.name],
-                )
-                .map_err(sql_failure)?;
-                Ok(())
-            })
+            .write(move |conn| save_device_group(conn, &tenant_id, &group).map_err(sql_failure))
             .await
             .map_err(into_store_error)
     }
@@ -360,6 +380,26 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn time_out_actions(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE machine_actions SET status = 'TimeOut', last_update_time = ?1 \
+                         WHERE status = 'Pending' AND creation_time < ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![Ticks(now), Ticks(created_before)]))
+                    .map_err(sql_failure)?;
+                Ok(changed as u64)
+            })
+            .await
+            .map_err(into_store_error)
+    }
+
     async fn change_action(
         &self,
         visibility: &Visibility,
@@ -384,5 +424,73 @@ fn into_store_error(error: WriteError) -> StoreError {
     match error {
         WriteError::Store(error) => error,
         other => StoreError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_contract::{ErrorCode, MdeError};
+    use std::sync::Arc;
+
+    #[test]
+    fn migrations_apply_to_an_empty_database() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    fn tenant() -> Tenant {
+        Tenant {
+            id: "t1".into(),
+            name: "T".into(),
+            retention_days: 180,
+        }
+    }
+
+    /// A write refused by the domain, batched with others, undoes only itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_write_does_not_undo_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+        store.create_tenant(&tenant(), &[], &[]).await.unwrap();
+        let writes = (0..64).map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .writer
+                    .write(move |conn| {
+                        conn.execute(
+                            "INSERT INTO device_groups (tenant_id, id, name) VALUES ('t1', ?1, 'g')",
+                            [n],
+                        )
+                        .map_err(sql_failure)?;
+                        if n % 2 == 1 {
+                            // Refused after writing: the row must not stay.
+                            return Err(WriteError::Rejected(MdeError::new(
+                                ErrorCode::InvalidInput,
+                                "odd",
+                            )));
+                        }
+                        Ok(())
+                    })
+                    .await
+            })
+        });
+        let mut refused = 0;
+        for write in writes.collect::<Vec<_>>() {
+            if write.await.unwrap().is_err() {
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 32);
+        let kept: Vec<i64> = store
+            .readers
+            .read_now(|conn| {
+                conn.prepare("SELECT id FROM device_groups ORDER BY id")?
+                    .query_map([], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, (0..64).filter(|n| n % 2 == 0).collect::<Vec<i64>>());
     }
 }

@@ -145,19 +145,26 @@ where
     fn run(self: Box<Self>, txn: &mut rusqlite::Transaction<'_>) -> Completion {
         let Job { work, reply } = *self;
         let outcome = match txn.savepoint() {
-            Ok(mut savepoint) => {
+            Ok(savepoint) => {
                 let result = guarded(|| work(&savepoint));
-                let kept = match &result {
-                    Ok(_) => savepoint.commit(),
-                    Err(_) => savepoint.rollback(),
-                };
-                kept.map_err(|e| WriteError::Store(store_error(e)))
-                    .and(result)
+                // Dropping the savepoint of a refused job rolls its changes back.
+                match result {
+                    Ok(value) => savepoint
+                        .commit()
+                        .map(|()| value)
+                        .map_err(|e| WriteError::Store(store_error(e))),
+                    Err(error) => Err(error),
+                }
             }
             Err(e) => Err(WriteError::Store(store_error(e))),
         };
         Box::new(move |committed: Result<(), StoreError>| {
-            let _ = reply.send(committed.map_err(WriteError::Store).and(outcome));
+            // A refusal stands whatever became of the batch; a success only if it committed.
+            let answer = match outcome {
+                Ok(value) => committed.map(|()| value).map_err(WriteError::Store),
+                Err(error) => Err(error),
+            };
+            let _ = reply.send(answer);
         })
     }
 
@@ -177,8 +184,16 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
-                while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
-                    commit_batch(&mut conn, batch.drain(..));
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    while jobs.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+                        commit_batch(&mut conn, batch.drain(..));
+                    }
+                }));
+                if run.is_err() {
+                    // Without its writer the server can only refuse writes: stop it, so
+                    // that a supervisor restarts it, rather than limp on.
+                    tracing::error!("the SQLite writer failed; stopping the server");
+                    std::process::abort();
                 }
             })
             .expect("spawn the writer thread");
@@ -210,7 +225,24 @@ fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJ
             return;
         }
     };
-    let completions: Vec<Completion> = jobs.map(|job| job.run(&mut txn)).collect();
+    let mut completions: Vec<Completion> = Vec::new();
+    let mut jobs = jobs;
+    for job in jobs.by_ref() {
+        completions.push(job.run(&mut txn));
+        // Some errors (disk full, I/O) end the whole transaction, not just the
+        // job's savepoint: then no job of this batch may count as written.
+        if txn.is_autocommit() {
+            let error = StoreError::Unavailable("a write batch was rolled back".into());
+            tracing::error!(%error, "a write aborted its batch");
+            for job in jobs {
+                job.abandon(error.clone());
+            }
+            for complete in completions {
+                complete(Err(error.clone()));
+            }
+            return;
+        }
+    }
     let committed = txn.commit().map_err(store_error);
     if let Err(error) = &committed {
         tracing::error!(%error, "a write batch failed to commit");

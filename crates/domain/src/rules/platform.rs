@@ -83,7 +83,8 @@ fn supported(kind: &ActionKind) -> Vec<(OsPlatform, Minimum)> {
         ],
         ActionKind::StopAndQuarantineFile { .. } => vec![(Windows10, WIN10_1703), (Windows11, Any)],
     };
-    // Full isolation and collection work on every Windows Server release.
+    // Isolation (full and selective), its release, and collection work on every
+    // Windows Server release.
     if matches!(
         kind,
         ActionKind::Isolate(_) | ActionKind::Unisolate | ActionKind::CollectInvestigationPackage

@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::{JsonBody, OData, RequestBase};
-use crate::http::odata::{collection, Entity};
+use crate::http::odata::{collection, Entity, Selection};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use palisade_contract::requests::{CancelBody, ValidateBody};
@@ -30,8 +30,9 @@ pub async fn list_actions(
     base: RequestBase,
     OData(query): OData,
 ) -> ApiResult<Response> {
+    let selection = Selection::resolve::<MachineAction>(&query)?;
     let page = app.palisade.list_actions(&caller, &query).await?;
-    collection(&base, &query, page)
+    collection(&base, &query, selection, page)
 }
 
 /// Get one machine action.

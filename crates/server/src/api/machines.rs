@@ -3,7 +3,7 @@
 use crate::app::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::{JsonBody, OData, RequestBase};
-use crate::http::odata::{collection, list, Entity};
+use crate::http::odata::{collection, list, Entity, Selection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use palisade_contract::requests::{
@@ -34,8 +34,9 @@ pub async fn list_machines(
     base: RequestBase,
     OData(query): OData,
 ) -> ApiResult<Response> {
+    let selection = Selection::resolve::<Machine>(&query)?;
     let page = app.palisade.list_machines(&caller, &query).await?;
-    collection(&base, &query, page)
+    collection(&base, &query, selection, page)
 }
 
 /// Get a machine by its id, or by its computer name.

@@ -3,7 +3,7 @@
 use super::error::ApiError;
 use super::MAX_BODY_BYTES;
 use crate::app::AppState;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use palisade_contract::odata::ODataQuery;
@@ -66,17 +66,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             });
         let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| {
-                MdeError::new(
-                    ErrorCode::BadRequest,
-                    format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-                )
-                .with_status(413)
+            .map_err(|error| {
+                let too_large = std::error::Error::source(&error)
+                    .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+                if too_large {
+                    MdeError::new(
+                        ErrorCode::BadRequest,
+                        format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+                    )
+                    .with_status(413)
+                } else {
+                    MdeError::new(
+                        ErrorCode::BadRequest,
+                        format!("The request body could not be read: {error}"),
+                    )
+                }
             })?;
         let is_json = content_type
             .as_deref()
             .is_some_and(|t| t == "application/json" || t.ends_with("+json"));
-        if !bytes.is_empty() && !is_json {
+        // No Content-Type is fine only without a body (cancel's Comment is optional).
+        if (content_type.is_some() && !is_json) || (!bytes.is_empty() && content_type.is_none()) {
             return Err(MdeError::new(
                 ErrorCode::BadRequest,
                 "The request body must be sent with Content-Type: application/json.",
@@ -150,9 +160,14 @@ impl FromRequestParts<AppState> for RequestBase {
             .map(str::to_string)
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
             .unwrap_or_else(|| state.listen_authority.clone());
+        // Paging links point where the client went, before path canonicalisation.
+        let path = match parts.extensions.get::<OriginalUri>() {
+            Some(OriginalUri(uri)) => uri.path(),
+            None => parts.uri.path(),
+        };
         Ok(RequestBase {
             origin: format!("{}://{host}", state.scheme),
-            path: parts.uri.path().to_string(),
+            path: path.to_string(),
             query: parts.uri.query().map(str::to_string),
         })
     }

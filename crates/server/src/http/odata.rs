@@ -102,38 +102,53 @@ fn property_names<T: utoipa::ToSchema>() -> Vec<String> {
     }
 }
 
-/// Keeps only the `$select`ed properties (names matched case-insensitively).
-fn select<T: EntitySet>(items: Vec<T>, names: &[String]) -> Result<Vec<Value>, MdeError> {
-    let known = property_names::<T>();
-    let mut chosen = Vec::with_capacity(names.len());
-    for name in names {
-        let property = known
+/// The properties a `$select` asked for, by their wire names; checked before
+/// the query runs, so that a wrong name costs no scan.
+pub struct Selection(Option<Vec<String>>);
+
+impl Selection {
+    pub fn resolve<T: EntitySet>(query: &ODataQuery) -> Result<Selection, MdeError> {
+        let Some(names) = &query.select else {
+            return Ok(Selection(None));
+        };
+        let known = property_names::<T>();
+        let chosen = names
             .iter()
-            .find(|k| k.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                MdeError::new(
-                    ErrorCode::ODataError,
-                    format!(
-                        "Could not find a property named '{name}' on type {}.",
-                        T::SET
-                    ),
-                )
-            })?;
-        chosen.push(property.clone());
+            .map(|name| {
+                known
+                    .iter()
+                    .find(|k| k.eq_ignore_ascii_case(name))
+                    .cloned()
+                    .ok_or_else(|| {
+                        MdeError::new(
+                            ErrorCode::ODataError,
+                            format!(
+                                "Could not find a property named '{name}' on type {}.",
+                                T::SET
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Selection(Some(chosen)))
     }
-    items
-        .into_iter()
-        .map(|item| {
-            let Value::Object(mut all) =
-                serde_json::to_value(item).map_err(|e| MdeError::internal(e.to_string()))?
-            else {
-                return Err(MdeError::internal("an entity is not a JSON object"));
-            };
-            let picked: Map<String, Value> =
-                chosen.iter().filter_map(|k| all.remove_entry(k)).collect();
-            Ok(Value::Object(picked))
-        })
-        .collect()
+
+    /// Keeps only the selected properties of each item.
+    fn project<T: Serialize>(chosen: &[String], items: Vec<T>) -> Result<Vec<Value>, MdeError> {
+        items
+            .into_iter()
+            .map(|item| {
+                let Value::Object(mut all) =
+                    serde_json::to_value(item).map_err(|e| MdeError::internal(e.to_string()))?
+                else {
+                    return Err(MdeError::internal("an entity is not a JSON object"));
+                };
+                let picked: Map<String, Value> =
+                    chosen.iter().filter_map(|k| all.remove_entry(k)).collect();
+                Ok(Value::Object(picked))
+            })
+            .collect()
+    }
 }
 
 /// `base`'s URL with `$skip` set to `skip` (other options kept as sent).
@@ -157,6 +172,7 @@ fn next_link(base: &RequestBase, skip: u64) -> String {
 pub fn collection<T: EntitySet>(
     base: &RequestBase,
     query: &ODataQuery,
+    selection: Selection,
     page: Page<T>,
 ) -> Result<Response, ApiError> {
     let context = format!("{}/api/$metadata#{}", base.origin, T::SET);
@@ -165,11 +181,11 @@ pub fn collection<T: EntitySet>(
         let skip = query.skip.unwrap_or(0) + page.items.len() as u64;
         next_link(base, skip)
     });
-    let body = match &query.select {
-        Some(names) => serde_json::to_vec(&Collection {
+    let body = match &selection.0 {
+        Some(chosen) => serde_json::to_vec(&Collection {
             context,
             count: page.count,
-            value: select(page.items, names)?,
+            value: Selection::project(chosen, page.items)?,
             next_link: next,
         }),
         None => serde_json::to_vec(&Collection {
@@ -188,6 +204,7 @@ pub fn list<T: EntitySet>(base: &RequestBase, items: Vec<T>) -> Result<Response,
     collection(
         base,
         &ODataQuery::default(),
+        Selection(None),
         Page {
             items,
             count: None,

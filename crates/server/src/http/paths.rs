@@ -5,7 +5,7 @@
 //! The templates come from the OpenAPI document the router was built with, so
 //! the rewrite can never disagree with the routes.
 
-use axum::extract::Request;
+use axum::extract::{OriginalUri, Request};
 use axum::http::Uri;
 
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ impl PathCanon {
 
     pub fn rewrite(&self, mut request: Request) -> Request {
         if let Some(path) = self.canonical(request.uri().path()) {
+            let original = OriginalUri(request.uri().clone());
+            request.extensions_mut().insert(original);
             let uri = match request.uri().query() {
                 Some(query) => format!("{path}?{query}"),
                 None => path,

@@ -1254,3 +1254,33 @@ async fn long_filter_chains_do_not_crash_the_server() {
     let ok = server.get("/api/machines").await.unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text);
 }
+
+#[tokio::test]
+async fn a_non_json_content_type_is_415_even_without_a_body() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let reply = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/api/machines/{}/isolate", m.id)))
+                .header("content-type", "text/plain"),
+        )
+        .await;
+    reply.assert_error(415, "BadRequest");
+    // Without any Content-Type and without a body, cancel's optional Comment is simply absent.
+    let action = server
+        .post(
+            &format!("/api/machines/{}/isolate", m.id),
+            serde_json::json!({"Comment": "x"}),
+        )
+        .await;
+    let id = action.json["id"].as_str().unwrap();
+    let reply = server
+        .send(
+            server
+                .client
+                .post(server.url(&format!("/api/machineactions/{id}/cancel"))),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}

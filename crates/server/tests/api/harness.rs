@@ -4,12 +4,13 @@
 use palisade_contract::machine::IpAddress;
 use palisade_contract::{HealthStatus, Machine, OnboardingStatus, OsPlatform, Timestamp};
 use palisade_domain::store::DeviceGroup;
-use palisade_domain::Palisade;
+use palisade_domain::{OffsetClock, Palisade};
 use palisade_server::app::{self, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use tempfile::TempDir;
 
 pub struct TestServer {
@@ -17,6 +18,8 @@ pub struct TestServer {
     pub origin: String,
     pub client: reqwest::Client,
     pub palisade: Palisade,
+    /// The server's clock: `clock.advance(seconds)` lets time pass.
+    pub clock: Arc<OffsetClock>,
     pub tenant_id: String,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
@@ -57,7 +60,8 @@ impl TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("palisade.db");
         let store = app::open_store(&format!("sqlite://{}", db_path.display())).unwrap();
-        let palisade = app::palisade(store);
+        let clock = Arc::new(OffsetClock::default());
+        let palisade = Palisade::new(store, clock.clone());
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
@@ -76,6 +80,7 @@ impl TestServer {
             origin: format!("http://{local}"),
             client: reqwest::Client::new(),
             palisade,
+            clock,
             tenant_id,
             _dir: dir,
             _shutdown: shutdown,

@@ -1045,3 +1045,102 @@ async fn cancelling_an_unknown_action_is_resource_not_found() {
         .await;
     reply.assert_error(404, "ResourceNotFound");
 }
+
+// ---------------------------------------------------------------------------
+// Time-out, concurrency, id case
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pending_actions_time_out_after_three_days() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let old = isolate(&server, &m.id).await;
+    server.clock.advance(2 * 86_400);
+    let young = created(
+        &act(
+            &server,
+            &m.id,
+            "runAntiVirusScan",
+            json!({"Comment": "x", "ScanType": "Quick"}),
+        )
+        .await,
+    );
+    assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 0);
+
+    server.clock.advance(86_400 + 60);
+    assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 1);
+    let reply = server
+        .get(&format!(
+            "/api/machineactions/{}",
+            old["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reply.json["status"], "TimeOut", "{}", reply.text);
+    assert!(
+        timestamp(&reply.json["lastUpdateDateTimeUtc"]) > timestamp(&old["lastUpdateDateTimeUtc"])
+    );
+    let reply = server
+        .get(&format!(
+            "/api/machineactions/{}",
+            young["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(reply.json["status"], "Pending");
+    // A timed-out isolate no longer blocks a new one.
+    isolate(&server, &m.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_admit_exactly_one() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let server = std::sync::Arc::new(server);
+    let attempts = (0..20).map(|_| {
+        let (server, id) = (server.clone(), m.id.clone());
+        tokio::spawn(async move {
+            act(
+                &server,
+                &id,
+                "isolate",
+                json!({"Comment": "race", "IsolationType": "Full"}),
+            )
+            .await
+            .status
+            .as_u16()
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        statuses.push(attempt.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        19,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        actions(&server, &format!("?$filter=machineId eq '{}'", m.id))
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn machine_ids_are_accepted_in_upper_case() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let upper = m.id.to_uppercase();
+    let action = created(&act(&server, &upper, "isolate", json!({"Comment": "x"})).await);
+    assert_eq!(action["machineId"], m.id);
+    let reply = server
+        .post(
+            &format!("/api/machines/{upper}/tags"),
+            json!({"Value": "t", "Action": "Add"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["id"], m.id);
+}

@@ -1067,3 +1067,25 @@ async fn find_by_tag_without_tag_is_refused() {
         .await;
     reply.assert_error(400, "MissingRequiredParameter");
 }
+
+#[tokio::test]
+async fn bulk_tagging_refused_by_a_rule_on_one_machine_changes_none() {
+    let server = TestServer::start().await;
+    let first = machine(OsPlatform::Windows11);
+    let mut full = machine(OsPlatform::Windows11);
+    full.machine_tags = (0..1000).map(|n| format!("t{n}")).collect();
+    server.put_machines(&[first.clone(), full.clone()]).await;
+    let reply = server
+        .post(
+            "/api/machines/AddOrRemoveTagForMultipleMachines",
+            json!({"Value": "one more", "Action": "Add", "MachineIds": [first.id, full.id]}),
+        )
+        .await;
+    reply.assert_error(400, "InvalidInput");
+    let after = server.get(&format!("/api/machines/{}", first.id)).await;
+    assert_eq!(
+        after.json["machineTags"],
+        json!([]),
+        "the first machine was not changed"
+    );
+}
