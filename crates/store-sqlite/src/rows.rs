@@ -202,31 +202,30 @@ fn sync_tags(
     if old == new {
         return Ok(());
     }
+    let added: Vec<&String> = new.iter().filter(|t| !old.contains(t)).collect();
     let kept = old.iter().filter(|t| new.contains(t));
-    let added = new.iter().filter(|t| !old.contains(t));
-    let in_place = kept.chain(added).eq(new.iter());
-    if in_place {
+    // Removals and additions at the end keep the stored positions; anything else
+    // (a PATCH that reorders) rewrites the machine's tags.
+    let in_place = kept.chain(added.iter().copied()).eq(new.iter());
+    let inserted: Vec<&String> = if in_place {
         let mut delete = conn.prepare_cached(
             "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 AND tag = ?3",
         )?;
         for gone in old.iter().filter(|t| !new.contains(t)) {
             delete.execute(params![tenant_id, machine_id, gone])?;
         }
+        added
     } else {
         conn.prepare_cached("DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2")?
             .execute(params![tenant_id, machine_id])?;
-    }
+        new.iter().collect()
+    };
     let mut insert = conn.prepare_cached(
         "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) VALUES (?1, ?2, \
             (SELECT COALESCE(MAX(position), -1) + 1 FROM machine_tags \
              WHERE tenant_id = ?1 AND machine_id = ?2), ?3)",
     )?;
-    let appended: Vec<&String> = if in_place {
-        new.iter().filter(|t| !old.contains(t)).collect()
-    } else {
-        new.iter().collect()
-    };
-    for tag in appended {
+    for tag in inserted {
         insert.execute(params![tenant_id, machine_id, tag])?;
     }
     Ok(())
