@@ -75,8 +75,11 @@ fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<B
 }
 
 /// GETs `path` once and returns its body.
-pub async fn fetch(origin: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let response = client().get(format!("{origin}{path}").parse()?).await?;
+pub async fn fetch(origin: &str, authorization: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let request = Request::get(format!("{origin}{path}"))
+        .header("authorization", authorization)
+        .body(Full::new(Bytes::new()))?;
+    let response = client().request(request).await?;
     anyhow::ensure!(
         response.status().is_success(),
         "{path}: {}",
@@ -85,8 +88,10 @@ pub async fn fetch(origin: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     Ok(response.into_body().collect().await?.to_bytes().to_vec())
 }
 
+/// Every request carries `authorization` (the bench app's bearer token).
 pub async fn run_load(
     origin: &str,
+    authorization: &str,
     plan: RequestPlan,
     concurrency: usize,
     duration: Duration,
@@ -97,11 +102,12 @@ pub async fn run_load(
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, plan, counter, origin) = (
+        let (client, plan, counter, origin, authorization) = (
             client.clone(),
             plan.clone(),
             counter.clone(),
             origin.to_string(),
+            authorization.to_string(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latency = Histogram::<u64>::new(3).expect("histogram");
@@ -113,7 +119,8 @@ pub async fn run_load(
                 };
                 let mut builder = Request::builder()
                     .method(method)
-                    .uri(format!("{origin}{path}"));
+                    .uri(format!("{origin}{path}"))
+                    .header("authorization", &authorization);
                 if body.is_some() {
                     builder = builder.header("content-type", "application/json");
                 }

@@ -23,10 +23,13 @@ use axum::routing::get;
 use clap::Parser;
 use load::{run_load, LoadReport, RequestPlan};
 use palisade_contract::requests::{ActionKind, IsolationType};
+use palisade_contract::Permission;
 use palisade_contract::{Machine, OnboardingStatus, Timestamp};
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::rules::platform;
 use palisade_domain::{Palisade, SystemClock};
+use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::{TokenRequest, TokenVersion};
 use palisade_server::app::{self, AppState};
 use palisade_server::demo;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,7 +76,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let db = dir.path().join("palisade.db");
-    let (origin, fleet) = server_runtime.block_on(start_server(&db, &args))?;
+    let (origin, authorization, fleet) = server_runtime.block_on(start_server(&db, &args))?;
     let client_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -90,10 +93,20 @@ fn main() -> anyhow::Result<()> {
                         busy_plan: RequestPlan,
                         moderate_plan: RequestPlan|
      -> anyhow::Result<(LoadReport, LoadReport)> {
-        let busy =
-            client_runtime.block_on(run_load(&origin, busy_plan, args.concurrency, duration))?;
-        let moderate =
-            client_runtime.block_on(run_load(&origin, moderate_plan, args.moderate, duration))?;
+        let busy = client_runtime.block_on(run_load(
+            &origin,
+            &authorization,
+            busy_plan,
+            args.concurrency,
+            duration,
+        ))?;
+        let moderate = client_runtime.block_on(run_load(
+            &origin,
+            &authorization,
+            moderate_plan,
+            args.moderate,
+            duration,
+        ))?;
         println!("{name:<44} {}", busy.summary());
         println!("{:<44} {}", "", moderate.summary());
         Ok((busy, moderate))
@@ -156,8 +169,9 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     println!("\nceilings: the same HTTP stack serving the same bytes from memory");
-    let machine_body = client_runtime.block_on(load::fetch(&origin, &one_machine))?;
-    let filter_body = client_runtime.block_on(load::fetch(&origin, &filter))?;
+    let machine_body =
+        client_runtime.block_on(load::fetch(&origin, &authorization, &one_machine))?;
+    let filter_body = client_runtime.block_on(load::fetch(&origin, &authorization, &filter))?;
     STATIC_BODIES
         .set((Bytes::from(machine_body), Bytes::from(filter_body)))
         .ok();
@@ -199,7 +213,12 @@ fn main() -> anyhow::Result<()> {
 /// Bodies the static ceiling routes serve (captured from the real API in this run).
 static STATIC_BODIES: std::sync::OnceLock<(Bytes, Bytes)> = std::sync::OnceLock::new();
 
-async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<(String, Vec<Machine>)> {
+/// Serves a fleet with rate limits off; returns the origin, the
+/// `Authorization` value of an app holding every permission, and the fleet.
+async fn start_server(
+    db: &std::path::Path,
+    args: &Args,
+) -> anyhow::Result<(String, String, Vec<Machine>)> {
     let store = app::open_store(&format!("sqlite://{}", db.display()))?;
     let palisade = Palisade::new(store, Arc::new(SystemClock));
     let tenant_id = app::ensure_default_tenant(&palisade).await?;
@@ -218,18 +237,42 @@ async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<(Stri
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let local = listener.local_addr()?;
-    let state = AppState {
-        palisade,
-        tenant_id,
-        scheme: "http",
-        listen_authority: local.to_string(),
-    };
+    let state = AppState::new(palisade, &app::Settings::default(), local.to_string());
+    let admin = Admin::new(
+        state.palisade.store().clone(),
+        state.palisade.clock().clone(),
+        Administrator {
+            kind: "cli",
+            name: "palisade-bench".into(),
+        },
+    );
+    let every_permission = <Permission as strum::VariantArray>::VARIANTS;
+    let (bench_app, secret) = admin
+        .put_app(&tenant_id, None, "palisade-bench", every_permission)
+        .await?;
+    let origin = format!("http://{local}");
+    let token = state
+        .tokens
+        .issue(
+            &tenant_id,
+            TokenVersion::V2,
+            &origin,
+            TokenRequest {
+                grant_type: Some("client_credentials".into()),
+                client_id: Some(bench_app.client_id),
+                client_secret: Some(secret),
+                scope: Some("https://api.securitycenter.microsoft.com/.default".into()),
+                ..TokenRequest::default()
+            },
+        )
+        .await?
+        .access_token;
     let statics = axum::Router::new()
         .route("/bench/static/machine", get(|| async { static_body(0) }))
         .route("/bench/static/filter", get(|| async { static_body(1) }));
     let router = app::http_app(state, statics);
     tokio::spawn(app::serve(listener, router, std::future::pending()));
-    Ok((format!("http://{local}"), fleet))
+    Ok((origin, format!("Bearer {token}"), fleet))
 }
 
 fn static_body(which: usize) -> axum::response::Response {

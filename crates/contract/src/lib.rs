@@ -10,6 +10,7 @@ pub mod action;
 pub mod error;
 pub mod machine;
 pub mod odata;
+pub mod permissions;
 pub mod requests;
 pub mod time;
 
@@ -19,4 +20,5 @@ pub use machine::{
     DeviceValue, ExposureLevel, HealthStatus, IpAddress, Machine, OnboardingStatus, OsPlatform,
     RiskScore,
 };
+pub use permissions::Permission;
 pub use time::Timestamp;

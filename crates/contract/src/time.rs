@@ -40,6 +40,11 @@ impl Timestamp {
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
+    /// Whole seconds since the Unix epoch, as JWT times are.
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(TICKS_PER_SECOND)
+    }
+
     pub fn minus_days(self, days: u32) -> Self {
         Timestamp(self.0 - i64::from(days) * 86_400 * TICKS_PER_SECOND)
     }

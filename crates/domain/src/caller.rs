@@ -1,6 +1,7 @@
 //! Who is calling, in which tenant, and what they may see.
 
-use palisade_contract::Timestamp;
+use crate::access::Role;
+use palisade_contract::{Permission, Timestamp};
 
 /// Default and maximum retention: MDE keeps data 180 days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 180;
@@ -23,12 +24,51 @@ pub enum DeviceGroupAccess {
     Only(Vec<i64>),
 }
 
+/// Who stands behind a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An application token (client credentials): permissions in `roles`.
+    App { client_id: String, name: String },
+    /// A delegated token: scopes in `scp`, and the user's MDE roles.
+    User {
+        id: String,
+        upn: String,
+        roles: Vec<Role>,
+    },
+}
+
+impl Principal {
+    /// The id rate limits and the audit log key on: the app's client id or the user's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Principal::App { client_id, .. } => client_id,
+            Principal::User { id, .. } => id,
+        }
+    }
+
+    /// Written into `requestor`: the user's UPN, or the app's display name.
+    pub fn requestor(&self) -> &str {
+        match self {
+            Principal::App { name, .. } => name,
+            Principal::User { upn, .. } => upn,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::App { .. } => "app",
+            Principal::User { .. } => "user",
+        }
+    }
+}
+
 /// The authenticated caller of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub tenant: Tenant,
-    /// Written into `requestor`: the user's UPN, or the app's display name.
-    pub requestor: String,
+    pub principal: Principal,
+    /// The token's `roles` (application) or `scp` (delegated) permissions.
+    pub permissions: Vec<Permission>,
     pub device_groups: DeviceGroupAccess,
 }
 
@@ -42,6 +82,10 @@ pub struct Visibility {
 }
 
 impl Caller {
+    pub fn requestor(&self) -> &str {
+        self.principal.requestor()
+    }
+
     pub fn visibility(&self, now: Timestamp) -> Visibility {
         Visibility {
             tenant_id: self.tenant.id.clone(),

@@ -5,15 +5,19 @@
 //! plain functions; [`service::Palisade`] applies them for every front end, and
 //! [`store::Store`] is the one interface the SQLite and PostgreSQL back ends fill.
 
+pub mod access;
 pub mod caller;
 pub mod clock;
+pub mod identity;
 pub mod ids;
 pub mod query;
+pub mod rate_limit;
 pub mod rules;
 pub mod service;
 pub mod store;
 
-pub use caller::{Caller, DeviceGroupAccess, Tenant};
+pub use access::{Operation, Role};
+pub use caller::{Caller, DeviceGroupAccess, Principal, Tenant};
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use service::Palisade;
 pub use store::{Store, StoreError};

@@ -3,6 +3,7 @@
 
 use crate::caller::{Caller, Tenant};
 use crate::clock::Clock;
+use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
@@ -97,6 +98,14 @@ impl Palisade {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// The tenant with this id, read at most every few seconds per tenant.
@@ -308,7 +317,7 @@ impl Palisade {
         machine_id: &str,
         request: ActionRequest,
     ) -> Result<MachineAction, MdeError> {
-        let requestor = caller.requestor.clone();
+        let requestor = caller.requestor().to_string();
         let now = self.clock.now();
         let changed = self
             .change_machine(caller, machine_id, move |machine, active| {
@@ -350,12 +359,31 @@ impl Palisade {
         comment: Option<String>,
     ) -> Result<MachineAction, MdeError> {
         let id = parse_action_id(id)?;
-        let requestor = caller.requestor.clone();
+        let requestor = caller.requestor().to_string();
         let now = self.clock.now();
         let visibility = caller.visibility(now);
         let decide = Box::new(move |action: &MachineAction| {
             rules::actions::cancel(action, &requestor, comment, now)
         });
         Ok(self.store.change_action(&visibility, &id, decide).await?)
+    }
+
+    /// The caller's tenant's audit log, newest first; `$top` and `$skip` only.
+    pub async fn list_audit(
+        &self,
+        caller: &Caller,
+        query: &ODataQuery,
+    ) -> Result<Page<AuditEntry>, MdeError> {
+        if query.filter.is_some() || !query.order_by.is_empty() || query.count {
+            return Err(MdeError::new(
+                ErrorCode::ODataError,
+                "The audit log supports $top, $skip and $select only.",
+            ));
+        }
+        let top = query.top.unwrap_or(PAGE_SIZE);
+        Ok(self
+            .store
+            .audit_entries(&caller.tenant.id, query.skip.unwrap_or(0), top)
+            .await?)
     }
 }

@@ -7,6 +7,7 @@
 //! thus written once (in the domain) and is atomic on every back end.
 
 use crate::caller::{Tenant, Visibility};
+use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
@@ -69,6 +70,7 @@ pub type ActionDecision = Box<dyn FnOnce(&MachineAction) -> Result<MachineAction
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     /// Creates the tenant with its device groups and machines, in one
     /// transaction, unless a tenant with its id exists. Returns whether it did.
     async fn create_tenant(
@@ -127,4 +129,49 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         decide: ActionDecision,
     ) -> Result<MachineAction, WriteError>;
+
+    // Identity: app registrations, users, signing keys.
+
+    /// Creates the app, or replaces the one with its client id (in its tenant).
+    async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError>;
+    async fn app(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<AppRegistration>, StoreError>;
+    async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError>;
+    /// Returns whether it existed.
+    async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError>;
+
+    /// Creates the user, or replaces the one with its id.
+    async fn put_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn user(&self, tenant_id: &str, id: &str) -> Result<Option<User>, StoreError>;
+    /// By UPN, case-insensitively.
+    async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<User>, StoreError>;
+    async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError>;
+    async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// A tenant's signing keys, newest first, retired ones included.
+    async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError>;
+    /// Adds `key` as the tenant's active key and marks every other active key
+    /// retired at `key.created_at`, in one transaction.
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError>;
+
+    async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError>;
+
+    // Audit log.
+
+    /// Appends an entry (its `id` is assigned) once it is durable.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        skip: u64,
+        top: u32,
+    ) -> Result<Page<AuditEntry>, StoreError>;
 }

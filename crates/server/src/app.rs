@@ -1,15 +1,19 @@
 //! Wiring: the store, the domain service and the HTTP stack, and serving them.
 
 use crate::api;
+use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
 use crate::http::paths::PathCanon;
+use crate::token_service;
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
+use palisade_identity::{ExternalIssuer, TokenService, Validator};
 use palisade_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,11 +26,44 @@ use tower_http::catch_panic::CatchPanicLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub palisade: Palisade,
-    /// The tenant requests act in until token validation lands.
-    pub tenant_id: String,
+    pub validator: Validator,
+    pub tokens: TokenService,
+    /// `None` with `--rate-limit off`.
+    pub limiter: Option<RateLimiter>,
     pub scheme: &'static str,
     /// `host:port` for requests that name no host.
     pub listen_authority: String,
+}
+
+/// How the HTTP front end is set up, beyond the store.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `None`: no rate limits.
+    pub rate_limits: Option<RateLimits>,
+    pub external_issuers: Vec<ExternalIssuer>,
+    /// `https` when serving TLS.
+    pub tls: bool,
+}
+
+impl AppState {
+    pub fn new(palisade: Palisade, settings: &Settings, listen_authority: String) -> Self {
+        let store = palisade.store().clone();
+        let clock = palisade.clock().clone();
+        AppState {
+            validator: Validator::new(
+                store.clone(),
+                clock.clone(),
+                settings.external_issuers.clone(),
+            ),
+            tokens: TokenService::new(store, clock.clone()),
+            limiter: settings
+                .rate_limits
+                .map(|limits| RateLimiter::new(limits, clock)),
+            palisade,
+            scheme: if settings.tls { "https" } else { "http" },
+            listen_authority,
+        }
+    }
 }
 
 /// The tenant a plain `palisade serve` creates for itself.
@@ -49,12 +86,18 @@ pub fn open_store(database: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// How often Pending actions are checked for their time-out.
 const ACTION_SWEEP_SECONDS: u64 = 60;
 
-/// Ends stale Pending actions with `TimeOut`, every minute, until the process stops.
-pub fn spawn_action_sweeper(palisade: Palisade) {
+/// Every minute, until the process stops: ends stale Pending actions with
+/// `TimeOut`, and forgets the rate-limit counts of idle callers.
+pub fn spawn_sweeper(state: &AppState) {
+    let palisade = state.palisade.clone();
+    let limiter = state.limiter.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(ACTION_SWEEP_SECONDS));
         loop {
             tick.tick().await;
+            if let Some(limiter) = &limiter {
+                limiter.forget_idle();
+            }
             match palisade.time_out_stale_actions().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(actions = n, "timed out actions no device picked up"),
@@ -80,6 +123,11 @@ pub async fn ensure_default_tenant(palisade: &Palisade) -> anyhow::Result<String
 /// get the very same layers.
 pub fn http_app(state: AppState, extra: Router) -> Router {
     let (api_router, openapi) = api::routes().split_for_parts();
+    let operations = operation_table(&openapi);
+    let api_router = api_router.route_layer(axum::middleware::from_fn_with_state(
+        (state.clone(), operations),
+        gate,
+    ));
     // Shared: the service wrapping the router is cloned for every request.
     let canon = Arc::new(PathCanon::new(
         openapi.paths.paths.keys().map(String::as_str),
@@ -89,6 +137,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .expect("the OpenAPI document serialises")
         .into();
     let router = api_router
+        .merge(token_service::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",

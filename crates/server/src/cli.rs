@@ -1,10 +1,13 @@
 //! The `palisade` command line.
 
+use crate::admin_cli;
 use crate::app::{self, AppState};
 use crate::demo;
 use clap::{Args, Parser, Subcommand};
+use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::{Palisade, SystemClock};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -23,6 +26,62 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Tenants: list, create.
+    #[command(subcommand)]
+    Tenants(admin_cli::TenantCommand),
+    /// App registrations (client credentials): list, create, delete.
+    #[command(subcommand)]
+    Apps(admin_cli::AppCommand),
+    /// Users with MDE roles and device-group access: list, create, delete.
+    #[command(subcommand)]
+    Users(admin_cli::UserCommand),
+    /// Device groups: list, create.
+    #[command(subcommand)]
+    Groups(admin_cli::GroupCommand),
+    /// Token signing keys: list, rotate.
+    #[command(subcommand)]
+    Keys(admin_cli::KeyCommand),
+    /// The audit log of changes made through the API and the CLI.
+    #[command(subcommand)]
+    Audit(admin_cli::AuditCommand),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Serve(args) => serve(args).await,
+            Command::Tenants(c) => admin_cli::tenants(c).await,
+            Command::Apps(c) => admin_cli::apps(c).await,
+            Command::Users(c) => admin_cli::users(c).await,
+            Command::Groups(c) => admin_cli::groups(c).await,
+            Command::Keys(c) => admin_cli::keys(c).await,
+            Command::Audit(c) => admin_cli::audit(c).await,
+        }
+    }
+}
+
+/// `--rate-limit PER_MINUTE/PER_HOUR`, or `off` (`None`).
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimitSetting(pub Option<RateLimits>);
+
+fn parse_rate_limit(text: &str) -> Result<RateLimitSetting, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(RateLimitSetting(None));
+    }
+    let (minute, hour) = text
+        .split_once('/')
+        .ok_or("expected PER_MINUTE/PER_HOUR (e.g. 100/1500) or off")?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(format!("'{s}' is not a positive whole number"))
+    };
+    Ok(RateLimitSetting(Some(RateLimits {
+        per_minute: number(minute)?,
+        per_hour: number(hour)?,
+    })))
 }
 
 #[derive(Debug, Args)]
@@ -44,52 +103,79 @@ pub struct ServeArgs {
     #[arg(long, env = "PALISADE_ACTION_TIMEOUT_HOURS", default_value_t = 72,
           value_parser = clap::value_parser!(i64).range(1..=24 * 365))]
     pub action_timeout_hours: i64,
+    /// Calls allowed per API, per app or user, per tenant: PER_MINUTE/PER_HOUR, or off.
+    #[arg(long, env = "PALISADE_RATE_LIMIT", default_value = "100/1500", value_parser = parse_rate_limit)]
+    pub rate_limit: RateLimitSetting,
+    /// With --demo: write the demo credentials (tenant, app, users) to this JSON file.
+    #[arg(long, env = "PALISADE_DEMO_CREDENTIALS", requires = "demo")]
+    pub demo_credentials: Option<PathBuf>,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = app::open_store(&args.database)?;
     let palisade = Palisade::new(store, Arc::new(SystemClock))
         .with_action_timeout(args.action_timeout_hours * 3600);
-    let tenant_id = if args.demo {
-        demo::ensure_demo_tenant(&palisade).await?;
-        demo::DEMO_TENANT_ID.to_string()
-    } else {
-        app::ensure_default_tenant(&palisade).await?
-    };
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr()?;
-    let state = AppState {
-        palisade,
-        tenant_id: tenant_id.clone(),
-        scheme: "http",
-        listen_authority: local.to_string(),
+    let settings = app::Settings {
+        rate_limits: args.rate_limit.0,
+        ..app::Settings::default()
     };
-    app::spawn_action_sweeper(state.palisade.clone());
+    let state = AppState::new(palisade, &settings, local.to_string());
+    let origin = format!("{}://{local}", state.scheme);
+    let tenant_id = if args.demo {
+        let credentials = demo::ensure_demo(&state.palisade, &origin).await?;
+        if let Some(path) = &args.demo_credentials {
+            let json = serde_json::to_string_pretty(&credentials)?;
+            std::fs::write(path, json + "\n")
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        print_demo_guide(&origin, &credentials);
+        credentials.tenant_id
+    } else {
+        app::ensure_default_tenant(&state.palisade).await?
+    };
+    app::spawn_sweeper(&state);
     let router = app::http_app(state, axum::Router::new());
-    if args.demo {
-        print_demo_guide(&local, &tenant_id);
-    }
-    tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on http://{local}");
+    tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on {origin}");
     app::serve(listener, router, shutdown_signal()).await?;
     tracing::info!("palisade stopped");
     Ok(())
 }
 
-fn print_demo_guide(local: &SocketAddr, tenant_id: &str) {
-    let api = format!("http://{local}/api");
+fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
+    let api = &credentials.api_url;
+    let mut users = String::new();
+    for user in &credentials.users {
+        users += &format!(
+            "  {:<36} {}  [{}] groups: {}\n",
+            user.username,
+            user.password,
+            user.roles.join(", "),
+            user.groups.join(", ")
+        );
+    }
     println!(
-        "\nPalisade demo tenant {tenant_id}: {} machines across Windows 10/11, Windows Server, macOS and Linux.\n\
-         API:      {api}\n\
-         OpenAPI:  http://{local}/openapi.json\n\n\
+        "\nPalisade demo tenant {tenant}: {fleet} machines across Windows 10/11, Windows Server, macOS and Linux.\n\
+         API:        {api}\n\
+         OpenAPI:    {origin}/openapi.json\n\
+         Token URL:  {token_url}\n\
+         App:        client_id {client_id}  client_secret {secret}  (every permission)\n\
+         Users (password grant; secrets are new on every start):\n{users}\n\
          Try:\n\
-         \x20 curl -s '{api}/machines?$top=2'\n\
-         \x20 curl -s \"{api}/machines?\\$filter=machineTags/any(t:t%20eq%20'VIP')&\\$top=3\"\n\
-         \x20 curl -s -X POST {api}/machines/<id>/isolate -H 'Content-Type: application/json' \\\n\
-         \x20      -d '{{\"Comment\":\"Isolate for investigation\",\"IsolationType\":\"Full\"}}'\n\
-         \x20 curl -s '{api}/machineactions?$top=5'\n",
-        demo::DEMO_FLEET_SIZE
+         \x20 TOKEN=$(curl -s {token_url} -d grant_type=client_credentials \\\n\
+         \x20      -d client_id={client_id} -d client_secret={secret} \\\n\
+         \x20      -d scope=https://api.securitycenter.microsoft.com/.default | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n\
+         \x20 curl -s -H \"Authorization: Bearer $TOKEN\" '{api}/machines?$top=2'\n\
+         \x20 curl -s -X POST {api}/machines/<id>/isolate -H \"Authorization: Bearer $TOKEN\" \\\n\
+         \x20      -H 'Content-Type: application/json' -d '{{\"Comment\":\"Isolate for investigation\",\"IsolationType\":\"Full\"}}'\n",
+        tenant = credentials.tenant_id,
+        fleet = demo::DEMO_FLEET_SIZE,
+        token_url = credentials.token_url,
+        client_id = credentials.client_id,
+        secret = credentials.client_secret,
     );
 }
 

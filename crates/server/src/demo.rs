@@ -8,9 +8,11 @@ use palisade_contract::{
 };
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::store::DeviceGroup;
-use palisade_domain::{Palisade, Tenant};
+use palisade_domain::{DeviceGroupAccess, Palisade, Role, Tenant};
+use palisade_identity::admin::{Admin, Administrator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::Serialize;
 
 pub const DEMO_TENANT_ID: &str = "6a1f4c3e-2b7d-4e8f-9a0b-1c2d3e4f5a6b";
 /// Machines in the demo fleet.
@@ -310,6 +312,123 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
 
 /// Creates the demo tenant, its device groups and fleet (in one transaction),
 /// unless it exists already. Returns whether it was created now.
+/// The demo app's client id: the same on every start, so scripts can keep it.
+pub const DEMO_CLIENT_ID: &str = "5e0c2a8d-7b1f-4c3e-9d6a-2f8b4e1c7a90";
+
+/// Who the demo signs in as: one user per MDE role, one limited to one device group.
+const DEMO_USERS: [(&str, &[Role], Option<i64>); 6] = [
+    ("admin@contoso.example", &[Role::GlobalAdministrator], None),
+    (
+        "secops@contoso.example",
+        &[
+            Role::ViewData,
+            Role::AlertsInvestigation,
+            Role::ActiveRemediationActions,
+            Role::ManageSecuritySettings,
+        ],
+        None,
+    ),
+    (
+        "responder@contoso.example",
+        &[Role::ViewData, Role::ActiveRemediationActions],
+        None,
+    ),
+    (
+        "analyst@contoso.example",
+        &[Role::ViewData, Role::AlertsInvestigation],
+        None,
+    ),
+    ("reader@contoso.example", &[Role::ViewData], None),
+    (
+        "finance.responder@contoso.example",
+        &[
+            Role::ViewData,
+            Role::ActiveRemediationActions,
+            Role::ManageSecuritySettings,
+        ],
+        Some(3),
+    ),
+];
+
+/// What `--demo-credentials` writes (operations.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoCredentials {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub users: Vec<DemoUser>,
+    /// With HTTPS: the CA to trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoUser {
+    pub username: String,
+    pub password: String,
+    pub roles: Vec<String>,
+    /// Device group names, or `["all"]`.
+    pub groups: Vec<String>,
+}
+
+/// Creates the demo tenant and fleet (once), and gives the demo app and users
+/// fresh secrets (every start: only their hashes are kept, so they cannot be shown again).
+pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<DemoCredentials> {
+    ensure_demo_tenant(palisade).await?;
+    let admin = Admin::new(
+        palisade.store().clone(),
+        palisade.clock().clone(),
+        Administrator {
+            kind: "demo",
+            name: "palisade serve --demo".into(),
+        },
+    );
+    let every_permission = <palisade_contract::Permission as strum::VariantArray>::VARIANTS;
+    let (app, client_secret) = admin
+        .put_app(
+            DEMO_TENANT_ID,
+            Some(DEMO_CLIENT_ID),
+            "Palisade demo app",
+            every_permission,
+        )
+        .await?;
+    let mut users = Vec::new();
+    for (username, roles, group) in DEMO_USERS {
+        let access = match group {
+            Some(id) => DeviceGroupAccess::Only(vec![id]),
+            None => DeviceGroupAccess::All,
+        };
+        let (user, password) = admin
+            .put_user(DEMO_TENANT_ID, username, roles, access, None)
+            .await?;
+        let groups = match group {
+            Some(id) => DEMO_GROUPS
+                .iter()
+                .filter(|(g, _)| *g == id)
+                .map(|(_, name)| name.to_string())
+                .collect(),
+            None => vec!["all".to_string()],
+        };
+        users.push(DemoUser {
+            username: user.username,
+            password,
+            roles: user.roles.iter().map(|r| r.as_str().to_string()).collect(),
+            groups,
+        });
+    }
+    Ok(DemoCredentials {
+        tenant_id: DEMO_TENANT_ID.into(),
+        client_id: app.client_id,
+        client_secret,
+        token_url: format!("{origin}/{DEMO_TENANT_ID}/oauth2/v2.0/token"),
+        api_url: format!("{origin}/api"),
+        users,
+        ca_file: None,
+    })
+}
+
 pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
     let tenant = Tenant {
         id: DEMO_TENANT_ID.into(),

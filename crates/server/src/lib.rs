@@ -1,7 +1,9 @@
 //! The Palisade server: the MDE-compatible API over HTTP, the CLI and the demo tenant.
 
+pub mod admin_cli;
 pub mod api;
 pub mod app;
 pub mod cli;
 pub mod demo;
 pub mod http;
+pub mod token_service;

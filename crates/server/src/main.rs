@@ -4,7 +4,7 @@ use clap::Parser;
 // serves those markedly faster than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use palisade_server::cli::{self, Cli, Command};
+use palisade_server::cli::Cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -19,9 +19,7 @@ async fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => cli::serve(args).await,
-    };
+    let result = cli.command.run().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

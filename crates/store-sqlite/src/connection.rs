@@ -8,9 +8,10 @@ use std::time::Duration;
 
 /// The schema, in order. Applied at start; never edit one that has shipped.
 pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
-    Migrations::new(vec![M::up(include_str!(
-        "../migrations/0001_machines_and_actions.sql"
-    ))])
+    Migrations::new(vec![
+        M::up(include_str!("../migrations/0001_machines_and_actions.sql")),
+        M::up(include_str!("../migrations/0002_identity_and_audit.sql")),
+    ])
 });
 
 /// Address space (not memory) for memory-mapped reads.

@@ -1,6 +1,7 @@
 //! `Store` on SQLite.
 
 use crate::connection::{open_connection, MIGRATIONS};
+use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::query::{Entity, Sql, ACTIONS, MACHINES};
 use crate::rows::{
     action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
@@ -10,6 +11,7 @@ use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
 use palisade_domain::store::{
@@ -195,6 +197,24 @@ impl Store for SqliteStore {
                         })
                     })
                     .optional()
+            })
+            .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.readers
+            .read_blocking(|conn| {
+                conn.prepare_cached(
+                    "SELECT id, name, retention_days FROM tenants ORDER BY name, id",
+                )?
+                .query_map([], |row| {
+                    Ok(Tenant {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        retention_days: row.get(2)?,
+                    })
+                })?
+                .collect()
             })
             .await
     }
@@ -415,6 +435,193 @@ impl Store for SqliteStore {
                 let changed = decide(&action)?;
                 save_action(conn, &visibility.tenant_id, &changed).map_err(sql_failure)?;
                 Ok(changed)
+            })
+            .await
+    }
+
+    async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError> {
+        let app = app.clone();
+        self.write_store(move |conn| identity::save_app(conn, &app))
+            .await
+    }
+
+    async fn app(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<AppRegistration>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                let sql = format!(
+                    "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 AND client_id = ?2"
+                );
+                conn.prepare_cached(&sql)?
+                    .query_row([tenant_id, client_id], identity::app_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError> {
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 ORDER BY display_name, client_id"
+        );
+        self.all_rows(sql, tenant_id, identity::app_from_row).await
+    }
+
+    async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let (tenant_id, client_id) = (tenant_id.to_string(), client_id.to_string());
+        self.write_store(move |conn| {
+            conn.execute(
+                "DELETE FROM apps WHERE tenant_id = ?1 AND client_id = ?2",
+                [&tenant_id, &client_id],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.write_store(move |conn| identity::save_user(conn, &user))
+            .await
+    }
+
+    async fn user(&self, tenant_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                let sql =
+                    format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 AND id = ?2");
+                conn.prepare_cached(&sql)?
+                    .query_row([tenant_id, id], identity::user_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<User>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE tenant_id = ?1 AND username = ?2 COLLATE NOCASE"
+                );
+                conn.prepare_cached(&sql)?
+                    .query_row([tenant_id, username], identity::user_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 ORDER BY username");
+        self.all_rows(sql, tenant_id, identity::user_from_row).await
+    }
+
+    async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.write_store(move |conn| {
+            conn.execute(
+                "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2",
+                [&tenant_id, &id],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, kid"
+        );
+        self.all_rows(sql, tenant_id, identity::key_from_row).await
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError> {
+        let key = key.clone();
+        self.write_store(move |conn| identity::rotate_key(conn, &key))
+            .await
+    }
+
+    async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+        let sql = "SELECT id, name FROM device_groups WHERE tenant_id = ?1 ORDER BY id".to_string();
+        self.all_rows(sql, tenant_id, |row| {
+            Ok(DeviceGroup {
+                id: row.get(0)?,
+                name: row.get(1)?,
+            })
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.write_store(move |conn| identity::append_audit(conn, &entry))
+            .await
+    }
+
+    async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        skip: u64,
+        top: u32,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.readers
+            .read_blocking(move |conn| {
+                let sql = format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = ?1 \
+                     ORDER BY id DESC LIMIT ?2 OFFSET ?3"
+                );
+                let mut items: Vec<AuditEntry> = conn
+                    .prepare_cached(&sql)?
+                    .query_map(
+                        params![tenant_id, i64::from(top) + 1, skip as i64],
+                        identity::audit_from_row,
+                    )?
+                    .collect::<rusqlite::Result<_>>()?;
+                let more = items.len() > top as usize;
+                items.truncate(top as usize);
+                Ok(Page {
+                    items,
+                    count: None,
+                    more,
+                })
+            })
+            .await
+    }
+}
+
+impl SqliteStore {
+    /// A write that the domain does not decide on: it fails only if the store does.
+    async fn write_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer
+            .write(move |conn| work(conn).map_err(sql_failure))
+            .await
+            .map_err(into_store_error)
+    }
+
+    /// Every row `sql` (with the tenant as `?1`) selects.
+    async fn all_rows<T: Send + 'static>(
+        &self,
+        sql: String,
+        tenant_id: &str,
+        map: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let tenant_id = tenant_id.to_string();
+        self.readers
+            .read_blocking(move |conn| {
+                conn.prepare_cached(&sql)?
+                    .query_map([tenant_id], map)?
+                    .collect()
             })
             .await
     }

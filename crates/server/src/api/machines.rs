@@ -1,6 +1,7 @@
 //! `/api/machines`: list, get, tags, device value, and the machine actions.
 
 use crate::app::AppState;
+use crate::http::auth::AuditTarget;
 use crate::http::error::ApiResult;
 use crate::http::extract::{JsonBody, OData, RequestBase};
 use crate::http::odata::{collection, list, Entity, Selection};
@@ -144,8 +145,12 @@ pub async fn tag_machines(
     base: RequestBase,
     JsonBody(body): JsonBody<BulkTagBody>,
 ) -> ApiResult<Response> {
-    let machines = app.palisade.tag_machines(&caller, body.validate()?).await?;
-    list(&base, machines)
+    let request = body.validate()?;
+    let target = AuditTarget(request.machine_ids.join(","));
+    let machines = app.palisade.tag_machines(&caller, request).await?;
+    let mut response = list(&base, machines)?;
+    response.extensions_mut().insert(target);
+    Ok(response)
 }
 
 /// Set a machine's device value (`Normal`, `Low`, `High`).

@@ -2,6 +2,7 @@
 //! with its OpenAPI operation. The router and the OpenAPI document are built
 //! from the same annotations, so they cannot drift apart.
 
+pub mod audit;
 pub mod machine_actions;
 pub mod machines;
 
@@ -19,7 +20,8 @@ use utoipa_axum::routes;
     ),
     tags(
         (name = "Machines", description = "Machines and their tags"),
-        (name = "Machine actions", description = "Isolate, offboard, scan... and the actions they create")
+        (name = "Machine actions", description = "Isolate, offboard, scan... and the actions they create"),
+        (name = "Audit", description = "Who changed what, through the API or the CLI")
     )
 )]
 struct ApiDoc;
@@ -44,4 +46,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machine_actions::list_actions))
         .routes(routes!(machine_actions::get_action))
         .routes(routes!(machine_actions::cancel_action))
+        .routes(routes!(audit::list_audit_log))
 }

@@ -2,6 +2,7 @@
 //! makes every error response MDE-shaped — including the ones produced by axum
 //! itself (unknown route, bad path) or by a panic.
 
+use crate::token_service::OAuthBody;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::{HeaderValue, CONTENT_TYPE};
@@ -40,8 +41,10 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let (mut parts, body) = response.into_parts();
     let status = parts.status;
     let refused = parts.extensions.remove::<MdeError>();
+    let own_body = parts.extensions.get::<OAuthBody>().is_some();
     let error = match refused {
         Some(error) => Some(error),
+        None if own_body => None,
         // 405 carries no body, as MDE's does; other bare errors get one.
         None if status.is_client_error() || status.is_server_error() => {
             (status != StatusCode::METHOD_NOT_ALLOWED).then(|| bare_error(status))

@@ -8,37 +8,20 @@ use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use palisade_contract::odata::ODataQuery;
 use palisade_contract::{ErrorCode, MdeError};
-use palisade_domain::{Caller, DeviceGroupAccess};
+use palisade_domain::Caller;
 use serde::de::DeserializeOwned;
 
-/// The caller of this request. Every handler gets identity from here and only here.
-///
-/// Until token validation lands, every request acts as the local development
-/// principal of the server's own tenant, with access to all device groups.
+/// The caller of this request. Every handler gets identity from here and only
+/// here; the gate (`http::auth`) put it there after checking the token.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let tenant = state
-            .palisade
-            .tenant(&state.tenant_id)
-            .await?
-            .ok_or_else(|| {
-                MdeError::new(
-                    ErrorCode::Unauthorized,
-                    format!("Tenant {} does not exist.", state.tenant_id),
-                )
-            })?;
-        Ok(Caller {
-            tenant,
-            requestor: LOCAL_REQUESTOR.to_string(),
-            device_groups: DeviceGroupAccess::All,
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            MdeError::internal("the route is not behind the authentication gate").into()
         })
     }
 }
-
-/// `requestor` of actions created by the local development principal.
-pub const LOCAL_REQUESTOR: &str = "Palisade local API";
 
 /// A JSON request body, read as MDE reads it: `application/json` only, at most
 /// 1 MiB, and an absent body counts as `{}` so that missing required properties

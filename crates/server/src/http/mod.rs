@@ -1,6 +1,7 @@
 //! The HTTP front end's plumbing: the request envelope (request id, log line,
 //! MDE error bodies), case-insensitive routing, extractors and OData responses.
 
+pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod extract;

@@ -30,6 +30,10 @@ impl EntitySet for palisade_contract::MachineAction {
     const SET: &'static str = "MachineActions";
 }
 
+impl EntitySet for palisade_domain::identity::AuditEntry {
+    const SET: &'static str = "AuditLog";
+}
+
 fn odata_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();

@@ -1,5 +1,6 @@
 //! A 200/201 answer means the change is on disk: it survives a kill -9.
 
+use crate::harness::demo_client;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -11,11 +12,23 @@ use std::time::Duration;
 struct Process {
     child: Child,
     origin: String,
+    client: reqwest::Client,
 }
 
-fn spawn(db: &std::path::Path) -> Process {
+async fn spawn(db: &std::path::Path) -> Process {
+    let credentials = db.with_extension("credentials.json");
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--database"])
+        .args([
+            "serve",
+            "--demo",
+            "--rate-limit",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--demo-credentials")
+        .arg(&credentials)
+        .arg("--database")
         .arg(format!("sqlite://{}", db.display()))
         .env("PALISADE_LOG", "info")
         .stdout(Stdio::null())
@@ -36,7 +49,12 @@ fn spawn(db: &std::path::Path) -> Process {
     let origin = origin
         .recv_timeout(Duration::from_secs(60))
         .expect("palisade printed its ready line");
-    Process { child, origin }
+    let client = demo_client(&credentials).await;
+    Process {
+        child,
+        origin,
+        client,
+    }
 }
 
 impl Drop for Process {
@@ -63,8 +81,8 @@ async fn demo_machine_ids(client: &reqwest::Client, origin: &str, n: usize) -> V
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("palisade.db");
-    let mut server = spawn(&db);
-    let client = reqwest::Client::new();
+    let mut server = spawn(&db).await;
+    let client = server.client.clone();
     let origin = server.origin.clone();
     let machines = demo_machine_ids(&client, &origin, 8).await;
     assert_eq!(machines.len(), 8, "the demo fleet has Windows 11 machines");
@@ -125,7 +143,8 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(acknowledged.len() >= 300);
     assert!(!actions.is_empty(), "at least one scan was acknowledged");
 
-    let server = spawn(&db);
+    let server = spawn(&db).await;
+    let client = server.client.clone();
     let origin = server.origin.clone();
     for machine in &machines {
         let body: Value = client

@@ -925,7 +925,11 @@ async fn a_path_over_64_kib_is_refused_and_the_server_stays_up() {
         );
     }
     // The same helper on an ordinary request, so that the check above is not the helper's fault.
-    let (status, _, body) = raw_request(&server, "GET /api/machines/unknown HTTP/1.1").await;
+    let head = format!(
+        "GET /api/machines/unknown HTTP/1.1\r\nAuthorization: Bearer {}",
+        server.token
+    );
+    let (status, _, body) = raw_request(&server, &head).await;
     assert_eq!(status, 404, "{body}");
     let json: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["error"]["code"], "ResourceNotFound");
@@ -1134,6 +1138,7 @@ async fn the_server_still_answers_after_hostile_input() {
 struct ServerProcess {
     child: std::process::Child,
     origin: String,
+    client: reqwest::Client,
     log: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -1142,8 +1147,11 @@ impl ServerProcess {
     async fn start() -> ServerProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("server.log");
+        let credentials = dir.path().join("credentials.json");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
             .arg("serve")
+            .args(["--demo", "--rate-limit", "off", "--demo-credentials"])
+            .arg(&credentials)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--database")
@@ -1152,7 +1160,6 @@ impl ServerProcess {
                 dir.path().join("palisade.db").display()
             ))
             .env("PALISADE_LOG", "info")
-            .env_remove("PALISADE_DEMO")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -1160,6 +1167,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child,
             origin: String::new(),
+            client: reqwest::Client::new(),
             log,
             _dir: dir,
         };
@@ -1168,6 +1176,7 @@ impl ServerProcess {
             if let Some((_, rest)) = text.split_once("ready on ") {
                 let origin = rest.split_whitespace().next().unwrap_or("");
                 server.origin = origin.trim_end_matches('/').to_string();
+                server.client = demo_client(&credentials).await;
                 return server;
             }
             server.assert_alive();
@@ -1191,7 +1200,8 @@ impl ServerProcess {
 
     /// GETs `path_and_query` (already percent-encoded); `Err` when no answer came.
     async fn get(&self, path_and_query: &str) -> Result<Reply, String> {
-        let response = reqwest::Client::new()
+        let response = self
+            .client
             .get(format!("{}{path_and_query}", self.origin))
             .send()
             .await

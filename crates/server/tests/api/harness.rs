@@ -2,9 +2,13 @@
 //! SQLite file) and talks to it over HTTP.
 
 use palisade_contract::machine::IpAddress;
+use palisade_contract::Permission;
 use palisade_contract::{HealthStatus, Machine, OnboardingStatus, OsPlatform, Timestamp};
+use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::store::DeviceGroup;
-use palisade_domain::{OffsetClock, Palisade};
+use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
+use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::ExternalIssuer;
 use palisade_server::app::{self, AppState};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -16,13 +20,26 @@ use tempfile::TempDir;
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`
     pub origin: String,
+    /// Sends the bearer token of an app holding every permission, unless a
+    /// request sets its own `Authorization`.
     pub client: reqwest::Client,
     pub palisade: Palisade,
     /// The server's clock: `clock.advance(seconds)` lets time pass.
     pub clock: Arc<OffsetClock>,
     pub tenant_id: String,
+    /// The bearer token `client` sends.
+    pub token: String,
+    pub admin: Admin,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// How a test server differs from the default.
+#[derive(Default)]
+pub struct Options {
+    /// Off by default: most tests make more calls than the limits allow.
+    pub rate_limits: Option<RateLimits>,
+    pub external_issuers: Vec<ExternalIssuer>,
 }
 
 /// A response as a test looks at it.
@@ -55,36 +72,149 @@ impl Reply {
     }
 }
 
+/// Every permission there is.
+pub fn all_permissions() -> Vec<Permission> {
+    <Permission as strum::VariantArray>::VARIANTS.to_vec()
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("palisade.db");
         let store = app::open_store(&format!("sqlite://{}", db_path.display())).unwrap();
         let clock = Arc::new(OffsetClock::default());
-        let palisade = Palisade::new(store, clock.clone());
+        let palisade = Palisade::new(store.clone(), clock.clone());
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
-        let state = AppState {
-            palisade: palisade.clone(),
-            tenant_id: tenant_id.clone(),
-            scheme: "http",
-            listen_authority: local.to_string(),
+        let settings = app::Settings {
+            rate_limits: options.rate_limits,
+            external_issuers: options.external_issuers,
+            tls: false,
         };
+        let state = AppState::new(palisade.clone(), &settings, local.to_string());
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app::serve(listener, router, async {
             let _ = stop.await;
         }));
-        TestServer {
+        let admin = Admin::new(
+            store,
+            clock.clone(),
+            Administrator {
+                kind: "cli",
+                name: "test".into(),
+            },
+        );
+        let mut server = TestServer {
             origin: format!("http://{local}"),
             client: reqwest::Client::new(),
             palisade,
             clock,
             tenant_id,
+            token: String::new(),
+            admin,
             _dir: dir,
             _shutdown: shutdown,
+        };
+        server.renew_token().await;
+        server
+    }
+
+    /// Gives `client` a fresh token (of a new app with every permission):
+    /// after the clock has moved past the old token's expiry.
+    pub async fn renew_token(&mut self) {
+        let token = self.app_token("Test automation", &all_permissions()).await;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        self.token = token;
+        self.client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+    }
+
+    /// Registers an app with `permissions` and gets it a token from the token service.
+    pub async fn app_token(&self, name: &str, permissions: &[Permission]) -> String {
+        let (app, secret) = self
+            .admin
+            .put_app(&self.tenant_id, None, name, permissions)
+            .await
+            .unwrap();
+        let reply = self
+            .token_request(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &app.client_id),
+                ("client_secret", &secret),
+                ("scope", "https://api.securitycenter.microsoft.com/.default"),
+            ])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a user with `roles` and `groups` (None: all) and gets a token
+    /// for them through an app granted `scopes` (password grant).
+    pub async fn user_token(
+        &self,
+        username: &str,
+        roles: &[Role],
+        groups: Option<Vec<i64>>,
+        scopes: &[Permission],
+    ) -> String {
+        let access = groups.map_or(DeviceGroupAccess::All, DeviceGroupAccess::Only);
+        let (user, password) = self
+            .admin
+            .put_user(&self.tenant_id, username, roles, access, None)
+            .await
+            .unwrap();
+        let (app, _) = self
+            .admin
+            .put_app(&self.tenant_id, None, "Sign-in app", scopes)
+            .await
+            .unwrap();
+        let reply = self
+            .token_request(&[
+                ("grant_type", "password"),
+                ("client_id", &app.client_id),
+                ("username", &user.username),
+                ("password", &password),
+                ("scope", "https://api.securitycenter.microsoft.com/.default"),
+            ])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.json["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// POSTs a form to this tenant's v2 token endpoint, with no bearer token.
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> Reply {
+        let url = self.url(&format!("/{}/oauth2/v2.0/token", self.tenant_id));
+        self.send(reqwest::Client::new().post(url).form(form)).await
+    }
+
+    /// GET as the holder of `token` (`None`: no Authorization header).
+    pub async fn get_as(&self, token: Option<&str>, path: &str) -> Reply {
+        let mut request = reqwest::Client::new().get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
         }
+        self.send(request).await
+    }
+
+    /// POST `body` as the holder of `token`.
+    pub async fn post_as(&self, token: &str, path: &str, body: Value) -> Reply {
+        let request = reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body);
+        self.send(request).await
     }
 
     pub async fn put_machines(&self, machines: &[Machine]) {
@@ -208,4 +338,35 @@ pub async fn server_with(platform: OsPlatform) -> (TestServer, Machine) {
     let m = machine(platform);
     server.put_machines(std::slice::from_ref(&m)).await;
     (server, m)
+}
+
+/// A client for a `palisade serve --demo --demo-credentials FILE` process:
+/// it sends a token of the demo app, which holds every permission.
+pub async fn demo_client(credentials: &std::path::Path) -> reqwest::Client {
+    let text = std::fs::read_to_string(credentials).expect("the demo credentials file");
+    let creds: Value = serde_json::from_str(&text).unwrap();
+    let reply: Value = reqwest::Client::new()
+        .post(creds["token_url"].as_str().unwrap())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", creds["client_id"].as_str().unwrap()),
+            ("client_secret", creds["client_secret"].as_str().unwrap()),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = reply["access_token"].as_str().expect("a token").to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }

@@ -1052,9 +1052,10 @@ async fn cancelling_an_unknown_action_is_resource_not_found() {
 
 #[tokio::test]
 async fn pending_actions_time_out_after_three_days() {
-    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let (mut server, m) = server_with(OsPlatform::Windows11).await;
     let old = isolate(&server, &m.id).await;
     server.clock.advance(2 * 86_400);
+    server.renew_token().await;
     let young = created(
         &act(
             &server,
@@ -1067,6 +1068,7 @@ async fn pending_actions_time_out_after_three_days() {
     assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 0);
 
     server.clock.advance(86_400 + 60);
+    server.renew_token().await;
     assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 1);
     let reply = server
         .get(&format!(

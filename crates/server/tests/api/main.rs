@@ -5,6 +5,8 @@ mod harness;
 
 mod durability;
 mod errors;
+mod identity;
+mod limits_and_audit;
 mod machine_actions;
 mod machines;
 mod odata;

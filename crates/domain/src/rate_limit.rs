@@ -1,0 +1,180 @@
+//! Per-API rate limits as MDE applies them: 100 calls a minute and 1,500 an
+//! hour (decisions: Rate limits), per operation, per app or user, per tenant.
+//!
+//! Written here rather than with `governor`: GCRA admits by a smoothed rate,
+//! not by a count over a sliding window, and cannot refuse on either of two
+//! windows without having spent a cell of the other. A log of admission times
+//! per key is exact: a burst of 200 parallel calls admits exactly 100.
+
+use crate::access::Operation;
+use crate::clock::Clock;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+/// Calls allowed per sliding minute and per sliding hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub per_minute: u32,
+    pub per_hour: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_minute: 100,
+            per_hour: 1500,
+        }
+    }
+}
+
+/// What one count is kept for: the operation, in a tenant, by an app or user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RateKey {
+    pub tenant_id: String,
+    pub principal_id: String,
+    pub operation: Operation,
+}
+
+/// Which window refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Minute,
+    Hour,
+}
+
+/// A refused call: when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttled {
+    pub window: Window,
+    pub limit: u32,
+    /// Whole seconds until a call would be admitted, at least 1.
+    pub retry_after_seconds: u64,
+}
+
+const MINUTE_TICKS: i64 = 60 * 10_000_000;
+const HOUR_TICKS: i64 = 3600 * 10_000_000;
+/// Keys are spread over shards so that unrelated callers do not queue on one lock.
+const SHARDS: usize = 32;
+
+type Shard = HashMap<RateKey, VecDeque<i64>>;
+
+#[derive(Clone)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    clock: Arc<dyn Clock>,
+    shards: Arc<[Mutex<Shard>]>,
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
+        RateLimiter {
+            limits,
+            clock,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    pub fn limits(&self) -> RateLimits {
+        self.limits
+    }
+
+    /// Admits (and counts) one call, or says which window is full and for how long.
+    pub fn admit(&self, key: &RateKey) -> Result<(), Throttled> {
+        let mut hasher = DefaultHasher::new();
+        key.hash(&mut hasher);
+        let shard = &self.shards[hasher.finish() as usize % SHARDS];
+        let mut shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Read under the lock, so admission times are ordered as they are logged.
+        let now = self.clock.now().ticks();
+        let log = shard.entry(key.clone()).or_default();
+        while log.front().is_some_and(|&t| t <= now - HOUR_TICKS) {
+            log.pop_front();
+        }
+        let RateLimits {
+            per_minute,
+            per_hour,
+        } = self.limits;
+        let in_last_minute = log.len() - log.partition_point(|&t| t <= now - MINUTE_TICKS);
+        let refusal = if in_last_minute >= per_minute as usize {
+            // Admitted again once the oldest call of the full minute leaves it.
+            let oldest = log[log.len() - per_minute as usize];
+            Some((Window::Minute, per_minute, oldest + MINUTE_TICKS - now))
+        } else if log.len() >= per_hour as usize {
+            let oldest = log[log.len() - per_hour as usize];
+            Some((Window::Hour, per_hour, oldest + HOUR_TICKS - now))
+        } else {
+            None
+        };
+        match refusal {
+            Some((window, limit, wait_ticks)) => Err(Throttled {
+                window,
+                limit,
+                retry_after_seconds: (wait_ticks.max(1) as u64).div_ceil(10_000_000),
+            }),
+            None => {
+                log.push_back(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops the logs of keys with no call in the last hour.
+    pub fn forget_idle(&self) {
+        let now = self.clock.now().ticks();
+        for shard in self.shards.iter() {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard.retain(|_, log| log.back().is_some_and(|&t| t > now - HOUR_TICKS));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::OffsetClock;
+
+    fn key(principal: &str) -> RateKey {
+        RateKey {
+            tenant_id: "t".into(),
+            principal_id: principal.into(),
+            operation: Operation::Isolate,
+        }
+    }
+
+    #[test]
+    fn minute_then_hour_windows_slide() {
+        let clock = Arc::new(OffsetClock::default());
+        let limiter = RateLimiter::new(
+            RateLimits {
+                per_minute: 3,
+                per_hour: 5,
+            },
+            clock.clone(),
+        );
+        for _ in 0..3 {
+            limiter.admit(&key("a")).unwrap();
+        }
+        let refused = limiter.admit(&key("a")).unwrap_err();
+        assert_eq!(refused.window, Window::Minute);
+        assert_eq!(refused.retry_after_seconds, 60);
+        limiter
+            .admit(&key("b"))
+            .expect("another caller has its own count");
+        clock.advance(61);
+        limiter.admit(&key("a")).unwrap();
+        limiter.admit(&key("a")).unwrap();
+        let refused = limiter.admit(&key("a")).unwrap_err();
+        assert_eq!(refused.window, Window::Hour);
+        assert_eq!(refused.retry_after_seconds, 3600 - 61);
+        clock.advance(3600 - 61);
+        limiter
+            .admit(&key("a"))
+            .expect("the first calls left the hour");
+    }
+}

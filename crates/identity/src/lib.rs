@@ -1,0 +1,15 @@
+//! Identity for Palisade: the token service MDE clients already know (Entra
+//! ID's OAuth2 endpoints, shape for shape), the RS256 keys it signs with, the
+//! validation of every bearer token the API receives, and argon2 hashing of
+//! client secrets and passwords.
+
+pub mod admin;
+pub mod keys;
+pub mod secrets;
+pub mod service;
+pub mod tokens;
+pub mod validate;
+
+pub use service::{OAuthError, TokenRequest, TokenResponse, TokenService};
+pub use tokens::{Claims, TokenVersion};
+pub use validate::{bearer_token, ExternalIssuer, TokenError, Validator, Verified};

@@ -1,0 +1,378 @@
+//! `palisade tenants|apps|users|groups|keys|audit`: administration on the
+//! database directly (the server may be running; it sees changes within seconds).
+
+use crate::app;
+use clap::{Args, Subcommand};
+use palisade_contract::Permission;
+use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::store::DeviceGroup;
+use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
+use palisade_identity::admin::{Admin, Administrator};
+use std::io::Read;
+use std::str::FromStr;
+use std::sync::Arc;
+
+#[derive(Debug, Args)]
+pub struct Database {
+    /// Database URL: sqlite://PATH.
+    #[arg(
+        long,
+        env = "PALISADE_DATABASE",
+        default_value = "sqlite://palisade.db"
+    )]
+    pub database: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InTenant {
+    /// The tenant (GUID), as `palisade tenants list` shows it.
+    #[arg(long, env = "PALISADE_TENANT")]
+    pub tenant: String,
+    #[command(flatten)]
+    pub db: Database,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// List tenants.
+    List(Database),
+    /// Create a tenant.
+    Create {
+        /// A display name.
+        #[arg(long)]
+        name: String,
+        /// Its id (a GUID); a new one by default.
+        #[arg(long)]
+        id: Option<uuid::Uuid>,
+        /// Machines not seen for this many days (30 to 180) disappear from the API.
+        #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS,
+              value_parser = clap::value_parser!(u32).range(30..=180))]
+        retention_days: u32,
+        #[command(flatten)]
+        db: Database,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// List the tenant's app registrations and their permissions.
+    List(InTenant),
+    /// Register an app (or, with --client-id of an existing one, replace its
+    /// permissions and secret). Prints the client secret once.
+    Create {
+        /// A display name; becomes `requestor` of the actions it creates.
+        #[arg(long)]
+        name: String,
+        /// A permission to grant, e.g. Machine.Isolate (repeat for more).
+        #[arg(long = "permission", required = true, value_parser = parse_permission)]
+        permissions: Vec<Permission>,
+        /// Keep this client id (GUID); a new one by default.
+        #[arg(long)]
+        client_id: Option<String>,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Delete an app registration; its tokens stop working when they expire.
+    Delete {
+        #[arg(long)]
+        client_id: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List the tenant's users, roles and device groups.
+    List(InTenant),
+    /// Create a user (or update the one with that name). Prints the password once.
+    Create {
+        /// The user's UPN, e.g. alice@contoso.example.
+        #[arg(long)]
+        username: String,
+        /// An MDE role (repeat for more): "View data", "Alerts investigation",
+        /// "Active remediation actions", "Manage security settings", "Global administrator".
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// A device group id the user may see (repeat for more); all groups by default.
+        #[arg(long = "group")]
+        groups: Vec<i64>,
+        /// Read the password from standard input; a random one by default.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Delete a user.
+    Delete {
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// List the tenant's device groups.
+    List(InTenant),
+    /// Create or rename a device group.
+    Create {
+        /// Its id (machines show it as rbacGroupId); 1 or more.
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the tenant's signing keys.
+    List(InTenant),
+    /// Make a new signing key; tokens signed with the old one stay valid until they expire.
+    Rotate(InTenant),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the newest audit entries of a tenant.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        top: u32,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+}
+
+fn parse_permission(text: &str) -> Result<Permission, String> {
+    Permission::from_str(text).map_err(|_| {
+        let all: Vec<&str> = <Permission as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        format!("unknown permission; one of: {}", all.join(", "))
+    })
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::from_str(text).map_err(|_| {
+        let all: Vec<&str> = <Role as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        format!("unknown role; one of: {}", all.join(", "))
+    })
+}
+
+fn store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    app::open_store(&db.database)
+}
+
+fn admin(store: Arc<dyn Store>) -> Admin {
+    let name = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    Admin::new(
+        store,
+        Arc::new(SystemClock),
+        Administrator { kind: "cli", name },
+    )
+}
+
+pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
+    match command {
+        TenantCommand::List(db) => {
+            for tenant in store(&db)?.tenants().await? {
+                println!(
+                    "{}  {}  (retention {} days)",
+                    tenant.id, tenant.name, tenant.retention_days
+                );
+            }
+        }
+        TenantCommand::Create {
+            name,
+            id,
+            retention_days,
+            db,
+        } => {
+            let tenant = Tenant {
+                id: id.unwrap_or_else(uuid::Uuid::new_v4).to_string(),
+                name,
+                retention_days,
+            };
+            let store = store(&db)?;
+            if !store.create_tenant(&tenant, &[], &[]).await? {
+                anyhow::bail!("tenant {} already exists", tenant.id);
+            }
+            admin(store).rotate_key(&tenant.id).await?;
+            println!("created tenant {}  {}", tenant.id, tenant.name);
+        }
+    }
+    Ok(())
+}
+
+pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
+    match command {
+        AppCommand::List(t) => {
+            for app in store(&t.db)?.apps(&t.tenant).await? {
+                let permissions: Vec<&str> = app.permissions.iter().map(|p| p.as_str()).collect();
+                println!(
+                    "{}  {}  {}",
+                    app.client_id,
+                    app.display_name,
+                    permissions.join(" ")
+                );
+            }
+        }
+        AppCommand::Create {
+            name,
+            permissions,
+            client_id,
+            tenant,
+        } => {
+            let (app, secret) = admin(store(&tenant.db)?)
+                .put_app(&tenant.tenant, client_id.as_deref(), &name, &permissions)
+                .await?;
+            println!("client_id:     {}", app.client_id);
+            println!("client_secret: {secret}");
+            println!("(the secret is shown only now; Palisade keeps only its hash)");
+        }
+        AppCommand::Delete { client_id, tenant } => {
+            admin(store(&tenant.db)?)
+                .delete_app(&tenant.tenant, &client_id)
+                .await?;
+            println!("deleted app {client_id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn users(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::List(t) => {
+            for user in store(&t.db)?.users(&t.tenant).await? {
+                let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
+                let groups = match &user.device_groups {
+                    DeviceGroupAccess::All => "all device groups".to_string(),
+                    DeviceGroupAccess::Only(ids) => format!("device groups {ids:?}"),
+                };
+                println!(
+                    "{}  {}  [{}]  {groups}",
+                    user.id,
+                    user.username,
+                    roles.join(", ")
+                );
+            }
+        }
+        UserCommand::Create {
+            username,
+            roles,
+            groups,
+            password_stdin,
+            tenant,
+        } => {
+            let password = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text)?;
+                Some(text.trim_end_matches(['\r', '\n']).to_string())
+            } else {
+                None
+            };
+            let access = if groups.is_empty() {
+                DeviceGroupAccess::All
+            } else {
+                DeviceGroupAccess::Only(groups)
+            };
+            let (user, password) = admin(store(&tenant.db)?)
+                .put_user(
+                    &tenant.tenant,
+                    &username,
+                    &roles,
+                    access,
+                    password.as_deref(),
+                )
+                .await?;
+            println!("user:     {} ({})", user.username, user.id);
+            if !password_stdin {
+                println!("password: {password}");
+                println!("(the password is shown only now; Palisade keeps only its hash)");
+            }
+        }
+        UserCommand::Delete { username, tenant } => {
+            admin(store(&tenant.db)?)
+                .delete_user(&tenant.tenant, &username)
+                .await?;
+            println!("deleted user {username}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn groups(command: GroupCommand) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::List(t) => {
+            for group in store(&t.db)?.device_groups(&t.tenant).await? {
+                println!("{}  {}", group.id, group.name);
+            }
+        }
+        GroupCommand::Create { id, name, tenant } => {
+            let store = store(&tenant.db)?;
+            if store.tenant(&tenant.tenant).await?.is_none() {
+                anyhow::bail!("tenant {} does not exist", tenant.tenant);
+            }
+            store
+                .put_device_group(
+                    &tenant.tenant,
+                    &DeviceGroup {
+                        id,
+                        name: name.clone(),
+                    },
+                )
+                .await?;
+            println!("device group {id}  {name}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
+    match command {
+        KeyCommand::List(t) => {
+            for key in store(&t.db)?.signing_keys(&t.tenant).await? {
+                let state = match key.retired_at {
+                    None => "active".to_string(),
+                    Some(at) => format!("retired {at}"),
+                };
+                println!("{}  created {}  {state}", key.kid, key.created_at);
+            }
+        }
+        KeyCommand::Rotate(t) => {
+            let key = admin(store(&t.db)?).rotate_key(&t.tenant).await?;
+            println!("new signing key {}", key.kid);
+        }
+    }
+    Ok(())
+}
+
+pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::List { top, tenant } = command;
+    let page = store(&tenant.db)?
+        .audit_entries(&tenant.tenant, 0, top)
+        .await?;
+    for e in page.items {
+        println!(
+            "{}  {} {} ({})  {}  {}  -> {}  {}",
+            e.time,
+            e.actor_type,
+            e.actor_name,
+            e.actor_id,
+            e.operation,
+            e.target.as_deref().unwrap_or("-"),
+            e.result,
+            e.request_id
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! The gate every API request passes: who is calling (bearer token), may they
+//! (the operation's permission, scope and role), are they within their rate
+//! limit, and, for changes, an audit entry of what happened.
+//!
+//! Which operation a request is comes from the OpenAPI document: each
+//! operation id names an [`Operation`], whose requirement is the one table of
+//! permissions (`palisade_domain::access`).
+
+use super::envelope::RequestId;
+use super::error::ApiError;
+use crate::app::AppState;
+use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::header::{AUTHORIZATION, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use palisade_contract::{ErrorCode, MdeError, Permission};
+use palisade_domain::identity::AuditEntry;
+use palisade_domain::rate_limit::{RateKey, Window};
+use palisade_domain::{Caller, DeviceGroupAccess, Operation, Principal, Role};
+use palisade_identity::{bearer_token, TokenError, Verified};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use utoipa::openapi::OpenApi;
+
+/// (method, route template) → operation, read off the OpenAPI document.
+pub type OperationTable = Arc<HashMap<(Method, String), Operation>>;
+
+/// Builds the table; a route whose operation id names no [`Operation`] is a bug caught at start.
+pub fn operation_table(openapi: &OpenApi) -> OperationTable {
+    let mut table = HashMap::new();
+    for (path, item) in &openapi.paths.paths {
+        let operations = [
+            (Method::GET, &item.get),
+            (Method::POST, &item.post),
+            (Method::PATCH, &item.patch),
+            (Method::PUT, &item.put),
+            (Method::DELETE, &item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let id = operation.operation_id.as_deref().unwrap_or_default();
+            let known = Operation::from_name(id).unwrap_or_else(|| {
+                panic!("operation id {id} of {method} {path} names no Operation")
+            });
+            table.insert((method, path.clone()), known);
+        }
+    }
+    Arc::new(table)
+}
+
+/// What the audit entry names as the target when the path does not say it (bulk tags).
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
+pub async fn gate(
+    State((app, table)): State<(AppState, OperationTable)>,
+    matched: MatchedPath,
+    params: RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let key = (request.method().clone(), matched.as_str().to_string());
+    // The route exists but not for this method: the router answers 405.
+    let Some(&operation) = table.get(&key) else {
+        return next.run(request).await;
+    };
+    let origin = origin(&app, request.headers());
+    let caller = match authenticate(&app, request.headers(), &origin).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal,
+    };
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let path_target = params.iter().next().map(|(_, value)| value.to_string());
+
+    if let Err(error) = caller.authorize(operation) {
+        let response = ApiError(error).into_response();
+        if operation.is_mutation() {
+            audit(
+                &app,
+                &caller,
+                operation,
+                path_target,
+                response.status().as_u16(),
+                request_id,
+            )
+            .await;
+        }
+        return response;
+    }
+    if let Some(limiter) = &app.limiter {
+        let key = RateKey {
+            tenant_id: caller.tenant.id.clone(),
+            principal_id: caller.principal.id().to_string(),
+            operation,
+        };
+        if let Err(throttled) = limiter.admit(&key) {
+            let window = match throttled.window {
+                Window::Minute => "a minute",
+                Window::Hour => "an hour",
+            };
+            let mut response = ApiError(MdeError::new(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "Rate limit exceeded: {} calls {window} to {} for this {} in this tenant. Retry in {} seconds.",
+                    throttled.limit,
+                    operation.name(),
+                    caller.principal.kind(),
+                    throttled.retry_after_seconds
+                ),
+            ))
+            .into_response();
+            response.headers_mut().insert(
+                RETRY_AFTER,
+                HeaderValue::from(throttled.retry_after_seconds),
+            );
+            return response;
+        }
+    }
+    request.extensions_mut().insert(caller.clone());
+    let response = next.run(request).await;
+    if operation.is_mutation() {
+        let target = response
+            .extensions()
+            .get::<AuditTarget>()
+            .map(|t| t.0.clone())
+            .or(path_target);
+        let status = response.status().as_u16();
+        audit(&app, &caller, operation, target, status, request_id).await;
+    }
+    response
+}
+
+/// `{scheme}://{host}` the request was sent to: Palisade's own issuer for tokens presented here.
+pub fn origin(app: &AppState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&app.listen_authority);
+    format!("{}://{host}", app.scheme)
+}
+
+fn unauthorized(error: &TokenError) -> Response {
+    match error {
+        TokenError::Store(store) => ApiError(store.clone().into()).into_response(),
+        TokenError::Missing => challenge(error.to_string(), "Bearer".into()),
+        other => unauthorized_because(other.to_string()),
+    }
+}
+
+/// A 401 for a token that was presented but is not good (RFC 6750 §3).
+fn unauthorized_because(message: String) -> Response {
+    let header = format!(
+        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+        message.replace(['"', '\\'], "'")
+    );
+    challenge(message, header)
+}
+
+fn challenge(message: String, header: String) -> Response {
+    let mut response = ApiError(MdeError::new(ErrorCode::Unauthorized, message)).into_response();
+    let value = HeaderValue::from_str(&header).unwrap_or(HeaderValue::from_static("Bearer"));
+    response.headers_mut().insert(WWW_AUTHENTICATE, value);
+    response
+}
+
+/// The caller behind the request's bearer token, or the 401 that refuses it.
+async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    origin: &str,
+) -> Result<Caller, Response> {
+    let token = bearer_token(headers.get(AUTHORIZATION).map(|v| v.as_bytes()))
+        .map_err(|e| unauthorized(&e))?;
+    let verified = app
+        .validator
+        .verify(token, origin)
+        .await
+        .map_err(|e| unauthorized(&e))?;
+    let tenant = app
+        .palisade
+        .tenant(&verified.tenant_id)
+        .await
+        .map_err(|e| ApiError(e).into_response())?
+        .ok_or_else(|| {
+            unauthorized_because(format!(
+                "The token's tenant {} does not exist here.",
+                verified.tenant_id
+            ))
+        })?;
+    let Verified {
+        claims, external, ..
+    } = verified;
+    let permissions = |values: Vec<&str>| -> Vec<Permission> {
+        values
+            .into_iter()
+            .filter_map(|v| Permission::from_str(v).ok())
+            .collect()
+    };
+    if !claims.is_delegated() {
+        let client_id = claims.client_id().unwrap_or(&claims.sub).to_string();
+        return Ok(Caller {
+            tenant,
+            principal: Principal::App {
+                name: claims.app_displayname.clone().unwrap_or(client_id.clone()),
+                client_id,
+            },
+            permissions: permissions(claims.roles.iter().flatten().map(String::as_str).collect()),
+            device_groups: DeviceGroupAccess::All,
+        });
+    }
+    let scopes = permissions(
+        claims
+            .scp
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect(),
+    );
+    let store = app.palisade.store();
+    let user = if external {
+        match claims.username() {
+            Some(name) => store.user_by_name(&tenant.id, name).await,
+            None => Ok(None),
+        }
+    } else {
+        store
+            .user(&tenant.id, claims.oid.as_deref().unwrap_or(&claims.sub))
+            .await
+    }
+    .map_err(|e| ApiError(e.into()).into_response())?;
+    let (id, upn, roles, device_groups) = match user {
+        Some(user) => {
+            let groups = user.effective_device_groups();
+            (user.id, user.username, user.roles, groups)
+        }
+        // An external user Palisade has no record of acts with the MDE
+        // roles its token names, on every device group.
+        None if external => (
+            claims.oid.clone().unwrap_or(claims.sub.clone()),
+            claims.username().unwrap_or(&claims.sub).to_string(),
+            claims
+                .roles
+                .iter()
+                .flatten()
+                .filter_map(|r| Role::from_str(r).ok())
+                .collect(),
+            DeviceGroupAccess::All,
+        ),
+        None => {
+            return Err(unauthorized_because(
+                "The token's user no longer exists in this tenant.".into(),
+            ))
+        }
+    };
+    Ok(Caller {
+        tenant,
+        principal: Principal::User { id, upn, roles },
+        permissions: scopes,
+        device_groups,
+    })
+}
+
+async fn audit(
+    app: &AppState,
+    caller: &Caller,
+    operation: Operation,
+    target: Option<String>,
+    result: u16,
+    request_id: String,
+) {
+    let entry = AuditEntry {
+        id: 0,
+        tenant_id: caller.tenant.id.clone(),
+        time: app.palisade.now(),
+        actor_type: caller.principal.kind().into(),
+        actor_id: caller.principal.id().into(),
+        actor_name: caller.requestor().into(),
+        operation: operation.name().into(),
+        target,
+        result,
+        request_id,
+    };
+    if let Err(error) = app.palisade.store().append_audit(&entry).await {
+        tracing::error!(%error, ?entry, "could not write an audit entry");
+    }
+}

@@ -1,0 +1,205 @@
+//! The token service's HTTP face, at the paths Entra ID serves it
+//! (operations.md: URLs): a client changes only the authority host.
+
+use crate::app::AppState;
+use crate::http::auth::origin;
+use crate::http::envelope::RequestId;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use palisade_identity::service::{OAuthError, TokenRequest};
+use palisade_identity::TokenVersion;
+use serde_json::json;
+
+/// Marks a response whose error body is the token service's own (OAuth2),
+/// which the envelope must leave as it is.
+#[derive(Debug, Clone, Copy)]
+pub struct OAuthBody;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
+        .route("/{tenant}/oauth2/token", post(token_v1))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(discovery_v2),
+        )
+        .route(
+            "/{tenant}/.well-known/openid-configuration",
+            get(discovery_v1),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(keys))
+        .route("/{tenant}/discovery/keys", get(keys))
+}
+
+async fn token_v2(
+    state: State<AppState>,
+    tenant: Path<String>,
+    request_id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    token(state, tenant, request_id, headers, body, TokenVersion::V2).await
+}
+
+async fn token_v1(
+    state: State<AppState>,
+    tenant: Path<String>,
+    request_id: Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    token(state, tenant, request_id, headers, body, TokenVersion::V1).await
+}
+
+fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = (
+        status,
+        Json(error.body(request_id.trim_matches(['|', '.']), app.palisade.now())),
+    )
+        .into_response();
+    response.extensions_mut().insert(OAuthBody);
+    response
+}
+
+fn invalid_request(description: &str) -> OAuthError {
+    OAuthError {
+        status: 400,
+        error: "invalid_request",
+        aadsts: 900144,
+        description: format!("AADSTS900144: {description}"),
+    }
+}
+
+async fn token(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Bytes,
+    version: TokenVersion,
+) -> Response {
+    let form_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        let error = invalid_request("The request body must be application/x-www-form-urlencoded.");
+        return oauth_error(&app, error, &request_id);
+    }
+    let mut form: TokenRequest = match serde_urlencoded::from_bytes(&body) {
+        Ok(form) => form,
+        Err(e) => {
+            let error = invalid_request(&format!("The request body is malformed: {e}."));
+            return oauth_error(&app, error, &request_id);
+        }
+    };
+    // client_secret_basic (RFC 6749 §2.3.1): id and secret, form-encoded, in Basic auth.
+    if let Some((id, secret)) = basic_credentials(&headers) {
+        form.client_id.get_or_insert(id);
+        form.client_secret.get_or_insert(secret);
+    }
+    let origin = origin(&app, &headers);
+    match app.tokens.issue(&tenant, version, &origin, form).await {
+        Ok(token) => {
+            let mut response = Json(token).into_response();
+            response.headers_mut().insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static("no-store, no-cache"),
+            );
+            response
+        }
+        Err(error) => {
+            tracing::info!(%tenant, error = %error, "token request refused");
+            oauth_error(&app, error, &request_id)
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("Basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}"))
+            .ok()?
+            .pop()
+            .map(|(_, v)| v)
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+async fn discovery_v2(
+    state: State<AppState>,
+    tenant: Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    discovery(state, tenant, headers, TokenVersion::V2).await
+}
+
+async fn discovery_v1(
+    state: State<AppState>,
+    tenant: Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    discovery(state, tenant, headers, TokenVersion::V1).await
+}
+
+async fn discovery(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    version: TokenVersion,
+) -> Response {
+    match app.palisade.tenant(&tenant).await {
+        Ok(Some(_)) => Json(
+            app.tokens
+                .discovery(&origin(&app, &headers), &tenant, version),
+        )
+        .into_response(),
+        Ok(None) => tenant_not_found(&tenant),
+        Err(error) => crate::http::error::ApiError(error).into_response(),
+    }
+}
+
+fn tenant_not_found(tenant: &str) -> Response {
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        Json(json!({
+            "error": "invalid_tenant",
+            "error_description": format!("AADSTS90002: Tenant '{tenant}' not found."),
+            "error_codes": [90002],
+        })),
+    )
+        .into_response();
+    response.extensions_mut().insert(OAuthBody);
+    response
+}
+
+async fn keys(
+    State(app): State<AppState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match app.tokens.jwks(&origin(&app, &headers), &tenant).await {
+        Ok(Some(jwks)) => Json(jwks).into_response(),
+        Ok(None) => tenant_not_found(&tenant),
+        Err(error) => crate::http::error::ApiError(error.into()).into_response(),
+    }
+}

@@ -1,0 +1,187 @@
+//! Rate limits (per API, per app or user, per tenant; minute and hour
+//! windows) and the audit log of changes.
+
+use crate::harness::*;
+use palisade_contract::{OsPlatform, Permission};
+use palisade_domain::rate_limit::RateLimits;
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_200_parallel_calls_admits_exactly_100() {
+    let server = Arc::new(
+        TestServer::start_with(Options {
+            rate_limits: Some(RateLimits::default()),
+            ..Options::default()
+        })
+        .await,
+    );
+    let calls = (0..200).map(|_| {
+        let server = server.clone();
+        tokio::spawn(async move { server.get("/api/machines?$top=1").await })
+    });
+    let mut admitted = 0;
+    let mut throttled = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        let reply = call.await.unwrap();
+        match reply.status.as_u16() {
+            200 => admitted += 1,
+            429 => throttled.push(reply),
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert_eq!(admitted, 100);
+    assert_eq!(throttled.len(), 100);
+    let reply = &throttled[0];
+    let message = reply.assert_error(429, "TooManyRequests");
+    assert!(message.contains("100 calls a minute"), "{message}");
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+
+    // Counted per API: another endpoint is still open to the same app...
+    assert_eq!(server.get("/api/machineactions").await.status, 200);
+    // ...and per app: another app still gets through on the same endpoint.
+    let other = server
+        .app_token("Other app", &[Permission::MachineReadAll])
+        .await;
+    assert_eq!(
+        server.get_as(Some(&other), "/api/machines").await.status,
+        200
+    );
+    // Refused calls do not count: once the minute has passed, all 100 are back.
+    server.clock.advance(61);
+    assert_eq!(server.get("/api/machines").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_minute_and_the_hour_windows_slide_with_the_clock() {
+    let server = TestServer::start_with(Options {
+        rate_limits: Some(RateLimits {
+            per_minute: 10,
+            per_hour: 25,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let calls = |n: usize| {
+        let server = &server;
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..n {
+                statuses.push(server.get("/api/machines?$top=1").await.status.as_u16());
+            }
+            statuses
+        }
+    };
+    assert_eq!(calls(10).await, vec![200; 10]);
+    let minute = server.get("/api/machines").await;
+    assert!(minute
+        .assert_error(429, "TooManyRequests")
+        .contains("a minute"));
+    server.clock.advance(61);
+    assert_eq!(calls(10).await, vec![200; 10]);
+    server.clock.advance(61);
+    assert_eq!(calls(5).await, vec![200; 5]);
+    let hour = server.get("/api/machines").await;
+    assert!(hour
+        .assert_error(429, "TooManyRequests")
+        .contains("25 calls an hour"));
+    let retry: i64 = hour.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry, 3600 - 122, "until the first call leaves the hour");
+    server.clock.advance(retry - 2);
+    server
+        .get("/api/machines")
+        .await
+        .assert_error(429, "TooManyRequests");
+    server.clock.advance(3);
+    assert_eq!(server.get("/api/machines").await.status, 200);
+}
+
+#[tokio::test]
+async fn every_change_is_in_the_audit_log_and_reads_are_not() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let reply = server
+        .post(
+            &format!("/api/machines/{}/isolate", m.id),
+            json!({"Comment": "audit me"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    let isolate_request = reply.headers["request-id"].to_str().unwrap().to_string();
+    server
+        .post(
+            "/api/machines/AddOrRemoveTagForMultipleMachines",
+            json!({"Value": "t", "Action": "Add", "MachineIds": [m.id]}),
+        )
+        .await;
+    server.get(&format!("/api/machines/{}", m.id)).await;
+    let reader = server
+        .app_token("Reader", &[Permission::MachineReadAll])
+        .await;
+    server
+        .post_as(
+            &reader,
+            &format!("/api/machines/{}/offboard", m.id),
+            json!({"Comment": "x"}),
+        )
+        .await
+        .assert_error(403, "Forbidden");
+
+    let log = server.get("/api/auditlog").await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    assert!(log.json["@odata.context"]
+        .as_str()
+        .unwrap()
+        .ends_with("#AuditLog"));
+    let entries = log.json["value"].as_array().unwrap();
+    let api: Vec<_> = entries.iter().filter(|e| e["actorType"] == "app").collect();
+    assert_eq!(
+        api.len(),
+        3,
+        "two changes and one refused attempt, no reads: {entries:#?}"
+    );
+    // Newest first.
+    assert_eq!(api[0]["operation"], "Offboard");
+    assert_eq!(api[0]["result"], 403);
+    assert_eq!(api[0]["actorName"], "Reader");
+    assert_eq!(api[1]["operation"], "TagMachines");
+    assert_eq!(api[1]["target"], m.id.as_str());
+    assert_eq!(api[2]["operation"], "Isolate");
+    assert_eq!(api[2]["target"], m.id.as_str());
+    assert_eq!(api[2]["result"], 201);
+    assert_eq!(api[2]["actorName"], "Test automation");
+    assert_eq!(api[2]["requestId"], isolate_request.as_str());
+    assert_eq!(api[2]["tenantId"], server.tenant_id.as_str());
+    // Administration is audited too (the harness registered its apps).
+    assert!(entries
+        .iter()
+        .any(|e| e["actorType"] == "cli" && e["operation"] == "apps put"));
+
+    let page = server.get("/api/auditlog?$top=1&$skip=1").await;
+    assert_eq!(page.json["value"][0]["id"], entries[1]["id"]);
+    server
+        .get("/api/auditlog?$filter=result eq 403")
+        .await
+        .assert_error(400, "ODataError");
+    // Reading the audit log takes a user role beyond viewing.
+    let viewer = server
+        .user_token(
+            "viewer@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            None,
+            &all_permissions(),
+        )
+        .await;
+    server
+        .get_as(Some(&viewer), "/api/auditlog")
+        .await
+        .assert_error(403, "Forbidden");
+}
