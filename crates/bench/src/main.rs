@@ -271,7 +271,7 @@ async fn start_server(
         .route("/bench/static/machine", get(|| async { static_body(0) }))
         .route("/bench/static/filter", get(|| async { static_body(1) }));
     let router = app::http_app(state, statics);
-    tokio::spawn(app::serve(listener, router, std::future::pending()));
+    tokio::spawn(app::serve(listener, router, None, std::future::pending()));
     Ok((origin, format!("Bearer {token}"), fleet))
 }
 

@@ -10,6 +10,7 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use axum_server::tls_rustls::RustlsConfig;
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
@@ -162,16 +163,32 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .layer(axum::middleware::from_fn(envelope))
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, finishing requests in flight.
+/// Serves `app` on `listener` (HTTPS with `tls`) until `shutdown` resolves,
+/// finishing requests in flight.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(None);
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, config)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    }
 }

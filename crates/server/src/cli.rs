@@ -3,6 +3,7 @@
 use crate::admin_cli;
 use crate::app::{self, AppState};
 use crate::demo;
+use crate::tls::{self, TlsSource};
 use clap::{Args, Parser, Subcommand};
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::{Palisade, SystemClock};
@@ -109,6 +110,98 @@ pub struct ServeArgs {
     /// With --demo: write the demo credentials (tenant, app, users) to this JSON file.
     #[arg(long, env = "PALISADE_DEMO_CREDENTIALS", requires = "demo")]
     pub demo_credentials: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(
+        long,
+        env = "PALISADE_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PALISADE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a local CA and server certificate made once in DIR;
+    /// clients trust DIR/ca.pem (REQUESTS_CA_BUNDLE, SSL_CERT_FILE, NODE_EXTRA_CA_CERTS).
+    #[arg(long, env = "PALISADE_TLS_SELF_SIGNED", value_name = "DIR")]
+    pub tls_self_signed: Option<PathBuf>,
+    /// A further name for the self-signed certificate (localhost, 127.0.0.1 and ::1 are always in it).
+    #[arg(
+        long = "tls-name",
+        env = "PALISADE_TLS_NAME",
+        value_delimiter = ',',
+        requires = "tls_self_signed"
+    )]
+    pub tls_names: Vec<String>,
+    /// A TOML file setting any of these flags (`listen = "0.0.0.0:8443"`) and
+    /// `[[external_issuers]]`; flags and environment variables win over it.
+    #[arg(long, env = "PALISADE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// What a `--config` file holds besides flags.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigFile {
+    /// OIDC providers whose tokens the API accepts.
+    #[serde(default)]
+    external_issuers: Vec<palisade_identity::ExternalIssuer>,
+}
+
+/// The `--config` file named on the command line or in `PALISADE_CONFIG`.
+fn config_path(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy();
+        if text == "--config" {
+            return iter.next().map(PathBuf::from);
+        }
+        if let Some(path) = text.strip_prefix("--config=") {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("PALISADE_CONFIG").map(PathBuf::from)
+}
+
+/// Parses the command line, with the flags of a `--config` file as
+/// defaults: each `name = value` in it stands for `PALISADE_NAME`, unless
+/// that variable is set (precedence: flag, environment, file).
+pub fn parse() -> anyhow::Result<Cli> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(path) = config_path(&args) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!("the config file {} is not valid TOML: {e}", path.display())
+        })?;
+        for (key, value) in table {
+            if key == "external_issuers" {
+                continue;
+            }
+            let name = format!("PALISADE_{}", key.to_ascii_uppercase().replace('-', "_"));
+            let value = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            if std::env::var_os(&name).is_none() {
+                std::env::set_var(name, value);
+            }
+        }
+    }
+    Ok(Cli::parse_from(args))
+}
+
+fn read_config_file(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
+    let Some(path) = path else {
+        return Ok(ConfigFile::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -119,14 +212,42 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let local = listener.local_addr()?;
+    let tls_source = match (&args.tls_cert, &args.tls_key, &args.tls_self_signed) {
+        (Some(cert), Some(key), _) => Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (_, _, Some(dir)) => Some(TlsSource::SelfSigned {
+            dir: dir.clone(),
+            names: args.tls_names.clone(),
+        }),
+        _ => None,
+    };
+    let tls = match &tls_source {
+        Some(source) => Some(tls::load(source).await?),
+        None => None,
+    };
     let settings = app::Settings {
         rate_limits: args.rate_limit.0,
-        ..app::Settings::default()
+        external_issuers: read_config_file(args.config.as_ref())?.external_issuers,
+        tls: tls.is_some(),
     };
-    let state = AppState::new(palisade, &settings, local.to_string());
-    let origin = format!("{}://{local}", state.scheme);
+    // Where clients reach this server: a wildcard address is reached as localhost.
+    let authority = if local.ip().is_unspecified() {
+        format!("localhost:{}", local.port())
+    } else {
+        local.to_string()
+    };
+    let state = AppState::new(palisade, &settings, authority.clone());
+    let origin = format!("{}://{authority}", state.scheme);
     let tenant_id = if args.demo {
-        let credentials = demo::ensure_demo(&state.palisade, &origin).await?;
+        let mut credentials = demo::ensure_demo(&state.palisade, &origin).await?;
+        credentials.ca_file = tls.as_ref().and_then(|t| t.ca_file.as_ref()).map(|f| {
+            std::path::absolute(f)
+                .unwrap_or(f.clone())
+                .display()
+                .to_string()
+        });
         if let Some(path) = &args.demo_credentials {
             let json = serde_json::to_string_pretty(&credentials)?;
             std::fs::write(path, json + "\n")
@@ -140,7 +261,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app::spawn_sweeper(&state);
     let router = app::http_app(state, axum::Router::new());
     tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on {origin}");
-    app::serve(listener, router, shutdown_signal()).await?;
+    app::serve(listener, router, tls.map(|t| t.config), shutdown_signal()).await?;
     tracing::info!("palisade stopped");
     Ok(())
 }

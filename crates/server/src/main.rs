@@ -1,10 +1,7 @@
-use clap::Parser;
-
 // Requests allocate many small, short-lived objects (rows, JSON); mimalloc
 // serves those markedly faster than the system allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use palisade_server::cli::Cli;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -18,8 +15,10 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = Cli::parse();
-    let result = cli.command.run().await;
+    let result = match palisade_server::cli::parse() {
+        Ok(cli) => cli.command.run().await,
+        Err(error) => Err(error),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

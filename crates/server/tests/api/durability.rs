@@ -1,68 +1,10 @@
 //! A 200/201 answer means the change is on disk: it survives a kill -9.
 
-use crate::harness::demo_client;
+use crate::harness::ServerProcess;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The real `palisade` binary, serving the demo tenant on a free port.
-struct Process {
-    child: Child,
-    origin: String,
-    client: reqwest::Client,
-}
-
-async fn spawn(db: &std::path::Path) -> Process {
-    let credentials = db.with_extension("credentials.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args([
-            "serve",
-            "--demo",
-            "--rate-limit",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--demo-credentials")
-        .arg(&credentials)
-        .arg("--database")
-        .arg(format!("sqlite://{}", db.display()))
-        .env("PALISADE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start palisade");
-    // Read the log on a thread of its own, to the end, so the server never writes to a closed pipe.
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (ready, origin) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if let Some(at) = line.find("palisade is ready on ") {
-                let rest = &line[at + "palisade is ready on ".len()..];
-                let _ = ready.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let origin = origin
-        .recv_timeout(Duration::from_secs(60))
-        .expect("palisade printed its ready line");
-    let client = demo_client(&credentials).await;
-    Process {
-        child,
-        origin,
-        client,
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn demo_machine_ids(client: &reqwest::Client, origin: &str, n: usize) -> Vec<String> {
     let url = format!(
@@ -80,8 +22,7 @@ async fn demo_machine_ids(client: &reqwest::Client, origin: &str, n: usize) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("palisade.db");
-    let mut server = spawn(&db).await;
+    let mut server = ServerProcess::start_in(dir.path(), &[]).await;
     let client = server.client.clone();
     let origin = server.origin.clone();
     let machines = demo_machine_ids(&client, &origin, 8).await;
@@ -143,7 +84,7 @@ async fn acknowledged_writes_survive_kill_9() {
     assert!(acknowledged.len() >= 300);
     assert!(!actions.is_empty(), "at least one scan was acknowledged");
 
-    let server = spawn(&db).await;
+    let server = ServerProcess::start_in(dir.path(), &[]).await;
     let client = server.client.clone();
     let origin = server.origin.clone();
     for machine in &machines {

@@ -99,7 +99,7 @@ impl TestServer {
         let state = AppState::new(palisade.clone(), &settings, local.to_string());
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app::serve(listener, router, async {
+        tokio::spawn(app::serve(listener, router, None, async {
             let _ = stop.await;
         }));
         let admin = Admin::new(
@@ -345,7 +345,9 @@ pub async fn server_with(platform: OsPlatform) -> (TestServer, Machine) {
 pub async fn demo_client(credentials: &std::path::Path) -> reqwest::Client {
     let text = std::fs::read_to_string(credentials).expect("the demo credentials file");
     let creds: Value = serde_json::from_str(&text).unwrap();
-    let reply: Value = reqwest::Client::new()
+    let reply: Value = trusting(&creds)
+        .build()
+        .unwrap()
         .post(creds["token_url"].as_str().unwrap())
         .form(&[
             ("grant_type", "client_credentials"),
@@ -365,8 +367,120 @@ pub async fn demo_client(credentials: &std::path::Path) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    trusting(&creds).default_headers(headers).build().unwrap()
+}
+
+/// A client builder that trusts the CA of the credentials file, if it names one.
+pub fn trusting(credentials: &Value) -> reqwest::ClientBuilder {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = credentials["ca_file"].as_str() {
+        let pem = std::fs::read(ca).expect("the CA file the credentials name");
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    builder
+}
+
+/// The real `palisade` binary serving the demo tenant in a process of its own
+/// (so that a crash fails the test that caused it instead of the whole test
+/// binary, and so that it can be killed), on a free port, rate limits off.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT` (or `https://`).
+    pub origin: String,
+    /// Sends a token of the demo app.
+    pub client: reqwest::Client,
+    /// The demo credentials file it wrote.
+    pub credentials: std::path::PathBuf,
+    log: std::path::PathBuf,
+    _temp: Option<TempDir>,
+}
+
+impl ServerProcess {
+    /// In a directory of its own, with `extra` flags.
+    pub async fn start(extra: &[&str]) -> ServerProcess {
+        let temp = tempfile::tempdir().unwrap();
+        let mut server = Self::start_in(temp.path(), extra).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// With its database, log and credentials in `dir` (which outlives it, for restarts).
+    pub async fn start_in(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+        let log = dir.join("server.log");
+        let credentials = dir.join("credentials.json");
+        let _ = std::fs::remove_file(&credentials);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .arg("serve")
+            .args(["--demo", "--rate-limit", "off", "--listen", "127.0.0.1:0"])
+            .arg("--demo-credentials")
+            .arg(&credentials)
+            .arg("--database")
+            .arg(format!("sqlite://{}", dir.join("palisade.db").display()))
+            .args(extra)
+            .env("PALISADE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("the palisade binary starts");
+        let mut server = ServerProcess {
+            child,
+            origin: String::new(),
+            client: reqwest::Client::new(),
+            credentials: credentials.clone(),
+            log,
+            _temp: None,
+        };
+        for _ in 0..2400 {
+            let text = std::fs::read_to_string(&server.log).unwrap_or_default();
+            if let Some((_, rest)) = text.split_once("ready on ") {
+                let origin = rest.split_whitespace().next().unwrap_or("");
+                server.origin = origin.trim_end_matches('/').to_string();
+                server.client = demo_client(&credentials).await;
+                return server;
+            }
+            server.assert_alive();
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the server did not start: {}", server.log_tail());
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    #[track_caller]
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the server process ended ({status}): {}", self.log_tail());
+        }
+    }
+
+    /// GETs `path_and_query` (already percent-encoded); `Err` when no answer came.
+    pub async fn get(&self, path_and_query: &str) -> Result<Reply, String> {
+        let response = self
+            .client
+            .get(format!("{}{path_and_query}", self.origin))
+            .send()
+            .await
+            .map_err(|e| format!("no answer: {}", e.without_url()))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| format!("no body: {e}"))?;
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            text,
+            json,
+        })
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -11,3 +11,4 @@ mod machine_actions;
 mod machines;
 mod odata;
 mod openapi;
+mod real_clients;

@@ -1,0 +1,80 @@
+//! Clients MDE users already have, pointed at Palisade by changing only the
+//! authority: MSAL for Python over HTTPS with the self-signed CA.
+
+use crate::harness::*;
+use serde_json::Value;
+use std::process::Command;
+
+/// Whether `python3` with MSAL is here; under CI=true it must be.
+fn msal_available() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import msal, requests"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but python3 with msal and requests is missing (.ci/run installs them)"
+        );
+        eprintln!("SKIPPED: python3 with msal is not installed (pip install msal requests)");
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msal_for_python_gets_a_token_and_isolates_over_https() {
+    if !msal_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("tls");
+    let tls = tls_dir.to_str().unwrap();
+    let server = ServerProcess::start_in(dir.path(), &["--tls-self-signed", tls]).await;
+    assert!(server.origin.starts_with("https://"), "{}", server.origin);
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    assert!(credentials["token_url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
+    let ca_file = credentials["ca_file"].as_str().unwrap().to_string();
+    assert_eq!(std::path::Path::new(&ca_file), tls_dir.join("ca.pem"));
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/msal_client.py");
+    let output = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&server.credentials)
+        .env("REQUESTS_CA_BUNDLE", &ca_file)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the MSAL script failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(seen["token_type"], "Bearer");
+    assert_eq!(seen["token_source"], "identity_provider");
+    assert_eq!(
+        seen["cached_source"], "cache",
+        "MSAL caches the token as it does Entra's"
+    );
+    assert_eq!(seen["machines"], 3);
+    assert_eq!(seen["isolate_status"], 201);
+    assert_eq!(seen["action_type"], "Isolate");
+    assert_eq!(seen["action_status"], "Pending");
+    assert_eq!(seen["requestor"], "Palisade demo app");
+    assert_eq!(seen["fetched_status"], 200);
+    assert_eq!(seen["unauthenticated_status"], 401);
+    assert_eq!(seen["unauthenticated_code"], "Unauthorized");
+
+    // A restart reuses the CA: clients that trust it keep working.
+    let ca_before = std::fs::read(&ca_file).unwrap();
+    drop(server);
+    let server = ServerProcess::start_in(dir.path(), &["--tls-self-signed", tls]).await;
+    assert_eq!(std::fs::read(&ca_file).unwrap(), ca_before);
+    let reply = server.get("/api/machines?$top=1").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
