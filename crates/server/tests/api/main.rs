@@ -5,6 +5,7 @@ mod harness;
 
 mod durability;
 mod errors;
+mod external_issuer;
 mod identity;
 mod limits_and_audit;
 mod machine_actions;
