@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod admin_cli;
 mod durability;
 mod errors;
 mod external_issuer;
