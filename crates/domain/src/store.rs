@@ -9,6 +9,7 @@
 use crate::caller::{Tenant, Visibility};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
+use crate::rules::device_groups::GroupRules;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 
@@ -49,6 +50,21 @@ pub struct Page<T> {
 pub struct DeviceGroup {
     pub id: i64,
     pub name: String,
+    /// 1 is the highest; a machine matching several groups goes to the highest.
+    pub rank: i64,
+    pub rules: GroupRules,
+}
+
+impl DeviceGroup {
+    /// A group without rules: a label machines are reported or seeded with.
+    pub fn label(id: i64, name: &str) -> DeviceGroup {
+        DeviceGroup {
+            id,
+            name: name.to_string(),
+            rank: id,
+            rules: GroupRules::default(),
+        }
+    }
 }
 
 /// What the domain decided to do to one machine.
@@ -79,7 +95,8 @@ pub trait Store: Send + Sync + 'static {
         groups: &[DeviceGroup],
         machines: &[Machine],
     ) -> Result<bool, StoreError>;
-    /// Creates or renames a device group.
+    /// Creates or replaces a device group, and places every machine of the
+    /// tenant in its group again (`rules::device_groups::assign`), in one transaction.
     async fn put_device_group(
         &self,
         tenant_id: &str,

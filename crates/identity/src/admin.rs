@@ -5,6 +5,7 @@ use crate::secrets::{hash_secret, new_secret};
 use crate::service::TokenService;
 use palisade_contract::Permission;
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::store::DeviceGroup;
 use palisade_domain::{Clock, DeviceGroupAccess, Role, Store, StoreError};
 use std::sync::Arc;
 
@@ -199,6 +200,23 @@ impl Admin {
             })?;
         self.store.delete_user(tenant_id, &user.id).await?;
         self.audit(tenant_id, "users delete", username).await
+    }
+
+    /// Creates or replaces a device group; machines move to their groups at once.
+    pub async fn put_device_group(
+        &self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> Result<(), AdminError> {
+        self.require_tenant(tenant_id).await?;
+        if group.id < 1 || group.name.trim().is_empty() {
+            return Err(AdminError::Invalid(
+                "a device group needs an id of 1 or more and a name".into(),
+            ));
+        }
+        self.store.put_device_group(tenant_id, group).await?;
+        self.audit(tenant_id, "groups put", &group.id.to_string())
+            .await
     }
 
     /// A new signing key for the tenant; tokens signed with the old one stay valid until they expire.

@@ -3,8 +3,9 @@
 
 use crate::app;
 use clap::{Args, Subcommand};
-use palisade_contract::Permission;
+use palisade_contract::{OsPlatform, Permission};
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
@@ -116,13 +117,32 @@ pub enum UserCommand {
 pub enum GroupCommand {
     /// List the tenant's device groups.
     List(InTenant),
-    /// Create or rename a device group.
+    /// Create or replace a device group and its rules; machines move to their
+    /// groups at once. A machine matching several groups goes to the highest
+    /// ranked (1 first); within a rule property any value matches, and every
+    /// property given must match. Without rules, the group is a label machines
+    /// keep as they were reported, until any group of the tenant has rules.
     Create {
         /// Its id (machines show it as rbacGroupId); 1 or more.
         #[arg(long, value_parser = clap::value_parser!(i64).range(1..))]
         id: i64,
         #[arg(long)]
         name: String,
+        /// 1 is the highest; by default the id.
+        #[arg(long)]
+        rank: Option<i64>,
+        /// Machines whose computerDnsName starts with this (repeat for more).
+        #[arg(long = "name-prefix")]
+        name_prefixes: Vec<String>,
+        /// Machines carrying this tag (repeat for more).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Machines of this osPlatform, e.g. WindowsServer2022 (repeat for more).
+        #[arg(long = "os", value_parser = parse_os)]
+        os_platforms: Vec<OsPlatform>,
+        /// This machine, whatever the other rules (repeat for more).
+        #[arg(long = "machine")]
+        machine_ids: Vec<String>,
         #[command(flatten)]
         tenant: InTenant,
     },
@@ -155,6 +175,16 @@ fn parse_permission(text: &str) -> Result<Permission, String> {
             .map(|p| p.as_str())
             .collect();
         format!("unknown permission; one of: {}", all.join(", "))
+    })
+}
+
+fn parse_os(text: &str) -> Result<OsPlatform, String> {
+    OsPlatform::from_str(text).map_err(|_| {
+        let all: Vec<&str> = <OsPlatform as strum::VariantArray>::VARIANTS
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        format!("unknown osPlatform; one of: {}", all.join(", "))
     })
 }
 
@@ -314,24 +344,42 @@ pub async fn groups(command: GroupCommand) -> anyhow::Result<()> {
     match command {
         GroupCommand::List(t) => {
             for group in store(&t.db)?.device_groups(&t.tenant).await? {
-                println!("{}  {}", group.id, group.name);
+                let rules = if group.rules.is_empty() {
+                    "no rules".to_string()
+                } else {
+                    serde_json::to_string(&group.rules)?
+                };
+                println!("{}  {}  rank {}  {rules}", group.id, group.name, group.rank);
             }
         }
-        GroupCommand::Create { id, name, tenant } => {
-            let store = store(&tenant.db)?;
-            if store.tenant(&tenant.tenant).await?.is_none() {
-                anyhow::bail!("tenant {} does not exist", tenant.tenant);
-            }
-            store
-                .put_device_group(
-                    &tenant.tenant,
-                    &DeviceGroup {
-                        id,
-                        name: name.clone(),
-                    },
-                )
+        GroupCommand::Create {
+            id,
+            name,
+            rank,
+            name_prefixes,
+            tags,
+            os_platforms,
+            machine_ids,
+            tenant,
+        } => {
+            let group = DeviceGroup {
+                id,
+                name,
+                rank: rank.unwrap_or(id),
+                rules: GroupRules {
+                    name_prefixes,
+                    tags,
+                    os_platforms,
+                    machine_ids: machine_ids.iter().map(|m| m.to_ascii_lowercase()).collect(),
+                },
+            };
+            admin(store(&tenant.db)?)
+                .put_device_group(&tenant.tenant, &group)
                 .await?;
-            println!("device group {id}  {name}");
+            println!(
+                "device group {}  {}  rank {}",
+                group.id, group.name, group.rank
+            );
         }
     }
     Ok(())

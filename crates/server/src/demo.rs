@@ -437,10 +437,7 @@ pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
     };
     let groups: Vec<DeviceGroup> = DEMO_GROUPS
         .iter()
-        .map(|(id, name)| DeviceGroup {
-            id: *id,
-            name: name.to_string(),
-        })
+        .map(|(id, name)| DeviceGroup::label(*id, name))
         .collect();
     let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
     Ok(palisade

@@ -14,6 +14,7 @@ use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
+use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
@@ -171,11 +172,53 @@ fn save_device_group(
     tenant_id: &str,
     group: &DeviceGroup,
 ) -> rusqlite::Result<()> {
+    let rules = serde_json::to_string(&group.rules).expect("rules serialise");
     conn.prepare_cached(
-        "INSERT INTO device_groups (tenant_id, id, name) VALUES (?1, ?2, ?3) \
-         ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name",
+        "INSERT INTO device_groups (tenant_id, id, name, rank, rules) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, rank = excluded.rank, \
+         rules = excluded.rules",
     )?
-    .execute(params![tenant_id, group.id, group.name])?;
+    .execute(params![tenant_id, group.id, group.name, group.rank, rules])?;
+    Ok(())
+}
+
+fn group_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+    let rules: String = row.get(3)?;
+    Ok(DeviceGroup {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        rank: row.get(2)?,
+        rules: serde_json::from_str(&rules).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
+        })?,
+    })
+}
+
+const GROUPS_SQL: &str =
+    "SELECT id, name, rank, rules FROM device_groups WHERE tenant_id = ?1 ORDER BY id";
+
+fn load_groups(conn: &Connection, tenant_id: &str) -> rusqlite::Result<Vec<DeviceGroup>> {
+    conn.prepare_cached(GROUPS_SQL)?
+        .query_map([tenant_id], group_from_row)?
+        .collect()
+}
+
+/// Places every machine of the tenant in its group again, after its groups changed.
+fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
+    let groups = load_groups(conn, tenant_id)?;
+    let machines: Vec<Machine> = conn
+        .prepare(&format!("{} WHERE m.tenant_id = ?1", machine_select()))?
+        .query_map([tenant_id], machine_from_row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut update = conn.prepare_cached(
+        "UPDATE machines SET rbac_group_id = ?3 WHERE tenant_id = ?1 AND id = ?2",
+    )?;
+    for machine in machines {
+        let (group, _) = device_groups::assign(&groups, &machine);
+        if group != machine.rbac_group_id {
+            update.execute(params![tenant_id, machine.id, group])?;
+        }
+    }
     Ok(())
 }
 
@@ -246,7 +289,9 @@ impl Store for SqliteStore {
                         save_device_group(conn, &tenant.id, group).map_err(sql_failure)?;
                     }
                     for machine in &machines {
-                        save_machine(conn, &tenant.id, machine, &[]).map_err(sql_failure)?;
+                        let mut machine = machine.clone();
+                        device_groups::place(&groups, &mut machine);
+                        save_machine(conn, &tenant.id, &machine, &[]).map_err(sql_failure)?;
                     }
                 }
                 Ok(created)
@@ -262,7 +307,10 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (tenant_id, group) = (tenant_id.to_string(), group.clone());
         self.writer
-            .write(move |conn| save_device_group(conn, &tenant_id, &group).map_err(sql_failure))
+            .write(move |conn| {
+                save_device_group(conn, &tenant_id, &group).map_err(sql_failure)?;
+                place_all(conn, &tenant_id).map_err(sql_failure)
+            })
             .await
             .map_err(into_store_error)
     }
@@ -277,12 +325,15 @@ impl Store for SqliteStore {
                          ORDER BY position",
                     )
                     .map_err(sql_failure)?;
+                let groups = load_groups(conn, &tenant_id).map_err(sql_failure)?;
                 for machine in &machines {
                     let old: Vec<String> = existing_tags
                         .query_map(params![tenant_id, machine.id], |r| r.get(0))
                         .and_then(|rows| rows.collect())
                         .map_err(sql_failure)?;
-                    save_machine(conn, &tenant_id, machine, &old).map_err(sql_failure)?;
+                    let mut machine = machine.clone();
+                    device_groups::place(&groups, &mut machine);
+                    save_machine(conn, &tenant_id, &machine, &old).map_err(sql_failure)?;
                 }
                 Ok(())
             })
@@ -341,13 +392,25 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| {
                 let mut changes = Vec::with_capacity(machine_ids.len());
+                let mut groups: Option<Vec<DeviceGroup>> = None;
                 for id in machine_ids {
                     let machine = find_machine(conn, &visibility, MachineKey::Id(&id))
                         .map_err(sql_failure)?
                         .ok_or(WriteError::MachineNotFound(id))?;
                     let active = active_actions(conn, &visibility.tenant_id, &machine.id)
                         .map_err(sql_failure)?;
-                    let change = decide(&machine, &active)?;
+                    let mut change = decide(&machine, &active)?;
+                    // Rules read tags and names: a change of either may move the machine.
+                    if change.machine.machine_tags != machine.machine_tags
+                        || change.machine.computer_dns_name != machine.computer_dns_name
+                    {
+                        if groups.is_none() {
+                            groups = Some(
+                                load_groups(conn, &visibility.tenant_id).map_err(sql_failure)?,
+                            );
+                        }
+                        device_groups::place(groups.as_deref().unwrap_or(&[]), &mut change.machine);
+                    }
                     if change.machine != machine {
                         save_machine(
                             conn,
@@ -549,14 +612,8 @@ impl Store for SqliteStore {
     }
 
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
-        let sql = "SELECT id, name FROM device_groups WHERE tenant_id = ?1 ORDER BY id".to_string();
-        self.all_rows(sql, tenant_id, |row| {
-            Ok(DeviceGroup {
-                id: row.get(0)?,
-                name: row.get(1)?,
-            })
-        })
-        .await
+        self.all_rows(GROUPS_SQL.to_string(), tenant_id, group_from_row)
+            .await
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {

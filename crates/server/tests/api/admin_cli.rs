@@ -70,9 +70,38 @@ async fn an_operator_sets_up_a_tenant_from_the_command_line() {
     stdout(&palisade(
         &db,
         &[
-            "groups", "create", "--tenant", &tenant, "--id", "3", "--name", "Finance",
+            "groups",
+            "create",
+            "--tenant",
+            &tenant,
+            "--id",
+            "3",
+            "--name",
+            "Finance",
+            "--tag",
+            "Finance",
+            "--os",
+            "Windows11",
         ],
     ));
+    let groups = stdout(&palisade(&db, &["groups", "list", "--tenant", &tenant]));
+    assert!(groups.contains(r#""tags":["Finance"]"#), "{groups}");
+    let bad = palisade(
+        &db,
+        &[
+            "groups",
+            "create",
+            "--tenant",
+            &tenant,
+            "--id",
+            "4",
+            "--name",
+            "X",
+            "--os",
+            "Windows 11",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
     let user = stdout(&palisade(
         &db,
         &[

@@ -230,10 +230,7 @@ impl TestServer {
             .store()
             .put_device_group(
                 &self.tenant_id,
-                &DeviceGroup {
-                    id,
-                    name: name.into(),
-                },
+                &DeviceGroup::label(id, name),
             )
             .await
             .unwrap();

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin_cli;
+mod device_groups;
 mod durability;
 mod errors;
 mod external_issuer;
