@@ -197,7 +197,7 @@ impl Validator {
             return Err(TokenError::WrongAudience(claims.aud));
         }
         let now = self.clock.now().unix_seconds();
-        if now >= claims.exp + CLOCK_SKEW_SECONDS {
+        if now >= claims.exp.saturating_add(CLOCK_SKEW_SECONDS) {
             return Err(TokenError::Expired);
         }
         if claims.nbf > now + CLOCK_SKEW_SECONDS {
