@@ -160,7 +160,7 @@ impl Operation {
             ),
             // Palisade's own: who did what is for those who administer security.
             ListAuditLog => Requirement {
-                app: READ_APP,
+                app: &[P::MachineReadWriteAll],
                 delegated: READ_DELEGATED,
                 roles: &[R::ManageSecuritySettings],
             },

@@ -76,10 +76,6 @@ impl RateLimiter {
         }
     }
 
-    pub fn limits(&self) -> RateLimits {
-        self.limits
-    }
-
     /// Admits (and counts) one call, or says which window is full and for how long.
     pub fn admit(&self, key: &RateKey) -> Result<(), Throttled> {
         let mut hasher = DefaultHasher::new();
@@ -98,16 +94,22 @@ impl RateLimiter {
             per_minute,
             per_hour,
         } = self.limits;
+        // A clock stepping back must not unsort the log.
+        let now = log.back().map_or(now, |&last| now.max(last));
         let in_last_minute = log.len() - log.partition_point(|&t| t <= now - MINUTE_TICKS);
-        let refusal = if in_last_minute >= per_minute as usize {
-            // Admitted again once the oldest call of the full minute leaves it.
+        // Each full window admits again once its oldest call leaves it; when
+        // both are full, the later of the two is when a call gets through.
+        let minute = (in_last_minute >= per_minute as usize).then(|| {
             let oldest = log[log.len() - per_minute as usize];
-            Some((Window::Minute, per_minute, oldest + MINUTE_TICKS - now))
-        } else if log.len() >= per_hour as usize {
+            (Window::Minute, per_minute, oldest + MINUTE_TICKS - now)
+        });
+        let hour = (log.len() >= per_hour as usize).then(|| {
             let oldest = log[log.len() - per_hour as usize];
-            Some((Window::Hour, per_hour, oldest + HOUR_TICKS - now))
-        } else {
-            None
+            (Window::Hour, per_hour, oldest + HOUR_TICKS - now)
+        });
+        let refusal = match (minute, hour) {
+            (Some(m), Some(h)) => Some(if h.2 > m.2 { h } else { m }),
+            (m, h) => m.or(h),
         };
         match refusal {
             Some((window, limit, wait_ticks)) => Err(Throttled {

@@ -3,7 +3,7 @@
 //! scripts work by changing only the authority.
 
 use crate::keys::{self, Jwks};
-use crate::secrets::verify_secret;
+use crate::secrets::check_secret;
 use crate::tokens::{
     self, issuer, Claims, TokenVersion, ACCEPTED_AUDIENCES, TOKEN_LIFETIME_SECONDS,
 };
@@ -59,7 +59,12 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(status: u16, error: &'static str, aadsts: u32, description: impl Into<String>) -> Self {
+    pub fn new(
+        status: u16,
+        error: &'static str,
+        aadsts: u32,
+        description: impl Into<String>,
+    ) -> Self {
         OAuthError {
             status,
             error,
@@ -68,7 +73,7 @@ impl OAuthError {
         }
     }
 
-    fn missing(field: &str) -> Self {
+    pub fn missing(field: &str) -> Self {
         Self::new(
             400,
             "invalid_request",
@@ -180,7 +185,7 @@ impl TokenService {
         let (audience, requested) = audience(version, &request)?;
         let now = self.clock.now().unix_seconds();
         let mut claims = Claims {
-            aud: audience.clone(),
+            aud: audience.clone().into(),
             iss: issuer(origin, tenant_id, version),
             iat: now,
             nbf: now,
@@ -195,8 +200,10 @@ impl TokenService {
             app_displayname: Some(app.display_name.clone()),
             ..Claims::default()
         };
+        // Every app is a confidential client: both grants authenticate it, so a
+        // user cannot borrow the permissions of an app they hold no secret of.
+        check_client_secret(&app, request.client_secret.as_deref()).await?;
         if grant == "client_credentials" {
-            check_client_secret(&app, request.client_secret.as_deref(), true)?;
             claims.sub = app.client_id.clone();
             claims.oid = Some(app.client_id.clone());
             claims.idtyp = Some("app".into());
@@ -208,8 +215,6 @@ impl TokenService {
                     .collect(),
             );
         } else {
-            // A confidential client may authenticate; a public one need not.
-            check_client_secret(&app, request.client_secret.as_deref(), false)?;
             let username = request
                 .username
                 .as_deref()
@@ -219,8 +224,11 @@ impl TokenService {
                 .as_deref()
                 .ok_or_else(|| OAuthError::missing("password"))?;
             let user = self.store.user_by_name(tenant_id, username).await?;
+            // An unknown user costs the same hash check as a known one.
+            let hash = user.as_ref().map(|u| u.password_hash.as_str());
+            let matches = check_secret(password, hash).await;
             let user = match user {
-                Some(user) if verify_secret(password, &user.password_hash) => user,
+                Some(user) if matches => user,
                 _ => {
                     return Err(OAuthError::new(
                         400,
@@ -323,14 +331,12 @@ impl TokenService {
     }
 }
 
-fn check_client_secret(
+async fn check_client_secret(
     app: &AppRegistration,
     secret: Option<&str>,
-    required: bool,
 ) -> Result<(), OAuthError> {
     match secret {
-        Some(secret) if verify_secret(secret, &app.secret_hash) => Ok(()),
-        None if !required => Ok(()),
+        Some(secret) if check_secret(secret, Some(&app.secret_hash)).await => Ok(()),
         None => Err(OAuthError::new(
             401,
             "invalid_client",

@@ -35,18 +35,77 @@ pub fn issuer(origin: &str, tenant_id: &str, version: TokenVersion) -> String {
     }
 }
 
+/// The `aud` claim: one audience (Entra ID, and Palisade, send a string) or
+/// several (RFC 7519 §4.1.3 allows an array; Keycloak sends one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audience(pub Vec<String>);
+
+impl Audience {
+    pub fn contains(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(audience: &str) -> Self {
+        Audience(vec![audience.to_string()])
+    }
+}
+
+impl From<String> for Audience {
+    fn from(audience: String) -> Self {
+        Audience(vec![audience])
+    }
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => Audience(vec![one]),
+            OneOrMany::Many(many) => Audience(many),
+        })
+    }
+}
+
 /// The claims of an access token. Optional ones are absent rather than null,
 /// as in Entra ID tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Claims {
-    pub aud: String,
+    pub aud: Audience,
     pub iss: String,
+    /// Optional in other providers' tokens (OIDC requires only `exp` of these).
+    #[serde(default)]
     pub iat: i64,
+    #[serde(default)]
     pub nbf: i64,
     pub exp: i64,
+    /// Entra ID's tenant; absent in other providers' tokens.
+    #[serde(default)]
     pub tid: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ver: Option<String>,
+    #[serde(default)]
     pub sub: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oid: Option<String>,

@@ -9,6 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use palisade_domain::{Clock, Store, StoreError};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,8 +39,6 @@ pub enum TokenError {
     Expired,
     #[error("The token is not valid yet (nbf is in the future).")]
     NotYetValid,
-    #[error("The token names no tenant (tid).")]
-    MissingTenant,
     #[error("The keys of issuer {0} cannot be fetched: {1}")]
     IssuerUnreachable(String, String),
     #[error(transparent)]
@@ -75,15 +74,16 @@ pub fn bearer_token(header: Option<&[u8]>) -> Result<&str, TokenError> {
 
 /// An OIDC provider whose tokens the API accepts (Entra ID, Keycloak...).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExternalIssuer {
     /// Exactly the `iss` of its tokens.
     pub issuer: String,
     /// Where its keys are; by default found through `{issuer}/.well-known/openid-configuration`.
     #[serde(default)]
     pub jwks_uri: Option<String>,
-    /// The Palisade tenant its tokens act in; by default their `tid` claim.
-    #[serde(default)]
-    pub tenant_id: Option<String>,
+    /// The Palisade tenant its tokens act in. Required: a provider's `tid`
+    /// (if it has one) names its own tenants, not Palisade's.
+    pub tenant_id: String,
     /// Accepted `aud` values; by default those of the MDE API.
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -124,7 +124,14 @@ pub struct Validator {
     // Keyed by tenant id (own keys) or issuer (external keys).
     own_keys: Arc<Mutex<HashMap<String, Arc<KeySet>>>>,
     external_keys: Arc<Mutex<HashMap<String, Arc<KeySet>>>>,
+    /// Tokens that passed, by digest of origin and token.
+    verified: Arc<Mutex<HashMap<[u8; 32], Arc<Verified>>>>,
 }
+
+/// How many verified tokens are remembered; far more than clients hold at once.
+const VERIFIED_CACHE_ENTRIES: usize = 10_000;
+/// How many tenants' key sets are remembered; only tenants that exist are.
+const KEY_CACHE_ENTRIES: usize = 1_000;
 
 #[derive(Deserialize)]
 struct Unverified {
@@ -153,11 +160,61 @@ impl Validator {
                 .expect("an HTTP client with default TLS roots"),
             own_keys: Arc::default(),
             external_keys: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
     /// Validates `token` presented to the API at `origin` (`https://host:port`).
+    ///
+    /// A token whose signature and claims were checked once is remembered
+    /// (by digest) until it expires, so that its clients pay for the RSA check
+    /// once rather than on every call; its times are checked on every call.
     pub async fn verify(&self, token: &str, origin: &str) -> Result<Verified, TokenError> {
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(origin)
+            .chain_update([0])
+            .chain_update(token)
+            .finalize()
+            .into();
+        let remembered = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&digest).cloned());
+        let verified = match remembered {
+            Some(verified) => verified,
+            None => {
+                let verified = Arc::new(self.verify_once(token, origin).await?);
+                if let Ok(mut cache) = self.verified.lock() {
+                    if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                        let now = self.clock.now().unix_seconds();
+                        cache.retain(|_, v| v.claims.exp.saturating_add(CLOCK_SKEW_SECONDS) > now);
+                        if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                            cache.clear();
+                        }
+                    }
+                    cache.insert(digest, verified.clone());
+                }
+                verified
+            }
+        };
+        self.check_times(&verified.claims)?;
+        Ok(Verified::clone(&verified))
+    }
+
+    fn check_times(&self, claims: &Claims) -> Result<(), TokenError> {
+        let now = self.clock.now().unix_seconds();
+        if now >= claims.exp.saturating_add(CLOCK_SKEW_SECONDS) {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf > now + CLOCK_SKEW_SECONDS {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Every check but the times: header, issuer, key, signature, audience, tenant.
+    async fn verify_once(&self, token: &str, origin: &str) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {
@@ -189,30 +246,16 @@ impl Validator {
 
         let audience_ok = match &source {
             Source::External(external) if !external.audiences.is_empty() => {
-                external.audiences.contains(&claims.aud)
+                external.audiences.iter().any(|a| claims.aud.contains(a))
             }
-            _ => ACCEPTED_AUDIENCES.contains(&claims.aud.as_str()),
+            _ => ACCEPTED_AUDIENCES.iter().any(|a| claims.aud.contains(a)),
         };
         if !audience_ok {
-            return Err(TokenError::WrongAudience(claims.aud));
-        }
-        let now = self.clock.now().unix_seconds();
-        if now >= claims.exp.saturating_add(CLOCK_SKEW_SECONDS) {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf > now + CLOCK_SKEW_SECONDS {
-            return Err(TokenError::NotYetValid);
+            return Err(TokenError::WrongAudience(claims.aud.to_string()));
         }
         let (tenant_id, external) = match source {
             Source::Own(tid) => (tid, false),
-            Source::External(external) => (
-                external
-                    .tenant_id
-                    .clone()
-                    .or_else(|| Some(claims.tid.clone()).filter(|t| !t.is_empty()))
-                    .ok_or(TokenError::MissingTenant)?,
-                true,
-            ),
+            Source::External(external) => (external.tenant_id.clone(), true),
         };
         Ok(Verified {
             tenant_id,
@@ -263,8 +306,15 @@ impl Validator {
             Source::Own(tid) => self.read_own_keys(tid).await?,
             Source::External(e) => self.fetch_external_keys(e).await?,
         });
-        if let Ok(mut cache) = cache.lock() {
-            cache.insert(name.to_string(), set.clone());
+        // An unknown tenant or issuer has no keys: remembering that would let
+        // made-up names fill the cache.
+        if !set.keys.is_empty() {
+            if let Ok(mut cache) = cache.lock() {
+                if cache.len() >= KEY_CACHE_ENTRIES {
+                    cache.clear();
+                }
+                cache.insert(name.to_string(), set.clone());
+            }
         }
         set.keys
             .get(kid)
@@ -299,18 +349,32 @@ impl Validator {
             None => {
                 #[derive(Deserialize)]
                 struct Discovery {
+                    issuer: String,
                     jwks_uri: String,
                 }
                 let url = format!(
                     "{}/.well-known/openid-configuration",
                     external.issuer.trim_end_matches('/')
                 );
-                self.get_json::<Discovery>(&url)
+                let discovery = self
+                    .get_json::<Discovery>(&url)
                     .await
-                    .map_err(unreachable)?
-                    .jwks_uri
+                    .map_err(unreachable)?;
+                // OIDC Discovery §4.3: the document must be the issuer's own.
+                if discovery.issuer != external.issuer {
+                    return Err(unreachable(format!(
+                        "its discovery document names the issuer {}",
+                        discovery.issuer
+                    )));
+                }
+                discovery.jwks_uri
             }
         };
+        if !is_secure_url(&jwks_uri) {
+            return Err(unreachable(format!(
+                "keys are fetched over https only (or from loopback), not from {jwks_uri}"
+            )));
+        }
         let set: JwkSet = self.get_json(&jwks_uri).await.map_err(unreachable)?;
         let keys = set
             .keys
@@ -332,5 +396,20 @@ impl Validator {
             return Err(format!("{url} answered {}", response.status()));
         }
         response.json().await.map_err(|e| format!("{url}: {e}"))
+    }
+}
+
+/// `https://`, or `http://` to a loopback address (a provider on the same host).
+fn is_secure_url(url: &str) -> bool {
+    match reqwest::Url::parse(url) {
+        Ok(url) if url.scheme() == "https" => true,
+        Ok(url) if url.scheme() == "http" => url.host_str().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
     }
 }

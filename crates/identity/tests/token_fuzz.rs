@@ -865,14 +865,14 @@ fn forgeries(key: &SigningKey, foreign: &SigningKey, now: i64) -> Vec<(String, S
         (
             "empty audience",
             Claims {
-                aud: String::new(),
+                aud: String::new().into(),
                 ..good.clone()
             },
         ),
         (
             "audience of another case",
             Claims {
-                aud: ACCEPTED_AUDIENCES[0].to_uppercase(),
+                aud: ACCEPTED_AUDIENCES[0].to_uppercase().into(),
                 ..good.clone()
             },
         ),
@@ -953,7 +953,6 @@ fn forgeries(key: &SigningKey, foreign: &SigningKey, now: i64) -> Vec<(String, S
     let header = json_b64(&json!({"typ": "JWT", "alg": "RS256", "kid": kid}));
     let raw_claims = [
         json!({"iss": good.iss, "tid": TENANT_ID}),
-        json!({"iss": good.iss, "tid": TENANT_ID, "aud": [good.aud], "iat": now, "nbf": now, "exp": now + 60, "sub": "s"}),
         json!({"iss": good.iss, "tid": TENANT_ID, "aud": good.aud, "iat": now, "nbf": now, "exp": "tomorrow", "sub": "s"}),
         json!({"iss": good.iss, "tid": TENANT_ID, "aud": good.aud, "iat": now, "nbf": now, "exp": 1e300, "sub": "s"}),
         json!({"iss": good.iss, "tid": TENANT_ID, "aud": good.aud, "iat": now, "nbf": now, "exp": u64::MAX, "sub": "s"}),

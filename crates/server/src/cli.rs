@@ -173,9 +173,25 @@ pub fn parse() -> anyhow::Result<Cli> {
         let table: toml::Table = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!("the config file {} is not valid TOML: {e}", path.display())
         })?;
+        let serve = <Cli as clap::CommandFactory>::command();
+        let flags: Vec<String> = serve
+            .find_subcommand("serve")
+            .map(|c| {
+                c.get_arguments()
+                    .filter_map(|a| a.get_long().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         for (key, value) in table {
             if key == "external_issuers" {
                 continue;
+            }
+            if !flags.contains(&key.replace('_', "-")) || key == "config" {
+                anyhow::bail!(
+                    "{}: unknown setting '{key}'; settings are serve's flags ({}) and [[external_issuers]]",
+                    path.display(),
+                    flags.join(", ")
+                );
             }
             let name = format!("PALISADE_{}", key.to_ascii_uppercase().replace('-', "_"));
             let value = match value {

@@ -310,8 +310,6 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
     }
 }
 
-/// Creates the demo tenant, its device groups and fleet (in one transaction),
-/// unless it exists already. Returns whether it was created now.
 /// The demo app's client id: the same on every start, so scripts can keep it.
 pub const DEMO_CLIENT_ID: &str = "5e0c2a8d-7b1f-4c3e-9d6a-2f8b4e1c7a90";
 
@@ -429,6 +427,8 @@ pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<De
     })
 }
 
+/// Creates the demo tenant, its device groups and fleet (in one transaction),
+/// unless it exists already. Returns whether it was created now.
 pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
     let tenant = Tenant {
         id: DEMO_TENANT_ID.into(),

@@ -78,15 +78,16 @@ fn self_signed(dir: &Path, extra_names: &[String]) -> anyhow::Result<(String, St
             names.push(name.clone());
         }
     }
-    let (ca_pem, ca_key) = match (
+    let (ca_pem, ca_key, ca_is_new) = match (
         std::fs::read_to_string(dir.join(CA_FILE)),
         std::fs::read_to_string(dir.join(CA_KEY_FILE)),
     ) {
-        (Ok(cert), Ok(key)) => (cert, KeyPair::from_pem(&key).context("ca-key.pem")?),
+        (Ok(cert), Ok(key)) => (cert, KeyPair::from_pem(&key).context("ca-key.pem")?, false),
         _ => {
             let key = KeyPair::generate()?;
             let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            // It signs server certificates only, never another CA.
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             params
                 .distinguished_name
                 .push(DnType::CommonName, "Palisade local CA");
@@ -94,7 +95,7 @@ fn self_signed(dir: &Path, extra_names: &[String]) -> anyhow::Result<(String, St
             let cert = params.self_signed(&key)?;
             write_private(&dir.join(CA_KEY_FILE), &key.serialize_pem())?;
             std::fs::write(dir.join(CA_FILE), cert.pem())?;
-            (cert.pem(), key)
+            (cert.pem(), key, true)
         }
     };
     let wanted = names.join("\n");
@@ -104,7 +105,8 @@ fn self_signed(dir: &Path, extra_names: &[String]) -> anyhow::Result<(String, St
         std::fs::read_to_string(dir.join(NAMES_FILE)),
     );
     if let (Ok(cert), Ok(key), Ok(names)) = current {
-        if names == wanted {
+        // A new CA did not sign the old certificate: make a new one.
+        if names == wanted && !ca_is_new {
             return Ok((format!("{cert}{ca_pem}"), key));
         }
     }
@@ -131,6 +133,9 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: tighten it.
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(pem.as_bytes())?;
     Ok(())
 }

@@ -7,14 +7,13 @@ use crate::http::envelope::RequestId;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use base64::Engine;
 use palisade_identity::service::{OAuthError, TokenRequest};
 use palisade_identity::TokenVersion;
-use serde_json::json;
 
 /// Marks a response whose error body is the token service's own (OAuth2),
 /// which the envelope must leave as it is.
@@ -41,20 +40,40 @@ async fn token_v2(
     state: State<AppState>,
     tenant: Path<String>,
     request_id: Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(state, tenant, request_id, headers, body, TokenVersion::V2).await
+    token(
+        state,
+        tenant,
+        request_id,
+        uri,
+        headers,
+        body,
+        TokenVersion::V2,
+    )
+    .await
 }
 
 async fn token_v1(
     state: State<AppState>,
     tenant: Path<String>,
     request_id: Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(state, tenant, request_id, headers, body, TokenVersion::V1).await
+    token(
+        state,
+        tenant,
+        request_id,
+        uri,
+        headers,
+        body,
+        TokenVersion::V1,
+    )
+    .await
 }
 
 fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response {
@@ -69,18 +88,14 @@ fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response 
 }
 
 fn invalid_request(description: &str) -> OAuthError {
-    OAuthError {
-        status: 400,
-        error: "invalid_request",
-        aadsts: 900144,
-        description: format!("AADSTS900144: {description}"),
-    }
+    OAuthError::new(400, "invalid_request", 900144, description)
 }
 
 async fn token(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
     version: TokenVersion,
@@ -108,7 +123,7 @@ async fn token(
         form.client_id.get_or_insert(id);
         form.client_secret.get_or_insert(secret);
     }
-    let origin = origin(&app, &headers);
+    let origin = origin(&app, &uri, &headers);
     match app.tokens.issue(&tenant, version, &origin, form).await {
         Ok(token) => {
             let mut response = Json(token).into_response();
@@ -148,58 +163,66 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 async fn discovery_v2(
     state: State<AppState>,
     tenant: Path<String>,
+    request_id: Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    discovery(state, tenant, headers, TokenVersion::V2).await
+    discovery(state, tenant, request_id, uri, headers, TokenVersion::V2).await
 }
 
 async fn discovery_v1(
     state: State<AppState>,
     tenant: Path<String>,
+    request_id: Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    discovery(state, tenant, headers, TokenVersion::V1).await
+    discovery(state, tenant, request_id, uri, headers, TokenVersion::V1).await
 }
 
 async fn discovery(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
     version: TokenVersion,
 ) -> Response {
     match app.palisade.tenant(&tenant).await {
         Ok(Some(_)) => Json(
             app.tokens
-                .discovery(&origin(&app, &headers), &tenant, version),
+                .discovery(&origin(&app, &uri, &headers), &tenant, version),
         )
         .into_response(),
-        Ok(None) => tenant_not_found(&tenant),
+        Ok(None) => tenant_not_found(&app, &tenant, &request_id),
         Err(error) => crate::http::error::ApiError(error).into_response(),
     }
 }
 
-fn tenant_not_found(tenant: &str) -> Response {
-    let mut response = (
-        StatusCode::BAD_REQUEST,
-        Json(json!({
-            "error": "invalid_tenant",
-            "error_description": format!("AADSTS90002: Tenant '{tenant}' not found."),
-            "error_codes": [90002],
-        })),
-    )
-        .into_response();
-    response.extensions_mut().insert(OAuthBody);
-    response
+fn tenant_not_found(app: &AppState, tenant: &str, request_id: &str) -> Response {
+    let error = OAuthError::new(
+        400,
+        "invalid_tenant",
+        90002,
+        format!("Tenant '{tenant}' not found."),
+    );
+    oauth_error(app, error, request_id)
 }
 
 async fn keys(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    match app.tokens.jwks(&origin(&app, &headers), &tenant).await {
+    match app
+        .tokens
+        .jwks(&origin(&app, &uri, &headers), &tenant)
+        .await
+    {
         Ok(Some(jwks)) => Json(jwks).into_response(),
-        Ok(None) => tenant_not_found(&tenant),
+        Ok(None) => tenant_not_found(&app, &tenant, &request_id),
         Err(error) => crate::http::error::ApiError(error.into()).into_response(),
     }
 }

@@ -51,25 +51,19 @@ impl GroupRules {
     }
 }
 
-/// The group `machine` belongs in among `groups`, as `(rbacGroupId, rbacGroupName)`.
-///
-/// While no group of the tenant has rules, machines keep the group they were
-/// reported with; once any has, the rules decide for every machine.
+/// The group `machine` belongs in among `groups`, as `(rbacGroupId, rbacGroupName)`:
+/// the highest-ranked group whose rules match it; else the group it was
+/// reported with, if that group has no rules (a label); else none.
 pub fn assign(groups: &[DeviceGroup], machine: &Machine) -> (i64, Option<String>) {
-    let named = |id: i64| {
-        groups
-            .iter()
-            .find(|g| g.id == id)
-            .map(|g| (g.id, Some(g.name.clone())))
-            .unwrap_or((0, None))
-    };
-    if groups.iter().all(|g| g.rules.is_empty()) {
-        return named(machine.rbac_group_id);
-    }
     groups
         .iter()
         .filter(|g| g.rules.matches(machine))
         .min_by_key(|g| (g.rank, g.id))
+        .or_else(|| {
+            groups
+                .iter()
+                .find(|g| g.id == machine.rbac_group_id && g.rules.is_empty())
+        })
         .map_or((0, None), |g| (g.id, Some(g.name.clone())))
 }
 

@@ -11,7 +11,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::header::{AUTHORIZATION, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::{ErrorCode, MdeError, Permission};
@@ -61,12 +61,17 @@ pub async fn gate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let key = (request.method().clone(), matched.as_str().to_string());
+    // HEAD is answered by the GET handler, and needs what GET needs.
+    let method = match request.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
+    let key = (method, matched.as_str().to_string());
     // The route exists but not for this method: the router answers 405.
     let Some(&operation) = table.get(&key) else {
         return next.run(request).await;
     };
-    let origin = origin(&app, request.headers());
+    let origin = origin(&app, request.uri(), request.headers());
     let caller = match authenticate(&app, request.headers(), &origin).await {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
@@ -136,11 +141,13 @@ pub async fn gate(
     response
 }
 
-/// `{scheme}://{host}` the request was sent to: Palisade's own issuer for tokens presented here.
-pub fn origin(app: &AppState, headers: &HeaderMap) -> String {
-    let host = headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
+/// `{scheme}://{host}` the request was sent to: Palisade's own issuer for
+/// tokens presented here. HTTP/2 names it in `:authority`, HTTP/1.1 in `Host`.
+pub fn origin(app: &AppState, uri: &Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or(&app.listen_authority);
     format!("{}://{host}", app.scheme)
 }

@@ -62,12 +62,17 @@ impl PathCanon {
         if let Some(path) = self.canonical(request.uri().path()) {
             let original = OriginalUri(request.uri().clone());
             request.extensions_mut().insert(original);
-            let uri = match request.uri().query() {
+            let path_and_query = match request.uri().query() {
                 Some(query) => format!("{path}?{query}"),
                 None => path,
             };
-            if let Ok(uri) = uri.parse::<Uri>() {
-                *request.uri_mut() = uri;
+            // Keep scheme and authority: HTTP/2 names the host only there.
+            let mut parts = request.uri().clone().into_parts();
+            if let Ok(pq) = path_and_query.parse() {
+                parts.path_and_query = Some(pq);
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *request.uri_mut() = uri;
+                }
             }
         }
         request

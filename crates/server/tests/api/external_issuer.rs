@@ -47,7 +47,7 @@ async fn tokens_of_a_configured_issuer_are_accepted_and_mapped() {
         external_issuers: vec![ExternalIssuer {
             issuer: issuer.clone(),
             jwks_uri: None,
-            tenant_id: Some(palisade_server::app::DEFAULT_TENANT_ID.into()),
+            tenant_id: palisade_server::app::DEFAULT_TENANT_ID.into(),
             audiences: vec![],
         }],
         ..Options::default()
@@ -88,6 +88,24 @@ async fn tokens_of_a_configured_issuer_are_accepted_and_mapped() {
         )
         .await
         .assert_error(403, "Forbidden");
+
+    // Keycloak's shape: `aud` an array, no `tid`, no `nbf`.
+    let keycloak = tokens::sign(
+        &key,
+        &Claims {
+            aud: palisade_identity::tokens::Audience(vec![
+                "account".into(),
+                "https://api.securitycenter.microsoft.com".into(),
+            ]),
+            tid: String::new(),
+            nbf: 0,
+            roles: Some(vec!["Machine.Read.All".into()]),
+            ..base.clone()
+        },
+    )
+    .unwrap();
+    let list = server.get_as(Some(&keycloak), "/api/machines").await;
+    assert_eq!(list.status, 200, "{}", list.text);
 
     // A user unknown to Palisade: scopes from `scp`, MDE roles from `roles`.
     let user = Claims {

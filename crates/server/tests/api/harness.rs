@@ -175,7 +175,7 @@ impl TestServer {
             .put_user(&self.tenant_id, username, roles, access, None)
             .await
             .unwrap();
-        let (app, _) = self
+        let (app, secret) = self
             .admin
             .put_app(&self.tenant_id, None, "Sign-in app", scopes)
             .await
@@ -184,6 +184,7 @@ impl TestServer {
             .token_request(&[
                 ("grant_type", "password"),
                 ("client_id", &app.client_id),
+                ("client_secret", &secret),
                 ("username", &user.username),
                 ("password", &password),
                 ("scope", "https://api.securitycenter.microsoft.com/.default"),
@@ -228,10 +229,7 @@ impl TestServer {
     pub async fn put_group(&self, id: i64, name: &str) {
         self.palisade
             .store()
-            .put_device_group(
-                &self.tenant_id,
-                &DeviceGroup::label(id, name),
-            )
+            .put_device_group(&self.tenant_id, &DeviceGroup::label(id, name))
             .await
             .unwrap();
     }

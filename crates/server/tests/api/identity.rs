@@ -68,6 +68,16 @@ async fn a_signed_token_of_our_own_is_accepted_and_tampered_ones_are_not() {
     let reply = server.get_as(Some(&good), "/api/machines").await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 
+    // HEAD needs what GET needs.
+    let head = server
+        .send(reqwest::Client::new().head(server.url("/api/machines")))
+        .await;
+    assert_eq!(head.status, 401);
+    let head = server
+        .send(server.client.head(server.url("/api/machines")))
+        .await;
+    assert_eq!(head.status, 200);
+
     // No token, or not a bearer one.
     let reply = server.get_as(None, "/api/machines").await;
     assert!(reply
@@ -589,6 +599,7 @@ async fn the_token_service_answers_as_entra_id_does() {
             vec![
                 ("grant_type", "password"),
                 ("client_id", id),
+                ("client_secret", &secret),
                 ("username", "nobody@contoso.example"),
                 ("password", "wrong password"),
                 ("scope", "https://api.securitycenter.microsoft.com/.default"),
@@ -597,6 +608,18 @@ async fn the_token_service_answers_as_entra_id_does() {
             "invalid_grant",
         ),
     ];
+    // A user cannot borrow an app's permissions without its secret.
+    let no_secret = server
+        .token_request(&[
+            ("grant_type", "password"),
+            ("client_id", id),
+            ("username", "nobody@contoso.example"),
+            ("password", "wrong password"),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ])
+        .await;
+    assert_eq!(no_secret.status, 401);
+    assert_eq!(no_secret.json["error"], "invalid_client");
     for (form, status, error) in cases {
         let reply = server.token_request(&form).await;
         assert_eq!(reply.status.as_u16(), status, "{form:?}: {}", reply.text);
