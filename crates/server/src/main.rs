@@ -5,8 +5,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
@@ -15,10 +14,12 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let result = match palisade_server::cli::parse() {
-        Ok(cli) => cli.command.run().await,
-        Err(error) => Err(error),
-    };
+    // Before any other thread exists: a --config file sets environment variables.
+    let result = palisade_server::cli::parse().and_then(|cli| {
+        tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)?
+            .block_on(cli.command.run())
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
