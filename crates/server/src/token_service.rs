@@ -5,7 +5,7 @@ use crate::app::AppState;
 use crate::http::auth::origin;
 use crate::http::envelope::RequestId;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{MatchedPath, Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -22,58 +22,15 @@ pub struct OAuthBody;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token_v2))
-        .route("/{tenant}/oauth2/token", post(token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/token", post(token))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(discovery_v2),
+            get(discovery),
         )
-        .route(
-            "/{tenant}/.well-known/openid-configuration",
-            get(discovery_v1),
-        )
+        .route("/{tenant}/.well-known/openid-configuration", get(discovery))
         .route("/{tenant}/discovery/v2.0/keys", get(keys))
         .route("/{tenant}/discovery/keys", get(keys))
-}
-
-async fn token_v2(
-    state: State<AppState>,
-    tenant: Path<String>,
-    request_id: Extension<RequestId>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    token(
-        state,
-        tenant,
-        request_id,
-        uri,
-        headers,
-        body,
-        TokenVersion::V2,
-    )
-    .await
-}
-
-async fn token_v1(
-    state: State<AppState>,
-    tenant: Path<String>,
-    request_id: Extension<RequestId>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    token(
-        state,
-        tenant,
-        request_id,
-        uri,
-        headers,
-        body,
-        TokenVersion::V1,
-    )
-    .await
 }
 
 fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response {
@@ -91,15 +48,25 @@ fn invalid_request(description: &str) -> OAuthError {
     OAuthError::new(400, "invalid_request", 900144, description)
 }
 
+/// Which endpoint was called: the v2.0 paths issue v2 tokens, the others v1.
+fn version(route: &MatchedPath) -> TokenVersion {
+    if route.as_str().contains("v2.0") {
+        TokenVersion::V2
+    } else {
+        TokenVersion::V1
+    }
+}
+
 async fn token(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    route: MatchedPath,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-    version: TokenVersion,
 ) -> Response {
+    let version = version(&route);
     let form_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -160,34 +127,15 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((unescape(id)?, unescape(secret)?))
 }
 
-async fn discovery_v2(
-    state: State<AppState>,
-    tenant: Path<String>,
-    request_id: Extension<RequestId>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    discovery(state, tenant, request_id, uri, headers, TokenVersion::V2).await
-}
-
-async fn discovery_v1(
-    state: State<AppState>,
-    tenant: Path<String>,
-    request_id: Extension<RequestId>,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    discovery(state, tenant, request_id, uri, headers, TokenVersion::V1).await
-}
-
 async fn discovery(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    route: MatchedPath,
     uri: Uri,
     headers: HeaderMap,
-    version: TokenVersion,
 ) -> Response {
+    let version = version(&route);
     match app.palisade.tenant(&tenant).await {
         Ok(Some(_)) => Json(
             app.tokens
