@@ -321,8 +321,10 @@ impl TokenService {
         if self.store.tenant(tenant_id).await?.is_none() {
             return Ok(None);
         }
-        self.active_key(tenant_id).await?;
-        let keys = self.store.signing_keys(tenant_id).await?;
+        let mut keys = self.store.signing_keys(tenant_id).await?;
+        if keys::active(&keys).is_none() {
+            keys.insert(0, self.rotate_key(tenant_id).await?);
+        }
         Ok(Some(keys::jwks(
             &keys,
             &issuer(origin, tenant_id, TokenVersion::V2),

@@ -137,14 +137,9 @@ pub struct ServeArgs {
     /// `[[external_issuers]]`; flags and environment variables win over it.
     #[arg(long, env = "PALISADE_CONFIG")]
     pub config: Option<PathBuf>,
-}
-
-/// What a `--config` file holds besides flags.
-#[derive(Debug, Default, serde::Deserialize)]
-struct ConfigFile {
-    /// OIDC providers whose tokens the API accepts.
-    #[serde(default)]
-    external_issuers: Vec<palisade_identity::ExternalIssuer>,
+    /// OIDC providers whose tokens the API accepts: `[[external_issuers]]` of the config file.
+    #[arg(skip)]
+    pub external_issuers: Vec<palisade_identity::ExternalIssuer>,
 }
 
 /// The `--config` file named on the command line or in `PALISADE_CONFIG`.
@@ -167,6 +162,7 @@ fn config_path(args: &[std::ffi::OsString]) -> Option<PathBuf> {
 /// that variable is set (precedence: flag, environment, file).
 pub fn parse() -> anyhow::Result<Cli> {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut external_issuers = Vec::new();
     if let Some(path) = config_path(&args) {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
@@ -184,6 +180,9 @@ pub fn parse() -> anyhow::Result<Cli> {
             .unwrap_or_default();
         for (key, value) in table {
             if key == "external_issuers" {
+                external_issuers = value
+                    .try_into()
+                    .map_err(|e| anyhow::anyhow!("{}: external_issuers: {e}", path.display()))?;
                 continue;
             }
             if !flags.contains(&key.replace('_', "-")) || key == "config" {
@@ -208,16 +207,11 @@ pub fn parse() -> anyhow::Result<Cli> {
             }
         }
     }
-    Ok(Cli::parse_from(args))
-}
-
-fn read_config_file(path: Option<&PathBuf>) -> anyhow::Result<ConfigFile> {
-    let Some(path) = path else {
-        return Ok(ConfigFile::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let mut cli = Cli::parse_from(args);
+    if let Command::Serve(serve) = &mut cli.command {
+        serve.external_issuers = external_issuers;
+    }
+    Ok(cli)
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -245,7 +239,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let settings = app::Settings {
         rate_limits: args.rate_limit.0,
-        external_issuers: read_config_file(args.config.as_ref())?.external_issuers,
+        external_issuers: args.external_issuers.clone(),
         tls: tls.is_some(),
     };
     // Where clients reach this server: a wildcard address is reached as localhost.

@@ -2,8 +2,8 @@
 //! (operations.md: URLs): a client changes only the authority host.
 
 use crate::app::AppState;
-use crate::http::auth::origin;
 use crate::http::envelope::RequestId;
+use crate::http::extract::origin;
 use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};

@@ -8,10 +8,11 @@
 
 use super::envelope::RequestId;
 use super::error::ApiError;
+use super::extract::origin;
 use crate::app::AppState;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::http::header::{AUTHORIZATION, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri};
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::{ErrorCode, MdeError, Permission};
@@ -139,17 +140,6 @@ pub async fn gate(
         audit(&app, &caller, operation, target, status, request_id).await;
     }
     response
-}
-
-/// `{scheme}://{host}` the request was sent to: Palisade's own issuer for
-/// tokens presented here. HTTP/2 names it in `:authority`, HTTP/1.1 in `Host`.
-pub fn origin(app: &AppState, uri: &Uri, headers: &HeaderMap) -> String {
-    let host = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or(&app.listen_authority);
-    format!("{}://{host}", app.scheme)
 }
 
 fn unauthorized(error: &TokenError) -> Response {

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::header::{CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Uri};
 use palisade_contract::odata::ODataQuery;
 use palisade_contract::{ErrorCode, MdeError};
 use palisade_domain::Caller;
@@ -136,22 +137,27 @@ impl FromRequestParts<AppState> for RequestBase {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-            .unwrap_or_else(|| state.listen_authority.clone());
         // Paging links point where the client went, before path canonicalisation.
         let path = match parts.extensions.get::<OriginalUri>() {
             Some(OriginalUri(uri)) => uri.path(),
             None => parts.uri.path(),
         };
         Ok(RequestBase {
-            origin: format!("{}://{host}", state.scheme),
+            origin: origin(state, &parts.uri, &parts.headers),
             path: path.to_string(),
             query: parts.uri.query().map(str::to_string),
         })
     }
+}
+
+/// `{scheme}://{host}` the request was sent to: the base of OData links, and
+/// Palisade's own issuer for tokens presented here. HTTP/2 names the host in
+/// `:authority`, HTTP/1.1 in `Host`.
+pub fn origin(app: &AppState, uri: &Uri, headers: &HeaderMap) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
+        .unwrap_or(&app.listen_authority);
+    format!("{}://{host}", app.scheme)
 }

@@ -211,3 +211,31 @@ async fn an_operator_sets_up_a_tenant_from_the_command_line() {
     }
     assert!(audit.contains("cli operator"), "{audit}");
 }
+
+#[test]
+fn a_config_file_with_a_mistake_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("palisade.db");
+    let cases = [
+        ("rate_limits = \"off\"\n", "unknown setting 'rate_limits'"),
+        (
+            "[[external_issuers]]\nissuer = \"https://idp.example\"\n",
+            "missing field `tenant_id`",
+        ),
+        ("listen = \n", "not valid TOML"),
+    ];
+    for (text, reason) in cases {
+        let config = dir.path().join("palisade.toml");
+        std::fs::write(&config, text).unwrap();
+        let output = palisade(&db, &["serve", "--config", config.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(reason), "{text}: {stderr}");
+    }
+    // A setting in the file reaches its flag: here, a bad value clap refuses (exit 2).
+    let config = dir.path().join("palisade.toml");
+    std::fs::write(&config, "rate-limit = \"many\"\n").unwrap();
+    let output = palisade(&db, &["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rate-limit"));
+}

@@ -114,13 +114,7 @@ async fn machines_are_placed_by_rank_rule_and_explicit_membership() {
         )
         .await;
     let list = server.get_as(Some(&auditor), "/api/machines").await;
-    let ids: Vec<&str> = list.json["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, vec![server_2022.id.as_str()]);
+    assert_eq!(list.value_ids(), vec![server_2022.id.clone()]);
     let filtered = server.get("/api/machines?$filter=rbacGroupId eq 3").await;
     assert_eq!(filtered.json["value"].as_array().unwrap().len(), 1);
 

@@ -53,6 +53,17 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The ids of a collection's `value`, in the order answered.
+    #[track_caller]
+    pub fn value_ids(&self) -> Vec<String> {
+        self.json["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no value array: {}", self.text))
+            .iter()
+            .map(|m| m["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
     /// Asserts an MDE error body with this status and code; returns its message.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) -> String {
@@ -337,10 +348,14 @@ pub async fn server_with(platform: OsPlatform) -> (TestServer, Machine) {
 
 /// A client for a `palisade serve --demo --demo-credentials FILE` process:
 /// it sends a token of the demo app, which holds every permission.
-pub async fn demo_client(credentials: &std::path::Path) -> reqwest::Client {
+/// `ca` is the CA to trust when the credentials name none (a certificate of the operator's own).
+pub async fn demo_client(
+    credentials: &std::path::Path,
+    ca: Option<&std::path::Path>,
+) -> reqwest::Client {
     let text = std::fs::read_to_string(credentials).expect("the demo credentials file");
     let creds: Value = serde_json::from_str(&text).unwrap();
-    let reply: Value = trusting(&creds)
+    let reply: Value = trusting(&creds, ca)
         .build()
         .unwrap()
         .post(creds["token_url"].as_str().unwrap())
@@ -362,14 +377,18 @@ pub async fn demo_client(credentials: &std::path::Path) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    trusting(&creds).default_headers(headers).build().unwrap()
+    trusting(&creds, ca)
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
-/// A client builder that trusts the CA of the credentials file, if it names one.
-pub fn trusting(credentials: &Value) -> reqwest::ClientBuilder {
+/// A client builder that trusts the CA of the credentials file, or else `ca`.
+fn trusting(credentials: &Value, ca: Option<&std::path::Path>) -> reqwest::ClientBuilder {
     let mut builder = reqwest::Client::builder();
-    if let Some(ca) = credentials["ca_file"].as_str() {
-        let pem = std::fs::read(ca).expect("the CA file the credentials name");
+    let named = credentials["ca_file"].as_str().map(std::path::Path::new);
+    if let Some(ca) = named.or(ca) {
+        let pem = std::fs::read(ca).expect("the CA file");
         builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
     }
     builder
@@ -401,6 +420,15 @@ impl ServerProcess {
 
     /// With its database, log and credentials in `dir` (which outlives it, for restarts).
     pub async fn start_in(dir: &std::path::Path, extra: &[&str]) -> ServerProcess {
+        Self::start_trusting(dir, extra, None).await
+    }
+
+    /// As [`Self::start_in`], its client trusting `ca` (for `--tls-cert`).
+    pub async fn start_trusting(
+        dir: &std::path::Path,
+        extra: &[&str],
+        ca: Option<&std::path::Path>,
+    ) -> ServerProcess {
         let log = dir.join("server.log");
         let credentials = dir.join("credentials.json");
         let _ = std::fs::remove_file(&credentials);
@@ -430,7 +458,7 @@ impl ServerProcess {
             if let Some((_, rest)) = text.split_once("ready on ") {
                 let origin = rest.split_whitespace().next().unwrap_or("");
                 server.origin = origin.trim_end_matches('/').to_string();
-                server.client = demo_client(&credentials).await;
+                server.client = demo_client(&credentials, ca).await;
                 return server;
             }
             server.assert_alive();

@@ -353,13 +353,7 @@ async fn user_roles_scopes_and_device_groups_decide_what_a_user_may_do() {
     assert!(claims["scp"].as_str().unwrap().contains("Machine.Isolate"));
     assert_eq!(claims["upn"], "finance.responder@contoso.example");
     let list = server.get_as(Some(&responder), "/api/machines").await;
-    let ids: Vec<&str> = list.json["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, vec![finance.id.as_str()]);
+    assert_eq!(list.value_ids(), vec![finance.id.clone()]);
     let hidden = server
         .get_as(
             Some(&responder),

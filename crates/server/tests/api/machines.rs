@@ -62,12 +62,7 @@ fn tags_of(machine: &Value) -> Vec<String> {
 
 /// The ids of a collection's `value`, sorted.
 fn ids_of(reply: &Reply) -> Vec<String> {
-    let mut ids: Vec<String> = reply.json["value"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no value array: {}", reply.text))
-        .iter()
-        .map(|m| m["id"].as_str().expect("id").to_string())
-        .collect();
+    let mut ids = reply.value_ids();
     ids.sort();
     ids
 }

@@ -103,13 +103,6 @@ fn value(reply: &Reply) -> &Vec<Value> {
         .unwrap_or_else(|| panic!("no value array: {}", reply.text))
 }
 
-fn ids_in(reply: &Reply) -> Vec<String> {
-    value(reply)
-        .iter()
-        .map(|m| m["id"].as_str().expect("id").to_string())
-        .collect()
-}
-
 fn ids_where(machines: &[Machine], keep: impl Fn(&Machine) -> bool) -> BTreeSet<String> {
     machines
         .iter()
@@ -160,7 +153,7 @@ async fn check_filters(fleet: &Fleet, cases: Vec<(String, Predicate)>) {
             failures.push(format!("'{filter}': {} {}", reply.status, reply.text));
             continue;
         }
-        let got_list = ids_in(&reply);
+        let got_list = reply.value_ids();
         let got: BTreeSet<String> = got_list.iter().cloned().collect();
         if got.len() != got_list.len() {
             failures.push(format!("'{filter}': duplicate ids in the answer"));
@@ -201,7 +194,7 @@ async fn unfiltered_list_is_every_machine_within_retention() {
         reply.json["@odata.context"],
         format!("{}/api/$metadata#Machines", fleet.server.origin)
     );
-    let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+    let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
     assert_eq!(got, ids_where(&fleet.visible, |_| true));
     assert!(!got.contains(&fleet.expired.id));
     assert!(
@@ -477,7 +470,7 @@ async fn filter_on_last_seen_with_date_and_datetime_literals() {
     let all_but_expired = |_: &Machine| true;
     // `lastSeen gt 2018-08-01Z` selects every machine, so check it on its own.
     let reply = list(&fleet.server, "?$filter=lastSeen gt 2018-08-01Z").await;
-    let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+    let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
     assert_eq!(got, ids_where(&fleet.visible, all_but_expired));
     let reply = list(
         &fleet.server,
@@ -550,12 +543,12 @@ async fn filter_forms_percent_encoded_and_plus_for_space() {
         "?$filter=healthStatus+ne+%27Active%27&$top=10000",
     ] {
         let reply = list(&fleet.server, query).await;
-        let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+        let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
         assert_eq!(got, want, "{query}");
     }
     // The docs' own example.
     let reply = list(&fleet.server, "?$filter=healthStatus+ne+'Active'&$top=100").await;
-    let got = ids_in(&reply);
+    let got = reply.value_ids();
     assert_eq!(got.len(), want.len().min(100));
     assert!(got.iter().all(|id| want.contains(id)));
     // Encoded parentheses, commas, colons and slashes.
@@ -565,7 +558,7 @@ async fn filter_forms_percent_encoded_and_plus_for_space() {
         "?%24filter=machineTags%2Fany%28t%3A+t+eq+%27Pilot+ring%27%29",
     )
     .await;
-    let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+    let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
     assert_eq!(got, want);
     let want = ids_where(&fleet.visible, |m| m.computer_dns_name.starts_with("lnx-"));
     let reply = list(
@@ -573,7 +566,7 @@ async fn filter_forms_percent_encoded_and_plus_for_space() {
         "?$filter=startswith%28computerDnsName%2C%27lnx-%27%29",
     )
     .await;
-    let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+    let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
     assert_eq!(got, want);
 }
 
@@ -623,10 +616,10 @@ async fn malformed_filters_are_odata_errors() {
 #[tokio::test]
 async fn top_and_skip_page_through_without_overlap() {
     let fleet = fleet_server().await;
-    let everything = ids_in(&list(&fleet.server, "").await);
+    let everything = list(&fleet.server, "").await.value_ids();
     assert_eq!(everything.len(), fleet.visible.len());
     // The same query twice gives the same order.
-    assert_eq!(ids_in(&list(&fleet.server, "").await), everything);
+    assert_eq!(list(&fleet.server, "").await.value_ids(), everything);
 
     let page_size = 37;
     let mut paged = Vec::new();
@@ -638,7 +631,7 @@ async fn top_and_skip_page_through_without_overlap() {
             "no nextLink with $top: {}",
             reply.text
         );
-        let page = ids_in(&reply);
+        let page = reply.value_ids();
         assert!(page.len() <= page_size);
         let short = page.len() < page_size;
         paged.extend(page);
@@ -656,16 +649,18 @@ async fn top_and_skip_page_through_without_overlap() {
 async fn top_and_skip_page_through_a_filtered_ordered_list() {
     let fleet = fleet_server().await;
     let filter = "$filter=healthStatus ne 'ImpairedCommunication'&$orderby=lastSeen desc";
-    let everything = ids_in(&list(&fleet.server, &format!("?{filter}")).await);
+    let everything = list(&fleet.server, &format!("?{filter}")).await.value_ids();
     let want = ids_where(&fleet.visible, |m| {
         m.health_status != HealthStatus::ImpairedCommunication
     });
     assert_eq!(everything.iter().cloned().collect::<BTreeSet<_>>(), want);
     let mut paged = Vec::new();
     for skip in (0..everything.len() + 50).step_by(50) {
-        paged.extend(ids_in(
-            &list(&fleet.server, &format!("?{filter}&$top=50&$skip={skip}")).await,
-        ));
+        paged.extend(
+            list(&fleet.server, &format!("?{filter}&$top=50&$skip={skip}"))
+                .await
+                .value_ids(),
+        );
     }
     assert_eq!(paged, everything);
 }
@@ -728,7 +723,7 @@ async fn without_top_pages_of_ten_thousand_follow_next_link() {
 
     for query in ["", "?$filter=lastSeen gt 2018-08-01Z", "?$count=true"] {
         let first = list(&server, query).await;
-        let first_ids = ids_in(&first);
+        let first_ids = first.value_ids();
         assert_eq!(first_ids.len(), 10_000, "{query}");
         let link = first.json["@odata.nextLink"]
             .as_str()
@@ -742,7 +737,7 @@ async fn without_top_pages_of_ten_thousand_follow_next_link() {
 
         let second = server.send(server.client.get(&link)).await;
         assert_eq!(second.status.as_u16(), 200, "{link}: {}", second.text);
-        let second_ids = ids_in(&second);
+        let second_ids = second.value_ids();
         assert_eq!(second_ids.len(), 50, "{link}");
         assert!(
             second.json.get("@odata.nextLink").is_none(),
@@ -876,14 +871,14 @@ async fn orderby_last_seen() {
         .collect();
     linux.sort_by_key(|m| std::cmp::Reverse(m.last_seen));
     let want: Vec<String> = linux.iter().take(3).map(|m| m.id.clone()).collect();
-    assert_eq!(ids_in(&reply), want);
+    assert_eq!(reply.value_ids(), want);
 }
 
 #[tokio::test]
 async fn orderby_rbac_group_then_id() {
     let fleet = fleet_server().await;
     let reply = list(&fleet.server, "?$orderby=rbacGroupId desc,id asc").await;
-    let got = ids_in(&reply);
+    let got = reply.value_ids();
     let mut want: Vec<&Machine> = fleet.visible.iter().collect();
     want.sort_by(|a, b| b.rbac_group_id.cmp(&a.rbac_group_id).then(a.id.cmp(&b.id)));
     let want: Vec<String> = want.iter().map(|m| m.id.clone()).collect();
@@ -921,7 +916,7 @@ async fn non_odata_parameters_are_ignored_and_options_combine() {
         "?api-version=1.0&$filter=rbacGroupId eq 2&$count=true&$select=id",
     )
     .await;
-    let got: BTreeSet<String> = ids_in(&reply).into_iter().collect();
+    let got: BTreeSet<String> = reply.value_ids().into_iter().collect();
     assert_eq!(got, want);
     assert_eq!(reply.json["@odata.count"], want.len() as u64);
 }

@@ -77,4 +77,39 @@ async fn msal_for_python_gets_a_token_and_isolates_over_https() {
     assert_eq!(std::fs::read(&ca_file).unwrap(), ca_before);
     let reply = server.get("/api/machines?$top=1").await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.text);
+
+    // The operator's own certificate and key (here: the ones just made).
+    drop(server);
+    let (cert, key) = (tls_dir.join("server.pem"), tls_dir.join("server-key.pem"));
+    let own = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let server =
+        ServerProcess::start_trusting(dir.path(), &own, Some(std::path::Path::new(&ca_file))).await;
+    assert!(server.origin.starts_with("https://"));
+    let reply = server.get("/api/machines?$top=1").await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    drop(server);
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent.pem",
+            "--tls-key",
+        ])
+        .arg(&key)
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("other.db").display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot use the certificate"));
 }
