@@ -10,8 +10,12 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// One planned request: method, path, body, and its own `Authorization` if
+/// it does not send the run's.
+type Planned = (Method, String, Option<String>, Option<String>);
+
 /// The n-th request of a run, or `None` when the plan has no more to send.
-type MakeRequest = Arc<dyn Fn(usize) -> Option<(Method, String, Option<String>)> + Send + Sync>;
+type MakeRequest = Arc<dyn Fn(usize) -> Option<Planned> + Send + Sync>;
 
 /// What each request of a run is: the n-th request's method, path and body.
 #[derive(Clone)]
@@ -19,7 +23,17 @@ pub struct RequestPlan(MakeRequest);
 
 impl RequestPlan {
     pub fn get(path: impl Fn(usize) -> String + Send + Sync + 'static) -> Self {
-        RequestPlan(Arc::new(move |n| Some((Method::GET, path(n), None))))
+        RequestPlan(Arc::new(move |n| Some((Method::GET, path(n), None, None))))
+    }
+
+    /// POSTs, each with its own `Authorization` (a device's credential): `(authorization, path, body)`.
+    pub fn post_as(
+        request: impl Fn(usize) -> (String, String, String) + Send + Sync + 'static,
+    ) -> Self {
+        RequestPlan(Arc::new(move |n| {
+            let (authorization, path, body) = request(n);
+            Some((Method::POST, path, Some(body), Some(authorization)))
+        }))
     }
 
     /// POSTs; `request` answers `None` when it has no more to send.
@@ -27,7 +41,7 @@ impl RequestPlan {
         request: impl Fn(usize) -> Option<(String, String)> + Send + Sync + 'static,
     ) -> Self {
         RequestPlan(Arc::new(move |n| {
-            request(n).map(|(path, body)| (Method::POST, path, Some(body)))
+            request(n).map(|(path, body)| (Method::POST, path, Some(body), None))
         }))
     }
 }
@@ -114,13 +128,16 @@ pub async fn run_load(
             let (mut completed, mut failed) = (0u64, 0u64);
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((method, path, body)) = (plan.0)(n) else {
+                let Some((method, path, body, own_authorization)) = (plan.0)(n) else {
                     break;
                 };
                 let mut builder = Request::builder()
                     .method(method)
                     .uri(format!("{origin}{path}"))
-                    .header("authorization", &authorization);
+                    .header(
+                        "authorization",
+                        own_authorization.as_deref().unwrap_or(&authorization),
+                    );
                 if body.is_some() {
                     builder = builder.header("content-type", "application/json");
                 }

@@ -10,6 +10,7 @@
 //! Throughput is taken at saturation (`--concurrency`), latency at moderate load
 //! (`--moderate`). Run it with `cargo run --release -p palisade-bench`.
 
+mod devices;
 mod load;
 
 // Requests allocate many small, short-lived objects (rows, JSON); mimalloc
@@ -55,12 +56,47 @@ struct Args {
     /// Requests in flight for latency ("moderate load").
     #[arg(long, default_value_t = 4)]
     moderate: usize,
+    /// Devices enrolled for the check-in measurement.
+    #[arg(long, default_value_t = 100_000)]
+    devices: usize,
+    /// Simulated devices long-polling while isolations are delivered.
+    #[arg(long, default_value_t = 10_000)]
+    connected: usize,
+    /// Isolations whose delivery is timed.
+    #[arg(long, default_value_t = 1_000)]
+    isolations: usize,
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Sections::All)]
+    only: Sections,
+    /// Internal: run this many simulated devices against --fleet-server
+    /// (the connected fleet's own process).
+    #[arg(long, hide = true, requires_all = ["fleet_server", "fleet_token"])]
+    fleet_of: Option<usize>,
+    #[arg(long, hide = true)]
+    fleet_server: Option<String>,
+    #[arg(long, hide = true)]
+    fleet_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sections {
+    All,
+    /// The MDE API and its ceilings.
+    Api,
+    /// The device plane: check-ins and action delivery.
+    Devices,
 }
 
 const FILTER_TAG: &str = "bench-x";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let (Some(devices), Some(server), Some(token)) =
+        (args.fleet_of, &args.fleet_server, &args.fleet_token)
+    {
+        return tokio::runtime::Runtime::new()?
+            .block_on(devices::run_fleet(server, token, devices));
+    }
     let dir = tempfile::tempdir()?;
     let duration = Duration::from_secs(args.seconds);
 
@@ -76,7 +112,12 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let db = dir.path().join("palisade.db");
-    let (origin, authorization, fleet) = server_runtime.block_on(start_server(&db, &args))?;
+    let served = server_runtime.block_on(start_server(&db, &args))?;
+    let (origin, authorization, fleet) = (
+        served.origin.clone(),
+        served.authorization.clone(),
+        served.fleet.clone(),
+    );
     let client_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -112,6 +153,60 @@ fn main() -> anyhow::Result<()> {
         Ok((busy, moderate))
     };
     let measure = |name: &str, plan: RequestPlan| measure_with(name, plan.clone(), plan);
+
+    if args.only != Sections::Api {
+        println!("\ndevice plane");
+        let flushes = {
+            let _entered = server_runtime.enter();
+            devices::FlushLog::spawn(served.devices.clone())
+        };
+        let started = Instant::now();
+        let credentials = client_runtime.block_on(devices::enroll(
+            &origin,
+            &served.onboarding_token,
+            args.devices,
+            "bench",
+        ))?;
+        println!(
+            "setup    enrolled {} devices over HTTP in {:.1}s",
+            credentials.len(),
+            started.elapsed().as_secs_f64()
+        );
+        flushes.take();
+        let check_ins = client_runtime.block_on(devices::measure_check_ins(
+            &origin,
+            credentials,
+            args.concurrency,
+            duration,
+        ))?;
+        std::thread::sleep(Duration::from_millis(1_500));
+        let (rows, longest) = flushes.take();
+        println!("{:<44} {}", "POST /device/v1/checkin", check_ins.summary());
+        println!(
+            "{:<44} {rows} rows written in flushes of at most {:.0} ms",
+            "  coalesced check-in writes",
+            longest.as_secs_f64() * 1000.0
+        );
+        println!(
+            "  at a 60 s check-in interval this node serves {:.0} devices (target 100,000)",
+            check_ins.throughput() * 60.0
+        );
+        let delivery = client_runtime.block_on(devices::measure_delivery(
+            &origin,
+            &authorization,
+            &served.onboarding_token,
+            args.connected,
+            args.isolations,
+        ))?;
+        println!(
+            "{:<44} {} (target p99 < 1 s)",
+            "isolate POST -> device Succeeded",
+            delivery.summary()
+        );
+        if args.only == Sections::Devices {
+            return Ok(());
+        }
+    }
 
     println!("\nwrites");
     let tag_machines = visible.clone();
@@ -213,12 +308,18 @@ fn main() -> anyhow::Result<()> {
 /// Bodies the static ceiling routes serve (captured from the real API in this run).
 static STATIC_BODIES: std::sync::OnceLock<(Bytes, Bytes)> = std::sync::OnceLock::new();
 
-/// Serves a fleet with rate limits off; returns the origin, the
-/// `Authorization` value of an app holding every permission, and the fleet.
-async fn start_server(
-    db: &std::path::Path,
-    args: &Args,
-) -> anyhow::Result<(String, String, Vec<Machine>)> {
+/// A server running for the benchmark.
+struct Served {
+    origin: String,
+    /// `Authorization` of an app holding every permission.
+    authorization: String,
+    fleet: Vec<Machine>,
+    devices: palisade_domain::devices::DevicePlane,
+    onboarding_token: String,
+}
+
+/// Serves a fleet with rate limits off.
+async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<Served> {
     let store = app::open_store(&format!("sqlite://{}", db.display()))?;
     let palisade = Palisade::new(store, Arc::new(SystemClock));
     let tenant_id = app::ensure_default_tenant(&palisade).await?;
@@ -267,12 +368,22 @@ async fn start_server(
         )
         .await?
         .access_token;
+    let (_, onboarding_token) = admin
+        .put_onboarding_token(&tenant_id, None, "palisade-bench")
+        .await?;
+    let devices = state.devices.clone();
     let statics = axum::Router::new()
         .route("/bench/static/machine", get(|| async { static_body(0) }))
         .route("/bench/static/filter", get(|| async { static_body(1) }));
     let router = app::http_app(state, statics);
     tokio::spawn(app::serve(listener, router, None, std::future::pending()));
-    Ok((origin, format!("Bearer {token}"), fleet))
+    Ok(Served {
+        origin,
+        authorization: format!("Bearer {token}"),
+        fleet,
+        devices,
+        onboarding_token,
+    })
 }
 
 fn static_body(which: usize) -> axum::response::Response {
@@ -301,7 +412,7 @@ fn isolatable(fleet: &[Machine]) -> Vec<String> {
     fleet
         .iter()
         .filter(|m| m.last_seen > horizon && m.onboarding_status == OnboardingStatus::Onboarded)
-        .filter(|m| platform::check(m, &full, "Isolate").is_ok())
+        .filter(|m| platform::check(m, &[], &full, "Isolate").is_ok())
         .map(|m| m.id.clone())
         .collect()
 }

@@ -81,6 +81,18 @@ pub struct Visibility {
     pub device_groups: DeviceGroupAccess,
 }
 
+impl Visibility {
+    /// Every machine of the tenant, however long unseen: what the device plane
+    /// works on (a device checking in is its own machine, not a caller's view).
+    pub fn whole_tenant(tenant_id: &str) -> Visibility {
+        Visibility {
+            tenant_id: tenant_id.to_string(),
+            seen_since: Timestamp::from_ticks(i64::MIN),
+            device_groups: DeviceGroupAccess::All,
+        }
+    }
+}
+
 impl Caller {
     pub fn requestor(&self) -> &str {
         self.principal.requestor()

@@ -2,10 +2,15 @@
 
 use rand::Rng;
 
+/// Lower-case hexadecimal, as MDE writes machine ids.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A machine id: 40 lower-case hexadecimal characters, as MDE's.
 pub fn new_machine_id() -> String {
     let bytes: [u8; 20] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&bytes)
 }
 
 /// A machine-action id: a lower-case GUID.

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod caller;
 pub mod clock;
+pub mod devices;
 pub mod identity;
 pub mod ids;
 pub mod query;

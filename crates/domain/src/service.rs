@@ -3,6 +3,7 @@
 
 use crate::caller::{Caller, Tenant};
 use crate::clock::Clock;
+use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
@@ -15,6 +16,7 @@ use palisade_contract::requests::{
     ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
 };
 use palisade_contract::{DeviceValue, ErrorCode, Machine, MachineAction, MdeError, Timestamp};
+use palisade_device::Capability;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -71,6 +73,8 @@ pub struct Palisade {
     // crate would bring more than it saves.
     tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
     action_timeout_seconds: i64,
+    /// Devices waiting for their next action.
+    wakeups: Arc<Wakeups>,
 }
 
 impl Palisade {
@@ -80,6 +84,7 @@ impl Palisade {
             clock,
             tenants: Arc::default(),
             action_timeout_seconds: DEFAULT_ACTION_TIMEOUT_SECONDS,
+            wakeups: Arc::default(),
         }
     }
 
@@ -98,6 +103,10 @@ impl Palisade {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn wakeups(&self) -> &Arc<Wakeups> {
+        &self.wakeups
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
@@ -191,7 +200,9 @@ impl Palisade {
         mut change: F,
     ) -> Result<Vec<MachineChange>, MdeError>
     where
-        F: FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send + 'static,
+        F: FnMut(&Machine, &[MachineAction], &[Capability]) -> Result<MachineChange, MdeError>
+            + Send
+            + 'static,
     {
         // Ids are stored in lower case; MDE accepts them in any case.
         for id in machine_ids.iter_mut().filter(|id| is_machine_id(id)) {
@@ -200,7 +211,11 @@ impl Palisade {
         let mut seen = std::collections::HashSet::new();
         machine_ids.retain(|id| seen.insert(id.clone()));
         let visibility = caller.visibility(self.clock.now());
-        let decide = Box::new(move |m: &Machine, active: &[MachineAction]| change(m, active));
+        let decide = Box::new(
+            move |m: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
+                change(m, active, capabilities)
+            },
+        );
         Ok(self
             .store
             .change_machines(&visibility, machine_ids, decide)
@@ -214,7 +229,9 @@ impl Palisade {
         change: F,
     ) -> Result<MachineChange, MdeError>
     where
-        F: FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send + 'static,
+        F: FnMut(&Machine, &[MachineAction], &[Capability]) -> Result<MachineChange, MdeError>
+            + Send
+            + 'static,
     {
         let mut changed = self
             .change_machines(caller, vec![machine_id.to_string()], change)
@@ -232,7 +249,7 @@ impl Palisade {
     ) -> Result<Machine, MdeError> {
         rules::tags::validate_tag(&request.value)?;
         let changed = self
-            .change_machine(caller, machine_id, move |machine, _| {
+            .change_machine(caller, machine_id, move |machine, _, _| {
                 let mut machine = machine.clone();
                 rules::tags::apply(&mut machine.machine_tags, &request)?;
                 Ok(MachineChange {
@@ -252,7 +269,7 @@ impl Palisade {
         rules::tags::validate_tag(&request.tag.value)?;
         let tag = request.tag;
         let changed = self
-            .change_machines(caller, request.machine_ids, move |machine, _| {
+            .change_machines(caller, request.machine_ids, move |machine, _, _| {
                 let mut machine = machine.clone();
                 rules::tags::apply(&mut machine.machine_tags, &tag)?;
                 Ok(MachineChange {
@@ -276,7 +293,7 @@ impl Palisade {
             .map(rules::tags::replacement)
             .transpose()?;
         let changed = self
-            .change_machine(caller, machine_id, move |machine, _| {
+            .change_machine(caller, machine_id, move |machine, _, _| {
                 let mut machine = machine.clone();
                 if let Some(tags) = &tags {
                     machine.machine_tags = tags.clone();
@@ -320,17 +337,26 @@ impl Palisade {
         let requestor = caller.requestor().to_string();
         let now = self.clock.now();
         let changed = self
-            .change_machine(caller, machine_id, move |machine, active| {
-                let action = rules::actions::create(machine, active, &request, &requestor, now)?;
+            .change_machine(caller, machine_id, move |machine, active, capabilities| {
+                let action = rules::actions::create(
+                    machine,
+                    active,
+                    capabilities,
+                    &request,
+                    &requestor,
+                    now,
+                )?;
                 Ok(MachineChange {
                     machine: machine.clone(),
                     new_action: Some(action),
                 })
             })
             .await?;
-        changed
+        let action = changed
             .new_action
-            .ok_or_else(|| MdeError::internal("the store did not return the new action"))
+            .ok_or_else(|| MdeError::internal("the store did not return the new action"))?;
+        self.wakeups.wake(&caller.tenant.id, &action.machine_id);
+        Ok(action)
     }
 
     pub async fn list_actions(

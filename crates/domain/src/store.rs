@@ -7,11 +7,13 @@
 //! thus written once (in the domain) and is atomic on every back end.
 
 use crate::caller::{Tenant, Visibility};
+use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
 use crate::rules::device_groups::GroupRules;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
+use palisade_device::Capability;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -76,9 +78,11 @@ pub struct MachineChange {
     pub new_action: Option<MachineAction>,
 }
 
-/// Decides, from a machine and its active (Pending/InProgress) actions, what to change.
-pub type MachineDecision =
-    Box<dyn FnMut(&Machine, &[MachineAction]) -> Result<MachineChange, MdeError> + Send>;
+/// Decides, from a machine, its active (Pending/InProgress) actions and the
+/// capabilities its enrolled device declared, what to change.
+pub type MachineDecision = Box<
+    dyn FnMut(&Machine, &[MachineAction], &[Capability]) -> Result<MachineChange, MdeError> + Send,
+>;
 
 /// Decides, from an action as stored, what it becomes.
 pub type ActionDecision = Box<dyn FnOnce(&MachineAction) -> Result<MachineAction, MdeError> + Send>;
@@ -179,6 +183,55 @@ pub trait Store: Send + Sync + 'static {
     async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError>;
 
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError>;
+
+    // Device plane.
+
+    async fn put_onboarding_token(&self, token: &OnboardingToken) -> Result<(), StoreError>;
+    async fn onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<OnboardingToken>, StoreError>;
+    async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError>;
+    /// Returns whether a token that was not yet revoked is now.
+    async fn revoke_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Enrolls `device` with the machine it reported, in one transaction. If
+    /// the tenant has a device of the same hardware that is not offboarded, its
+    /// machine is updated (`rules::enrollment::merge`) and that device's
+    /// credential replaced; otherwise the machine is created (and placed in its
+    /// device group). Returns the machine as stored.
+    async fn enroll_device(
+        &self,
+        machine: &Machine,
+        device: &Device,
+    ) -> Result<Machine, StoreError>;
+    async fn device_by_credential(
+        &self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> Result<Option<Device>, StoreError>;
+    /// A tenant's devices, offboarded ones included, newest enrollment first.
+    async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError>;
+    /// Writes check-ins (`rules::device_report::apply`) in one transaction.
+    async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError>;
+    /// The machine's Pending and InProgress actions, oldest first.
+    async fn device_actions(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<MachineAction>, StoreError>;
+    /// Applies a device's report on one of its machine's actions, in one transaction.
+    async fn change_device_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+        decide: DeviceActionDecision,
+    ) -> Result<MachineAction, WriteError>;
 
     // Audit log.
 

@@ -4,6 +4,8 @@
 use crate::secrets::{hash_secret, new_secret};
 use crate::service::TokenService;
 use palisade_contract::Permission;
+use palisade_domain::devices::secrets as device_secrets;
+use palisade_domain::devices::OnboardingToken;
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{Clock, DeviceGroupAccess, Role, Store, StoreError};
@@ -225,5 +227,59 @@ impl Admin {
         let key = self.tokens.rotate_key(tenant_id).await?;
         self.audit(tenant_id, "keys rotate", &key.kid).await?;
         Ok(key)
+    }
+
+    /// A new onboarding token for the tenant's devices (or, with the `id` of
+    /// an existing one, a new secret for it). Returns the token and its text.
+    pub async fn put_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: Option<&str>,
+        description: &str,
+    ) -> Result<(OnboardingToken, ShownOnce), AdminError> {
+        self.require_tenant(tenant_id).await?;
+        let id = match id {
+            Some(id)
+                if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                return Err(AdminError::Invalid(format!(
+                    "'{id}' is not a token id; use letters, digits and '-'"
+                )))
+            }
+            Some(id) => id.to_string(),
+            None => uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let (text, secret_hash) =
+            device_secrets::issue(palisade_device::ONBOARDING_TOKEN_PREFIX, tenant_id, &id);
+        let token = OnboardingToken {
+            tenant_id: tenant_id.to_string(),
+            id,
+            description: description.trim().to_string(),
+            secret_hash,
+            created_at: self.clock.now(),
+            revoked_at: None,
+        };
+        self.store.put_onboarding_token(&token).await?;
+        self.audit(tenant_id, "onboarding put", &token.id).await?;
+        Ok((token, text))
+    }
+
+    /// Stops new enrollments with the token; devices enrolled with it stay enrolled.
+    pub async fn revoke_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<(), AdminError> {
+        self.require_tenant(tenant_id).await?;
+        if !self
+            .store
+            .revoke_onboarding_token(tenant_id, id, self.clock.now())
+            .await?
+        {
+            return Err(AdminError::Invalid(format!(
+                "no unrevoked onboarding token {id} in tenant {tenant_id}"
+            )));
+        }
+        self.audit(tenant_id, "onboarding revoke", id).await
     }
 }

@@ -1,4 +1,4 @@
-//! `palisade tenants|apps|users|groups|keys|audit`: administration on the
+//! `palisade tenants|apps|users|groups|keys|audit|onboarding|devices`: administration on the
 //! database directly (the server may be running; it sees changes within seconds).
 
 use crate::app;
@@ -168,6 +168,37 @@ pub enum AuditCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OnboardingCommand {
+    /// List the tenant's onboarding tokens.
+    List(InTenant),
+    /// Make an onboarding token devices enroll with (or, with --id of an
+    /// existing one, a new secret for it). Prints the token once.
+    Create {
+        /// What it is for, e.g. "Linux servers, Amsterdam".
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Keep this id; a new one by default.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Revoke a token: no new enrollments with it; enrolled devices stay.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// List the tenant's enrolled devices: machine, isolation in force, enrollment.
+    List(InTenant),
+}
+
 fn parse_permission(text: &str) -> Result<Permission, String> {
     Permission::from_str(text).map_err(|_| {
         let all: Vec<&str> = <Permission as strum::VariantArray>::VARIANTS
@@ -178,7 +209,7 @@ fn parse_permission(text: &str) -> Result<Permission, String> {
     })
 }
 
-fn parse_os(text: &str) -> Result<OsPlatform, String> {
+pub(crate) fn parse_os(text: &str) -> Result<OsPlatform, String> {
     OsPlatform::from_str(text).map_err(|_| {
         let all: Vec<&str> = <OsPlatform as strum::VariantArray>::VARIANTS
             .iter()
@@ -420,6 +451,61 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
             e.target.as_deref().unwrap_or("-"),
             e.result,
             e.request_id
+        );
+    }
+    Ok(())
+}
+
+pub async fn onboarding(command: OnboardingCommand) -> anyhow::Result<()> {
+    match command {
+        OnboardingCommand::List(t) => {
+            for token in store(&t.db)?.onboarding_tokens(&t.tenant).await? {
+                let state = match token.revoked_at {
+                    None => "active".to_string(),
+                    Some(at) => format!("revoked {at}"),
+                };
+                println!(
+                    "{}  created {}  {state}  {}",
+                    token.id, token.created_at, token.description
+                );
+            }
+        }
+        OnboardingCommand::Create {
+            description,
+            id,
+            tenant,
+        } => {
+            let (token, text) = admin(store(&tenant.db)?)
+                .put_onboarding_token(&tenant.tenant, id.as_deref(), &description)
+                .await?;
+            println!("id:               {}", token.id);
+            println!("onboarding_token: {text}");
+            println!("(shown only now; enroll with: palisade-agent --server URL --onboarding-token TOKEN --state-dir DIR)");
+        }
+        OnboardingCommand::Revoke { id, tenant } => {
+            admin(store(&tenant.db)?)
+                .revoke_onboarding_token(&tenant.tenant, &id)
+                .await?;
+            println!("revoked onboarding token {id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn devices(command: DeviceCommand) -> anyhow::Result<()> {
+    let DeviceCommand::List(t) = command;
+    for device in store(&t.db)?.devices(&t.tenant).await? {
+        let state = match device.offboarded_at {
+            None => format!("isolation {}", device.isolation),
+            Some(at) => format!("offboarded {at}"),
+        };
+        let capabilities: Vec<String> = device.capabilities.iter().map(|c| c.to_string()).collect();
+        println!(
+            "{}  enrolled {}  {state}  token {}  [{}]",
+            device.machine_id,
+            device.enrolled_at,
+            device.onboarding_token_id,
+            capabilities.join(", ")
         );
     }
     Ok(())

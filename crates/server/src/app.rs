@@ -1,6 +1,7 @@
 //! Wiring: the store, the domain service and the HTTP stack, and serving them.
 
 use crate::api;
+use crate::device_plane;
 use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
 use crate::http::paths::PathCanon;
@@ -12,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::devices::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS};
 use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
 use palisade_identity::{ExternalIssuer, TokenService, Validator};
@@ -27,6 +29,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 #[derive(Clone)]
 pub struct AppState {
     pub palisade: Palisade,
+    pub devices: DevicePlane,
     pub validator: Validator,
     pub tokens: TokenService,
     /// `None` with `--rate-limit off`.
@@ -37,13 +40,26 @@ pub struct AppState {
 }
 
 /// How the HTTP front end is set up, beyond the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// `None`: no rate limits.
     pub rate_limits: Option<RateLimits>,
     pub external_issuers: Vec<ExternalIssuer>,
     /// `https` when serving TLS.
     pub tls: bool,
+    /// How often devices report when nothing happens.
+    pub check_in_interval_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rate_limits: None,
+            external_issuers: vec![],
+            tls: false,
+            check_in_interval_seconds: DEFAULT_CHECK_IN_INTERVAL_SECONDS,
+        }
+    }
 }
 
 impl AppState {
@@ -60,6 +76,7 @@ impl AppState {
             limiter: settings
                 .rate_limits
                 .map(|limits| RateLimiter::new(limits, clock)),
+            devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds),
             palisade,
             scheme: if settings.tls { "https" } else { "http" },
             listen_authority,
@@ -108,6 +125,24 @@ pub fn spawn_sweeper(state: &AppState) {
     });
 }
 
+/// How often buffered device check-ins are written.
+const CHECK_IN_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes device check-ins once a second, until the process stops.
+pub fn spawn_check_in_writer(devices: &DevicePlane) {
+    let devices = devices.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECK_IN_FLUSH);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = devices.flush_check_ins().await {
+                tracing::warn!(%error, "could not write device check-ins; keeping them for the next try");
+            }
+        }
+    });
+}
+
 /// Ensures the default tenant exists; returns its id.
 pub async fn ensure_default_tenant(palisade: &Palisade) -> anyhow::Result<String> {
     let tenant = Tenant {
@@ -139,6 +174,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .into();
     let router = api_router
         .merge(token_service::routes())
+        .merge(device_plane::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",

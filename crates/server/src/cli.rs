@@ -3,6 +3,7 @@
 use crate::admin_cli;
 use crate::app::{self, AppState};
 use crate::demo;
+use crate::simulate;
 use crate::tls::{self, TlsSource};
 use clap::{Args, Parser, Subcommand};
 use palisade_domain::rate_limit::RateLimits;
@@ -45,6 +46,14 @@ pub enum Command {
     /// The audit log of changes made through the API and the CLI.
     #[command(subcommand)]
     Audit(admin_cli::AuditCommand),
+    /// Onboarding tokens devices enroll with: list, create, revoke.
+    #[command(subcommand)]
+    Onboarding(admin_cli::OnboardingCommand),
+    /// Enrolled devices: list.
+    #[command(subcommand)]
+    Devices(admin_cli::DeviceCommand),
+    /// Run N simulated devices against a server, over the device protocol.
+    Simulate(simulate::SimulateArgs),
 }
 
 impl Command {
@@ -57,6 +66,9 @@ impl Command {
             Command::Groups(c) => admin_cli::groups(c).await,
             Command::Keys(c) => admin_cli::keys(c).await,
             Command::Audit(c) => admin_cli::audit(c).await,
+            Command::Onboarding(c) => admin_cli::onboarding(c).await,
+            Command::Devices(c) => admin_cli::devices(c).await,
+            Command::Simulate(args) => simulate::run(args, shutdown_signal()).await,
         }
     }
 }
@@ -104,6 +116,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PALISADE_ACTION_TIMEOUT_HOURS", default_value_t = 72,
           value_parser = clap::value_parser!(i64).range(1..=24 * 365))]
     pub action_timeout_hours: i64,
+    /// Seconds between device check-ins when nothing happens (actions arrive at once regardless).
+    #[arg(long, env = "PALISADE_CHECK_IN_INTERVAL", default_value_t = palisade_domain::devices::DEFAULT_CHECK_IN_INTERVAL_SECONDS,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub check_in_interval: u64,
     /// Calls allowed per API, per app or user, per tenant: PER_MINUTE/PER_HOUR, or off.
     #[arg(long, env = "PALISADE_RATE_LIMIT", default_value = "100/1500", value_parser = parse_rate_limit)]
     pub rate_limit: RateLimitSetting,
@@ -241,6 +257,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rate_limits: args.rate_limit.0,
         external_issuers: args.external_issuers.clone(),
         tls: tls.is_some(),
+        check_in_interval_seconds: args.check_in_interval,
     };
     // Where clients reach this server: a wildcard address is reached as localhost.
     let authority = if local.ip().is_unspecified() {
@@ -269,9 +286,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app::ensure_default_tenant(&state.palisade).await?
     };
     app::spawn_sweeper(&state);
+    app::spawn_check_in_writer(&state.devices);
+    let devices = state.devices.clone();
     let router = app::http_app(state, axum::Router::new());
     tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on {origin}");
-    app::serve(listener, router, tls.map(|t| t.config), shutdown_signal()).await?;
+    let stop_polls = devices.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        stop_polls.stop_waiting();
+    };
+    app::serve(listener, router, tls.map(|t| t.config), shutdown).await?;
+    if let Err(error) = devices.flush_check_ins().await {
+        tracing::warn!(%error, "could not write the last device check-ins");
+    }
     tracing::info!("palisade stopped");
     Ok(())
 }
@@ -294,6 +321,8 @@ fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
          OpenAPI:    {origin}/openapi.json\n\
          Token URL:  {token_url}\n\
          App:        client_id {client_id}  client_secret {secret}  (every permission)\n\
+         Devices:    palisade-agent --server {origin} --onboarding-token {onboarding} --state-dir DIR\n\
+         \x20           palisade simulate --server {origin} --onboarding-token {onboarding} --devices 10\n\
          Users (password grant; secrets are new on every start):\n{users}\n\
          Try:\n\
          \x20 TOKEN=$(curl -s {token_url} -d grant_type=client_credentials \\\n\
@@ -307,6 +336,7 @@ fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
         token_url = credentials.token_url,
         client_id = credentials.client_id,
         secret = credentials.client_secret,
+        onboarding = credentials.onboarding_token,
     );
 }
 

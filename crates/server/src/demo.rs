@@ -218,7 +218,7 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
     let id_bytes: [u8; 20] = rng.random();
     let is_vm = server && rng.random_range(0..2) == 0;
     Machine {
-        id: id_bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        id: palisade_domain::ids::hex(&id_bytes),
         merged_into_machine_id: None,
         is_potential_duplication: false,
         is_excluded: false,
@@ -356,6 +356,8 @@ pub struct DemoCredentials {
     pub client_secret: String,
     pub token_url: String,
     pub api_url: String,
+    /// Devices enroll with it: `palisade-agent --onboarding-token`, `palisade simulate`.
+    pub onboarding_token: String,
     pub users: Vec<DemoUser>,
     /// With HTTPS: the CA to trust.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -371,8 +373,8 @@ pub struct DemoUser {
     pub groups: Vec<String>,
 }
 
-/// Creates the demo tenant and fleet (once), and gives the demo app and users
-/// fresh secrets (every start: only their hashes are kept, so they cannot be shown again).
+/// Creates the demo tenant and fleet (once), and gives the demo app, users
+/// and onboarding token fresh secrets (every start: only their hashes are kept, so they cannot be shown again).
 pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<DemoCredentials> {
     ensure_demo_tenant(palisade).await?;
     let admin = Admin::new(
@@ -391,6 +393,9 @@ pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<De
             "Palisade demo app",
             every_permission,
         )
+        .await?;
+    let (_, onboarding_token) = admin
+        .put_onboarding_token(DEMO_TENANT_ID, Some("demo"), "demo devices")
         .await?;
     let mut users = Vec::new();
     for (username, roles, group) in DEMO_USERS {
@@ -422,6 +427,7 @@ pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<De
         client_secret,
         token_url: format!("{origin}/{DEMO_TENANT_ID}/oauth2/v2.0/token"),
         api_url: format!("{origin}/api"),
+        onboarding_token,
         users,
         ca_file: None,
     })

@@ -5,6 +5,8 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod demo;
+pub mod device_plane;
 pub mod http;
+pub mod simulate;
 pub mod tls;
 pub mod token_service;

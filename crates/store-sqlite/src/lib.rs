@@ -10,6 +10,7 @@
 //! after the batch's commit has reached the disk.
 
 mod connection;
+mod devices;
 mod identity;
 mod query;
 mod rows;

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, Row, ToSql};
 use std::str::FromStr;
 
 /// A column holding one of the contract's wire enums, stored as its wire text.
-fn wire<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+pub(crate) fn wire<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     text.parse().map_err(|_| {
         rusqlite::Error::FromSqlConversionFailure(
@@ -17,21 +17,24 @@ fn wire<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
     })
 }
 
-fn wire_opt<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
+pub(crate) fn wire_opt<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<T>> {
     match row.get_ref(index)? {
         ValueRef::Null => Ok(None),
         _ => wire(row, index).map(Some),
     }
 }
 
-fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<T> {
     let text: String = row.get(index)?;
     serde_json::from_str(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
     })
 }
 
-fn json_opt<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_opt<T: serde::de::DeserializeOwned>(
     row: &Row<'_>,
     index: usize,
 ) -> rusqlite::Result<Option<T>> {
@@ -41,7 +44,7 @@ fn json_opt<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("contract types serialise")
 }
 
@@ -60,7 +63,7 @@ impl ToSql for Ticks {
     }
 }
 
-fn ticks(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+pub(crate) fn ticks(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
     Ok(row.get::<_, Ticks>(index)?.0)
 }
 

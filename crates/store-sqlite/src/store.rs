@@ -1,6 +1,7 @@
 //! `Store` on SQLite.
 
 use crate::connection::{open_connection, MIGRATIONS};
+use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::query::{Entity, Sql, ACTIONS, MACHINES};
 use crate::rows::{
@@ -11,6 +12,7 @@ use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
@@ -111,14 +113,14 @@ fn action_select() -> String {
 }
 
 /// How a single machine is looked up.
-enum MachineKey<'a> {
+pub(crate) enum MachineKey<'a> {
     Id(&'a str),
     /// Case-insensitive; names repeat across re-onboarded devices, and the most
     /// recently seen wins.
     Name(&'a str),
 }
 
-fn find_machine(
+pub(crate) fn find_machine(
     conn: &Connection,
     visibility: &Visibility,
     key: MachineKey<'_>,
@@ -138,20 +140,6 @@ fn find_machine(
         .bind(rusqlite::types::Value::Text(value.to_string()))
         .push(order);
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
-}
-
-fn active_actions(
-    conn: &Connection,
-    tenant_id: &str,
-    machine_id: &str,
-) -> rusqlite::Result<Vec<MachineAction>> {
-    let text = format!(
-        "{} WHERE a.tenant_id = ?1 AND a.machine_id = ?2 AND a.status IN ('Pending', 'InProgress')",
-        action_select()
-    );
-    let mut statement = conn.prepare_cached(&text)?;
-    let rows = statement.query_map(params![tenant_id, machine_id], action_from_row)?;
-    rows.collect()
 }
 
 fn find_action(
@@ -397,9 +385,12 @@ impl Store for SqliteStore {
                     let machine = find_machine(conn, &visibility, MachineKey::Id(&id))
                         .map_err(sql_failure)?
                         .ok_or(WriteError::MachineNotFound(id))?;
-                    let active = active_actions(conn, &visibility.tenant_id, &machine.id)
+                    let active = devices::open_actions(conn, &visibility.tenant_id, &machine.id)
                         .map_err(sql_failure)?;
-                    let mut change = decide(&machine, &active)?;
+                    let capabilities =
+                        devices::capabilities(conn, &visibility.tenant_id, &machine.id)
+                            .map_err(sql_failure)?;
+                    let mut change = decide(&machine, &active, &capabilities)?;
                     // Rules read tags and names: a change of either may move the machine.
                     if change.machine.machine_tags != machine.machine_tags
                         || change.machine.computer_dns_name != machine.computer_dns_name
@@ -613,6 +604,119 @@ impl Store for SqliteStore {
 
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
         self.all_rows(GROUPS_SQL.to_string(), tenant_id, group_from_row)
+            .await
+    }
+
+    async fn put_onboarding_token(&self, token: &OnboardingToken) -> Result<(), StoreError> {
+        let token = token.clone();
+        self.write_store(move |conn| devices::save_token(conn, &token))
+            .await
+    }
+
+    async fn onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<OnboardingToken>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                let sql = format!(
+                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 AND id = ?2"
+                );
+                conn.prepare_cached(&sql)?
+                    .query_row([tenant_id, id], devices::token_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 ORDER BY created_at, id"
+        );
+        self.all_rows(sql, tenant_id, devices::token_from_row).await
+    }
+
+    async fn revoke_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (tenant_id, id) = (tenant_id.to_string(), id.to_string());
+        self.write_store(move |conn| {
+            conn.execute(
+                "UPDATE onboarding_tokens SET revoked_at = ?3                  WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL",
+                params![tenant_id, id, Ticks(at)],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn enroll_device(
+        &self,
+        machine: &Machine,
+        device: &Device,
+    ) -> Result<Machine, StoreError> {
+        let (machine, device) = (machine.clone(), device.clone());
+        self.write_store(move |conn| {
+            let groups = load_groups(conn, &device.tenant_id)?;
+            devices::enroll(conn, &groups, &machine, &device)
+        })
+        .await
+    }
+
+    async fn device_by_credential(
+        &self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                let sql = format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2"
+                );
+                conn.prepare_cached(&sql)?
+                    .query_row([tenant_id, credential_id], devices::device_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 ORDER BY enrolled_at DESC, machine_id"
+        );
+        self.all_rows(sql, tenant_id, devices::device_from_row)
+            .await
+    }
+
+    async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
+        let records = check_ins.to_vec();
+        self.write_store(move |conn| devices::record_check_ins(conn, &records))
+            .await
+    }
+
+    async fn device_actions(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<MachineAction>, StoreError> {
+        self.readers
+            .read_now(|conn| devices::open_actions(conn, tenant_id, machine_id))
+            .await
+    }
+
+    async fn change_device_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+        decide: DeviceActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        let (device, action_id) = (device.clone(), action_id.to_string());
+        self.writer
+            .write(move |conn| devices::change_action(conn, &device, &action_id, decide))
             .await
     }
 

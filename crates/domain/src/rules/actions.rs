@@ -6,6 +6,7 @@ use palisade_contract::{
     ActionStatus, ActionType, ErrorCode, Machine, MachineAction, MdeError, OnboardingStatus,
     RelatedFileInfo, Timestamp,
 };
+use palisade_device::Capability;
 
 /// `requestSource` of every action created through the API.
 pub const REQUEST_SOURCE: &str = "PublicApi";
@@ -23,11 +24,13 @@ pub fn action_type(kind: &ActionKind) -> ActionType {
     }
 }
 
-/// Checks every rule for creating `request` on `machine`, given its active actions,
-/// and returns the new Pending action.
+/// Checks every rule for creating `request` on `machine`, given its active
+/// actions and what its enrolled device declared it can do, and returns the
+/// new Pending action.
 pub fn create(
     machine: &Machine,
     active: &[MachineAction],
+    capabilities: &[Capability],
     request: &ActionRequest,
     requestor: &str,
     now: Timestamp,
@@ -42,7 +45,7 @@ pub fn create(
             "Invalid input IsolationType: UnManagedDevice applies only to devices that are not onboarded.",
         ));
     }
-    super::platform::check(machine, &request.kind, action_type.as_str())?;
+    super::platform::check(machine, capabilities, &request.kind, action_type.as_str())?;
     // One active action per type: isolate blocks isolate, unisolate blocks unisolate,
     // and an isolate behind a pending unisolate is accepted and ordered after it.
     if active.iter().any(|a| a.action_type == action_type) {

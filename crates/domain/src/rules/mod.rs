@@ -1,6 +1,9 @@
 //! The rules, as plain functions over entities. No I/O here.
 
 pub mod actions;
+pub mod device_actions;
 pub mod device_groups;
+pub mod device_report;
+pub mod enrollment;
 pub mod platform;
 pub mod tags;

@@ -2,6 +2,7 @@
 
 use palisade_contract::requests::{ActionKind, IsolationType};
 use palisade_contract::{ErrorCode, Machine, MdeError, OsPlatform};
+use palisade_device::Capability;
 
 /// What a machine on a supported platform must also have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +101,31 @@ fn version_at_least(actual: &str, minimum: &str) -> bool {
     parse(actual) >= parse(minimum)
 }
 
-/// Refuses an action the machine's platform or client version cannot carry out.
-pub fn check(machine: &Machine, kind: &ActionKind, action_name: &str) -> Result<(), MdeError> {
+/// Whether a device declaring `capabilities` carries out `kind` itself.
+fn declared(capabilities: &[Capability], kind: &ActionKind) -> bool {
+    let has = |c: Capability| capabilities.contains(&c);
+    match kind {
+        ActionKind::Isolate(IsolationType::Full) => has(Capability::FullIsolation),
+        ActionKind::Isolate(IsolationType::Selective) => has(Capability::SelectiveIsolation),
+        ActionKind::Unisolate => {
+            has(Capability::FullIsolation) || has(Capability::SelectiveIsolation)
+        }
+        ActionKind::Offboard => has(Capability::Offboard),
+        _ => false,
+    }
+}
+
+/// Refuses an action the machine's platform or client version cannot carry
+/// out, unless its enrolled device declared it can (`capabilities`).
+pub fn check(
+    machine: &Machine,
+    capabilities: &[Capability],
+    kind: &ActionKind,
+    action_name: &str,
+) -> Result<(), MdeError> {
+    if declared(capabilities, kind) {
+        return Ok(());
+    }
     if matches!(kind, ActionKind::Isolate(IsolationType::UnManagedDevice)) {
         // Containing an unmanaged device is done by the other devices: any OS will do.
         return Ok(());

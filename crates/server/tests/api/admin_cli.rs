@@ -239,3 +239,61 @@ fn a_config_file_with_a_mistake_is_refused_with_its_reason() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("rate-limit"));
 }
+
+#[tokio::test]
+async fn an_operator_issues_lists_and_revokes_onboarding_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("palisade.db");
+    let created = stdout(&palisade(&db, &["tenants", "create", "--name", "Devices"]));
+    let tenant = created.split_whitespace().nth(2).unwrap().to_string();
+    let t = ["--tenant", tenant.as_str()];
+
+    let issued = stdout(&palisade(
+        &db,
+        &[
+            &[
+                "onboarding",
+                "create",
+                "--id",
+                "lab",
+                "--description",
+                "Lab racks",
+            ][..],
+            &t,
+        ]
+        .concat(),
+    ));
+    let token = field(&issued, "onboarding_token:");
+    assert!(token.starts_with(&format!("pot.{tenant}.lab.")), "{issued}");
+    let listed = stdout(&palisade(&db, &[&["onboarding", "list"][..], &t].concat()));
+    assert!(
+        listed.contains("lab") && listed.contains("active") && listed.contains("Lab racks"),
+        "{listed}"
+    );
+    assert!(stdout(&palisade(&db, &[&["devices", "list"][..], &t].concat())).is_empty());
+
+    let bad_id = palisade(
+        &db,
+        &[&["onboarding", "create", "--id", "no spaces"][..], &t].concat(),
+    );
+    assert_eq!(bad_id.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_id.stderr).contains("not a token id"));
+
+    stdout(&palisade(
+        &db,
+        &[&["onboarding", "revoke", "--id", "lab"][..], &t].concat(),
+    ));
+    assert!(
+        stdout(&palisade(&db, &[&["onboarding", "list"][..], &t].concat())).contains("revoked")
+    );
+    let again = palisade(
+        &db,
+        &[&["onboarding", "revoke", "--id", "lab"][..], &t].concat(),
+    );
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a revoked token cannot be revoked twice"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no unrevoked onboarding token lab"));
+}

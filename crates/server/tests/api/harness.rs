@@ -4,6 +4,7 @@
 use palisade_contract::machine::IpAddress;
 use palisade_contract::Permission;
 use palisade_contract::{HealthStatus, Machine, OnboardingStatus, OsPlatform, Timestamp};
+use palisade_domain::devices::DevicePlane;
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
@@ -24,6 +25,8 @@ pub struct TestServer {
     /// request sets its own `Authorization`.
     pub client: reqwest::Client,
     pub palisade: Palisade,
+    /// The device plane the server runs.
+    pub devices: DevicePlane,
     /// The server's clock: `clock.advance(seconds)` lets time pass.
     pub clock: Arc<OffsetClock>,
     pub tenant_id: String,
@@ -106,8 +109,11 @@ impl TestServer {
             rate_limits: options.rate_limits,
             external_issuers: options.external_issuers,
             tls: false,
+            ..app::Settings::default()
         };
         let state = AppState::new(palisade.clone(), &settings, local.to_string());
+        let devices = state.devices.clone();
+        app::spawn_check_in_writer(&devices);
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app::serve(listener, router, None, async {
@@ -125,6 +131,7 @@ impl TestServer {
             origin: format!("http://{local}"),
             client: reqwest::Client::new(),
             palisade,
+            devices,
             clock,
             tenant_id,
             token: String::new(),
@@ -429,12 +436,41 @@ impl ServerProcess {
         extra: &[&str],
         ca: Option<&std::path::Path>,
     ) -> ServerProcess {
+        Self::launch(dir, extra, ca, None, "127.0.0.1:0").await
+    }
+
+    /// In network namespace `netns`, listening on `listen`.
+    pub async fn start_in_namespace(
+        dir: &std::path::Path,
+        netns: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> ServerProcess {
+        Self::launch(dir, extra, None, Some(netns), listen).await
+    }
+
+    async fn launch(
+        dir: &std::path::Path,
+        extra: &[&str],
+        ca: Option<&std::path::Path>,
+        netns: Option<&str>,
+        listen: &str,
+    ) -> ServerProcess {
         let log = dir.join("server.log");
         let credentials = dir.join("credentials.json");
         let _ = std::fs::remove_file(&credentials);
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        let binary = env!("CARGO_BIN_EXE_palisade");
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = std::process::Command::new("ip");
+                command.args(["netns", "exec", netns, binary]);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        let child = command
             .arg("serve")
-            .args(["--demo", "--rate-limit", "off", "--listen", "127.0.0.1:0"])
+            .args(["--demo", "--rate-limit", "off", "--listen", listen])
             .arg("--demo-credentials")
             .arg(&credentials)
             .arg("--database")

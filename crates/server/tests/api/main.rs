@@ -4,7 +4,9 @@
 mod harness;
 
 mod admin_cli;
+mod agent;
 mod device_groups;
+mod device_plane;
 mod durability;
 mod errors;
 mod external_issuer;

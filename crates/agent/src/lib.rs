@@ -1,0 +1,407 @@
+//! The Palisade agent for Linux: enrolls with an onboarding token, checks in
+//! (a long poll, so that actions arrive at once), and carries out the actions
+//! it receives: network isolation with nftables (Full or Selective), its
+//! release, and offboarding, which removes the credential and stops the agent.
+
+pub mod firewall;
+pub mod host;
+pub mod state;
+
+use firewall::{FirewallError, Nft, Policy};
+use ipnet::IpNet;
+use palisade_contract::{ActionType, MachineAction};
+use palisade_device::client::{http_client, DeviceClient, DeviceError};
+use palisade_device::hresult::{E_ACCESSDENIED, E_FAIL, E_NOTIMPL};
+use palisade_device::{ActionResult, Capability, CheckIn, EnrollRequest, Isolation};
+use state::{EnrollmentState, StateDir};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Pause after a failed call before trying again.
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// Attempts to report an action's outcome before leaving it to the next check-in.
+const REPORT_ATTEMPTS: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `https://host:port` of the Palisade server.
+    pub server: String,
+    /// Needed only to enroll (the first start, or after an offboard).
+    pub onboarding_token: Option<String>,
+    pub state_dir: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    /// Reachable under Selective isolation.
+    pub selective_allow: Vec<IpNet>,
+    /// How long each check-in waits for an action.
+    pub check_in_wait: Duration,
+    pub nft: PathBuf,
+}
+
+/// How the agent ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Asked to stop (SIGTERM, Ctrl-C): isolation stays in force.
+    Stopped,
+    /// An offboard succeeded: the credential is gone.
+    Offboarded,
+}
+
+struct Agent {
+    config: AgentConfig,
+    client: DeviceClient,
+    state: StateDir,
+    nft: Nft,
+    /// Desired isolation, as kept in the state directory.
+    isolation: Isolation,
+    /// The policy last confirmed in force (`None`: no table).
+    in_force: Option<Policy>,
+}
+
+/// Runs the agent until `stop` resolves or the device is offboarded.
+pub async fn run(
+    config: AgentConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Ended> {
+    let state = StateDir::open(&config.state_dir)?;
+    let http = http_client(config.ca_file.as_deref())?;
+    let client = DeviceClient::new(http, &config.server);
+    let enrollment = match state.enrollment()? {
+        Some(enrollment) => enrollment,
+        None => enroll(&config, &client, &state).await?,
+    };
+    tracing::info!(machine = %enrollment.machine_id, server = %enrollment.server, "palisade-agent running");
+    let mut agent = Agent {
+        client: client.with_credential(&enrollment.credential),
+        isolation: state.isolation()?,
+        nft: Nft {
+            binary: config.nft.clone(),
+        },
+        state,
+        config,
+        in_force: None,
+    };
+    if agent.isolation == Isolation::None {
+        // A crash between loading a table and recording it can leave one behind.
+        if let Err(error) = agent.nft.release().await {
+            tracing::debug!(%error, "no stale isolation table removed");
+        }
+    }
+    tokio::pin!(stop);
+    loop {
+        agent.hold_isolation().await;
+        tokio::select! {
+            _ = &mut stop => return Ok(Ended::Stopped),
+            ended = agent.check_in() => {
+                if let Some(ended) = ended? {
+                    return Ok(ended);
+                }
+            }
+        }
+    }
+}
+
+async fn enroll(
+    config: &AgentConfig,
+    client: &DeviceClient,
+    state: &StateDir,
+) -> anyhow::Result<EnrollmentState> {
+    let token = config.onboarding_token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "this device is not enrolled; start the agent with --onboarding-token (palisade onboarding create)"
+        )
+    })?;
+    let (os_version, version) = host::os_release();
+    let request = EnrollRequest {
+        hardware_id: host::hardware_id(),
+        computer_dns_name: host::hostname(),
+        os_platform: palisade_contract::OsPlatform::Linux,
+        os_version,
+        version,
+        os_build: None,
+        os_architecture: Some(host::architecture().into()),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        ip_addresses: host::addresses(),
+        last_external_ip_address: None,
+        capabilities: vec![
+            Capability::FullIsolation,
+            Capability::SelectiveIsolation,
+            Capability::Offboard,
+        ],
+    };
+    let enrollment = client
+        .enroll(token, &request)
+        .await
+        .map_err(|e| anyhow::anyhow!("enrolling with {} failed: {e}", config.server))?;
+    let saved = EnrollmentState {
+        server: config.server.clone(),
+        tenant_id: enrollment.tenant_id,
+        machine_id: enrollment.machine_id,
+        credential: enrollment.credential,
+    };
+    state.save_enrollment(&saved)?;
+    tracing::info!(machine = %saved.machine_id, "enrolled");
+    Ok(saved)
+}
+
+impl Agent {
+    /// The policy for `isolation` now: the control plane's addresses are
+    /// resolved afresh, so that isolation follows a server that moved.
+    async fn policy(&self, isolation: Isolation) -> Result<Policy, FirewallError> {
+        let url = reqwest::Url::parse(self.client.server())
+            .map_err(|e| FirewallError::Failed(format!("the server URL: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| FirewallError::Failed("the server URL has no host".into()))?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let named = host.parse::<std::net::IpAddr>().is_err();
+        let mut control_plane: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|e| FirewallError::Failed(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        // DNS answers in any order: the same addresses are the same policy.
+        control_plane.sort();
+        control_plane.dedup();
+        Ok(Policy {
+            isolation,
+            control_plane,
+            resolvers: if named { host::resolvers() } else { vec![] },
+            allow: self.config.selective_allow.clone(),
+        })
+    }
+
+    /// Keeps the desired isolation in force: re-applies it at start, when its
+    /// table went missing, and when the control plane's addresses changed. A
+    /// failed re-apply never lifts what is in force: holding means no rollback.
+    async fn hold_isolation(&mut self) {
+        if self.isolation == Isolation::None {
+            return;
+        }
+        let wanted = match self.policy(self.isolation).await {
+            Ok(policy) => policy,
+            Err(error) => {
+                tracing::error!(%error, "cannot work out the isolation policy");
+                return;
+            }
+        };
+        let intact = self.in_force.as_ref() == Some(&wanted) && self.nft.verify().await.is_ok();
+        if intact {
+            return;
+        }
+        match self.nft.apply(&wanted).await {
+            Ok(()) => {
+                tracing::info!(isolation = %self.isolation, "isolation in force");
+                self.in_force = Some(wanted);
+            }
+            Err(error) => {
+                // Reported as not in force until a re-apply succeeds.
+                self.in_force = None;
+                tracing::error!(%error, "cannot put isolation back in force");
+            }
+        }
+    }
+
+    fn report(&self) -> CheckIn {
+        let addresses = host::addresses();
+        CheckIn {
+            last_ip_address: None,
+            ip_addresses: addresses,
+            last_external_ip_address: None,
+            health_status: Some(palisade_contract::HealthStatus::Active),
+            agent_version: Some(env!("CARGO_PKG_VERSION").into()),
+            isolation: if self.in_force.is_some() {
+                self.isolation
+            } else {
+                Isolation::None
+            },
+        }
+    }
+
+    /// One check-in and the actions it brings.
+    async fn check_in(&mut self) -> anyhow::Result<Option<Ended>> {
+        match self
+            .client
+            .check_in(&self.report(), self.config.check_in_wait)
+            .await
+        {
+            Ok(reply) => {
+                for action in reply.actions {
+                    if let Some(ended) = self.carry_out(&action).await? {
+                        return Ok(Some(ended));
+                    }
+                }
+                if self.config.check_in_wait.is_zero() {
+                    tokio::time::sleep(Duration::from_secs(reply.check_in_interval_seconds)).await;
+                }
+                Ok(None)
+            }
+            Err(DeviceError::Offboarded) => {
+                // The offboard took effect though its reply was lost: finish it here.
+                self.end_offboarded().await?;
+                Ok(Some(Ended::Offboarded))
+            }
+            Err(DeviceError::Unauthorized(message)) => Err(anyhow::anyhow!(
+                "the server no longer accepts this device's credential: {message}"
+            )),
+            Err(error) => {
+                tracing::warn!(%error, "check-in failed; retrying");
+                tokio::time::sleep(RETRY_AFTER).await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, action: &MachineAction) -> anyhow::Result<Option<Ended>> {
+        match self.client.start(&action.id).await {
+            Ok(_) => {}
+            Err(DeviceError::Refused { message, .. }) => {
+                tracing::info!(action = %action.id, "not taken on: {message}");
+                return Ok(None);
+            }
+            Err(error) => {
+                // The action comes straight back with the next check-in: pause first.
+                tracing::warn!(%error, action = %action.id, "could not take the action on");
+                tokio::time::sleep(RETRY_AFTER).await;
+                return Ok(None);
+            }
+        }
+        tracing::info!(action = %action.id, kind = %action.action_type, "carrying out");
+        let (result, ended) = match action.action_type {
+            ActionType::Isolate => (
+                self.isolate(Isolation::from_scope(action.scope.as_deref()))
+                    .await,
+                None,
+            ),
+            ActionType::Unisolate => (self.release().await, None),
+            ActionType::Offboard => match self.release_for_offboard().await {
+                Ok(()) => (
+                    ActionResult::succeeded(
+                        "isolation lifted; the agent removes its credential and stops",
+                    ),
+                    Some(Ended::Offboarded),
+                ),
+                Err(error) => (failure(&error), None),
+            },
+            other => (
+                ActionResult {
+                    error_h_result: Some(E_NOTIMPL),
+                    ..ActionResult::failed(format!("palisade-agent does not carry out {other}"))
+                },
+                None,
+            ),
+        };
+        let reported = self.report_result(action, &result).await;
+        // Offboarding ends only once the server knows: until then the action
+        // comes back with the next check-in and is carried out again.
+        if reported && ended == Some(Ended::Offboarded) {
+            self.end_offboarded().await?;
+            return Ok(ended);
+        }
+        Ok(None)
+    }
+
+    /// Lifts isolation for good before offboarding is reported: from then on
+    /// the server cannot release this host any more.
+    async fn release_for_offboard(&mut self) -> Result<(), FirewallError> {
+        self.nft.release().await?;
+        self.isolation = Isolation::None;
+        self.in_force = None;
+        self.state
+            .save_isolation(Isolation::None)
+            .map_err(|e| FirewallError::Failed(format!("the state directory: {e}")))
+    }
+
+    async fn end_offboarded(&mut self) -> anyhow::Result<()> {
+        if let Err(error) = self.release_for_offboard().await {
+            tracing::warn!(%error, "offboarded, but isolation could not be lifted");
+        }
+        self.state.remove_enrollment()?;
+        tracing::info!("offboarded: credential removed; stopping");
+        Ok(())
+    }
+
+    async fn isolate(&mut self, isolation: Isolation) -> ActionResult {
+        let policy = match self.policy(isolation).await {
+            Ok(policy) => policy,
+            Err(error) => return failure(&error),
+        };
+        match self.nft.isolate(&policy, self.in_force.as_ref()).await {
+            Ok(()) => {
+                if let Err(error) = self.state.save_isolation(isolation) {
+                    // Not durable means not held after a restart: undo and fail.
+                    let undo = match &self.in_force {
+                        Some(previous) => self.nft.isolate(previous, None).await,
+                        None => self.nft.release().await,
+                    };
+                    return ActionResult::failed(format!(
+                        "cannot record the isolation in the state directory: {error}; rollback: {undo:?}"
+                    ));
+                }
+                self.isolation = isolation;
+                self.in_force = Some(policy);
+                ActionResult::succeeded(format!(
+                    "{isolation} isolation in force (nftables table inet {})",
+                    firewall::TABLE
+                ))
+            }
+            Err(error) => failure(&error),
+        }
+    }
+
+    async fn release(&mut self) -> ActionResult {
+        if let Err(error) = self.nft.release().await {
+            return failure(&error);
+        }
+        self.in_force = None;
+        self.isolation = Isolation::None;
+        match self.state.save_isolation(Isolation::None) {
+            Ok(()) => ActionResult::succeeded(format!(
+                "isolation lifted (table inet {} deleted)",
+                firewall::TABLE
+            )),
+            Err(error) => ActionResult::failed(format!(
+                "isolation lifted, but the state directory still asks for it: {error}"
+            )),
+        }
+    }
+
+    /// Reports an outcome, retrying a few times; if it still does not arrive,
+    /// the action comes back (InProgress) with the next check-in. Returns
+    /// whether the server took it.
+    async fn report_result(&self, action: &MachineAction, result: &ActionResult) -> bool {
+        for attempt in 1..=REPORT_ATTEMPTS {
+            match self.client.finish(&action.id, result).await {
+                Ok(finished) => {
+                    tracing::info!(action = %action.id, status = %finished.status, detail = ?result.detail, "reported");
+                    return true;
+                }
+                // An offboard's first report took effect; only its reply was lost.
+                Err(DeviceError::Offboarded) if action.action_type == ActionType::Offboard => {
+                    return true;
+                }
+                Err(DeviceError::Unavailable(message)) if attempt < REPORT_ATTEMPTS => {
+                    tracing::warn!(action = %action.id, "report failed ({message}); retrying");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, action = %action.id, "could not report the outcome");
+                    return false;
+                }
+            }
+        }
+        false
+    }
+}
+
+fn failure(error: &FirewallError) -> ActionResult {
+    let code = match error {
+        FirewallError::Unavailable(_) => E_ACCESSDENIED,
+        FirewallError::Failed(_) => E_FAIL,
+    };
+    ActionResult {
+        error_h_result: Some(code),
+        ..ActionResult::failed(error.to_string())
+    }
+}

@@ -1,0 +1,101 @@
+//! `palisade-agent`: the Linux agent's command line.
+
+use clap::Parser;
+use palisade_agent::{run, AgentConfig, Ended};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-agent",
+    version,
+    about = "Enrolls this Linux device with a Palisade server and carries out its machine actions: \
+             network isolation with nftables (Full, Selective), release, offboarding."
+)]
+struct Args {
+    /// The Palisade server, e.g. https://palisade.example:8443.
+    #[arg(long, env = "PALISADE_SERVER")]
+    server: String,
+    /// The tenant's onboarding token; needed only to enroll (first start, or after an offboard).
+    #[arg(long, env = "PALISADE_ONBOARDING_TOKEN")]
+    onboarding_token: Option<String>,
+    /// Where the agent keeps its credential and the isolation it must hold (owner-only).
+    #[arg(
+        long,
+        env = "PALISADE_STATE_DIR",
+        default_value = "/var/lib/palisade-agent"
+    )]
+    state_dir: PathBuf,
+    /// A CA certificate to trust for the server (a self-signed Palisade's ca.pem).
+    #[arg(long, env = "PALISADE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// A network (CIDR, e.g. 10.20.0.0/16 or 2001:db8::/32) that stays reachable,
+    /// both ways, under Selective isolation; repeat for more.
+    #[arg(
+        long = "selective-allow",
+        env = "PALISADE_SELECTIVE_ALLOW",
+        value_delimiter = ','
+    )]
+    selective_allow: Vec<ipnet::IpNet>,
+    /// Seconds each check-in waits for an action (long poll); actions arrive at
+    /// once either way, and the device checks in at least this often.
+    #[arg(long, default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(0..=palisade_device::MAX_WAIT_SECONDS))]
+    check_in_wait: u64,
+    /// The nft binary.
+    #[arg(long, default_value = "nft")]
+    nft: PathBuf,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = AgentConfig {
+        server: args.server,
+        onboarding_token: args.onboarding_token,
+        state_dir: args.state_dir,
+        ca_file: args.ca_file,
+        selective_allow: args.selective_allow,
+        check_in_wait: Duration::from_secs(args.check_in_wait),
+        nft: args.nft,
+    };
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(run(config, stop_signal())));
+    match outcome {
+        Ok(Ended::Stopped) => {
+            eprintln!("palisade-agent: stopped (isolation, if any, stays in force)");
+            ExitCode::SUCCESS
+        }
+        Ok(Ended::Offboarded) => {
+            eprintln!("palisade-agent: offboarded; the credential is removed. Enroll again with a new onboarding.");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("palisade-agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {},
+    }
+}

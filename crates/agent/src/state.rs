@@ -1,0 +1,104 @@
+//! What the agent keeps on disk (`--state-dir`): its enrollment and the
+//! isolation it must hold. Isolation is a desired state: it is re-applied at
+//! every start (after a crash, a restart or a reboot) until a release succeeds.
+
+use palisade_device::Isolation;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+const ENROLLMENT: &str = "enrollment.json";
+const ISOLATION: &str = "isolation.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentState {
+    pub server: String,
+    pub tenant_id: String,
+    pub machine_id: String,
+    /// The device's own secret: the file is readable by its owner only.
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsolationState {
+    pub isolation: Isolation,
+}
+
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating, owner-only) the state directory.
+    pub fn open(dir: &Path) -> anyhow::Result<StateDir> {
+        fs::create_dir_all(dir).map_err(|e| {
+            anyhow::anyhow!("cannot create the state directory {}: {e}", dir.display())
+        })?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+        Ok(StateDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn read<T: DeserializeOwned>(&self, name: &str) -> anyhow::Result<Option<T>> {
+        let path = self.dir.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Replaces `name` atomically and durably: a crash leaves the old or the new file.
+    fn write<T: Serialize>(&self, name: &str, value: &T) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        let temporary = self.dir.join(format!(".{name}.tmp"));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
+        file.write_all(&serde_json::to_vec_pretty(value)?)?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)?;
+        fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    pub fn enrollment(&self) -> anyhow::Result<Option<EnrollmentState>> {
+        self.read(ENROLLMENT)
+    }
+
+    pub fn save_enrollment(&self, enrollment: &EnrollmentState) -> anyhow::Result<()> {
+        self.write(ENROLLMENT, enrollment)
+    }
+
+    pub fn isolation(&self) -> anyhow::Result<Isolation> {
+        Ok(self
+            .read::<IsolationState>(ISOLATION)?
+            .unwrap_or_default()
+            .isolation)
+    }
+
+    pub fn save_isolation(&self, isolation: Isolation) -> anyhow::Result<()> {
+        self.write(ISOLATION, &IsolationState { isolation })
+    }
+
+    /// Offboarding: the credential and the desired state go.
+    pub fn remove_enrollment(&self) -> anyhow::Result<()> {
+        for name in [ENROLLMENT, ISOLATION] {
+            match fs::remove_file(self.dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}

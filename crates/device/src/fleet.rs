@@ -1,0 +1,272 @@
+//! A simulated fleet: N virtual devices in one process, speaking the same
+//! protocol as the agent, so that actions complete realistically (after a
+//! configurable latency, failing at a configurable rate) without real devices.
+
+use crate::client::{DeviceClient, DeviceError};
+use crate::protocol::*;
+use palisade_contract::{ActionType, HealthStatus, IpAddress, OsPlatform};
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub devices: usize,
+    pub onboarding_token: String,
+    pub os_platform: OsPlatform,
+    /// Device names are `{name_prefix}-{n}`; the same names enroll as the same hardware.
+    pub name_prefix: String,
+    /// Long poll: how long each check-in waits for an action. Zero: devices
+    /// check in every interval and pick actions up then.
+    pub wait: Duration,
+    /// Between check-ins; `None`: as the server asks at enrollment.
+    pub check_in_interval: Option<Duration>,
+    /// Mean time a device takes to carry out an action (actual: 0.5x to 1.5x).
+    pub action_latency: Duration,
+    /// Share of actions that end Failed, from 0.0 to 1.0.
+    pub failure_rate: f64,
+    /// Enrollments in flight at once.
+    pub enroll_concurrency: usize,
+}
+
+/// Counters of the whole fleet, updated as devices work.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub enrolled: AtomicU64,
+    pub check_ins: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub offboarded: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+impl FleetStats {
+    pub fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "enrolled {}, check-ins {}, actions succeeded {}, failed {}, offboarded {}, errors {}",
+            get(&self.enrolled),
+            get(&self.check_ins),
+            get(&self.succeeded),
+            get(&self.failed),
+            get(&self.offboarded),
+            get(&self.errors),
+        )
+    }
+}
+
+pub struct Fleet {
+    pub stats: Arc<FleetStats>,
+    /// The enrolled devices' machine ids, in device order.
+    pub machine_ids: Vec<String>,
+    devices: JoinSet<()>,
+}
+
+/// Enrolls the fleet's devices (`enroll_concurrency` at a time), in device order.
+pub async fn enroll(
+    client: &DeviceClient,
+    options: &FleetOptions,
+) -> anyhow::Result<Vec<Enrollment>> {
+    let permits = Arc::new(Semaphore::new(options.enroll_concurrency.max(1)));
+    let mut enrolling = JoinSet::new();
+    for n in 0..options.devices {
+        let (client, permits) = (client.clone(), permits.clone());
+        let (token, request) = (options.onboarding_token.clone(), enroll_request(options, n));
+        enrolling.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            (n, client.enroll(&token, &request).await)
+        });
+    }
+    let mut enrolled = vec![None; options.devices];
+    while let Some(joined) = enrolling.join_next().await {
+        let (n, enrollment) = joined?;
+        enrolled[n] =
+            Some(enrollment.map_err(|e| anyhow::anyhow!("device {n} could not enroll: {e}"))?);
+    }
+    Ok(enrolled.into_iter().flatten().collect())
+}
+
+impl Fleet {
+    /// Enrolls every device, then sets them to work; returns once all are enrolled.
+    pub async fn start(client: DeviceClient, options: FleetOptions) -> anyhow::Result<Fleet> {
+        let enrolled = enroll(&client, &options).await?;
+        let stats = Arc::new(FleetStats::default());
+        stats
+            .enrolled
+            .store(enrolled.len() as u64, Ordering::Relaxed);
+        let options = Arc::new(options);
+        let mut devices = JoinSet::new();
+        let mut machine_ids = Vec::with_capacity(enrolled.len());
+        for (n, enrollment) in enrolled.into_iter().enumerate() {
+            machine_ids.push(enrollment.machine_id.clone());
+            let device = SimulatedDevice {
+                client: client.with_credential(&enrollment.credential),
+                machine_id: enrollment.machine_id,
+                address: address(n),
+                interval: options
+                    .check_in_interval
+                    .unwrap_or(Duration::from_secs(enrollment.check_in_interval_seconds)),
+                options: options.clone(),
+                stats: stats.clone(),
+            };
+            devices.spawn(device.run());
+        }
+        Ok(Fleet {
+            stats,
+            machine_ids,
+            devices,
+        })
+    }
+
+    /// Stops every device.
+    pub async fn stop(mut self) {
+        self.devices.shutdown().await;
+    }
+}
+
+fn address(n: usize) -> String {
+    format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff)
+}
+
+fn enroll_request(options: &FleetOptions, n: usize) -> EnrollRequest {
+    let name = format!("{}-{n}", options.name_prefix);
+    EnrollRequest {
+        hardware_id: format!("simulated:{name}"),
+        computer_dns_name: name,
+        os_platform: options.os_platform,
+        os_version: None,
+        version: Some("23H2".into()),
+        os_build: Some(22631),
+        os_architecture: Some("64-bit".into()),
+        agent_version: concat!("palisade-simulated/", env!("CARGO_PKG_VERSION")).into(),
+        ip_addresses: vec![IpAddress {
+            ip_address: address(n),
+            mac_address: Some(format!("02000A{:06X}", n & 0xff_ffff)),
+            kind: "Ethernet".into(),
+            operational_status: "Up".into(),
+        }],
+        last_external_ip_address: None,
+        capabilities: <Capability as strum::VariantArray>::VARIANTS.to_vec(),
+    }
+}
+
+struct SimulatedDevice {
+    client: DeviceClient,
+    machine_id: String,
+    address: String,
+    interval: Duration,
+    options: Arc<FleetOptions>,
+    stats: Arc<FleetStats>,
+}
+
+/// What the device loop does next.
+enum Next {
+    CheckIn,
+    Stop,
+}
+
+impl SimulatedDevice {
+    async fn run(self) {
+        let mut isolation = Isolation::None;
+        let wait = self.options.wait.min(Duration::from_secs(MAX_WAIT_SECONDS));
+        if wait.is_zero() {
+            // Spread the fleet's periodic check-ins over the interval instead of all at once.
+            let first = rand::rng().random_range(0..self.interval.as_millis().max(1) as u64);
+            tokio::time::sleep(Duration::from_millis(first)).await;
+        }
+        loop {
+            let report = CheckIn {
+                ip_addresses: vec![],
+                last_ip_address: Some(self.address.clone()),
+                last_external_ip_address: None,
+                health_status: Some(HealthStatus::Active),
+                agent_version: None,
+                isolation,
+            };
+            let started = Instant::now();
+            let reply = match self.client.check_in(&report, wait).await {
+                Ok(reply) => reply,
+                Err(error) => match self.on_error(error).await {
+                    Next::CheckIn => continue,
+                    Next::Stop => return,
+                },
+            };
+            self.stats.check_ins.fetch_add(1, Ordering::Relaxed);
+            let mut acted = false;
+            for action in reply.actions {
+                acted = true;
+                match self.carry_out(&action, &mut isolation).await {
+                    Ok(Next::CheckIn) => {}
+                    Ok(Next::Stop) => return,
+                    Err(error) => {
+                        if let Next::Stop = self.on_error(error).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            if !acted {
+                // A long poll already spaced this check-in; a short one waits out the interval.
+                if let Some(rest) = self.interval.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(rest).await;
+                }
+            }
+        }
+    }
+
+    async fn on_error(&self, error: DeviceError) -> Next {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        match error {
+            DeviceError::Unauthorized(message) => {
+                tracing::warn!(machine = %self.machine_id, "stopping: {message}");
+                Next::Stop
+            }
+            DeviceError::Offboarded => Next::Stop,
+            DeviceError::Refused { .. } => Next::CheckIn,
+            DeviceError::Unavailable(message) => {
+                tracing::debug!(machine = %self.machine_id, "retrying: {message}");
+                let backoff = rand::rng().random_range(1_000..5_000);
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                Next::CheckIn
+            }
+        }
+    }
+
+    async fn carry_out(
+        &self,
+        action: &palisade_contract::MachineAction,
+        isolation: &mut Isolation,
+    ) -> Result<Next, DeviceError> {
+        self.client.start(&action.id).await?;
+        let latency = self
+            .options
+            .action_latency
+            .mul_f64(rand::rng().random_range(0.5..1.5));
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let fails = rand::rng().random_bool(self.options.failure_rate.clamp(0.0, 1.0));
+        let result = if fails {
+            ActionResult::failed(format!("simulated failure of {}", action.action_type))
+        } else {
+            ActionResult::succeeded(format!("simulated {}", action.action_type))
+        };
+        self.client.finish(&action.id, &result).await?;
+        if fails {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return Ok(Next::CheckIn);
+        }
+        self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+        if let Some(after) = isolation_after(action.action_type, action.scope.as_deref()) {
+            *isolation = after;
+        }
+        if action.action_type == ActionType::Offboard {
+            self.stats.offboarded.fetch_add(1, Ordering::Relaxed);
+            return Ok(Next::Stop);
+        }
+        Ok(Next::CheckIn)
+    }
+}

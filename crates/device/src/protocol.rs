@@ -1,0 +1,208 @@
+//! Paths and bodies of the device plane, in the JSON casing of the MDE API.
+
+use palisade_contract::OsPlatform;
+use palisade_contract::{ActionStatus, ActionType, HealthStatus, IpAddress, MachineAction};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub const ENROLL_PATH: &str = "/device/v1/enroll";
+pub const CHECK_IN_PATH: &str = "/device/v1/checkin";
+
+/// `POST` here moves a Pending action to InProgress.
+pub fn action_start_path(action_id: &str) -> String {
+    format!("/device/v1/actions/{action_id}/start")
+}
+
+/// `POST` here reports how an InProgress action ended.
+pub fn action_result_path(action_id: &str) -> String {
+    format!("/device/v1/actions/{action_id}/result")
+}
+
+/// The 401 message for a credential whose device was offboarded: the device
+/// reads it as confirmation that its offboarding took effect.
+pub const OFFBOARDED_MESSAGE: &str =
+    "The device was offboarded; enroll it again with an onboarding token to onboard it anew.";
+
+/// Longest long poll a check-in may ask for; shorter than common proxy idle timeouts.
+pub const MAX_WAIT_SECONDS: u64 = 55;
+
+/// An onboarding token's text starts with this; a device credential's with [`CREDENTIAL_PREFIX`].
+pub const ONBOARDING_TOKEN_PREFIX: &str = "pot";
+pub const CREDENTIAL_PREFIX: &str = "pdc";
+
+/// What a device can enforce beyond what MDE documents for its OS.
+///
+/// MDE's support table (e.g. no Selective isolation or offboarding on Linux)
+/// describes MDE's own sensors; a device running a Palisade agent declares what
+/// it carries out, and the API accepts those actions for it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::Display,
+    strum::VariantArray,
+)]
+pub enum Capability {
+    FullIsolation,
+    SelectiveIsolation,
+    Offboard,
+}
+
+/// Network isolation as a device has it in force.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::EnumString,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+pub enum Isolation {
+    #[default]
+    None,
+    Full,
+    Selective,
+}
+
+impl Isolation {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The isolation an `Isolate` action's `scope` asks for.
+    pub fn from_scope(scope: Option<&str>) -> Isolation {
+        match scope {
+            Some("Selective") => Isolation::Selective,
+            _ => Isolation::Full,
+        }
+    }
+}
+
+/// `POST /device/v1/enroll`, with `Authorization: Bearer <onboarding token>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnrollRequest {
+    /// Stable across reinstalls of the agent (e.g. a hash of /etc/machine-id):
+    /// enrolling again from the same hardware updates its machine rather than
+    /// making a second one, until the machine is offboarded.
+    pub hardware_id: String,
+    pub computer_dns_name: String,
+    pub os_platform: OsPlatform,
+    pub os_version: Option<String>,
+    /// Feature release, e.g. `22H2`.
+    pub version: Option<String>,
+    pub os_build: Option<i64>,
+    /// `64-bit` or `32-bit`.
+    pub os_architecture: Option<String>,
+    pub agent_version: String,
+    #[serde(default)]
+    pub ip_addresses: Vec<IpAddress>,
+    #[serde(default)]
+    pub last_external_ip_address: Option<String>,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+}
+
+/// The answer to an enrollment (201).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Enrollment {
+    pub tenant_id: String,
+    /// The machine's MDE id (40 hex characters).
+    pub machine_id: String,
+    /// The device's own secret for every later call; shown only here.
+    pub credential: String,
+    pub check_in_interval_seconds: u64,
+}
+
+/// `POST /device/v1/checkin[?wait=SECONDS]`, with `Authorization: Bearer <credential>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckIn {
+    #[serde(default)]
+    pub ip_addresses: Vec<IpAddress>,
+    pub last_ip_address: Option<String>,
+    #[serde(default)]
+    pub last_external_ip_address: Option<String>,
+    #[serde(default)]
+    pub health_status: Option<HealthStatus>,
+    #[serde(default)]
+    pub agent_version: Option<String>,
+    /// The isolation in force on the device now.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// What a check-in answers: the device's Pending and InProgress actions,
+/// oldest first, in their MDE shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInReply {
+    pub actions: Vec<MachineAction>,
+    pub check_in_interval_seconds: u64,
+}
+
+/// `POST /device/v1/actions/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionResult {
+    /// `Succeeded` or `Failed`.
+    pub status: ActionStatus,
+    /// Why it failed, or what is in force; shown as the action's `troubleshootInfo`.
+    #[serde(default)]
+    pub detail: Option<String>,
+    /// A Windows HRESULT for `errorHResult`; a failure without one gets E_FAIL.
+    #[serde(default)]
+    pub error_h_result: Option<i64>,
+}
+
+impl ActionResult {
+    pub fn succeeded(detail: impl Into<String>) -> ActionResult {
+        ActionResult {
+            status: ActionStatus::Succeeded,
+            detail: Some(detail.into()),
+            error_h_result: None,
+        }
+    }
+
+    pub fn failed(detail: impl Into<String>) -> ActionResult {
+        ActionResult {
+            status: ActionStatus::Failed,
+            detail: Some(detail.into()),
+            error_h_result: None,
+        }
+    }
+}
+
+/// The Windows HRESULTs an action's `errorHResult` carries (MDE's field is one).
+pub mod hresult {
+    /// Unspecified failure: a failure reported without a code.
+    pub const E_FAIL: i64 = 0x8000_4005_u32 as i32 as i64;
+    /// Enforcement is impossible here (no privileges, no firewall).
+    pub const E_ACCESSDENIED: i64 = 0x8007_0005_u32 as i32 as i64;
+    /// The device does not carry out this kind of action.
+    pub const E_NOTIMPL: i64 = 0x8000_4001_u32 as i32 as i64;
+}
+
+/// The action types a device plane carries out, by what they change on the device.
+pub fn isolation_after(action_type: ActionType, scope: Option<&str>) -> Option<Isolation> {
+    match action_type {
+        ActionType::Isolate => Some(Isolation::from_scope(scope)),
+        ActionType::Unisolate => Some(Isolation::None),
+        _ => None,
+    }
+}

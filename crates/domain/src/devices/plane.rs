@@ -1,0 +1,211 @@
+//! The device plane's service: what the HTTP handlers of `/device/v1` call.
+
+use super::check_ins::CheckInBuffer;
+use super::secrets::{self, PresentedSecret};
+use super::{CheckInRecord, Device, DeviceActionChange};
+use crate::rules;
+use crate::service::Palisade;
+use palisade_contract::{ErrorCode, MachineAction, MdeError};
+use palisade_device::{
+    ActionResult, CheckIn, CheckInReply, EnrollRequest, Enrollment, CREDENTIAL_PREFIX,
+    OFFBOARDED_MESSAGE, ONBOARDING_TOKEN_PREFIX,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often devices are asked to report when nothing happens.
+pub const DEFAULT_CHECK_IN_INTERVAL_SECONDS: u64 = 60;
+
+#[derive(Clone)]
+pub struct DevicePlane {
+    palisade: Palisade,
+    check_ins: Arc<CheckInBuffer>,
+    check_in_interval_seconds: u64,
+    /// Set when the server stops: long polls answer at once instead of holding shutdown up.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+fn unauthorized(message: &str) -> MdeError {
+    MdeError::new(ErrorCode::Unauthorized, message)
+}
+
+const BAD_ONBOARDING_TOKEN: &str =
+    "The onboarding token is not valid or was revoked; ask the tenant's administrator for a current one.";
+const BAD_CREDENTIAL: &str = "The device credential is not valid.";
+
+impl DevicePlane {
+    pub fn new(palisade: Palisade, check_in_interval_seconds: u64) -> DevicePlane {
+        DevicePlane {
+            palisade,
+            check_ins: Arc::default(),
+            check_in_interval_seconds,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
+
+    /// Ends every long poll now waiting, and every one to come, without waiting.
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Enrolls a device presenting an onboarding token: creates (or, for the
+    /// same hardware, updates) its machine and gives it a credential of its own.
+    pub async fn enroll(
+        &self,
+        onboarding_token: &str,
+        request: EnrollRequest,
+    ) -> Result<Enrollment, MdeError> {
+        let presented = PresentedSecret::parse(onboarding_token, ONBOARDING_TOKEN_PREFIX)
+            .ok_or_else(|| unauthorized(BAD_ONBOARDING_TOKEN))?;
+        let store = self.palisade.store();
+        let token = store
+            .onboarding_token(&presented.tenant_id, &presented.id)
+            .await?
+            .filter(|t| t.revoked_at.is_none() && presented.matches(&t.secret_hash))
+            .ok_or_else(|| unauthorized(BAD_ONBOARDING_TOKEN))?;
+        rules::enrollment::validate(&request)?;
+        let now = self.palisade.now();
+        let machine = rules::enrollment::new_machine(&request, now);
+        let credential_id = uuid::Uuid::new_v4().simple().to_string();
+        let (credential, credential_hash) =
+            secrets::issue(CREDENTIAL_PREFIX, &token.tenant_id, &credential_id);
+        let device = Device {
+            tenant_id: token.tenant_id.clone(),
+            machine_id: machine.id.clone(),
+            credential_id,
+            credential_hash,
+            hardware_id: request.hardware_id.clone(),
+            onboarding_token_id: token.id.clone(),
+            capabilities: request.capabilities.clone(),
+            enrolled_at: now,
+            offboarded_at: None,
+            isolation: Default::default(),
+            isolation_at: now,
+        };
+        let stored = store.enroll_device(&machine, &device).await?;
+        Ok(Enrollment {
+            tenant_id: token.tenant_id,
+            machine_id: stored.id,
+            credential,
+            check_in_interval_seconds: self.check_in_interval_seconds,
+        })
+    }
+
+    /// The device a credential belongs to, unless it was offboarded.
+    pub async fn authenticate(&self, credential: &str) -> Result<Device, MdeError> {
+        let presented = PresentedSecret::parse(credential, CREDENTIAL_PREFIX)
+            .ok_or_else(|| unauthorized(BAD_CREDENTIAL))?;
+        let device = self
+            .palisade
+            .store()
+            .device_by_credential(&presented.tenant_id, &presented.id)
+            .await?
+            .filter(|d| presented.matches(&d.credential_hash))
+            .ok_or_else(|| unauthorized(BAD_CREDENTIAL))?;
+        if device.offboarded_at.is_some() {
+            return Err(unauthorized(OFFBOARDED_MESSAGE));
+        }
+        Ok(device)
+    }
+
+    /// Records a check-in (written with the next flush) and answers the
+    /// device's open actions; with none open, waits up to `wait` for one.
+    pub async fn check_in(
+        &self,
+        device: &Device,
+        report: CheckIn,
+        wait: Duration,
+    ) -> Result<CheckInReply, MdeError> {
+        rules::device_report::validate(&report)?;
+        self.check_ins.record(CheckInRecord {
+            tenant_id: device.tenant_id.clone(),
+            machine_id: device.machine_id.clone(),
+            at: self.palisade.now(),
+            report,
+        });
+        let store = self.palisade.store();
+        // Subscribed before reading, so that an action created between the
+        // read and the wait still wakes this poll.
+        let wakeup = self
+            .palisade
+            .wakeups()
+            .subscribe(&device.tenant_id, &device.machine_id);
+        let notified = wakeup.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let mut actions = store
+            .device_actions(&device.tenant_id, &device.machine_id)
+            .await?;
+        let mut stopping = self.stopping.subscribe();
+        if actions.is_empty() && !wait.is_zero() && !*stopping.borrow_and_update() {
+            let woken = tokio::select! {
+                woken = tokio::time::timeout(wait, notified) => woken.is_ok(),
+                _ = stopping.changed() => false,
+            };
+            if woken {
+                actions = store
+                    .device_actions(&device.tenant_id, &device.machine_id)
+                    .await?;
+            }
+        }
+        Ok(CheckInReply {
+            actions,
+            check_in_interval_seconds: self.check_in_interval_seconds,
+        })
+    }
+
+    /// Pending → InProgress: the device has taken the action on.
+    pub async fn start_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+    ) -> Result<MachineAction, MdeError> {
+        let now = self.palisade.now();
+        let decide = Box::new(move |action: &MachineAction, _: &_, _: &_| {
+            Ok(DeviceActionChange {
+                action: rules::device_actions::start(action, now)?,
+                machine: None,
+                device: None,
+            })
+        });
+        Ok(self
+            .palisade
+            .store()
+            .change_device_action(device, action_id, decide)
+            .await?)
+    }
+
+    /// InProgress → Succeeded | Failed, with what that changes on the machine.
+    pub async fn finish_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+        result: ActionResult,
+    ) -> Result<MachineAction, MdeError> {
+        let now = self.palisade.now();
+        let decide = Box::new(move |action: &MachineAction, machine: &_, device: &_| {
+            rules::device_actions::finish(action, machine, device, &result, now)
+        });
+        Ok(self
+            .palisade
+            .store()
+            .change_device_action(device, action_id, decide)
+            .await?)
+    }
+
+    /// Writes the check-ins recorded since the last flush; returns how many.
+    /// On failure they are kept for the next flush.
+    pub async fn flush_check_ins(&self) -> Result<usize, MdeError> {
+        let records = self.check_ins.drain();
+        if records.is_empty() {
+            return Ok(0);
+        }
+        match self.palisade.store().record_check_ins(&records).await {
+            Ok(()) => Ok(records.len()),
+            Err(error) => {
+                self.check_ins.restore(records);
+                Err(error.into())
+            }
+        }
+    }
+}

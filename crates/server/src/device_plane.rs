@@ -1,0 +1,108 @@
+//! The device plane's HTTP face (`/device/v1/...`): what the agent and the
+//! simulated fleet call. Errors have the MDE shape, like the rest of the server.
+
+use crate::app::AppState;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::JsonBody;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use palisade_contract::{ErrorCode, MachineAction, MdeError};
+use palisade_device::{
+    ActionResult, CheckIn, CheckInReply, EnrollRequest, Enrollment, CHECK_IN_PATH, ENROLL_PATH,
+    MAX_WAIT_SECONDS,
+};
+use palisade_domain::devices::Device;
+use palisade_identity::validate::bearer_token;
+use serde::Deserialize;
+use std::time::Duration;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(ENROLL_PATH, post(enroll))
+        .route(CHECK_IN_PATH, post(check_in))
+        .route("/device/v1/actions/{id}/start", post(start_action))
+        .route("/device/v1/actions/{id}/result", post(finish_action))
+}
+
+/// The bearer secret of the request: an onboarding token or a device credential.
+fn presented_secret(parts: &Parts) -> Result<&str, ApiError> {
+    bearer_token(parts.headers.get(AUTHORIZATION).map(|v| v.as_bytes())).map_err(|error| {
+        MdeError::new(
+            ErrorCode::Unauthorized,
+            format!("The request has no valid credential: {error}"),
+        )
+        .into()
+    })
+}
+
+/// The enrolled device that calls, authenticated by its credential.
+struct CallingDevice(Device);
+
+impl FromRequestParts<AppState> for CallingDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let credential = presented_secret(parts)?;
+        Ok(CallingDevice(app.devices.authenticate(credential).await?))
+    }
+}
+
+/// The onboarding token an enrolling device presents.
+struct OnboardingTokenText(String);
+
+impl FromRequestParts<AppState> for OnboardingTokenText {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        presented_secret(parts).map(|t| OnboardingTokenText(t.to_string()))
+    }
+}
+
+async fn enroll(
+    State(app): State<AppState>,
+    OnboardingTokenText(token): OnboardingTokenText,
+    JsonBody(request): JsonBody<EnrollRequest>,
+) -> ApiResult<(StatusCode, Json<Enrollment>)> {
+    let enrollment = app.devices.enroll(&token, request).await?;
+    tracing::info!(tenant = %enrollment.tenant_id, machine = %enrollment.machine_id, "device enrolled");
+    Ok((StatusCode::CREATED, Json(enrollment)))
+}
+
+#[derive(Debug, Deserialize)]
+struct LongPoll {
+    /// Seconds to wait for an action when none is open (at most `MAX_WAIT_SECONDS`).
+    wait: Option<u64>,
+}
+
+async fn check_in(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Query(poll): Query<LongPoll>,
+    JsonBody(report): JsonBody<CheckIn>,
+) -> ApiResult<Json<CheckInReply>> {
+    let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    Ok(Json(app.devices.check_in(&device, report, wait).await?))
+}
+
+async fn start_action(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MachineAction>> {
+    Ok(Json(app.devices.start_action(&device, &id).await?))
+}
+
+async fn finish_action(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Path(id): Path<String>,
+    JsonBody(result): JsonBody<ActionResult>,
+) -> ApiResult<Json<MachineAction>> {
+    let action = app.devices.finish_action(&device, &id, result).await?;
+    tracing::info!(machine = %device.machine_id, action = %action.id, status = %action.status, "device reported an action");
+    Ok(Json(action))
+}

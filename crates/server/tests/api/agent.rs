@@ -1,0 +1,638 @@
+//! The real agent (`palisade-agent`) against a real server.
+//!
+//! The isolation test builds its own network in namespaces: a server, the
+//! device and a peer, joined by veth pairs, and checks which TCP connections
+//! get through as the device is isolated, restarted and released. It needs
+//! root, `ip` and `nft`; it skips with a message without them, except under
+//! CI=true, where it must run (`.ci/run` installs nftables and iproute2).
+
+use crate::harness::*;
+use palisade_device::hresult::E_ACCESSDENIED;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// The agent binary, built beside `palisade` by `cargo test --workspace`.
+fn agent_binary() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_BIN_EXE_palisade")).with_file_name("palisade-agent");
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        !under_ci(),
+        "CI=true but {} is missing (cargo test --workspace builds it)",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: {} is not built (cargo build -p palisade-agent)",
+        path.display()
+    );
+    None
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} {args:?}: {e}"))
+}
+
+#[track_caller]
+fn must(program: &str, args: &[&str]) {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Sends SIGTERM, as systemd stops a service (the shell's own `kill`: no
+/// procps needed on a minimal machine).
+fn terminate(child: &Child) {
+    let _ = Command::new("sh")
+        .args(["-c", "kill -TERM \"$0\""])
+        .arg(child.id().to_string())
+        .output();
+}
+
+/// An agent process, stopped (SIGTERM) when dropped.
+struct AgentProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    fn start(binary: &Path, netns: Option<&str>, args: &[&str], log: PathBuf) -> AgentProcess {
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
+            .args(args)
+            .env("PALISADE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("palisade-agent starts");
+        AgentProcess { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as systemd stops it; returns its exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        terminate(&self.child);
+        self.child.wait().unwrap()
+    }
+
+    async fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the agent did not stop: {}", self.log());
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        terminate(&self.child);
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls the action until it leaves Pending/InProgress; returns it.
+/// `context` explains a failure (the agent's log).
+async fn final_action(server: &ServerProcess, id: &str, context: impl Fn() -> String) -> Value {
+    for _ in 0..400 {
+        let action = server
+            .get(&format!("/api/machineactions/{id}"))
+            .await
+            .unwrap()
+            .json;
+        if !matches!(action["status"].as_str(), Some("Pending" | "InProgress")) {
+            return action;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("action {id} did not end; {}", context());
+}
+
+async fn post_action(server: &ServerProcess, path: &str, body: Value) -> String {
+    let reply = server
+        .client
+        .post(format!("{}{path}", server.origin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let text = reply.text().await.unwrap();
+    assert_eq!(status, 201, "{path}: {text}");
+    serde_json::from_str::<Value>(&text).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_for_file(path: &Path, agent: &AgentProcess) {
+    for _ in 0..400 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "{} did not appear; agent log:\n{}",
+        path.display(),
+        agent.log()
+    );
+}
+
+/// Where enforcement is impossible, the action ends Failed with the reason
+/// and the agent keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolation_the_device_cannot_enforce_fails_with_the_reason() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_in(dir.path(), &[]).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let state = dir.path().join("agent");
+    let mut agent = AgentProcess::start(
+        &agent_binary,
+        None,
+        &[
+            "--server",
+            &server.origin,
+            "--onboarding-token",
+            credentials["onboarding_token"].as_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--nft",
+            "/nonexistent/nft",
+            "--check-in-wait",
+            "20",
+        ],
+        dir.path().join("agent.log"),
+    );
+    wait_for_file(&state.join("enrollment.json"), &agent).await;
+    let enrollment: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("enrollment.json")).unwrap())
+            .unwrap();
+    let machine_id = enrollment["machine_id"].as_str().unwrap();
+    let machine = server
+        .get(&format!("/api/machines/{machine_id}"))
+        .await
+        .unwrap();
+    assert_eq!(machine.json["osPlatform"], "Linux");
+    assert_eq!(machine.json["onboardingStatus"], "Onboarded");
+
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{machine_id}/isolate"),
+        json!({"Comment": "contain", "IsolationType": "Full"}),
+    )
+    .await;
+    let action = final_action(&server, &id, || agent.log()).await;
+    assert_eq!(action["status"], "Failed", "{action}");
+    assert_eq!(action["errorHResult"], E_ACCESSDENIED);
+    let detail = action["troubleshootInfo"].as_str().unwrap();
+    assert!(detail.contains("install nftables"), "{detail}");
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent keeps running"
+    );
+    assert_eq!(agent.stop().code(), Some(0));
+}
+
+/// A process killed when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The test network; removed when dropped.
+struct Network;
+
+const SERVER_NS: &str = "pal-e2e-srv";
+const DEVICE_NS: &str = "pal-e2e-dev";
+const PEER_NS: &str = "pal-e2e-peer";
+/// The server as the device reaches it.
+const SERVER_IP: &str = "10.77.1.1";
+const SERVER_PORT: &str = "8443";
+/// The peer on the allow-listed network, and on another.
+const PEER_ALLOWED: &str = "10.77.2.1";
+const PEER_OTHER: &str = "10.77.3.1";
+const PEER_PORT: &str = "9000";
+
+impl Network {
+    /// Whether this machine can build the network; under CI=true it must.
+    fn available() -> bool {
+        let root = run("id", &["-u"]).stdout == b"0\n";
+        let tools = ["ip", "nft"].iter().all(|tool| {
+            Command::new(tool)
+                .arg("-V")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let ok = root && tools;
+        if !ok {
+            assert!(
+                !under_ci(),
+                "CI=true but the isolation test cannot run (root: {root}, ip and nft: {tools}); .ci/run installs nftables and iproute2"
+            );
+            eprintln!(
+                "SKIPPED: the isolation test needs root, ip (iproute2) and nft (nftables) (root: {root}, tools: {tools})"
+            );
+        }
+        ok
+    }
+
+    fn remove() {
+        for ns in [SERVER_NS, DEVICE_NS, PEER_NS] {
+            let _ = run("ip", &["netns", "del", ns]);
+        }
+        let _ = run("ip", &["link", "del", "pe2e-h"]);
+        let _ = run("ip", &["route", "del", "10.77.1.0/24"]);
+    }
+
+    /// host ─ server ─ device ─ peer. The host reaches the server's
+    /// device-facing address through the server namespace.
+    fn build() -> Network {
+        Self::remove();
+        for ns in [SERVER_NS, DEVICE_NS, PEER_NS] {
+            must("ip", &["netns", "add", ns]);
+            must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        }
+        let link = |a: &str, a_ns: Option<&str>, b: &str, b_ns: &str| {
+            let mut args = vec!["link", "add", a];
+            if let Some(ns) = a_ns {
+                args.extend(["netns", ns]);
+            }
+            args.extend(["type", "veth", "peer", "name", b, "netns", b_ns]);
+            must("ip", &args);
+        };
+        let address = |ns: Option<&str>, dev: &str, cidr: &str| match ns {
+            Some(ns) => {
+                must("ip", &["-n", ns, "addr", "add", cidr, "dev", dev]);
+                must("ip", &["-n", ns, "link", "set", dev, "up"]);
+            }
+            None => {
+                must("ip", &["addr", "add", cidr, "dev", dev]);
+                must("ip", &["link", "set", dev, "up"]);
+            }
+        };
+        link("pe2e-h", None, "pe2e-s0", SERVER_NS);
+        address(None, "pe2e-h", "10.77.0.2/24");
+        address(Some(SERVER_NS), "pe2e-s0", "10.77.0.1/24");
+        must("ip", &["route", "add", "10.77.1.0/24", "via", "10.77.0.1"]);
+        link("pe2e-s1", Some(SERVER_NS), "pe2e-d1", DEVICE_NS);
+        address(Some(SERVER_NS), "pe2e-s1", "10.77.1.1/24");
+        address(Some(DEVICE_NS), "pe2e-d1", "10.77.1.2/24");
+        link("pe2e-d2", Some(DEVICE_NS), "pe2e-p", PEER_NS);
+        address(Some(DEVICE_NS), "pe2e-d2", "10.77.2.2/24");
+        address(Some(DEVICE_NS), "pe2e-d2", "10.77.3.2/24");
+        address(Some(PEER_NS), "pe2e-p", "10.77.2.1/24");
+        address(Some(PEER_NS), "pe2e-p", "10.77.3.1/24");
+        Network
+    }
+
+    /// Whether the device can open a TCP connection to `ip:port` (within 2 s).
+    fn device_reaches(&self, ip: &str, port: &str) -> bool {
+        let script = format!("exec 3<>/dev/tcp/{ip}/{port}");
+        run(
+            "ip",
+            &[
+                "netns", "exec", DEVICE_NS, "timeout", "2", "bash", "-c", &script,
+            ],
+        )
+        .status
+        .success()
+    }
+
+    fn device_tables(&self) -> String {
+        String::from_utf8_lossy(
+            &run("ip", &["netns", "exec", DEVICE_NS, "nft", "list", "tables"]).stdout,
+        )
+        .into_owned()
+    }
+
+    /// Waits until the device's reachability of `ip` is `expected`.
+    async fn await_reach(&self, ip: &str, port: &str, expected: bool, agent: &AgentProcess) {
+        for _ in 0..40 {
+            if self.device_reaches(ip, port) == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!(
+            "the device {} {ip}:{port}; agent log:\n{}",
+            if expected {
+                "cannot reach"
+            } else {
+                "still reaches"
+            },
+            agent.log()
+        );
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    if !Network::available() {
+        return;
+    }
+    let network = Network::build();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let server = ServerProcess::start_in_namespace(
+        dir.path(),
+        SERVER_NS,
+        &format!("{SERVER_IP}:{SERVER_PORT}"),
+        &[
+            "--tls-self-signed",
+            tls.to_str().unwrap(),
+            "--tls-name",
+            SERVER_IP,
+        ],
+    )
+    .await;
+    // The peer: any TCP service will do; a second Palisade is at hand.
+    let _peer = ChildGuard(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                PEER_NS,
+                env!("CARGO_BIN_EXE_palisade"),
+                "serve",
+            ])
+            .args(["--listen", &format!("0.0.0.0:{PEER_PORT}"), "--database"])
+            .arg(format!("sqlite://{}", dir.path().join("peer.db").display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let agent_log = dir.path().join("agent.log");
+    let state = dir.path().join("agent-state");
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let onboarding_token = credentials["onboarding_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent_args = |with_token: bool| {
+        let mut args = vec![
+            "--server".to_string(),
+            format!("https://{SERVER_IP}:{SERVER_PORT}"),
+            "--state-dir".to_string(),
+            state.display().to_string(),
+            "--ca-file".to_string(),
+            tls.join("ca.pem").display().to_string(),
+            "--selective-allow".to_string(),
+            "10.77.2.0/24".to_string(),
+            "--check-in-wait".to_string(),
+            "20".to_string(),
+        ];
+        if with_token {
+            args.extend(["--onboarding-token".to_string(), onboarding_token.clone()]);
+        }
+        args
+    };
+    let start_agent = |with_token: bool| {
+        let args = agent_args(with_token);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        AgentProcess::start(&agent_binary, Some(DEVICE_NS), &args, agent_log.clone())
+    };
+
+    // Before isolation the device reaches the peer on both networks.
+    for _ in 0..100 {
+        if network.device_reaches(PEER_ALLOWED, PEER_PORT) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(network.device_reaches(PEER_ALLOWED, PEER_PORT));
+    assert!(network.device_reaches(PEER_OTHER, PEER_PORT));
+    // Someone else's table, which release must leave alone.
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            DEVICE_NS,
+            "nft",
+            "add",
+            "table",
+            "inet",
+            "someone_else",
+        ],
+    );
+
+    let mut agent = start_agent(true);
+    wait_for_file(&state.join("enrollment.json"), &agent).await;
+    let enrollment: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("enrollment.json")).unwrap())
+            .unwrap();
+    let machine = enrollment["machine_id"].as_str().unwrap().to_string();
+
+    // Full isolation: the peer is cut off, the server is not.
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{machine}/isolate"),
+        json!({"Comment": "contain", "IsolationType": "Full"}),
+    )
+    .await;
+    let action = final_action(&server, &id, || agent.log()).await;
+    assert_eq!(action["status"], "Succeeded", "{action}");
+    assert!(network.device_tables().contains("table inet palisade"));
+    assert!(
+        !network.device_reaches(PEER_ALLOWED, PEER_PORT),
+        "isolated from the peer"
+    );
+    assert!(!network.device_reaches(PEER_OTHER, PEER_PORT));
+    assert!(
+        network.device_reaches(SERVER_IP, SERVER_PORT),
+        "the control plane stays reachable"
+    );
+
+    // A restart keeps isolation: the table stays while the agent is down, and
+    // the agent puts it back at start when it went missing (as after a reboot).
+    assert_eq!(agent.stop().code(), Some(0));
+    assert!(!network.device_reaches(PEER_ALLOWED, PEER_PORT));
+    must(
+        "ip",
+        &[
+            "netns", "exec", DEVICE_NS, "nft", "delete", "table", "inet", "palisade",
+        ],
+    );
+    assert!(network.device_reaches(PEER_ALLOWED, PEER_PORT));
+    let mut agent = start_agent(false);
+    network
+        .await_reach(PEER_ALLOWED, PEER_PORT, false, &agent)
+        .await;
+
+    // Release: exactly the agent's table goes.
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{machine}/unisolate"),
+        json!({"Comment": "release"}),
+    )
+    .await;
+    assert_eq!(
+        final_action(&server, &id, || agent.log()).await["status"],
+        "Succeeded"
+    );
+    assert!(network.device_reaches(PEER_ALLOWED, PEER_PORT), "released");
+    let tables = network.device_tables();
+    assert!(!tables.contains("table inet palisade"), "{tables}");
+    assert!(tables.contains("table inet someone_else"), "{tables}");
+
+    // Selective: the allow-listed network stays reachable, the other does not.
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{machine}/isolate"),
+        json!({"Comment": "contain", "IsolationType": "Selective"}),
+    )
+    .await;
+    assert_eq!(
+        final_action(&server, &id, || agent.log()).await["status"],
+        "Succeeded"
+    );
+    assert!(
+        network.device_reaches(PEER_ALLOWED, PEER_PORT),
+        "allow-listed"
+    );
+    assert!(
+        !network.device_reaches(PEER_OTHER, PEER_PORT),
+        "not allow-listed"
+    );
+    assert!(network.device_reaches(SERVER_IP, SERVER_PORT));
+
+    // Offboard: isolation lifted, credential removed, the agent stops, the
+    // server refuses the device from then on.
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{machine}/offboard"),
+        json!({"Comment": "decommissioned"}),
+    )
+    .await;
+    assert_eq!(
+        final_action(&server, &id, || agent.log()).await["status"],
+        "Succeeded"
+    );
+    assert_eq!(
+        agent.wait_for_exit().await.code(),
+        Some(0),
+        "{}",
+        agent.log()
+    );
+    assert!(!state.join("enrollment.json").exists());
+    assert!(network.device_reaches(PEER_OTHER, PEER_PORT));
+    let offboarded = server
+        .get(&format!("/api/machines/{machine}"))
+        .await
+        .unwrap();
+    assert_eq!(offboarded.json["onboardingStatus"], "CanBeOnboarded");
+    // Without an onboarding token, the agent cannot come back.
+    let mut again = start_agent(false);
+    assert_eq!(again.wait_for_exit().await.code(), Some(1));
+    assert!(again.log().contains("not enrolled"), "{}", again.log());
+}
+
+/// `palisade simulate`: virtual devices enroll over the same protocol and
+/// carry out actions, failing at the rate asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_fleet_carries_out_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_in(dir.path(), &[]).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let simulate = |prefix: &str, failure_rate: &str| {
+        ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_palisade"))
+                .args(["simulate", "--server", &server.origin, "--onboarding-token"])
+                .arg(credentials["onboarding_token"].as_str().unwrap())
+                .args(["--devices", "20", "--name-prefix", prefix])
+                .args(["--action-latency-ms", "20", "--failure-rate", failure_rate])
+                .args(["--wait", "20", "--duration", "120"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join(format!("{prefix}.log"))).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _reliable = simulate("simok", "0");
+    let _failing = simulate("simbad", "1");
+    // The fleet enrolls its devices concurrently: wait until all of one prefix are in.
+    let enrolled_fleet = |prefix: &'static str| {
+        let (server, dir) = (&server, &dir);
+        async move {
+            let path = format!(
+                "/api/machines?$filter=startswith(computerDnsName,'{prefix}-')&$count=true"
+            );
+            let mut listed = Value::Null;
+            for _ in 0..600 {
+                listed = server.get(&path).await.unwrap().json;
+                if listed["@odata.count"] == 20 {
+                    return listed;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let log = std::fs::read_to_string(dir.path().join(format!("{prefix}.log")));
+            panic!("the {prefix} fleet did not enroll 20 devices: {listed}\n{log:?}");
+        }
+    };
+    let id_of = |fleet: &Value, name: &str| {
+        let machines = fleet["value"].as_array().unwrap();
+        let machine = machines.iter().find(|m| m["computerDnsName"] == name);
+        machine.unwrap()["id"].as_str().unwrap().to_string()
+    };
+    let reliable = id_of(&enrolled_fleet("simok").await, "simok-7");
+    let failing = id_of(&enrolled_fleet("simbad").await, "simbad-3");
+
+    for (machine, expected) in [(&reliable, "Succeeded"), (&failing, "Failed")] {
+        let id = post_action(
+            &server,
+            &format!("/api/machines/{machine}/isolate"),
+            json!({"Comment": "drill", "IsolationType": "Full"}),
+        )
+        .await;
+        let action = final_action(&server, &id, || {
+            "the simulated device did not report".to_string()
+        })
+        .await;
+        assert_eq!(action["status"], expected, "{action}");
+    }
+}
