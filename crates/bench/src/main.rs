@@ -320,7 +320,7 @@ struct Served {
 
 /// Serves a fleet with rate limits off.
 async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<Served> {
-    let store = app::open_store(&format!("sqlite://{}", db.display()))?;
+    let store = app::open_store(&format!("sqlite://{}", db.display()), Default::default()).await?;
     let palisade = Palisade::new(store, Arc::new(SystemClock));
     let tenant_id = app::ensure_default_tenant(&palisade).await?;
     let started = Instant::now();

@@ -567,7 +567,12 @@ impl<'a> Lexer<'a> {
                     "the string starting here is missing its closing quote",
                 ));
             };
-            text.push_str(&self.src[self.pos..self.pos + offset]);
+            let chunk = &self.src[self.pos..self.pos + offset];
+            // No stored text holds a NUL (PostgreSQL cannot store one).
+            if let Some(nul) = chunk.find('\0') {
+                return Err(self.error(self.pos + nul, "a string may not contain NUL characters"));
+            }
+            text.push_str(chunk);
             self.pos += offset + 1;
             if self.peek_byte(0) == Some(b'\'') {
                 text.push('\'');

@@ -45,8 +45,18 @@ fn required<T>(field: &str, value: Option<T>) -> Result<T, MdeError> {
     value.ok_or_else(|| MdeError::missing(field))
 }
 
-fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
+/// Free text as given, except a NUL: no store keeps one (PostgreSQL cannot).
+fn text(field: &str, value: Option<String>) -> Result<Option<String>, MdeError> {
     match value {
+        Some(text) if text.contains('\0') => Err(MdeError::invalid_input(format!(
+            "Invalid input {field}: may not contain NUL characters."
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
+    match text("Comment", value)? {
         Some(text) if text.chars().count() > MAX_COMMENT_CHARS => Err(MdeError::invalid_input(
             format!("Invalid input Comment: longer than {MAX_COMMENT_CHARS} characters."),
         )),
@@ -179,7 +189,7 @@ impl ValidateBody for IsolateBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind: ActionKind::Isolate(isolation.unwrap_or(IsolationType::Full)),
-            external_id: self.external_id,
+            external_id: text("ExternalId", self.external_id)?,
         })
     }
 }
@@ -200,7 +210,7 @@ impl CommentBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind,
-            external_id: self.external_id,
+            external_id: text("ExternalId", self.external_id)?,
         })
     }
 }
@@ -227,7 +237,7 @@ impl ValidateBody for ScanBody {
         Ok(ActionRequest {
             comment,
             kind: ActionKind::RunAntiVirusScan(scan),
-            external_id: self.external_id,
+            external_id: text("ExternalId", self.external_id)?,
         })
     }
 }
@@ -262,7 +272,7 @@ impl ValidateBody for StopAndQuarantineBody {
             kind: ActionKind::StopAndQuarantineFile {
                 sha1: sha1.to_ascii_lowercase(),
             },
-            external_id: self.external_id,
+            external_id: text("ExternalId", self.external_id)?,
         })
     }
 }

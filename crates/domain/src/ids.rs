@@ -21,3 +21,9 @@ pub fn new_action_id() -> String {
 pub fn is_machine_id(text: &str) -> bool {
     text.len() == 40 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// Whether a key cannot name anything stored: no stored id or name holds a
+/// NUL (request bodies may not carry one, and PostgreSQL cannot store one).
+pub fn names_nothing(key: &str) -> bool {
+    key.contains('\0')
+}

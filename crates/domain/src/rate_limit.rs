@@ -8,6 +8,7 @@
 
 use crate::access::Operation;
 use crate::clock::Clock;
+use crate::store::{Store, StoreError};
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -55,84 +56,121 @@ pub struct Throttled {
 
 const MINUTE_TICKS: i64 = 60 * 10_000_000;
 const HOUR_TICKS: i64 = 3600 * 10_000_000;
+
+/// Admits one call at `now` into `log` (the key's admission times in ticks,
+/// oldest first), or says which window is full and for how long. Drops the
+/// times that left the hour. Every store keeps its logs with this rule.
+pub fn admit(log: &mut VecDeque<i64>, now: i64, limits: RateLimits) -> Result<(), Throttled> {
+    while log.front().is_some_and(|&t| t <= now - HOUR_TICKS) {
+        log.pop_front();
+    }
+    let RateLimits {
+        per_minute,
+        per_hour,
+    } = limits;
+    // A clock stepping back must not unsort the log.
+    let now = log.back().map_or(now, |&last| now.max(last));
+    let in_last_minute = log.len() - log.partition_point(|&t| t <= now - MINUTE_TICKS);
+    // Each full window admits again once its oldest call leaves it; when
+    // both are full, the later of the two is when a call gets through.
+    let minute = (in_last_minute >= per_minute as usize).then(|| {
+        let oldest = log[log.len() - per_minute as usize];
+        (Window::Minute, per_minute, oldest + MINUTE_TICKS - now)
+    });
+    let hour = (log.len() >= per_hour as usize).then(|| {
+        let oldest = log[log.len() - per_hour as usize];
+        (Window::Hour, per_hour, oldest + HOUR_TICKS - now)
+    });
+    let refusal = match (minute, hour) {
+        (Some(m), Some(h)) => Some(if h.2 > m.2 { h } else { m }),
+        (m, h) => m.or(h),
+    };
+    match refusal {
+        Some((window, limit, wait_ticks)) => Err(Throttled {
+            window,
+            limit,
+            retry_after_seconds: (wait_ticks.max(1) as u64).div_ceil(10_000_000),
+        }),
+        None => {
+            log.push_back(now);
+            Ok(())
+        }
+    }
+}
+
+/// A log whose last call is at or before this time (at `now`) holds nothing
+/// [`admit`] would count, and can be forgotten.
+pub fn idle_since(now: i64) -> i64 {
+    now - HOUR_TICKS
+}
+
 /// Keys are spread over shards so that unrelated callers do not queue on one lock.
 const SHARDS: usize = 32;
 
 type Shard = HashMap<RateKey, VecDeque<i64>>;
 
-#[derive(Clone)]
-pub struct RateLimiter {
-    limits: RateLimits,
-    clock: Arc<dyn Clock>,
-    shards: Arc<[Mutex<Shard>]>,
+/// Call logs in this process's memory: right for a store that one node uses.
+pub struct CallLogs {
+    shards: Box<[Mutex<Shard>]>,
 }
 
-impl RateLimiter {
-    pub fn new(limits: RateLimits, clock: Arc<dyn Clock>) -> Self {
-        RateLimiter {
-            limits,
-            clock,
+impl Default for CallLogs {
+    fn default() -> Self {
+        CallLogs {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
+}
 
-    /// Admits (and counts) one call, or says which window is full and for how long.
-    pub fn admit(&self, key: &RateKey) -> Result<(), Throttled> {
+impl CallLogs {
+    pub fn admit(&self, key: &RateKey, limits: RateLimits, now: i64) -> Result<(), Throttled> {
         let mut hasher = DefaultHasher::new();
         key.hash(&mut hasher);
         let shard = &self.shards[hasher.finish() as usize % SHARDS];
         let mut shard = shard
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Read under the lock, so admission times are ordered as they are logged.
-        let now = self.clock.now().ticks();
-        let log = shard.entry(key.clone()).or_default();
-        while log.front().is_some_and(|&t| t <= now - HOUR_TICKS) {
-            log.pop_front();
-        }
-        let RateLimits {
-            per_minute,
-            per_hour,
-        } = self.limits;
-        // A clock stepping back must not unsort the log.
-        let now = log.back().map_or(now, |&last| now.max(last));
-        let in_last_minute = log.len() - log.partition_point(|&t| t <= now - MINUTE_TICKS);
-        // Each full window admits again once its oldest call leaves it; when
-        // both are full, the later of the two is when a call gets through.
-        let minute = (in_last_minute >= per_minute as usize).then(|| {
-            let oldest = log[log.len() - per_minute as usize];
-            (Window::Minute, per_minute, oldest + MINUTE_TICKS - now)
-        });
-        let hour = (log.len() >= per_hour as usize).then(|| {
-            let oldest = log[log.len() - per_hour as usize];
-            (Window::Hour, per_hour, oldest + HOUR_TICKS - now)
-        });
-        let refusal = match (minute, hour) {
-            (Some(m), Some(h)) => Some(if h.2 > m.2 { h } else { m }),
-            (m, h) => m.or(h),
-        };
-        match refusal {
-            Some((window, limit, wait_ticks)) => Err(Throttled {
-                window,
-                limit,
-                retry_after_seconds: (wait_ticks.max(1) as u64).div_ceil(10_000_000),
-            }),
-            None => {
-                log.push_back(now);
-                Ok(())
-            }
-        }
+        admit(shard.entry(key.clone()).or_default(), now, limits)
     }
 
     /// Drops the logs of keys with no call in the last hour.
-    pub fn forget_idle(&self) {
-        let now = self.clock.now().ticks();
+    pub fn forget_idle(&self, now: i64) {
         for shard in self.shards.iter() {
             let mut shard = shard
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            shard.retain(|_, log| log.back().is_some_and(|&t| t > now - HOUR_TICKS));
+            shard.retain(|_, log| log.back().is_some_and(|&t| t > idle_since(now)));
         }
+    }
+}
+
+/// Admits calls against the limits, counting them in the store (so that
+/// every node of a deployment counts the same calls).
+#[derive(Clone)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    clock: Arc<dyn Clock>,
+    store: Arc<dyn Store>,
+}
+
+impl RateLimiter {
+    pub fn new(limits: RateLimits, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> Self {
+        RateLimiter {
+            limits,
+            clock,
+            store,
+        }
+    }
+
+    /// Admits (and counts) one call, or says which window is full and for how long.
+    pub async fn admit(&self, key: &RateKey) -> Result<Result<(), Throttled>, StoreError> {
+        let now = self.clock.now();
+        self.store.admit_call(key, self.limits, now).await
+    }
+
+    /// Drops the logs of keys with no call in the last hour.
+    pub async fn forget_idle(&self) -> Result<(), StoreError> {
+        self.store.forget_idle_calls(self.clock.now()).await
     }
 }
 
@@ -149,16 +187,29 @@ mod tests {
         }
     }
 
+    /// The in-memory logs, at a clock the test moves.
+    struct Limiter {
+        logs: CallLogs,
+        clock: Arc<OffsetClock>,
+    }
+
+    impl Limiter {
+        fn admit(&self, key: &RateKey) -> Result<(), Throttled> {
+            let limits = RateLimits {
+                per_minute: 3,
+                per_hour: 5,
+            };
+            self.logs.admit(key, limits, self.clock.now().ticks())
+        }
+    }
+
     #[test]
     fn minute_then_hour_windows_slide() {
         let clock = Arc::new(OffsetClock::default());
-        let limiter = RateLimiter::new(
-            RateLimits {
-                per_minute: 3,
-                per_hour: 5,
-            },
-            clock.clone(),
-        );
+        let limiter = Limiter {
+            logs: CallLogs::default(),
+            clock: clock.clone(),
+        };
         for _ in 0..3 {
             limiter.admit(&key("a")).unwrap();
         }

@@ -152,6 +152,9 @@ impl Palisade {
         caller: &Caller,
         id_or_name: &str,
     ) -> Result<Machine, MdeError> {
+        if crate::ids::names_nothing(id_or_name) {
+            return Err(MdeError::machine_not_found(id_or_name));
+        }
         let visibility = caller.visibility(self.clock.now());
         self.store
             .machine(&visibility, id_or_name)
@@ -166,6 +169,10 @@ impl Palisade {
         tag: &str,
         starts_with: bool,
     ) -> Result<Vec<Machine>, MdeError> {
+        // Tags hold no control characters (`rules::tags`): none starts with or is this.
+        if tag.chars().any(char::is_control) {
+            return Ok(vec![]);
+        }
         let element = LAMBDA_ELEMENT.to_string();
         let predicate = if starts_with {
             Filter::StartsWith {
@@ -204,6 +211,9 @@ impl Palisade {
             + Send
             + 'static,
     {
+        if let Some(id) = machine_ids.iter().find(|id| crate::ids::names_nothing(id)) {
+            return Err(MdeError::machine_not_found(id));
+        }
         // Ids are stored in lower case; MDE accepts them in any case.
         for id in machine_ids.iter_mut().filter(|id| is_machine_id(id)) {
             id.make_ascii_lowercase();

@@ -7,13 +7,16 @@
 //! thus written once (in the domain) and is atomic on every back end.
 
 use crate::caller::{Tenant, Visibility};
+use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
+use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 use palisade_device::Capability;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -219,12 +222,20 @@ pub trait Store: Send + Sync + 'static {
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError>;
     /// Writes check-ins (`rules::device_report::apply`) in one transaction.
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError>;
-    /// The machine's Pending and InProgress actions, oldest first.
-    async fn device_actions(
+    /// Delivers the machine's Pending and InProgress actions, oldest first,
+    /// that no delivery holds at `now`, and holds them until `held_until`:
+    /// two check-ins, on any nodes, never both deliver an action, and one a
+    /// device received but never finished is delivered again once its hold ends.
+    async fn claim_device_actions(
         &self,
         tenant_id: &str,
         machine_id: &str,
+        now: Timestamp,
+        held_until: Timestamp,
     ) -> Result<Vec<MachineAction>, StoreError>;
+    /// Starts waking `wakeups` for actions that other nodes create (this
+    /// node's own wake it directly). A store only one node uses has none.
+    fn relay_new_actions(&self, wakeups: Arc<Wakeups>);
     /// Applies a device's report on one of its machine's actions, in one transaction.
     async fn change_device_action(
         &self,
@@ -232,6 +243,18 @@ pub trait Store: Send + Sync + 'static {
         action_id: &str,
         decide: DeviceActionDecision,
     ) -> Result<MachineAction, WriteError>;
+
+    // Rate limits, counted where every node of the deployment counts.
+
+    /// Admits one call of `key` at `now` (`rate_limit::admit`), or says why not.
+    async fn admit_call(
+        &self,
+        key: &RateKey,
+        limits: RateLimits,
+        now: Timestamp,
+    ) -> Result<Result<(), Throttled>, StoreError>;
+    /// Forgets the call logs of keys idle for an hour.
+    async fn forget_idle_calls(&self, now: Timestamp) -> Result<(), StoreError>;
 
     // Audit log.
 

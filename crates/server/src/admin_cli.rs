@@ -9,13 +9,14 @@ use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
+use palisade_store_postgres::PoolSettings;
 use std::io::Read;
 use std::str::FromStr;
 use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub struct Database {
-    /// Database URL: sqlite://PATH.
+    /// Database URL: sqlite://PATH, or postgres://USER@HOST/DATABASE.
     #[arg(
         long,
         env = "PALISADE_DATABASE",
@@ -229,8 +230,14 @@ fn parse_role(text: &str) -> Result<Role, String> {
     })
 }
 
-fn store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
-    app::open_store(&db.database)
+/// A command makes a few calls: two connections are plenty.
+const COMMAND_POOL: PoolSettings = PoolSettings {
+    max_connections: 2,
+    timeout: std::time::Duration::from_secs(5),
+};
+
+async fn store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    app::open_store(&db.database, COMMAND_POOL).await
 }
 
 fn admin(store: Arc<dyn Store>) -> Admin {
@@ -245,7 +252,7 @@ fn admin(store: Arc<dyn Store>) -> Admin {
 pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
     match command {
         TenantCommand::List(db) => {
-            for tenant in store(&db)?.tenants().await? {
+            for tenant in store(&db).await?.tenants().await? {
                 println!(
                     "{}  {}  (retention {} days)",
                     tenant.id, tenant.name, tenant.retention_days
@@ -263,7 +270,7 @@ pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
                 name,
                 retention_days,
             };
-            let store = store(&db)?;
+            let store = store(&db).await?;
             if !store.create_tenant(&tenant, &[], &[]).await? {
                 anyhow::bail!("tenant {} already exists", tenant.id);
             }
@@ -277,7 +284,7 @@ pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
 pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
     match command {
         AppCommand::List(t) => {
-            for app in store(&t.db)?.apps(&t.tenant).await? {
+            for app in store(&t.db).await?.apps(&t.tenant).await? {
                 let permissions: Vec<&str> = app.permissions.iter().map(|p| p.as_str()).collect();
                 println!(
                     "{}  {}  {}",
@@ -293,7 +300,7 @@ pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
             client_id,
             tenant,
         } => {
-            let (app, secret) = admin(store(&tenant.db)?)
+            let (app, secret) = admin(store(&tenant.db).await?)
                 .put_app(&tenant.tenant, client_id.as_deref(), &name, &permissions)
                 .await?;
             println!("client_id:     {}", app.client_id);
@@ -301,7 +308,7 @@ pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
             println!("(the secret is shown only now; Palisade keeps only its hash)");
         }
         AppCommand::Delete { client_id, tenant } => {
-            admin(store(&tenant.db)?)
+            admin(store(&tenant.db).await?)
                 .delete_app(&tenant.tenant, &client_id)
                 .await?;
             println!("deleted app {client_id}");
@@ -313,7 +320,7 @@ pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
 pub async fn users(command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::List(t) => {
-            for user in store(&t.db)?.users(&t.tenant).await? {
+            for user in store(&t.db).await?.users(&t.tenant).await? {
                 let roles: Vec<&str> = user.roles.iter().map(|r| r.as_str()).collect();
                 let groups = match &user.device_groups {
                     DeviceGroupAccess::All => "all device groups".to_string(),
@@ -346,7 +353,7 @@ pub async fn users(command: UserCommand) -> anyhow::Result<()> {
             } else {
                 DeviceGroupAccess::Only(groups)
             };
-            let (user, password) = admin(store(&tenant.db)?)
+            let (user, password) = admin(store(&tenant.db).await?)
                 .put_user(
                     &tenant.tenant,
                     &username,
@@ -362,7 +369,7 @@ pub async fn users(command: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Delete { username, tenant } => {
-            admin(store(&tenant.db)?)
+            admin(store(&tenant.db).await?)
                 .delete_user(&tenant.tenant, &username)
                 .await?;
             println!("deleted user {username}");
@@ -374,7 +381,7 @@ pub async fn users(command: UserCommand) -> anyhow::Result<()> {
 pub async fn groups(command: GroupCommand) -> anyhow::Result<()> {
     match command {
         GroupCommand::List(t) => {
-            for group in store(&t.db)?.device_groups(&t.tenant).await? {
+            for group in store(&t.db).await?.device_groups(&t.tenant).await? {
                 let rules = if group.rules.is_empty() {
                     "no rules".to_string()
                 } else {
@@ -404,7 +411,7 @@ pub async fn groups(command: GroupCommand) -> anyhow::Result<()> {
                     machine_ids: machine_ids.iter().map(|m| m.to_ascii_lowercase()).collect(),
                 },
             };
-            admin(store(&tenant.db)?)
+            admin(store(&tenant.db).await?)
                 .put_device_group(&tenant.tenant, &group)
                 .await?;
             println!(
@@ -419,7 +426,7 @@ pub async fn groups(command: GroupCommand) -> anyhow::Result<()> {
 pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
     match command {
         KeyCommand::List(t) => {
-            for key in store(&t.db)?.signing_keys(&t.tenant).await? {
+            for key in store(&t.db).await?.signing_keys(&t.tenant).await? {
                 let state = match key.retired_at {
                     None => "active".to_string(),
                     Some(at) => format!("retired {at}"),
@@ -428,7 +435,7 @@ pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Rotate(t) => {
-            let key = admin(store(&t.db)?).rotate_key(&t.tenant).await?;
+            let key = admin(store(&t.db).await?).rotate_key(&t.tenant).await?;
             println!("new signing key {}", key.kid);
         }
     }
@@ -437,7 +444,8 @@ pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
 
 pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::List { top, tenant } = command;
-    let page = store(&tenant.db)?
+    let page = store(&tenant.db)
+        .await?
         .audit_entries(&tenant.tenant, 0, top)
         .await?;
     for e in page.items {
@@ -459,7 +467,7 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
 pub async fn onboarding(command: OnboardingCommand) -> anyhow::Result<()> {
     match command {
         OnboardingCommand::List(t) => {
-            for token in store(&t.db)?.onboarding_tokens(&t.tenant).await? {
+            for token in store(&t.db).await?.onboarding_tokens(&t.tenant).await? {
                 let state = match token.revoked_at {
                     None => "active".to_string(),
                     Some(at) => format!("revoked {at}"),
@@ -475,7 +483,7 @@ pub async fn onboarding(command: OnboardingCommand) -> anyhow::Result<()> {
             id,
             tenant,
         } => {
-            let (token, text) = admin(store(&tenant.db)?)
+            let (token, text) = admin(store(&tenant.db).await?)
                 .put_onboarding_token(&tenant.tenant, id.as_deref(), &description)
                 .await?;
             println!("id:               {}", token.id);
@@ -483,7 +491,7 @@ pub async fn onboarding(command: OnboardingCommand) -> anyhow::Result<()> {
             println!("(shown only now; enroll with: palisade-agent --server URL --onboarding-token TOKEN --state-dir DIR)");
         }
         OnboardingCommand::Revoke { id, tenant } => {
-            admin(store(&tenant.db)?)
+            admin(store(&tenant.db).await?)
                 .revoke_onboarding_token(&tenant.tenant, &id)
                 .await?;
             println!("revoked onboarding token {id}");
@@ -494,7 +502,7 @@ pub async fn onboarding(command: OnboardingCommand) -> anyhow::Result<()> {
 
 pub async fn devices(command: DeviceCommand) -> anyhow::Result<()> {
     let DeviceCommand::List(t) = command;
-    for device in store(&t.db)?.devices(&t.tenant).await? {
+    for device in store(&t.db).await?.devices(&t.tenant).await? {
         let state = match device.offboarded_at {
             None => format!("isolation {}", device.isolation),
             Some(at) => format!("offboarded {at}"),

@@ -17,6 +17,7 @@ use palisade_domain::devices::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS};
 use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
 use palisade_identity::{ExternalIssuer, TokenService, Validator};
+use palisade_store_postgres::{PoolSettings, PostgresStore};
 use palisade_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,16 +67,18 @@ impl AppState {
     pub fn new(palisade: Palisade, settings: &Settings, listen_authority: String) -> Self {
         let store = palisade.store().clone();
         let clock = palisade.clock().clone();
+        // Actions other nodes create wake this node's waiting devices too.
+        store.relay_new_actions(palisade.wakeups().clone());
         AppState {
             validator: Validator::new(
                 store.clone(),
                 clock.clone(),
                 settings.external_issuers.clone(),
             ),
-            tokens: TokenService::new(store, clock.clone()),
+            tokens: TokenService::new(store.clone(), clock.clone()),
             limiter: settings
                 .rate_limits
-                .map(|limits| RateLimiter::new(limits, clock)),
+                .map(|limits| RateLimiter::new(limits, clock, store)),
             devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds),
             palisade,
             scheme: if settings.tls { "https" } else { "http" },
@@ -87,18 +90,37 @@ impl AppState {
 /// The tenant a plain `palisade serve` creates for itself.
 pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
 
-/// Opens the store named by `database` (`sqlite://PATH` or a plain path).
-pub fn open_store(database: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the store named by `database`: `sqlite://PATH` (or a plain path), the
+/// embedded default; or `postgres://...`, for several nodes sharing one database.
+pub async fn open_store(database: &str, pool: PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
+    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+        let store = PostgresStore::connect(database, pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redacted(database)))?;
+        return Ok(Arc::new(store));
+    }
     let path = database
         .strip_prefix("sqlite://")
         .or_else(|| database.strip_prefix("sqlite:"))
         .unwrap_or(database);
-    if database.starts_with("postgres") {
-        anyhow::bail!("the PostgreSQL back end is not built yet; use sqlite://PATH");
-    }
     let store = SqliteStore::open(&PathBuf::from(path))
         .map_err(|e| anyhow::anyhow!("cannot open the database {path}: {e}"))?;
     Ok(Arc::new(store))
+}
+
+/// A database URL fit for logs: its password, if any, replaced.
+pub fn redacted(database: &str) -> String {
+    let Some((scheme, rest)) = database.split_once("://") else {
+        return database.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+            None => database.to_string(),
+        },
+        None => database.to_string(),
+    }
 }
 
 /// How often Pending actions are checked for their time-out.
@@ -114,7 +136,9 @@ pub fn spawn_sweeper(state: &AppState) {
         loop {
             tick.tick().await;
             if let Some(limiter) = &limiter {
-                limiter.forget_idle();
+                if let Err(error) = limiter.forget_idle().await {
+                    tracing::warn!(%error, "could not forget idle rate-limit counts");
+                }
             }
             match palisade.time_out_stale_actions().await {
                 Ok(0) => {}

@@ -8,6 +8,7 @@ use crate::tls::{self, TlsSource};
 use clap::{Args, Parser, Subcommand};
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::{Palisade, SystemClock};
+use palisade_store_postgres::PoolSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -102,13 +103,19 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PALISADE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Database URL: sqlite://PATH (embedded default).
+    /// Database URL: sqlite://PATH (embedded default), or
+    /// postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE for several nodes.
     #[arg(
         long,
         env = "PALISADE_DATABASE",
         default_value = "sqlite://palisade.db"
     )]
     pub database: String,
+    /// PostgreSQL: connections this node keeps at most (keep nodes × this
+    /// under the server's max_connections).
+    #[arg(long, env = "PALISADE_DATABASE_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub database_pool_size: u16,
     /// Create (once) a demo tenant with a fleet of machines, and serve it.
     #[arg(long, env = "PALISADE_DEMO")]
     pub demo: bool,
@@ -231,7 +238,11 @@ pub fn parse() -> anyhow::Result<Cli> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = app::open_store(&args.database)?;
+    let pool = PoolSettings {
+        max_connections: usize::from(args.database_pool_size),
+        ..PoolSettings::default()
+    };
+    let store = app::open_store(&args.database, pool).await?;
     let palisade = Palisade::new(store, Arc::new(SystemClock))
         .with_action_timeout(args.action_timeout_hours * 3600);
     let listener = TcpListener::bind(args.listen)
@@ -289,7 +300,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app::spawn_check_in_writer(&state.devices);
     let devices = state.devices.clone();
     let router = app::http_app(state, axum::Router::new());
-    tracing::info!(database = %args.database, tenant = %tenant_id, "palisade is ready on {origin}");
+    tracing::info!(database = %app::redacted(&args.database), tenant = %tenant_id, "palisade is ready on {origin}");
     let stop_polls = devices.clone();
     let shutdown = async move {
         shutdown_signal().await;

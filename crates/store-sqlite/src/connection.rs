@@ -13,6 +13,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0002_identity_and_audit.sql")),
         M::up(include_str!("../migrations/0003_device_group_rules.sql")),
         M::up(include_str!("../migrations/0004_device_plane.sql")),
+        M::up(include_str!("../migrations/0005_action_delivery.sql")),
     ])
 });
 

@@ -5,7 +5,7 @@ use crate::rows::{
     action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks, ACTION_COLUMNS,
 };
 use crate::store::{find_machine, MachineKey};
-use palisade_contract::{Machine, MachineAction};
+use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_groups, device_report, enrollment};
@@ -217,6 +217,41 @@ pub(crate) fn open_actions(
     ))?
     .query_map([tenant_id, machine_id], action_from_row)?
     .collect()
+}
+
+/// Open actions no delivery holds at `now`.
+pub(crate) fn deliverable_actions(
+    conn: &Connection,
+    tenant_id: &str,
+    machine_id: &str,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<MachineAction>> {
+    conn.prepare_cached(&format!(
+        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
+         AND a.status IN ('Pending', 'InProgress') \
+         AND (a.delivered_until IS NULL OR a.delivered_until <= ?3) ORDER BY a.creation_time, a.id"
+    ))?
+    .query_map(params![tenant_id, machine_id, Ticks(now)], action_from_row)?
+    .collect()
+}
+
+/// Delivers the deliverable actions, holding them until `held_until`; the
+/// single writer makes the read and the hold one step.
+pub(crate) fn claim_actions(
+    conn: &Connection,
+    tenant_id: &str,
+    machine_id: &str,
+    now: Timestamp,
+    held_until: Timestamp,
+) -> rusqlite::Result<Vec<MachineAction>> {
+    let actions = deliverable_actions(conn, tenant_id, machine_id, now)?;
+    let mut hold = conn.prepare_cached(
+        "UPDATE machine_actions SET delivered_until = ?3 WHERE tenant_id = ?1 AND id = ?2",
+    )?;
+    for action in &actions {
+        hold.execute(params![tenant_id, action.id, Ticks(held_until)])?;
+    }
+    Ok(actions)
 }
 
 pub(crate) fn change_action(

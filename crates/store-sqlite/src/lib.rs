@@ -12,7 +12,6 @@
 mod connection;
 mod devices;
 mod identity;
-mod query;
 mod rows;
 mod store;
 mod workers;

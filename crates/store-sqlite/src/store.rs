@@ -3,7 +3,6 @@
 use crate::connection::{open_connection, MIGRATIONS};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
-use crate::query::{Entity, Sql, ACTIONS, MACHINES};
 use crate::rows::{
     action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
     MACHINE_COLUMNS, MACHINE_FROM,
@@ -12,17 +11,21 @@ use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
+use palisade_domain::rate_limit::{CallLogs, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
+use palisade_store_sql::{Entity, ListSql, Sql, Value, ACTIONS, MACHINES};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Read connections: enough for every async worker plus scans on the blocking pool.
 const READERS: usize = 8;
@@ -30,6 +33,7 @@ const READERS: usize = 8;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    calls: CallLogs,
 }
 
 impl SqliteStore {
@@ -48,7 +52,18 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::spawn(conn),
             readers,
+            calls: CallLogs::default(),
         })
+    }
+}
+
+/// A shared-SQL parameter as rusqlite binds it.
+fn sqlite_value(value: &Value) -> rusqlite::types::Value {
+    match value {
+        Value::Text(text) => rusqlite::types::Value::Text(text.clone()),
+        Value::Integer(n) => rusqlite::types::Value::Integer(*n),
+        Value::Real(x) => rusqlite::types::Value::Real(*x),
+        Value::Null => rusqlite::types::Value::Null,
     }
 }
 
@@ -58,7 +73,7 @@ fn query_rows<T>(
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
     let mut statement = conn.prepare_cached(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.params.iter()), map)?;
+    let rows = statement.query_map(params_from_iter(sql.params.iter().map(sqlite_value)), map)?;
     rows.collect()
 }
 
@@ -66,38 +81,25 @@ fn query_rows<T>(
 fn list<T>(
     conn: &Connection,
     entity: &Entity,
-    (columns, from): (&str, &str),
+    table: (&str, &str),
     visible: impl Fn(&mut Sql),
     tenant_id: &str,
     query: &ListQuery,
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Page<T>> {
-    let mut where_ = Sql::default();
-    visible(&mut where_);
-    if let Some(filter) = &query.filter {
-        where_.filter(entity, filter, tenant_id);
-    }
-    let mut sql = Sql::default();
-    sql.push("SELECT ")
-        .push(columns)
-        .push(" FROM ")
-        .push(from)
-        .push(" WHERE ")
-        .push(&where_.text);
-    sql.params.extend(where_.params.iter().cloned());
-    sql.order_by(entity, &query.order_by)
-        .page(query.skip, i64::from(query.limit) + 1);
-    let mut items = query_rows(conn, &sql, map)?;
+    let sql = ListSql::new(Default::default(), entity, table, visible, tenant_id, query);
+    let mut items = query_rows(conn, &sql.page, map)?;
     let more = items.len() > query.limit as usize;
     items.truncate(query.limit as usize);
-    let count = if query.count {
-        let text = format!("SELECT COUNT(*) FROM {from} WHERE {}", where_.text);
-        let total: i64 = conn
-            .prepare_cached(&text)?
-            .query_row(params_from_iter(where_.params.iter()), |r| r.get(0))?;
-        Some(total as u64)
-    } else {
-        None
+    let count = match &sql.count {
+        Some(count) => {
+            let total: i64 = conn.prepare_cached(&count.text)?.query_row(
+                params_from_iter(count.params.iter().map(sqlite_value)),
+                |r| r.get(0),
+            )?;
+            Some(total as u64)
+        }
+        None => None,
     };
     Ok(Page { items, count, more })
 }
@@ -137,7 +139,7 @@ pub(crate) fn find_machine(
         ),
     };
     sql.push(condition)
-        .bind(rusqlite::types::Value::Text(value.to_string()))
+        .bind(Value::Text(value.to_string()))
         .push(order);
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
@@ -150,8 +152,7 @@ fn find_action(
     let mut sql = Sql::default();
     sql.push(&action_select()).push(" WHERE ");
     sql.action_visibility(visibility);
-    sql.push(" AND a.id = ")
-        .bind(rusqlite::types::Value::Text(id.to_string()));
+    sql.push(" AND a.id = ").bind(Value::Text(id.to_string()));
     Ok(query_rows(conn, &sql, action_from_row)?.pop())
 }
 
@@ -698,15 +699,30 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn device_actions(
+    async fn claim_device_actions(
         &self,
         tenant_id: &str,
         machine_id: &str,
+        now: Timestamp,
+        held_until: Timestamp,
     ) -> Result<Vec<MachineAction>, StoreError> {
-        self.readers
-            .read_now(|conn| devices::open_actions(conn, tenant_id, machine_id))
-            .await
+        // Most check-ins find nothing: a read answers them without a write.
+        let deliverable = self
+            .readers
+            .read_now(|conn| devices::deliverable_actions(conn, tenant_id, machine_id, now))
+            .await?;
+        if deliverable.is_empty() {
+            return Ok(deliverable);
+        }
+        let (tenant_id, machine_id) = (tenant_id.to_string(), machine_id.to_string());
+        self.write_store(move |conn| {
+            devices::claim_actions(conn, &tenant_id, &machine_id, now, held_until)
+        })
+        .await
     }
+
+    /// SQLite is one node's: its own wakeups are all there are.
+    fn relay_new_actions(&self, _wakeups: Arc<Wakeups>) {}
 
     async fn change_device_action(
         &self,
@@ -718,6 +734,21 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| devices::change_action(conn, &device, &action_id, decide))
             .await
+    }
+
+    /// In memory: an SQLite file serves one node, so this process sees every call.
+    async fn admit_call(
+        &self,
+        key: &RateKey,
+        limits: RateLimits,
+        now: Timestamp,
+    ) -> Result<Result<(), Throttled>, StoreError> {
+        Ok(self.calls.admit(key, limits, now.ticks()))
+    }
+
+    async fn forget_idle_calls(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.calls.forget_idle(now.ticks());
+        Ok(())
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -799,7 +830,6 @@ fn into_store_error(error: WriteError) -> StoreError {
 mod tests {
     use super::*;
     use palisade_contract::{ErrorCode, MdeError};
-    use std::sync::Arc;
 
     #[test]
     fn migrations_apply_to_an_empty_database() {

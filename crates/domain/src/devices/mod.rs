@@ -6,7 +6,7 @@ mod plane;
 pub mod secrets;
 pub mod wakeups;
 
-pub use plane::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS};
+pub use plane::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS, DELIVERY_HOLD_SECONDS};
 
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 use palisade_device::{Capability, CheckIn, Isolation};

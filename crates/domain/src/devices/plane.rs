@@ -16,6 +16,11 @@ use std::time::Duration;
 /// How often devices are asked to report when nothing happens.
 pub const DEFAULT_CHECK_IN_INTERVAL_SECONDS: u64 = 60;
 
+/// How long a delivered action is not delivered again: longer than a device
+/// takes to start it, so that it is not taken on twice; a device that went
+/// silent with it (or lost the reply) gets it again after this.
+pub const DELIVERY_HOLD_SECONDS: i64 = 60;
+
 #[derive(Clone)]
 pub struct DevicePlane {
     palisade: Palisade,
@@ -123,7 +128,6 @@ impl DevicePlane {
             at: self.palisade.now(),
             report,
         });
-        let store = self.palisade.store();
         // Subscribed before reading, so that an action created between the
         // read and the wait still wakes this poll.
         let wakeup = self
@@ -133,9 +137,7 @@ impl DevicePlane {
         let notified = wakeup.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let mut actions = store
-            .device_actions(&device.tenant_id, &device.machine_id)
-            .await?;
+        let mut actions = self.claim_actions(device).await?;
         let mut stopping = self.stopping.subscribe();
         if actions.is_empty() && !wait.is_zero() && !*stopping.borrow_and_update() {
             let woken = tokio::select! {
@@ -143,15 +145,23 @@ impl DevicePlane {
                 _ = stopping.changed() => false,
             };
             if woken {
-                actions = store
-                    .device_actions(&device.tenant_id, &device.machine_id)
-                    .await?;
+                actions = self.claim_actions(device).await?;
             }
         }
         Ok(CheckInReply {
             actions,
             check_in_interval_seconds: self.check_in_interval_seconds,
         })
+    }
+
+    async fn claim_actions(&self, device: &Device) -> Result<Vec<MachineAction>, MdeError> {
+        let now = self.palisade.now();
+        let held_until = now.plus_seconds(DELIVERY_HOLD_SECONDS);
+        Ok(self
+            .palisade
+            .store()
+            .claim_device_actions(&device.tenant_id, &device.machine_id, now, held_until)
+            .await?)
     }
 
     /// Pending → InProgress: the device has taken the action on.

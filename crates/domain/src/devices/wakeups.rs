@@ -51,6 +51,22 @@ impl Wakeups {
             notify.notify_waiters();
         }
     }
+
+    /// Wakes every poll now waiting: after news may have been missed (a lost
+    /// connection to the other nodes), each looks for itself.
+    pub fn wake_all(&self) {
+        let all: Vec<Arc<Notify>> = {
+            let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting
+                .by_device
+                .values()
+                .filter_map(Weak::upgrade)
+                .collect()
+        };
+        for notify in all {
+            notify.notify_waiters();
+        }
+    }
 }
 
 #[cfg(test)]

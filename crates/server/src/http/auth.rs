@@ -105,7 +105,11 @@ pub async fn gate(
             principal_id: caller.principal.id().to_string(),
             operation,
         };
-        if let Err(throttled) = limiter.admit(&key) {
+        let admitted = match limiter.admit(&key).await {
+            Ok(admitted) => admitted,
+            Err(error) => return ApiError(MdeError::from(error)).into_response(),
+        };
+        if let Err(throttled) = admitted {
             let window = match throttled.window {
                 Window::Minute => "a minute",
                 Window::Hour => "an hour",

@@ -4,10 +4,10 @@ use crate::harness::*;
 use serde_json::json;
 use std::process::{Command, Output};
 
-fn palisade(db: &std::path::Path, args: &[&str]) -> Output {
+fn palisade(db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
-        .env("PALISADE_DATABASE", format!("sqlite://{}", db.display()))
+        .env("PALISADE_DATABASE", db)
         .env("USER", "operator")
         .output()
         .expect("run palisade")
@@ -36,7 +36,7 @@ fn field(text: &str, label: &str) -> String {
 #[tokio::test]
 async fn an_operator_sets_up_a_tenant_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("palisade.db");
+    let db = database_url(dir.path()).await;
     for command in ["tenants", "apps", "users", "groups", "keys", "audit"] {
         let help = palisade(&db, &[command, "--help"]);
         assert!(stdout(&help).contains("Usage:"), "{command} --help");
@@ -212,10 +212,10 @@ async fn an_operator_sets_up_a_tenant_from_the_command_line() {
     assert!(audit.contains("cli operator"), "{audit}");
 }
 
-#[test]
-fn a_config_file_with_a_mistake_is_refused_with_its_reason() {
+#[tokio::test]
+async fn a_config_file_with_a_mistake_is_refused_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("palisade.db");
+    let db = database_url(dir.path()).await;
     let cases = [
         ("rate_limits = \"off\"\n", "unknown setting 'rate_limits'"),
         (
@@ -243,7 +243,7 @@ fn a_config_file_with_a_mistake_is_refused_with_its_reason() {
 #[tokio::test]
 async fn an_operator_issues_lists_and_revokes_onboarding_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("palisade.db");
+    let db = database_url(dir.path()).await;
     let created = stdout(&palisade(&db, &["tenants", "create", "--name", "Devices"]));
     let tenant = created.split_whitespace().nth(2).unwrap().to_string();
     let t = ["--tenant", tenant.as_str()];

@@ -6,6 +6,7 @@ use crate::harness::TestServer;
 use palisade_contract::{ActionStatus, IpAddress, OsPlatform};
 use palisade_device::client::{DeviceClient, DeviceError};
 use palisade_device::{ActionResult, Capability, CheckIn, EnrollRequest, Enrollment, Isolation};
+use palisade_domain::devices::DELIVERY_HOLD_SECONDS;
 use serde_json::json;
 use std::time::Duration;
 
@@ -279,12 +280,23 @@ async fn a_waiting_device_receives_a_new_action_and_drives_its_life_cycle() {
         in_progress["lastUpdateDateTimeUtc"],
         created["lastUpdateDateTimeUtc"]
     );
-    // Still open: a restarted device sees it again, and may start it again.
+    // Delivered once: while its delivery holds, another check-in (on any
+    // node) does not get it again.
+    let meanwhile = enrolled
+        .device
+        .check_in(&report(Isolation::None), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(meanwhile.actions.is_empty(), "{:?}", meanwhile.actions);
+    // Still open: a device that restarted with it gets it again once the hold
+    // ends, and may start it again.
+    server.clock.advance(DELIVERY_HOLD_SECONDS);
     let again = enrolled
         .device
         .check_in(&report(Isolation::None), Duration::ZERO)
         .await
         .unwrap();
+    assert_eq!(again.actions.len(), 1, "{:?}", again.actions);
     assert_eq!(again.actions[0].status, ActionStatus::InProgress);
     enrolled.device.start(&action_id).await.unwrap();
 

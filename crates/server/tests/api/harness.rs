@@ -1,5 +1,5 @@
 //! Starts a real Palisade server (in this process, on a free port, on a fresh
-//! SQLite file) and talks to it over HTTP.
+//! database: see `backend`) and talks to it over HTTP.
 
 use palisade_contract::machine::IpAddress;
 use palisade_contract::Permission;
@@ -17,6 +17,15 @@ use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tempfile::TempDir;
+
+pub use crate::backend::database_url;
+
+/// Tests run side by side on one PostgreSQL: each server keeps few connections.
+pub const TEST_POOL: palisade_store_postgres::PoolSettings =
+    palisade_store_postgres::PoolSettings {
+        max_connections: 4,
+        timeout: std::time::Duration::from_secs(5),
+    };
 
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`
@@ -98,8 +107,8 @@ impl TestServer {
 
     pub async fn start_with(options: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let db_path = dir.path().join("palisade.db");
-        let store = app::open_store(&format!("sqlite://{}", db_path.display())).unwrap();
+        let database = database_url(dir.path()).await;
+        let store = app::open_store(&database, TEST_POOL).await.unwrap();
         let clock = Arc::new(OffsetClock::default());
         let palisade = Palisade::new(store.clone(), clock.clone());
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
@@ -474,7 +483,11 @@ impl ServerProcess {
             .arg("--demo-credentials")
             .arg(&credentials)
             .arg("--database")
-            .arg(format!("sqlite://{}", dir.join("palisade.db").display()))
+            .arg(match netns {
+                Some(_) => crate::backend::reachable_from_namespace(&database_url(dir).await),
+                None => database_url(dir).await,
+            })
+            .args(["--database-pool-size", "4"])
             .args(extra)
             .env("PALISADE_LOG", "info")
             .stdout(std::process::Stdio::null())

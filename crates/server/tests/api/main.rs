@@ -1,6 +1,11 @@
 //! HTTP-level tests of the MDE API against a real server on a real SQLite store.
-//! One binary (faster to build); one module per area.
+//! One binary (faster to build); one module per area. `api_postgres` runs
+//! the same modules on PostgreSQL.
 
+/// The store every test here runs on.
+const BACKEND: backend::Backend = backend::Backend::Sqlite;
+
+mod backend;
 mod harness;
 
 mod admin_cli;

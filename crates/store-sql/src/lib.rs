@@ -1,19 +1,39 @@
-//! A resolved OData query, and a caller's visibility, as SQL.
+//! A resolved OData query, and a caller's visibility, as SQL: written once
+//! for both stores, which differ only in how a parameter is written and in
+//! a few spellings ([`Dialect`]). Each store binds [`Value`]s with its driver.
 
 use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
-use rusqlite::types::Value;
+
+/// A bound parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Text(String),
+    Integer(i64),
+    Real(f64),
+    Null,
+}
+
+/// The SQL a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// `?` parameters, typeless.
+    #[default]
+    Sqlite,
+    /// `$n` parameters, cast to their type so that the server need not infer it.
+    Postgres,
+}
 
 /// Which entity a query is about: its table alias, columns and default order.
-pub(crate) struct Entity {
+pub struct Entity {
     /// Maps a canonical property name (see `ListQuery`) to its column.
     pub column: fn(&str) -> Option<&'static str>,
     pub default_order: &'static str,
 }
 
-pub(crate) const MACHINES: Entity = Entity {
+pub const MACHINES: Entity = Entity {
     column: |property| {
         Some(match property {
             "id" => "m.id",
@@ -37,7 +57,7 @@ pub(crate) const MACHINES: Entity = Entity {
     default_order: "m.id",
 };
 
-pub(crate) const ACTIONS: Entity = Entity {
+pub const ACTIONS: Entity = Entity {
     column: |property| {
         Some(match property {
             "id" => "a.id",
@@ -55,21 +75,47 @@ pub(crate) const ACTIONS: Entity = Entity {
 
 /// Collects SQL text and its positional parameters side by side.
 #[derive(Default)]
-pub(crate) struct Sql {
+pub struct Sql {
+    pub dialect: Dialect,
     pub text: String,
     pub params: Vec<Value>,
 }
 
 impl Sql {
+    pub fn new(dialect: Dialect) -> Sql {
+        Sql {
+            dialect,
+            ..Sql::default()
+        }
+    }
+
     pub fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     pub fn bind(&mut self, value: Value) -> &mut Self {
-        self.text.push('?');
+        match self.dialect {
+            Dialect::Sqlite => self.text.push('?'),
+            Dialect::Postgres => {
+                let cast = match value {
+                    Value::Text(_) | Value::Null => "text",
+                    Value::Integer(_) => "int8",
+                    Value::Real(_) => "float8",
+                };
+                let n = self.params.len() + 1;
+                self.text.push_str(&format!("${n}::{cast}"));
+            }
+        }
         self.params.push(value);
         self
+    }
+
+    fn sqlite_or_postgres(&mut self, sqlite: &str, postgres: &str) -> &mut Self {
+        match self.dialect {
+            Dialect::Sqlite => self.push(sqlite),
+            Dialect::Postgres => self.push(postgres),
+        }
     }
 
     /// `m.tenant_id = ? AND m.last_seen >= ? [AND m.rbac_group_id IN (...)]`
@@ -97,7 +143,7 @@ impl Sql {
     fn device_groups(&mut self, column: &str, access: &DeviceGroupAccess) -> &mut Self {
         if let DeviceGroupAccess::Only(groups) = access {
             if groups.is_empty() {
-                return self.push(" AND 0");
+                return self.sqlite_or_postgres(" AND 0", " AND false");
             }
             self.push(" AND ").push(column).push(" IN (");
             for (i, group) in groups.iter().enumerate() {
@@ -142,7 +188,7 @@ impl Sql {
                 // SQL NULL here, before NOT turns it into true.
                 self.push("NOT coalesce((");
                 self.condition(entity, a, tenant_id);
-                self.push("), 0)");
+                self.sqlite_or_postgres("), 0)", "), false)");
             }
             Filter::Compare {
                 property,
@@ -160,13 +206,14 @@ impl Sql {
                     }
                     _ => {
                         // `IS NOT` so that a null column counts as "not equal", as in OData.
-                        let sql_op = match op {
-                            CompareOp::Eq => " = ",
-                            CompareOp::Ne => " IS NOT ",
-                            CompareOp::Gt => " > ",
-                            CompareOp::Ge => " >= ",
-                            CompareOp::Lt => " < ",
-                            CompareOp::Le => " <= ",
+                        let sql_op = match (op, self.dialect) {
+                            (CompareOp::Eq, _) => " = ",
+                            (CompareOp::Ne, Dialect::Sqlite) => " IS NOT ",
+                            (CompareOp::Ne, Dialect::Postgres) => " IS DISTINCT FROM ",
+                            (CompareOp::Gt, _) => " > ",
+                            (CompareOp::Ge, _) => " >= ",
+                            (CompareOp::Lt, _) => " < ",
+                            (CompareOp::Le, _) => " <= ",
                         };
                         self.push(sql_op).bind(literal(value));
                     }
@@ -175,10 +222,9 @@ impl Sql {
             Filter::StartsWith { property, prefix } => {
                 // substr, not LIKE: LIKE ignores ASCII case; startswith must not.
                 let column = Self::column(entity, property);
-                self.push("substr(")
-                    .push(column)
-                    .push(", 1, ")
-                    .bind(Value::Integer(prefix.chars().count() as i64))
+                self.push("substr(").push(column).push(", 1, ");
+                self.bind(Value::Integer(prefix.chars().count() as i64))
+                    .sqlite_or_postgres("", "::int4")
                     .push(") = ")
                     .bind(Value::Text(prefix.clone()));
             }
@@ -229,5 +275,46 @@ fn literal(value: &Literal) -> Value {
         Literal::Null => Value::Null,
         Literal::DateTime(at) => Value::Integer(Timestamp::from_datetime(*at).ticks()),
         Literal::Guid(g) => Value::Text(g.to_string()),
+    }
+}
+
+/// A list query's SQL: one page (and one row more, to tell whether more
+/// exist), and with `$count=true` the count of all that match.
+pub struct ListSql {
+    pub page: Sql,
+    pub count: Option<Sql>,
+}
+
+impl ListSql {
+    /// `columns` of `from` where `visible` (the caller's visibility) and the
+    /// query's filter hold, in the query's order.
+    pub fn new(
+        dialect: Dialect,
+        entity: &Entity,
+        (columns, from): (&str, &str),
+        visible: impl Fn(&mut Sql),
+        tenant_id: &str,
+        query: &palisade_domain::query::ListQuery,
+    ) -> ListSql {
+        let select = |what: &str| {
+            let mut sql = Sql::new(dialect);
+            sql.push("SELECT ")
+                .push(what)
+                .push(" FROM ")
+                .push(from)
+                .push(" WHERE ");
+            visible(&mut sql);
+            if let Some(filter) = &query.filter {
+                sql.filter(entity, filter, tenant_id);
+            }
+            sql
+        };
+        let mut page = select(columns);
+        page.order_by(entity, &query.order_by)
+            .page(query.skip, i64::from(query.limit) + 1);
+        ListSql {
+            page,
+            count: query.count.then(|| select("COUNT(*)")),
+        }
     }
 }

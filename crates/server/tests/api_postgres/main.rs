@@ -1,0 +1,37 @@
+//! The API tests of `api`, every one of them, on PostgreSQL (see `backend`).
+
+/// The store every test here runs on.
+const BACKEND: backend::Backend = backend::Backend::Postgres;
+
+#[path = "../api/admin_cli.rs"]
+mod admin_cli;
+#[path = "../api/agent.rs"]
+mod agent;
+#[path = "../api/backend.rs"]
+mod backend;
+#[path = "../api/device_groups.rs"]
+mod device_groups;
+#[path = "../api/device_plane.rs"]
+mod device_plane;
+#[path = "../api/durability.rs"]
+mod durability;
+#[path = "../api/errors.rs"]
+mod errors;
+#[path = "../api/external_issuer.rs"]
+mod external_issuer;
+#[path = "../api/harness.rs"]
+mod harness;
+#[path = "../api/identity.rs"]
+mod identity;
+#[path = "../api/limits_and_audit.rs"]
+mod limits_and_audit;
+#[path = "../api/machine_actions.rs"]
+mod machine_actions;
+#[path = "../api/machines.rs"]
+mod machines;
+#[path = "../api/odata.rs"]
+mod odata;
+#[path = "../api/openapi.rs"]
+mod openapi;
+#[path = "../api/real_clients.rs"]
+mod real_clients;

@@ -1,0 +1,820 @@
+//! `Store` on PostgreSQL.
+
+use crate::connection::{self, pg_error, pool_error, PoolSettings};
+use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
+use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::listen;
+use crate::rows::{
+    action_from_row, get, machine_from_row, save_action, save_machine, Db, ACTION_COLUMNS,
+    MACHINE_COLUMNS, MACHINE_FROM,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::wakeups::Wakeups;
+use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
+use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::ids::is_machine_id;
+use palisade_domain::query::ListQuery;
+use palisade_domain::rate_limit::{self, RateKey, RateLimits, Throttled};
+use palisade_domain::rules::device_groups;
+use palisade_domain::store::{
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
+    WriteError,
+};
+use palisade_store_sql::{Dialect, Entity, ListSql, Sql, Value, ACTIONS, MACHINES};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio_postgres::Row;
+
+/// Runs `$body` in a transaction on a pooled connection (as `$tx`) and
+/// answers `Ok` of its value once committed. An error leaving the body early
+/// drops the transaction, which rolls it back.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:block) => {{
+        let mut client = $store.client().await?;
+        let transaction = client.transaction().await.map_err(pg_error)?;
+        let value = {
+            let $tx = &transaction;
+            $body
+        };
+        transaction.commit().await.map_err(pg_error)?;
+        Ok(value)
+    }};
+}
+
+/// The channel a node announces a new action on: payload `"{tenant} {machine}"`.
+pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
+
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://...`) and brings its
+    /// schema up to date.
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<PostgresStore, StoreError> {
+        let config = connection::config(url, &settings)?;
+        connection::migrate(&config).await?;
+        let pool = connection::pool(config.clone(), &settings)?;
+        Ok(PostgresStore { pool, config })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Every row `sql` (with the tenant as `$1`) selects.
+    async fn all_rows<T>(
+        &self,
+        sql: &str,
+        tenant_id: &str,
+        map: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.client()
+            .await?
+            .rows(sql, &[&tenant_id])
+            .await?
+            .iter()
+            .map(map)
+            .collect()
+    }
+}
+
+/// How a single machine is looked up.
+pub(crate) enum MachineKey<'a> {
+    Id(&'a str),
+    /// Case-insensitive; names repeat across re-onboarded devices, and the most
+    /// recently seen wins.
+    Name(&'a str),
+}
+
+/// A visible machine; with `lock`, locked for the rest of the transaction.
+pub(crate) async fn find_machine(
+    db: &impl Db,
+    visibility: &Visibility,
+    key: MachineKey<'_>,
+    lock: bool,
+) -> Result<Option<Machine>, StoreError> {
+    let mut sql = Sql::new(Dialect::Postgres);
+    sql.push(&format!(
+        "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE "
+    ));
+    sql.machine_visibility(visibility);
+    let (condition, value, order) = match key {
+        MachineKey::Id(id) => (" AND m.id = ", id, ""),
+        MachineKey::Name(name) => (
+            " AND lower(m.computer_dns_name) = lower(",
+            name,
+            ") ORDER BY m.last_seen DESC LIMIT 1",
+        ),
+    };
+    sql.push(condition)
+        .bind(Value::Text(value.to_string()))
+        .push(order);
+    if lock {
+        sql.push(" FOR UPDATE OF m");
+    }
+    db.built(&sql)
+        .await?
+        .first()
+        .map(machine_from_row)
+        .transpose()
+}
+
+async fn find_action(
+    db: &impl Db,
+    visibility: &Visibility,
+    id: &str,
+    lock: bool,
+) -> Result<Option<MachineAction>, StoreError> {
+    let mut sql = Sql::new(Dialect::Postgres);
+    sql.push(&format!(
+        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE "
+    ));
+    sql.action_visibility(visibility);
+    sql.push(" AND a.id = ").bind(Value::Text(id.to_string()));
+    if lock {
+        sql.push(" FOR UPDATE OF a");
+    }
+    db.built(&sql)
+        .await?
+        .first()
+        .map(action_from_row)
+        .transpose()
+}
+
+/// Runs a list query: one page (and one row more, to tell whether more exist), and the count.
+async fn list<T>(
+    db: &impl Db,
+    entity: &Entity,
+    table: (&str, &str),
+    visible: impl Fn(&mut Sql),
+    tenant_id: &str,
+    query: &ListQuery,
+    map: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let sql = ListSql::new(Dialect::Postgres, entity, table, visible, tenant_id, query);
+    let mut items = db
+        .built(&sql.page)
+        .await?
+        .iter()
+        .map(map)
+        .collect::<Result<Vec<T>, _>>()?;
+    let more = items.len() > query.limit as usize;
+    items.truncate(query.limit as usize);
+    let count = match &sql.count {
+        Some(count) => {
+            let rows = db.built(count).await?;
+            let total: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
+            Some(total as u64)
+        }
+        None => None,
+    };
+    Ok(Page { items, count, more })
+}
+
+async fn save_device_group(
+    db: &impl Db,
+    tenant_id: &str,
+    group: &DeviceGroup,
+) -> Result<(), StoreError> {
+    let rules = serde_json::to_string(&group.rules).expect("rules serialise");
+    db.run(
+        "INSERT INTO device_groups (tenant_id, id, name, rank, rules) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, rank = excluded.rank, \
+         rules = excluded.rules",
+        &[&tenant_id, &group.id, &group.name, &group.rank, &rules],
+    )
+    .await?;
+    Ok(())
+}
+
+fn group_from_row(row: &Row) -> Result<DeviceGroup, StoreError> {
+    Ok(DeviceGroup {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        rank: get(row, 2)?,
+        rules: crate::rows::json(row, 3)?,
+    })
+}
+
+const GROUPS_SQL: &str =
+    "SELECT id, name, rank, rules FROM device_groups WHERE tenant_id = $1 ORDER BY id";
+
+async fn load_groups(db: &impl Db, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+    db.rows(GROUPS_SQL, &[&tenant_id])
+        .await?
+        .iter()
+        .map(group_from_row)
+        .collect()
+}
+
+/// Places every machine of the tenant in its group again, after its groups changed.
+async fn place_all(db: &impl Db, tenant_id: &str) -> Result<(), StoreError> {
+    let groups = load_groups(db, tenant_id).await?;
+    let rows = db
+        .rows(
+            &format!(
+                "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE m.tenant_id = $1 \
+                 ORDER BY m.id FOR UPDATE OF m"
+            ),
+            &[&tenant_id],
+        )
+        .await?;
+    for row in &rows {
+        let machine = machine_from_row(row)?;
+        let (group, _) = device_groups::assign(&groups, &machine);
+        if group != machine.rbac_group_id {
+            db.run(
+                "UPDATE machines SET rbac_group_id = $3 WHERE tenant_id = $1 AND id = $2",
+                &[&tenant_id, &machine.id, &group],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn tenant_from_row(row: &Row) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        id: get(row, 0)?,
+        name: get(row, 1)?,
+        retention_days: u32::try_from(get::<i64>(row, 2)?)
+            .map_err(|e| StoreError::Internal(format!("retention_days: {e}")))?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                "SELECT id, name, retention_days FROM tenants WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .as_ref()
+            .map(tenant_from_row)
+            .transpose()
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.client()
+            .await?
+            .rows(
+                "SELECT id, name, retention_days FROM tenants ORDER BY name, id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(tenant_from_row)
+            .collect()
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        groups: &[DeviceGroup],
+        machines: &[Machine],
+    ) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| {
+            let created = tx
+                .run(
+                    "INSERT INTO tenants (id, name, retention_days, created_at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &tenant.id,
+                        &tenant.name,
+                        &i64::from(tenant.retention_days),
+                        &Timestamp::now().ticks(),
+                    ],
+                )
+                .await?
+                == 1;
+            if created {
+                for group in groups {
+                    save_device_group(tx, &tenant.id, group).await?;
+                }
+                for machine in machines {
+                    let mut machine = machine.clone();
+                    device_groups::place(groups, &mut machine);
+                    save_machine(tx, &tenant.id, &machine, &[]).await?;
+                }
+            }
+            created
+        })
+    }
+
+    async fn put_device_group(
+        &self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            save_device_group(tx, tenant_id, group).await?;
+            place_all(tx, tenant_id).await?
+        })
+    }
+
+    async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            let groups = load_groups(tx, tenant_id).await?;
+            for machine in machines {
+                let old: Vec<String> = tx
+                    .rows(
+                        "SELECT tag FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
+                             ORDER BY position",
+                        &[&tenant_id, &machine.id],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| get(r, 0))
+                    .collect::<Result<_, _>>()?;
+                let mut machine = machine.clone();
+                device_groups::place(&groups, &mut machine);
+                save_machine(tx, tenant_id, &machine, &old).await?;
+            }
+        })
+    }
+
+    async fn machines(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<Machine>, StoreError> {
+        list(
+            &self.client().await?,
+            &MACHINES,
+            (MACHINE_COLUMNS, MACHINE_FROM),
+            |sql| {
+                sql.machine_visibility(visibility);
+            },
+            &visibility.tenant_id,
+            query,
+            machine_from_row,
+        )
+        .await
+    }
+
+    async fn machine(
+        &self,
+        visibility: &Visibility,
+        id_or_name: &str,
+    ) -> Result<Option<Machine>, StoreError> {
+        let client = self.client().await?;
+        if is_machine_id(id_or_name) {
+            let id = id_or_name.to_ascii_lowercase();
+            if let Some(machine) =
+                find_machine(&client, visibility, MachineKey::Id(&id), false).await?
+            {
+                return Ok(Some(machine));
+            }
+        }
+        find_machine(&client, visibility, MachineKey::Name(id_or_name), false).await
+    }
+
+    async fn change_machines(
+        &self,
+        visibility: &Visibility,
+        machine_ids: Vec<String>,
+        mut decide: MachineDecision,
+    ) -> Result<Vec<MachineChange>, WriteError> {
+        in_transaction!(self, |tx| {
+            let tenant_id = &visibility.tenant_id;
+            // Locked in key order first, so that two bulk changes on other
+            // nodes wait for each other instead of deadlocking.
+            let mut sorted = machine_ids.clone();
+            sorted.sort_unstable();
+            tx.run(
+                "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = ANY($2) \
+                     ORDER BY id FOR UPDATE",
+                &[tenant_id, &sorted],
+            )
+            .await?;
+            let mut changes = Vec::with_capacity(machine_ids.len());
+            let mut groups: Option<Vec<DeviceGroup>> = None;
+            for id in machine_ids {
+                let machine = find_machine(tx, visibility, MachineKey::Id(&id), false)
+                    .await?
+                    .ok_or(WriteError::MachineNotFound(id))?;
+                let active = devices::open_actions(tx, tenant_id, &machine.id).await?;
+                let capabilities = devices::capabilities(tx, tenant_id, &machine.id).await?;
+                let mut change = decide(&machine, &active, &capabilities)?;
+                // Rules read tags and names: a change of either may move the machine.
+                if change.machine.machine_tags != machine.machine_tags
+                    || change.machine.computer_dns_name != machine.computer_dns_name
+                {
+                    if groups.is_none() {
+                        groups = Some(load_groups(tx, tenant_id).await?);
+                    }
+                    device_groups::place(groups.as_deref().unwrap_or(&[]), &mut change.machine);
+                }
+                if change.machine != machine {
+                    save_machine(tx, tenant_id, &change.machine, &machine.machine_tags).await?;
+                }
+                if let Some(action) = &change.new_action {
+                    save_action(tx, tenant_id, action).await?;
+                    // Delivered at commit, to every node's LISTEN connection.
+                    tx.run(
+                        "SELECT pg_notify($1, $2 || ' ' || $3)",
+                        &[&NEW_ACTION_CHANNEL, tenant_id, &action.machine_id],
+                    )
+                    .await?;
+                }
+                changes.push(change);
+            }
+            changes
+        })
+    }
+
+    async fn actions(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<MachineAction>, StoreError> {
+        list(
+            &self.client().await?,
+            &ACTIONS,
+            (ACTION_COLUMNS, "machine_actions a"),
+            |sql| {
+                sql.action_visibility(visibility);
+            },
+            &visibility.tenant_id,
+            query,
+            action_from_row,
+        )
+        .await
+    }
+
+    async fn action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> Result<Option<MachineAction>, StoreError> {
+        find_action(&self.client().await?, visibility, id, false).await
+    }
+
+    async fn time_out_actions(
+        &self,
+        created_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.client()
+            .await?
+            .run(
+                "UPDATE machine_actions SET status = 'TimeOut', last_update_time = $1 \
+                 WHERE status = 'Pending' AND creation_time < $2",
+                &[&now.ticks(), &created_before.ticks()],
+            )
+            .await
+    }
+
+    async fn change_action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+        decide: ActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        in_transaction!(self, |tx| {
+            let action = find_action(tx, visibility, id, true)
+                .await?
+                .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
+            let changed = decide(&action)?;
+            save_action(tx, &visibility.tenant_id, &changed).await?;
+            changed
+        })
+    }
+
+    async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError> {
+        identity::save_app(&self.client().await?, app).await
+    }
+
+    async fn app(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<AppRegistration>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                &format!("SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 AND client_id = $2"),
+                &[&tenant_id, &client_id],
+            )
+            .await?
+            .as_ref()
+            .map(identity::app_from_row)
+            .transpose()
+    }
+
+    async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError> {
+        let sql = format!(
+            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 ORDER BY display_name, client_id"
+        );
+        self.all_rows(&sql, tenant_id, identity::app_from_row).await
+    }
+
+    async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .run(
+                "DELETE FROM apps WHERE tenant_id = $1 AND client_id = $2",
+                &[&tenant_id, &client_id],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        identity::save_user(&self.client().await?, user).await
+    }
+
+    async fn user(&self, tenant_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"),
+                &[&tenant_id, &id],
+            )
+            .await?
+            .as_ref()
+            .map(identity::user_from_row)
+            .transpose()
+    }
+
+    async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<User>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users \
+                     WHERE tenant_id = $1 AND lower(username) = lower($2)"
+                ),
+                &[&tenant_id, &username],
+            )
+            .await?
+            .as_ref()
+            .map(identity::user_from_row)
+            .transpose()
+    }
+
+    async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username");
+        self.all_rows(&sql, tenant_id, identity::user_from_row)
+            .await
+    }
+
+    async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .run(
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                &[&tenant_id, &id],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at DESC, kid"
+        );
+        self.all_rows(&sql, tenant_id, identity::key_from_row).await
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| { identity::rotate_key(tx, key).await? })
+    }
+
+    async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+        load_groups(&self.client().await?, tenant_id).await
+    }
+
+    async fn put_onboarding_token(&self, token: &OnboardingToken) -> Result<(), StoreError> {
+        devices::save_token(&self.client().await?, token).await
+    }
+
+    async fn onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<OnboardingToken>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                &format!(
+                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 AND id = $2"
+                ),
+                &[&tenant_id, &id],
+            )
+            .await?
+            .as_ref()
+            .map(devices::token_from_row)
+            .transpose()
+    }
+
+    async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 ORDER BY created_at, id"
+        );
+        self.all_rows(&sql, tenant_id, devices::token_from_row)
+            .await
+    }
+
+    async fn revoke_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .client()
+            .await?
+            .run(
+                "UPDATE onboarding_tokens SET revoked_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+                &[&tenant_id, &id, &at.ticks()],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn enroll_device(
+        &self,
+        machine: &Machine,
+        device: &Device,
+    ) -> Result<Machine, StoreError> {
+        in_transaction!(self, |tx| {
+            let groups = load_groups(tx, &device.tenant_id).await?;
+            devices::enroll(tx, &groups, machine, device).await?
+        })
+    }
+
+    async fn device_by_credential(
+        &self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        self.client()
+            .await?
+            .row(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2"
+                ),
+                &[&tenant_id, &credential_id],
+            )
+            .await?
+            .as_ref()
+            .map(devices::device_from_row)
+            .transpose()
+    }
+
+    async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 ORDER BY enrolled_at DESC, machine_id"
+        );
+        self.all_rows(&sql, tenant_id, devices::device_from_row)
+            .await
+    }
+
+    async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
+        in_transaction!(self, |tx| {
+            devices::record_check_ins(tx, check_ins).await?
+        })
+    }
+
+    async fn claim_device_actions(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+        now: Timestamp,
+        held_until: Timestamp,
+    ) -> Result<Vec<MachineAction>, StoreError> {
+        let client = self.client().await?;
+        // Most check-ins find nothing: a read answers them without a write.
+        if !devices::any_deliverable(&client, tenant_id, machine_id, now).await? {
+            return Ok(vec![]);
+        }
+        devices::claim_actions(&client, tenant_id, machine_id, now, held_until).await
+    }
+
+    fn relay_new_actions(&self, wakeups: Arc<Wakeups>) {
+        tokio::spawn(listen::relay(self.config.clone(), wakeups));
+    }
+
+    async fn change_device_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+        decide: DeviceActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        in_transaction!(self, |tx| {
+            devices::change_action(tx, device, action_id, decide).await?
+        })
+    }
+
+    /// In the database, so that every node counts the same calls. The key's
+    /// row is locked while the call is judged: two nodes admitting at once
+    /// take turns, and a burst spread over nodes admits exactly the limit.
+    async fn admit_call(
+        &self,
+        key: &RateKey,
+        limits: RateLimits,
+        now: Timestamp,
+    ) -> Result<Result<(), Throttled>, StoreError> {
+        let operation: &'static str = key.operation.into();
+        in_transaction!(self, |tx| {
+            // Call counts are not worth an fsync each: a crash may forget
+            // the last few, as a restart of the embedded store forgets all.
+            tx.run("SET LOCAL synchronous_commit = off", &[]).await?;
+            let row = tx
+                    .row(
+                        "INSERT INTO rate_limit_calls (tenant_id, principal_id, operation, calls, last_call) \
+                         VALUES ($1, $2, $3, '{}', $4) \
+                         ON CONFLICT (tenant_id, principal_id, operation) \
+                         DO UPDATE SET last_call = rate_limit_calls.last_call \
+                         RETURNING calls",
+                        &[&key.tenant_id, &key.principal_id, &operation, &now.ticks()],
+                    )
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("the upsert returned no row".into()))?;
+            let mut log: VecDeque<i64> = get::<Vec<i64>>(&row, 0)?.into();
+            let admitted = rate_limit::admit(&mut log, now.ticks(), limits);
+            if admitted.is_ok() {
+                let calls: Vec<i64> = log.into();
+                let last_call = calls.last().copied().unwrap_or(now.ticks());
+                tx.run(
+                    "UPDATE rate_limit_calls SET calls = $4, last_call = $5 \
+                         WHERE tenant_id = $1 AND principal_id = $2 AND operation = $3",
+                    &[
+                        &key.tenant_id,
+                        &key.principal_id,
+                        &operation,
+                        &calls,
+                        &last_call,
+                    ],
+                )
+                .await?;
+            }
+            admitted
+        })
+    }
+
+    async fn forget_idle_calls(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .run(
+                "DELETE FROM rate_limit_calls WHERE last_call <= $1",
+                &[&rate_limit::idle_since(now.ticks())],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        identity::append_audit(&self.client().await?, entry).await
+    }
+
+    async fn audit_entries(
+        &self,
+        tenant_id: &str,
+        skip: u64,
+        top: u32,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let mut items = self
+            .client()
+            .await?
+            .rows(
+                &format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 \
+                     ORDER BY id DESC LIMIT $2 OFFSET $3"
+                ),
+                &[
+                    &tenant_id,
+                    &(i64::from(top) + 1),
+                    &i64::try_from(skip).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?
+            .iter()
+            .map(identity::audit_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > top as usize;
+        items.truncate(top as usize);
+        Ok(Page {
+            items,
+            count: None,
+            more,
+        })
+    }
+}
