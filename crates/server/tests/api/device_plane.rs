@@ -34,13 +34,13 @@ fn enroll_request(name: &str, platform: OsPlatform, capabilities: &[Capability])
     }
 }
 
-struct Enrolled {
-    device: DeviceClient,
-    enrollment: Enrollment,
+pub(crate) struct Enrolled {
+    pub device: DeviceClient,
+    pub enrollment: Enrollment,
 }
 
 impl TestServer {
-    async fn onboarding_token(&self) -> String {
+    pub(crate) async fn onboarding_token(&self) -> String {
         let (_, text) = self
             .admin
             .put_onboarding_token(&self.tenant_id, None, "tests")
@@ -49,11 +49,11 @@ impl TestServer {
         text
     }
 
-    fn device_client(&self) -> DeviceClient {
+    pub(crate) fn device_client(&self) -> DeviceClient {
         DeviceClient::new(reqwest::Client::new(), &self.origin)
     }
 
-    async fn enroll(&self, request: &EnrollRequest) -> Enrolled {
+    pub(crate) async fn enroll(&self, request: &EnrollRequest) -> Enrolled {
         let token = self.onboarding_token().await;
         let enrollment = self.device_client().enroll(&token, request).await.unwrap();
         Enrolled {
@@ -62,12 +62,12 @@ impl TestServer {
         }
     }
 
-    async fn enroll_windows(&self, name: &str) -> Enrolled {
+    pub(crate) async fn enroll_windows(&self, name: &str) -> Enrolled {
         self.enroll(&enroll_request(name, OsPlatform::Windows11, &[]))
             .await
     }
 
-    async fn isolate(&self, machine_id: &str, isolation: &str) -> String {
+    pub(crate) async fn isolate(&self, machine_id: &str, isolation: &str) -> String {
         let reply = self
             .post(
                 &format!("/api/machines/{machine_id}/isolate"),
@@ -78,14 +78,14 @@ impl TestServer {
         reply.json["id"].as_str().unwrap().to_string()
     }
 
-    async fn action_status(&self, id: &str) -> serde_json::Value {
+    pub(crate) async fn action_status(&self, id: &str) -> serde_json::Value {
         let reply = self.get(&format!("/api/machineactions/{id}")).await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json
     }
 }
 
-fn report(isolation: Isolation) -> CheckIn {
+pub(crate) fn report(isolation: Isolation) -> CheckIn {
     CheckIn {
         isolation,
         ..CheckIn::default()

@@ -19,10 +19,18 @@ async fn demo_machine_ids(client: &reqwest::Client, origin: &str, n: usize) -> V
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start_in(dir.path(), &[]).await;
+/// What a server acknowledged before it was killed.
+pub(crate) struct Acknowledged {
+    machines: Vec<String>,
+    /// (machine, tag) added.
+    tags: Vec<(String, String)>,
+    /// Scan actions created.
+    actions: Vec<String>,
+}
+
+/// Writes tags and creates actions, many in flight, until `server` has
+/// acknowledged 300 tags; then kills it with SIGKILL mid-write.
+pub(crate) async fn write_until_killed(mut server: ServerProcess) -> Acknowledged {
     let client = server.client.clone();
     let origin = server.origin.clone();
     let machines = demo_machine_ids(&client, &origin, 8).await;
@@ -79,15 +87,24 @@ async fn acknowledged_writes_survive_kill_9() {
     for writer in writers {
         writer.await.unwrap();
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    let actions = actions.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 300);
-    assert!(!actions.is_empty(), "at least one scan was acknowledged");
+    let acknowledged = Acknowledged {
+        machines,
+        tags: acknowledged.lock().unwrap().clone(),
+        actions: actions.lock().unwrap().clone(),
+    };
+    assert!(acknowledged.tags.len() >= 300);
+    assert!(
+        !acknowledged.actions.is_empty(),
+        "at least one scan was acknowledged"
+    );
+    acknowledged
+}
 
-    let server = ServerProcess::start_in(dir.path(), &[]).await;
+/// Asserts that `server` has every write in `acknowledged`.
+pub(crate) async fn assert_kept(server: &ServerProcess, acknowledged: &Acknowledged) {
     let client = server.client.clone();
     let origin = server.origin.clone();
-    for machine in &machines {
+    for machine in &acknowledged.machines {
         let body: Value = client
             .get(format!("{origin}/api/machines/{machine}"))
             .send()
@@ -102,14 +119,14 @@ async fn acknowledged_writes_survive_kill_9() {
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        for (_, tag) in acknowledged.iter().filter(|(m, _)| m == machine) {
+        for (_, tag) in acknowledged.tags.iter().filter(|(m, _)| m == machine) {
             assert!(
                 tags.contains(&tag.as_str()),
                 "acknowledged tag {tag} lost on {machine}"
             );
         }
     }
-    for id in &actions {
+    for id in &acknowledged.actions {
         let reply = client
             .get(format!("{origin}/api/machineactions/{id}"))
             .send()
@@ -117,4 +134,13 @@ async fn acknowledged_writes_survive_kill_9() {
             .unwrap();
         assert_eq!(reply.status(), 200, "acknowledged action {id} lost");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_in(dir.path(), &[]).await;
+    let acknowledged = write_until_killed(server).await;
+    let restarted = ServerProcess::start_in(dir.path(), &[]).await;
+    assert_kept(&restarted, &acknowledged).await;
 }

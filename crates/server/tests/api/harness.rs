@@ -39,6 +39,10 @@ pub struct TestServer {
     /// The server's clock: `clock.advance(seconds)` lets time pass.
     pub clock: Arc<OffsetClock>,
     pub tenant_id: String,
+    /// The database it serves: another node can serve it too (the
+    /// PostgreSQL-only multi-node tests do).
+    #[allow(dead_code)]
+    pub database: String,
     /// The bearer token `client` sends.
     pub token: String,
     pub admin: Admin,
@@ -52,6 +56,8 @@ pub struct Options {
     /// Off by default: most tests make more calls than the limits allow.
     pub rate_limits: Option<RateLimits>,
     pub external_issuers: Vec<ExternalIssuer>,
+    /// Serve this database (another node's) instead of a fresh one.
+    pub database: Option<String>,
 }
 
 /// A response as a test looks at it.
@@ -107,7 +113,10 @@ impl TestServer {
 
     pub async fn start_with(options: Options) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let database = database_url(dir.path()).await;
+        let database = match options.database {
+            Some(database) => database,
+            None => database_url(dir.path()).await,
+        };
         let store = app::open_store(&database, TEST_POOL).await.unwrap();
         let clock = Arc::new(OffsetClock::default());
         let palisade = Palisade::new(store.clone(), clock.clone());
@@ -143,6 +152,7 @@ impl TestServer {
             devices,
             clock,
             tenant_id,
+            database,
             token: String::new(),
             admin,
             _dir: dir,

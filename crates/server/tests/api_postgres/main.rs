@@ -35,3 +35,7 @@ mod odata;
 mod openapi;
 #[path = "../api/real_clients.rs"]
 mod real_clients;
+
+/// Only here: several nodes share a PostgreSQL database, not an SQLite file.
+mod multi_node;
+mod outage;
