@@ -12,6 +12,7 @@
 
 mod devices;
 mod load;
+mod postgres;
 
 // Requests allocate many small, short-lived objects (rows, JSON); mimalloc
 // serves those markedly faster than the system allocator.
@@ -68,6 +69,11 @@ struct Args {
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Sections::All)]
     only: Sections,
+    /// Measure on PostgreSQL instead of SQLite: the server at this URL (its
+    /// maintenance database, e.g. postgres://postgres@127.0.0.1:5432/postgres).
+    /// The benchmark creates a database of its own there and drops it after.
+    #[arg(long)]
+    postgres: Option<String>,
     /// Internal: run this many simulated devices against --fleet-server
     /// (the connected fleet's own process).
     #[arg(long, hide = true, requires_all = ["fleet_server", "fleet_token"])]
@@ -104,15 +110,29 @@ fn main() -> anyhow::Result<()> {
         "Palisade benchmark: {} machines, {}s per measurement, {} in flight (latency at {})",
         args.machines, args.seconds, args.concurrency, args.moderate
     );
-    let raw_commits = raw_commit_rate(&dir.path().join("raw.db"), duration)?;
-    println!("ceiling  raw SQLite commits (synchronous=FULL, WAL, no HTTP): {raw_commits:.0}/s");
-
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let db = dir.path().join("palisade.db");
-    let served = server_runtime.block_on(start_server(&db, &args))?;
+    let (database, raw_commits) = match &args.postgres {
+        None => {
+            let raw_commits = raw_commit_rate(&dir.path().join("raw.db"), duration)?;
+            println!(
+                "ceiling  raw SQLite commits (synchronous=FULL, WAL, no HTTP): {raw_commits:.0}/s"
+            );
+            let database = format!("sqlite://{}", dir.path().join("palisade.db").display());
+            (database, raw_commits)
+        }
+        Some(server) => server_runtime.block_on(async {
+            let database = postgres::create_database(server).await?;
+            let raw_commits = postgres::raw_commit_rate(&database, duration).await?;
+            println!(
+                "ceiling  raw PostgreSQL commits (synchronous_commit=on, one connection, no HTTP): {raw_commits:.0}/s"
+            );
+            anyhow::Ok((database, raw_commits))
+        })?,
+    };
+    let served = server_runtime.block_on(start_server(&database, &args))?;
     let (origin, authorization, fleet) = (
         served.origin.clone(),
         served.authorization.clone(),
@@ -204,6 +224,9 @@ fn main() -> anyhow::Result<()> {
             delivery.summary()
         );
         if args.only == Sections::Devices {
+            if let Some(server) = &args.postgres {
+                server_runtime.block_on(postgres::drop_database(server, &database))?;
+            }
             return Ok(());
         }
     }
@@ -302,6 +325,9 @@ fn main() -> anyhow::Result<()> {
         filters.throughput(),
         static_filter.throughput(),
     );
+    if let Some(server) = &args.postgres {
+        server_runtime.block_on(postgres::drop_database(server, &database))?;
+    }
     Ok(())
 }
 
@@ -319,8 +345,8 @@ struct Served {
 }
 
 /// Serves a fleet with rate limits off.
-async fn start_server(db: &std::path::Path, args: &Args) -> anyhow::Result<Served> {
-    let store = app::open_store(&format!("sqlite://{}", db.display()), Default::default()).await?;
+async fn start_server(database: &str, args: &Args) -> anyhow::Result<Served> {
+    let store = app::open_store(database, Default::default()).await?;
     let palisade = Palisade::new(store, Arc::new(SystemClock));
     let tenant_id = app::ensure_default_tenant(&palisade).await?;
     let started = Instant::now();
