@@ -175,13 +175,7 @@ pub(crate) async fn enroll(
             let existing = lock_machine(db, &device.tenant_id, &previous.machine_id)
                 .await?
                 .ok_or_else(|| vanished("the machine of an enrolled device"))?;
-            let merged = enrollment::merge(&existing, machine);
-            let device = Device {
-                machine_id: existing.id.clone(),
-                isolation: previous.isolation,
-                isolation_at: previous.isolation_at,
-                ..device.clone()
-            };
+            let (merged, device) = enrollment::take_over(&previous, &existing, machine, device);
             (merged, existing.machine_tags, device)
         }
         None => (machine.clone(), vec![], device.clone()),

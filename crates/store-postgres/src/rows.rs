@@ -4,7 +4,7 @@ use crate::connection::pg_error;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::store::StoreError;
-use palisade_store_sql::{Sql, Value};
+use palisade_store_sql::{Sql, TagRows, Value};
 use std::str::FromStr;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -258,8 +258,7 @@ pub(crate) async fn save_machine(
     sync_tags(db, tenant_id, &m.id, old_tags, &m.machine_tags).await
 }
 
-/// Brings a machine's tag rows from `old` to `new`. Adding and removing touch
-/// only the rows concerned; a reordering (a PATCH) rewrites them all.
+/// Brings a machine's tag rows from `old` to `new` (`TagRows`).
 async fn sync_tags(
     db: &impl Db,
     tenant_id: &str,
@@ -267,30 +266,27 @@ async fn sync_tags(
     old: &[String],
     new: &[String],
 ) -> Result<(), StoreError> {
-    if old == new {
-        return Ok(());
-    }
-    let added: Vec<&String> = new.iter().filter(|t| !old.contains(t)).collect();
-    let kept = old.iter().filter(|t| new.contains(t));
-    let in_place = kept.chain(added.iter().copied()).eq(new.iter());
-    let inserted: Vec<&String> = if in_place {
-        let gone: Vec<&String> = old.iter().filter(|t| !new.contains(t)).collect();
-        if !gone.is_empty() {
+    let inserted = match TagRows::between(old, new) {
+        TagRows::Unchanged => return Ok(()),
+        TagRows::InPlace { removed, appended } => {
+            if !removed.is_empty() {
+                db.run(
+                    "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
+                     AND tag = ANY($3)",
+                    &[&tenant_id, &machine_id, &removed],
+                )
+                .await?;
+            }
+            appended
+        }
+        TagRows::Rewrite(all) => {
             db.run(
-                "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
-                 AND tag = ANY($3)",
-                &[&tenant_id, &machine_id, &gone],
+                "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2",
+                &[&tenant_id, &machine_id],
             )
             .await?;
+            all
         }
-        added
-    } else {
-        db.run(
-            "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2",
-            &[&tenant_id, &machine_id],
-        )
-        .await?;
-        new.iter().collect()
     };
     if !inserted.is_empty() {
         // In the given order, after the machine's last position.

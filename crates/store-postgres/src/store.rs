@@ -404,10 +404,7 @@ impl Store for PostgresStore {
                 let active = devices::open_actions(tx, tenant_id, &machine.id).await?;
                 let capabilities = devices::capabilities(tx, tenant_id, &machine.id).await?;
                 let mut change = decide(&machine, &active, &capabilities)?;
-                // Rules read tags and names: a change of either may move the machine.
-                if change.machine.machine_tags != machine.machine_tags
-                    || change.machine.computer_dns_name != machine.computer_dns_name
-                {
+                if device_groups::may_move(&machine, &change.machine) {
                     if groups.is_none() {
                         groups = Some(load_groups(tx, tenant_id).await?);
                     }

@@ -318,3 +318,63 @@ impl ListSql {
         }
     }
 }
+
+/// How a machine's tag rows go from `old` to `new`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TagRows<'a> {
+    Unchanged,
+    /// Delete these and append those after the last position: removals and
+    /// additions at the end keep the stored positions.
+    InPlace {
+        removed: Vec<&'a String>,
+        appended: Vec<&'a String>,
+    },
+    /// Delete every row and write these in order (a PATCH that reorders).
+    Rewrite(Vec<&'a String>),
+}
+
+impl<'a> TagRows<'a> {
+    pub fn between(old: &'a [String], new: &'a [String]) -> TagRows<'a> {
+        if old == new {
+            return TagRows::Unchanged;
+        }
+        let appended: Vec<&String> = new.iter().filter(|t| !old.contains(t)).collect();
+        let kept = old.iter().filter(|t| new.contains(t));
+        if kept.chain(appended.iter().copied()).eq(new.iter()) {
+            TagRows::InPlace {
+                removed: old.iter().filter(|t| !new.contains(t)).collect(),
+                appended,
+            }
+        } else {
+            TagRows::Rewrite(new.iter().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TagRows;
+
+    fn tags(list: &[&str]) -> Vec<String> {
+        list.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn additions_at_the_end_and_removals_keep_positions_and_reordering_rewrites() {
+        let (old, same) = (tags(&["a", "b", "c"]), tags(&["a", "b", "c"]));
+        assert_eq!(TagRows::between(&old, &same), TagRows::Unchanged);
+        let new = tags(&["a", "c", "d"]);
+        assert_eq!(
+            TagRows::between(&old, &new),
+            TagRows::InPlace {
+                removed: vec![&old[1]],
+                appended: vec![&new[2]],
+            }
+        );
+        let reordered = tags(&["c", "a"]);
+        assert_eq!(
+            TagRows::between(&old, &reordered),
+            TagRows::Rewrite(reordered.iter().collect())
+        );
+    }
+}

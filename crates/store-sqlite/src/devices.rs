@@ -146,13 +146,7 @@ pub(crate) fn enroll(
         Some(previous) => {
             let existing = machine_by_id(conn, &device.tenant_id, &previous.machine_id)?
                 .ok_or_else(|| missing_row("the machine of an enrolled device"))?;
-            let merged = enrollment::merge(&existing, machine);
-            let device = Device {
-                machine_id: existing.id.clone(),
-                isolation: previous.isolation,
-                isolation_at: previous.isolation_at,
-                ..device.clone()
-            };
+            let (merged, device) = enrollment::take_over(&previous, &existing, machine, device);
             (merged, existing.machine_tags, device)
         }
         None => (machine.clone(), vec![], device.clone()),

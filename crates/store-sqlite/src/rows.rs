@@ -1,6 +1,7 @@
 //! Rows to entities and back.
 
 use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_store_sql::TagRows;
 use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, Row, ToSql};
 use std::str::FromStr;
@@ -193,8 +194,7 @@ pub(crate) fn save_machine(
     sync_tags(conn, tenant_id, &m.id, old_tags, &m.machine_tags)
 }
 
-/// Brings a machine's tag rows from `old` to `new`. Adding and removing touch
-/// only the rows concerned; a reordering (a PATCH) rewrites them all.
+/// Brings a machine's tag rows from `old` to `new` (`TagRows`).
 fn sync_tags(
     conn: &Connection,
     tenant_id: &str,
@@ -202,26 +202,24 @@ fn sync_tags(
     old: &[String],
     new: &[String],
 ) -> rusqlite::Result<()> {
-    if old == new {
-        return Ok(());
-    }
-    let added: Vec<&String> = new.iter().filter(|t| !old.contains(t)).collect();
-    let kept = old.iter().filter(|t| new.contains(t));
-    // Removals and additions at the end keep the stored positions; anything else
-    // (a PATCH that reorders) rewrites the machine's tags.
-    let in_place = kept.chain(added.iter().copied()).eq(new.iter());
-    let inserted: Vec<&String> = if in_place {
-        let mut delete = conn.prepare_cached(
-            "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 AND tag = ?3",
-        )?;
-        for gone in old.iter().filter(|t| !new.contains(t)) {
-            delete.execute(params![tenant_id, machine_id, gone])?;
+    let inserted = match TagRows::between(old, new) {
+        TagRows::Unchanged => return Ok(()),
+        TagRows::InPlace { removed, appended } => {
+            let mut delete = conn.prepare_cached(
+                "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 AND tag = ?3",
+            )?;
+            for gone in removed {
+                delete.execute(params![tenant_id, machine_id, gone])?;
+            }
+            appended
         }
-        added
-    } else {
-        conn.prepare_cached("DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2")?
+        TagRows::Rewrite(all) => {
+            conn.prepare_cached(
+                "DELETE FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2",
+            )?
             .execute(params![tenant_id, machine_id])?;
-        new.iter().collect()
+            all
+        }
     };
     let mut insert = conn.prepare_cached(
         "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) VALUES (?1, ?2, \

@@ -392,10 +392,7 @@ impl Store for SqliteStore {
                         devices::capabilities(conn, &visibility.tenant_id, &machine.id)
                             .map_err(sql_failure)?;
                     let mut change = decide(&machine, &active, &capabilities)?;
-                    // Rules read tags and names: a change of either may move the machine.
-                    if change.machine.machine_tags != machine.machine_tags
-                        || change.machine.computer_dns_name != machine.computer_dns_name
-                    {
+                    if device_groups::may_move(&machine, &change.machine) {
                         if groups.is_none() {
                             groups = Some(
                                 load_groups(conn, &visibility.tenant_id).map_err(sql_failure)?,

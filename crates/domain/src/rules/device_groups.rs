@@ -67,6 +67,12 @@ pub fn assign(groups: &[DeviceGroup], machine: &Machine) -> (i64, Option<String>
         .map_or((0, None), |g| (g.id, Some(g.name.clone())))
 }
 
+/// Whether a change from `before` to `after` may move the machine to another
+/// group: rules read its tags and its name.
+pub fn may_move(before: &Machine, after: &Machine) -> bool {
+    after.machine_tags != before.machine_tags || after.computer_dns_name != before.computer_dns_name
+}
+
 /// Puts `machine` in its group.
 pub fn place(groups: &[DeviceGroup], machine: &mut Machine) {
     (machine.rbac_group_id, machine.rbac_group_name) = assign(groups, machine);

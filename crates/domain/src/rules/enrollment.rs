@@ -96,3 +96,21 @@ pub fn merge(existing: &Machine, reported: &Machine) -> Machine {
         ..reported.clone()
     }
 }
+
+/// The same hardware enrolling again while its device is enrolled: the new
+/// device takes over the machine (`merge`d with the new report) and keeps
+/// the isolation in force; returns the machine and device to store.
+pub fn take_over(
+    previous: &crate::devices::Device,
+    existing: &Machine,
+    reported: &Machine,
+    device: &crate::devices::Device,
+) -> (Machine, crate::devices::Device) {
+    let device = crate::devices::Device {
+        machine_id: existing.id.clone(),
+        isolation: previous.isolation,
+        isolation_at: previous.isolation_at,
+        ..device.clone()
+    };
+    (merge(existing, reported), device)
+}
