@@ -166,8 +166,11 @@ const FLEET_READY: &str = "ready";
 
 /// Measured with the server's own timestamps: an action's
 /// `lastUpdateDateTimeUtc` once Succeeded, less its `creationDateTimeUtc`.
+/// The isolations are posted to `origin`; the devices wait on `fleet_origin`
+/// (another node, to measure delivery across nodes).
 pub async fn measure_delivery(
     origin: &str,
+    fleet_origin: &str,
     authorization: &str,
     onboarding_token: &str,
     connected: usize,
@@ -178,7 +181,7 @@ pub async fn measure_delivery(
             "--fleet-of",
             &connected.to_string(),
             "--fleet-server",
-            origin,
+            fleet_origin,
         ])
         .args(["--fleet-token", onboarding_token])
         .stdout(std::process::Stdio::piped())
