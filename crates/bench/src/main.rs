@@ -231,10 +231,7 @@ fn main() -> anyhow::Result<()> {
         };
         println!("{path:<44} {} (target p99 < 1 s)", delivery.summary());
         if args.only == Sections::Devices {
-            if let Some(server) = &args.postgres {
-                server_runtime.block_on(postgres::drop_database(server, &database))?;
-            }
-            return Ok(());
+            return finish(&server_runtime, &args, &database);
         }
     }
 
@@ -332,8 +329,13 @@ fn main() -> anyhow::Result<()> {
         filters.throughput(),
         static_filter.throughput(),
     );
+    finish(&server_runtime, &args, &database)
+}
+
+/// Drops the benchmark's PostgreSQL database (SQLite's goes with its directory).
+fn finish(runtime: &tokio::runtime::Runtime, args: &Args, database: &str) -> anyhow::Result<()> {
     if let Some(server) = &args.postgres {
-        server_runtime.block_on(postgres::drop_database(server, &database))?;
+        runtime.block_on(postgres::drop_database(server, database))?;
     }
     Ok(())
 }

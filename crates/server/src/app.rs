@@ -252,3 +252,25 @@ pub async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_database_password_never_reaches_the_log() {
+        assert_eq!(
+            redacted("postgres://palisade:s3cr@t@db.internal:5432/palisade"),
+            "postgres://palisade:***@db.internal:5432/palisade"
+        );
+        let unchanged = [
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            "postgres://%2Frun%2Fpostgresql/palisade",
+            "sqlite://palisade.db",
+            "palisade.db",
+        ];
+        for url in unchanged {
+            assert_eq!(redacted(url), url);
+        }
+    }
+}

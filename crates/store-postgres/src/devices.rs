@@ -12,7 +12,7 @@ use crate::store::{find_machine, MachineKey};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
-use palisade_domain::rules::{device_groups, device_report, enrollment};
+use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, StoreError, WriteError};
 use std::collections::HashMap;
 use tokio_postgres::Row;
@@ -120,11 +120,9 @@ pub(crate) async fn capabilities(
     tenant_id: &str,
     machine_id: &str,
 ) -> Result<Vec<palisade_device::Capability>, StoreError> {
-    Ok(device_by_machine(db, tenant_id, machine_id, false)
-        .await?
-        .filter(|d| d.offboarded_at.is_none())
-        .map(|d| d.capabilities)
-        .unwrap_or_default())
+    Ok(device_actions::capabilities_in_force(
+        device_by_machine(db, tenant_id, machine_id, false).await?,
+    ))
 }
 
 /// A machine of the tenant by id, whatever its last-seen time, locked.
@@ -375,17 +373,10 @@ pub(crate) async fn change_action(
     let machine = lock_machine(db, tenant_id, machine_id)
         .await?
         .ok_or_else(|| WriteError::MachineNotFound(machine_id.clone()))?;
-    // Checked again inside the transaction: an offboard or a re-enrollment
-    // since the request was authenticated ends this credential's say.
-    let current = device_by_machine(db, tenant_id, machine_id, true)
-        .await?
-        .filter(|d| d.credential_id == device.credential_id && d.offboarded_at.is_none())
-        .ok_or_else(|| {
-            WriteError::Rejected(palisade_contract::MdeError::new(
-                palisade_contract::ErrorCode::Unauthorized,
-                "The device credential is no longer valid.",
-            ))
-        })?;
+    let current = device_actions::still_enrolled(
+        device_by_machine(db, tenant_id, machine_id, true).await?,
+        device,
+    )?;
     let action = db
         .row(
             &format!(

@@ -8,7 +8,7 @@ use crate::store::{find_machine, MachineKey};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
-use palisade_domain::rules::{device_groups, device_report, enrollment};
+use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, WriteError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -106,10 +106,9 @@ pub(crate) fn capabilities(
     tenant_id: &str,
     machine_id: &str,
 ) -> rusqlite::Result<Vec<palisade_device::Capability>> {
-    Ok(device_by_machine(conn, tenant_id, machine_id)?
-        .filter(|d| d.offboarded_at.is_none())
-        .map(|d| d.capabilities)
-        .unwrap_or_default())
+    Ok(device_actions::capabilities_in_force(device_by_machine(
+        conn, tenant_id, machine_id,
+    )?))
 }
 
 /// A machine of the tenant by id, whatever its last-seen time.
@@ -273,17 +272,10 @@ pub(crate) fn change_action(
     let machine = machine_by_id(conn, tenant_id, machine_id)
         .map_err(failure)?
         .ok_or_else(|| WriteError::MachineNotFound(machine_id.clone()))?;
-    // Checked again inside the transaction: an offboard or a re-enrollment
-    // since the request was authenticated ends this credential's say.
-    let current = device_by_machine(conn, tenant_id, machine_id)
-        .map_err(failure)?
-        .filter(|d| d.credential_id == device.credential_id && d.offboarded_at.is_none())
-        .ok_or_else(|| {
-            WriteError::Rejected(palisade_contract::MdeError::new(
-                palisade_contract::ErrorCode::Unauthorized,
-                "The device credential is no longer valid.",
-            ))
-        })?;
+    let current = device_actions::still_enrolled(
+        device_by_machine(conn, tenant_id, machine_id).map_err(failure)?,
+        device,
+    )?;
     let change = decide(&action, &machine, &current)?;
     if change.action != action {
         save_action(conn, tenant_id, &change.action).map_err(failure)?;

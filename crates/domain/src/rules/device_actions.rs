@@ -19,6 +19,29 @@ fn already(action: &MachineAction) -> MdeError {
     )
 }
 
+/// What the machine's device, as stored now, declares it enforces: nothing
+/// once it is offboarded (or if none is enrolled).
+pub fn capabilities_in_force(stored: Option<Device>) -> Vec<palisade_device::Capability> {
+    stored
+        .filter(|d| d.offboarded_at.is_none())
+        .map(|d| d.capabilities)
+        .unwrap_or_default()
+}
+
+/// The machine's device as stored now, if `caller`'s credential still speaks
+/// for it: an offboard or a re-enrollment since the request was
+/// authenticated ends that credential's say (checked inside the transaction).
+pub fn still_enrolled(stored: Option<Device>, caller: &Device) -> Result<Device, MdeError> {
+    stored
+        .filter(|d| d.credential_id == caller.credential_id && d.offboarded_at.is_none())
+        .ok_or_else(|| {
+            MdeError::new(
+                ErrorCode::Unauthorized,
+                "The device credential is no longer valid.",
+            )
+        })
+}
+
 /// Pending → InProgress. Starting an InProgress action again is allowed: an
 /// agent that restarted mid-action resumes it.
 pub fn start(action: &MachineAction, now: Timestamp) -> Result<MachineAction, MdeError> {
