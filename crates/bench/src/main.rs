@@ -89,8 +89,24 @@ enum Sections {
     All,
     /// The MDE API and its ceilings.
     Api,
+    /// Only the API's writes (tags, isolate) beside the raw commit rate.
+    Writes,
+    /// Only the API's reads (GET machine, the tag filter) beside the static ceiling.
+    Reads,
     /// The device plane: check-ins and action delivery.
     Devices,
+}
+
+impl Sections {
+    fn devices(self) -> bool {
+        matches!(self, Sections::All | Sections::Devices)
+    }
+    fn writes(self) -> bool {
+        matches!(self, Sections::All | Sections::Api | Sections::Writes)
+    }
+    fn reads(self) -> bool {
+        matches!(self, Sections::All | Sections::Api | Sections::Reads)
+    }
 }
 
 const FILTER_TAG: &str = "bench-x";
@@ -174,7 +190,7 @@ fn main() -> anyhow::Result<()> {
     };
     let measure = |name: &str, plan: RequestPlan| measure_with(name, plan.clone(), plan);
 
-    if args.only != Sections::Api {
+    if args.only.devices() {
         println!("\ndevice plane");
         let flushes = {
             let _entered = server_runtime.enter();
@@ -230,105 +246,109 @@ fn main() -> anyhow::Result<()> {
             "isolate POST, node a -> device on node b done"
         };
         println!("{path:<44} {} (target p99 < 1 s)", delivery.summary());
-        if args.only == Sections::Devices {
-            return finish(&server_runtime, &args, &database);
-        }
     }
 
-    println!("\nwrites");
-    let tag_machines = visible.clone();
-    let (tags, _) = measure(
-        "POST /api/machines/{id}/tags",
-        RequestPlan::post(move |n| {
-            let id = &tag_machines[n % tag_machines.len()];
-            let action = if (n / tag_machines.len()).is_multiple_of(2) {
-                "Add"
-            } else {
-                "Remove"
-            };
-            Some((
-                format!("/api/machines/{id}/tags"),
-                format!(r#"{{"Value":"bench","Action":"{action}"}}"#),
-            ))
-        }),
-    )?;
-    // Each isolate needs a machine with no isolation pending: each load level
-    // takes its own half of the isolatable machines, and stops when they run out.
-    let isolate_plan = |machines: Vec<String>| {
-        let next = AtomicUsize::new(0);
-        RequestPlan::post(move |_| {
-            let machine = machines.get(next.fetch_add(1, Ordering::Relaxed))?;
-            Some((
-                format!("/api/machines/{machine}/isolate"),
-                r#"{"Comment":"bench","IsolationType":"Full"}"#.to_string(),
-            ))
-        })
-    };
-    let (busy_half, moderate_half) = eligible.split_at(eligible.len() / 2);
-    let (isolates, _) = measure_with(
-        "POST /api/machines/{id}/isolate",
-        isolate_plan(busy_half.to_vec()),
-        isolate_plan(moderate_half.to_vec()),
-    )?;
+    let mut ratios = Vec::new();
+    if args.only.writes() {
+        println!("\nwrites");
+        let tag_machines = visible.clone();
+        let (tags, _) = measure(
+            "POST /api/machines/{id}/tags",
+            RequestPlan::post(move |n| {
+                let id = &tag_machines[n % tag_machines.len()];
+                let action = if (n / tag_machines.len()).is_multiple_of(2) {
+                    "Add"
+                } else {
+                    "Remove"
+                };
+                Some((
+                    format!("/api/machines/{id}/tags"),
+                    format!(r#"{{"Value":"bench","Action":"{action}"}}"#),
+                ))
+            }),
+        )?;
+        // Each isolate needs a machine with no isolation pending: each load level
+        // takes its own half of the isolatable machines, and stops when they run out.
+        let isolate_plan = |machines: Vec<String>| {
+            let next = AtomicUsize::new(0);
+            RequestPlan::post(move |_| {
+                let machine = machines.get(next.fetch_add(1, Ordering::Relaxed))?;
+                Some((
+                    format!("/api/machines/{machine}/isolate"),
+                    r#"{"Comment":"bench","IsolationType":"Full"}"#.to_string(),
+                ))
+            })
+        };
+        let (busy_half, moderate_half) = eligible.split_at(eligible.len() / 2);
+        let (isolates, _) = measure_with(
+            "POST /api/machines/{id}/isolate",
+            isolate_plan(busy_half.to_vec()),
+            isolate_plan(moderate_half.to_vec()),
+        )?;
 
-    println!("\nreads");
-    let get_machines = visible.clone();
-    let one_machine = format!("/api/machines/{}", visible[0]);
-    let (gets, _) = measure(
-        "GET /api/machines/{id}",
-        RequestPlan::get(move |n| {
-            format!("/api/machines/{}", get_machines[n % get_machines.len()])
-        }),
-    )?;
-    let filter = format!("/api/machines?$filter=machineTags/any(t:%20t%20eq%20'{FILTER_TAG}')");
-    let filter_path = filter.clone();
-    let (filters, _) = measure(
-        &format!(
-            "GET $filter=machineTags/any(...) ({} of {})",
-            args.tagged, args.machines
-        ),
-        RequestPlan::get(move |_| filter_path.clone()),
-    )?;
+        ratios.push(("tag POST / raw commits", tags.throughput(), raw_commits));
+        ratios.push((
+            "isolate POST / raw commits",
+            isolates.throughput(),
+            raw_commits,
+        ));
+    }
+    if args.only.reads() {
+        println!("\nreads");
+        let get_machines = visible.clone();
+        let one_machine = format!("/api/machines/{}", visible[0]);
+        let (gets, _) = measure(
+            "GET /api/machines/{id}",
+            RequestPlan::get(move |n| {
+                format!("/api/machines/{}", get_machines[n % get_machines.len()])
+            }),
+        )?;
+        let filter = format!("/api/machines?$filter=machineTags/any(t:%20t%20eq%20'{FILTER_TAG}')");
+        let filter_path = filter.clone();
+        let (filters, _) = measure(
+            &format!(
+                "GET $filter=machineTags/any(...) ({} of {})",
+                args.tagged, args.machines
+            ),
+            RequestPlan::get(move |_| filter_path.clone()),
+        )?;
 
-    println!("\nceilings: the same HTTP stack serving the same bytes from memory");
-    let machine_body =
-        client_runtime.block_on(load::fetch(&origin, &authorization, &one_machine))?;
-    let filter_body = client_runtime.block_on(load::fetch(&origin, &authorization, &filter))?;
-    STATIC_BODIES
-        .set((Bytes::from(machine_body), Bytes::from(filter_body)))
-        .ok();
-    let (static_machine, _) = measure(
-        "static body (GET machine bytes)",
-        RequestPlan::get(|_| "/bench/static/machine".to_string()),
-    )?;
-    let (static_filter, _) = measure(
-        "static body (filter result bytes)",
-        RequestPlan::get(|_| "/bench/static/filter".to_string()),
-    )?;
+        println!("\nceilings: the same HTTP stack serving the same bytes from memory");
+        let machine_body =
+            client_runtime.block_on(load::fetch(&origin, &authorization, &one_machine))?;
+        let filter_body = client_runtime.block_on(load::fetch(&origin, &authorization, &filter))?;
+        STATIC_BODIES
+            .set((Bytes::from(machine_body), Bytes::from(filter_body)))
+            .ok();
+        let (static_machine, _) = measure(
+            "static body (GET machine bytes)",
+            RequestPlan::get(|_| "/bench/static/machine".to_string()),
+        )?;
+        let (static_filter, _) = measure(
+            "static body (filter result bytes)",
+            RequestPlan::get(|_| "/bench/static/filter".to_string()),
+        )?;
 
-    println!("\nratios (target: writes >= 50% of raw commits, reads >= 50% of static)");
-    let ratio = |name: &str, value: f64, ceiling: f64| {
+        ratios.push((
+            "GET machine / static",
+            gets.throughput(),
+            static_machine.throughput(),
+        ));
+        ratios.push((
+            "filter any() / static",
+            filters.throughput(),
+            static_filter.throughput(),
+        ));
+    }
+    if !ratios.is_empty() {
+        println!("\nratios (target: writes >= 50% of raw commits, reads >= 50% of static)");
+    }
+    for (name, value, ceiling) in ratios {
         println!(
             "  {name:<40} {:>6.0}% ({value:.0}/s vs {ceiling:.0}/s)",
             100.0 * value / ceiling
         );
-    };
-    ratio("tag POST / raw commits", tags.throughput(), raw_commits);
-    ratio(
-        "isolate POST / raw commits",
-        isolates.throughput(),
-        raw_commits,
-    );
-    ratio(
-        "GET machine / static",
-        gets.throughput(),
-        static_machine.throughput(),
-    );
-    ratio(
-        "filter any() / static",
-        filters.throughput(),
-        static_filter.throughput(),
-    );
+    }
     finish(&server_runtime, &args, &database)
 }
 

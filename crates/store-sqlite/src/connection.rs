@@ -14,6 +14,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0003_device_group_rules.sql")),
         M::up(include_str!("../migrations/0004_device_plane.sql")),
         M::up(include_str!("../migrations/0005_action_delivery.sql")),
+        M::up(include_str!("../migrations/0006_open_actions_index.sql")),
     ])
 });
 

@@ -199,17 +199,24 @@ pub(crate) fn record_check_ins(
     Ok(())
 }
 
+/// A machine's open actions, oldest first, narrowed by `and`. The status
+/// condition is spelled as the `machine_actions_open` partial index's is,
+/// which SQLite needs to use that index (migration 0006).
+fn open_actions_query(and: &str) -> String {
+    format!(
+        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
+         AND a.status IN ('Pending', 'InProgress'){and} ORDER BY a.creation_time, a.id"
+    )
+}
+
 pub(crate) fn open_actions(
     conn: &Connection,
     tenant_id: &str,
     machine_id: &str,
 ) -> rusqlite::Result<Vec<MachineAction>> {
-    conn.prepare_cached(&format!(
-        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
-         AND a.status IN ('Pending', 'InProgress') ORDER BY a.creation_time, a.id"
-    ))?
-    .query_map([tenant_id, machine_id], action_from_row)?
-    .collect()
+    conn.prepare_cached(&open_actions_query(""))?
+        .query_map([tenant_id, machine_id], action_from_row)?
+        .collect()
 }
 
 /// Open actions no delivery holds at `now`.
@@ -219,10 +226,8 @@ pub(crate) fn deliverable_actions(
     machine_id: &str,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<MachineAction>> {
-    conn.prepare_cached(&format!(
-        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
-         AND a.status IN ('Pending', 'InProgress') \
-         AND (a.delivered_until IS NULL OR a.delivered_until <= ?3) ORDER BY a.creation_time, a.id"
+    conn.prepare_cached(&open_actions_query(
+        " AND (a.delivered_until IS NULL OR a.delivered_until <= ?3)",
     ))?
     .query_map(params![tenant_id, machine_id, Ticks(now)], action_from_row)?
     .collect()
@@ -287,4 +292,39 @@ pub(crate) fn change_action(
         save_device(conn, changed).map_err(failure)?;
     }
     Ok(change.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_actions_query;
+    use crate::MIGRATIONS;
+
+    /// The plan SQLite picks for `sql` on the migrated schema.
+    fn plan(sql: &str) -> String {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        MIGRATIONS.to_latest(&mut conn).unwrap();
+        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let unbound = explain.parameter_count();
+        explain
+            .query_map(rusqlite::params_from_iter(vec![""; unbound]), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+            .join("; ")
+    }
+
+    /// Read on every action posted and every check-in: it must not walk the
+    /// tenant's action history, which it did before migration 0006.
+    #[test]
+    fn open_actions_are_read_through_their_own_index() {
+        for and in ["", " AND a.delivered_until IS NULL"] {
+            let plan = plan(&open_actions_query(and));
+            assert!(
+                plan.contains("USING INDEX machine_actions_open") && !plan.contains("B-TREE"),
+                "{plan}"
+            );
+        }
+    }
 }
