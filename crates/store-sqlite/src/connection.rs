@@ -45,3 +45,30 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// A cached statement run again with other values is not parsed and
+    /// planned again (it was on every read before the plans were made stable).
+    #[test]
+    fn cached_statements_keep_their_plan_across_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("plans.db")).unwrap();
+        MIGRATIONS.to_latest(&mut conn).unwrap();
+        let sql = "SELECT id FROM machines WHERE tenant_id = ?1 AND last_seen >= ?2 \
+                   ORDER BY id LIMIT ?3";
+        for (tenant, limit) in [("a", 1), ("b", 10), ("c", 100)] {
+            let mut statement = conn.prepare_cached(sql).unwrap();
+            let rows: Vec<String> = statement
+                .query_map(rusqlite::params![tenant, 0, limit], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap();
+            assert!(rows.is_empty());
+            assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+        }
+    }
+}

@@ -235,7 +235,7 @@ impl Store for SqliteStore {
 
     async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.readers
-            .read_blocking(|conn| {
+            .read_many(|conn| {
                 conn.prepare_cached(
                     "SELECT id, name, retention_days FROM tenants ORDER BY name, id",
                 )?
@@ -337,7 +337,7 @@ impl Store for SqliteStore {
     ) -> Result<Page<Machine>, StoreError> {
         let (visibility, query) = (visibility.clone(), query.clone());
         self.readers
-            .read_blocking(move |conn| {
+            .read_many(move |conn| {
                 list(
                     conn,
                     &MACHINES,
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
     ) -> Result<Page<MachineAction>, StoreError> {
         let (visibility, query) = (visibility.clone(), query.clone());
         self.readers
-            .read_blocking(move |conn| {
+            .read_many(move |conn| {
                 list(
                     conn,
                     &ACTIONS,
@@ -762,7 +762,7 @@ impl Store for SqliteStore {
     ) -> Result<Page<AuditEntry>, StoreError> {
         let tenant_id = tenant_id.to_string();
         self.readers
-            .read_blocking(move |conn| {
+            .read_many(move |conn| {
                 let sql = format!(
                     "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = ?1 \
                      ORDER BY id DESC LIMIT ?2 OFFSET ?3"
@@ -807,9 +807,9 @@ impl SqliteStore {
     ) -> Result<Vec<T>, StoreError> {
         let tenant_id = tenant_id.to_string();
         self.readers
-            .read_blocking(move |conn| {
+            .read_many(move |conn| {
                 conn.prepare_cached(&sql)?
-                    .query_map([tenant_id], map)?
+                    .query_map([&tenant_id], map)?
                     .collect()
             })
             .await

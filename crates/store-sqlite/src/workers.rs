@@ -8,6 +8,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Most writes committed together in one transaction.
 const MAX_BATCH: usize = 512;
+/// SQLite VM steps a read may take on a server thread before it moves to the
+/// blocking pool: some tenths of a millisecond, a few pages of machines.
+const INLINE_VM_STEPS: i32 = 200_000;
 /// Writes queued before callers wait (back-pressure instead of unbounded memory).
 const WRITE_QUEUE: usize = 4_096;
 
@@ -40,7 +43,7 @@ fn guarded<T>(work: impl FnOnce() -> Result<T, WriteError>) -> Result<T, WriteEr
 /// (or test the connection on checkout), and on two cores the thread hand-off
 /// costs more than a point read itself. Here a point read runs on the calling
 /// task's thread — tens of microseconds, like serialising its answer — and only
-/// reads that may scan many rows move to the blocking pool.
+/// reads that turn out to scan many rows move to the blocking pool.
 pub(crate) struct Readers {
     idle: Arc<Mutex<Vec<Connection>>>,
     /// One permit per connection that may exist; bounds concurrent readers.
@@ -104,13 +107,30 @@ impl Readers {
         work(conn).map_err(store_error)
     }
 
-    /// A read that may scan many rows, on the blocking pool.
-    pub async fn read_blocking<T, F>(&self, work: F) -> Result<T, StoreError>
+    /// A read that may scan many rows. Most do not (a page of a filtered
+    /// list, found through an index): tried here first, with a budget of
+    /// SQLite VM steps, and only when it needs more is it interrupted and run
+    /// again on the blocking pool. The hand-off to a blocking thread and back
+    /// costs more than a small list's whole query; a large scan must not hold a
+    /// server thread for long. `work` is run twice in that case: reads have no
+    /// effects.
+    pub async fn read_many<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let lease = self.checkout().await?;
+        let conn = lease.conn.as_ref().expect("a lease holds its connection");
+        // Called once the budget is spent; `true` interrupts the statement.
+        let inline = conn
+            .progress_handler(INLINE_VM_STEPS, Some(|| true))
+            .and_then(|()| work(conn));
+        conn.progress_handler(0, None::<fn() -> bool>)
+            .map_err(store_error)?;
+        match inline {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {}
+            done => return done.map_err(store_error),
+        }
         tokio::task::spawn_blocking(move || {
             let conn = lease.conn.as_ref().expect("a lease holds its connection");
             work(conn).map_err(store_error)
@@ -249,5 +269,47 @@ fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJ
     }
     for complete in completions {
         complete(committed.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A small read is answered where it was asked; one over the budget is
+    /// interrupted and answered in full from the blocking pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_over_its_inline_budget_finishes_on_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        let readers = Readers::new(2, move || crate::open_connection(&path));
+        let count_to = |n: i64, runs: Arc<AtomicUsize>| {
+            move |conn: &Connection| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                conn.query_row(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
+                     SELECT count(*) FROM c",
+                    [n],
+                    |row| row.get::<_, i64>(0),
+                )
+            }
+        };
+        for (n, expected_runs) in [(100, 1), (1_000_000, 2)] {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let counted = readers.read_many(count_to(n, runs.clone())).await.unwrap();
+            assert_eq!(counted, n);
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                expected_runs,
+                "runs counting to {n}"
+            );
+        }
+        // The budget was lifted from the connection: it reads to the end inline.
+        let counted = readers
+            .read_now(count_to(1_000_000, Arc::default()))
+            .await
+            .unwrap();
+        assert_eq!(counted, 1_000_000);
     }
 }
