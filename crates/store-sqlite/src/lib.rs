@@ -1,5 +1,5 @@
 //! The embedded SQLite store: one writer thread that commits in batches, and a
-//! few reader threads, each owning its connection.
+//! pool of read-only connections that reads run on (see `workers::Readers`).
 //!
 //! Why this shape: SQLite allows one writer at a time. Funnelling every write
 //! through one connection means no request ever meets `SQLITE_BUSY`, and
