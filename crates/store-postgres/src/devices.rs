@@ -8,12 +8,13 @@ use crate::rows::{
     action_from_row, get, json, machine_from_row, save_action, save_machine, ticks, ticks_opt,
     to_json, wire, Db, ACTION_COLUMNS, MACHINE_COLUMNS, MACHINE_FROM,
 };
-use crate::store::{find_machine, MachineKey};
+use crate::store::find_machine;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, StoreError, WriteError};
+use palisade_store_sql::MachineKey;
 use std::collections::HashMap;
 use tokio_postgres::Row;
 

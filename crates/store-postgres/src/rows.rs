@@ -4,7 +4,7 @@ use crate::connection::pg_error;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::store::StoreError;
-use palisade_store_sql::{Sql, TagRows, Value};
+use palisade_store_sql::{machine_upsert, Dialect, Sql, TagRows, Value};
 use std::str::FromStr;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -193,33 +193,7 @@ pub(crate) async fn save_machine(
     let ip_addresses = to_json(&m.ip_addresses);
     let vm_metadata = m.vm_metadata.as_ref().map(to_json);
     db.run(
-        "INSERT INTO machines (tenant_id, id, merged_into_machine_id, is_potential_duplication, \
-            is_excluded, exclusion_reason, computer_dns_name, first_seen, last_seen, os_platform, \
-            os_version, os_processor, version, last_ip_address, last_external_ip_address, \
-            agent_version, os_build, health_status, device_value, rbac_group_id, risk_score, \
-            exposure_level, is_aad_joined, aad_device_id, defender_av_status, onboarding_status, \
-            os_architecture, managed_by, managed_by_status, ip_addresses, vm_metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-            $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31) \
-         ON CONFLICT (tenant_id, id) DO UPDATE SET \
-            merged_into_machine_id = excluded.merged_into_machine_id, \
-            is_potential_duplication = excluded.is_potential_duplication, \
-            is_excluded = excluded.is_excluded, exclusion_reason = excluded.exclusion_reason, \
-            computer_dns_name = excluded.computer_dns_name, first_seen = excluded.first_seen, \
-            last_seen = excluded.last_seen, os_platform = excluded.os_platform, \
-            os_version = excluded.os_version, os_processor = excluded.os_processor, \
-            version = excluded.version, last_ip_address = excluded.last_ip_address, \
-            last_external_ip_address = excluded.last_external_ip_address, \
-            agent_version = excluded.agent_version, os_build = excluded.os_build, \
-            health_status = excluded.health_status, device_value = excluded.device_value, \
-            rbac_group_id = excluded.rbac_group_id, risk_score = excluded.risk_score, \
-            exposure_level = excluded.exposure_level, is_aad_joined = excluded.is_aad_joined, \
-            aad_device_id = excluded.aad_device_id, \
-            defender_av_status = excluded.defender_av_status, \
-            onboarding_status = excluded.onboarding_status, \
-            os_architecture = excluded.os_architecture, managed_by = excluded.managed_by, \
-            managed_by_status = excluded.managed_by_status, \
-            ip_addresses = excluded.ip_addresses, vm_metadata = excluded.vm_metadata",
+        machine_upsert(Dialect::Postgres),
         &[
             &tenant_id,
             &m.id,

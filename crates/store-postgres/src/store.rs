@@ -23,7 +23,7 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
-use palisade_store_sql::{Dialect, Entity, ListSql, Sql, Value, ACTIONS, MACHINES};
+use palisade_store_sql::{Dialect, Entity, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_postgres::Row;
@@ -83,14 +83,6 @@ impl PostgresStore {
     }
 }
 
-/// How a single machine is looked up.
-pub(crate) enum MachineKey<'a> {
-    Id(&'a str),
-    /// Case-insensitive; names repeat across re-onboarded devices, and the most
-    /// recently seen wins.
-    Name(&'a str),
-}
-
 /// A visible machine; with `lock`, locked for the rest of the transaction.
 pub(crate) async fn find_machine(
     db: &impl Db,
@@ -102,18 +94,7 @@ pub(crate) async fn find_machine(
     sql.push(&format!(
         "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE "
     ));
-    sql.machine_visibility(visibility);
-    let (condition, value, order) = match key {
-        MachineKey::Id(id) => (" AND m.id = ", id, ""),
-        MachineKey::Name(name) => (
-            " AND lower(m.computer_dns_name) = lower(",
-            name,
-            ") ORDER BY m.last_seen DESC LIMIT 1",
-        ),
-    };
-    sql.push(condition)
-        .bind(Value::Text(value.to_string()))
-        .push(order);
+    sql.machine_visibility(visibility).machine_key(key);
     if lock {
         sql.push(" FOR UPDATE OF m");
     }

@@ -6,6 +6,7 @@ use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
+use std::sync::LazyLock;
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +73,81 @@ pub const ACTIONS: Entity = Entity {
     // Newest first (decisions: machine actions).
     default_order: "a.creation_time DESC, a.id",
 };
+
+/// How a single machine is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum MachineKey<'a> {
+    Id(&'a str),
+    /// Case-insensitive; names repeat across re-onboarded devices, and the most
+    /// recently seen wins.
+    Name(&'a str),
+}
+
+/// The `machines` columns a save writes, in the order its parameters bind
+/// (the tenant id first, then the machine's fields).
+const MACHINE_WRITE_COLUMNS: [&str; 31] = [
+    "tenant_id",
+    "id",
+    "merged_into_machine_id",
+    "is_potential_duplication",
+    "is_excluded",
+    "exclusion_reason",
+    "computer_dns_name",
+    "first_seen",
+    "last_seen",
+    "os_platform",
+    "os_version",
+    "os_processor",
+    "version",
+    "last_ip_address",
+    "last_external_ip_address",
+    "agent_version",
+    "os_build",
+    "health_status",
+    "device_value",
+    "rbac_group_id",
+    "risk_score",
+    "exposure_level",
+    "is_aad_joined",
+    "aad_device_id",
+    "defender_av_status",
+    "onboarding_status",
+    "os_architecture",
+    "managed_by",
+    "managed_by_status",
+    "ip_addresses",
+    "vm_metadata",
+];
+
+/// Inserts a machine row or replaces the stored one (its tags are rows of
+/// their own, see [`TagRows`]). Parameters 1 to 31 bind in
+/// `MACHINE_WRITE_COLUMNS` order; each store binds them with its driver.
+pub fn machine_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let placeholders: Vec<String> = (1..=MACHINE_WRITE_COLUMNS.len())
+            .map(|n| match dialect {
+                Dialect::Sqlite => format!("?{n}"),
+                Dialect::Postgres => format!("${n}"),
+            })
+            .collect();
+        let updates: Vec<String> = MACHINE_WRITE_COLUMNS[2..]
+            .iter()
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect();
+        format!(
+            "INSERT INTO machines ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+            MACHINE_WRITE_COLUMNS.join(", "),
+            placeholders.join(", "),
+            updates.join(", ")
+        )
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| build(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| build(Dialect::Postgres));
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
 
 /// Collects SQL text and its positional parameters side by side.
 #[derive(Default)]
@@ -246,6 +322,21 @@ impl Sql {
                 self.condition(entity, predicate, tenant_id);
                 self.push("))");
             }
+        }
+    }
+
+    /// `AND` the machine `key` names (after [`Sql::machine_visibility`]).
+    pub fn machine_key(&mut self, key: MachineKey<'_>) -> &mut Self {
+        match key {
+            MachineKey::Id(id) => self.push(" AND m.id = ").bind(Value::Text(id.to_string())),
+            MachineKey::Name(name) => self
+                .sqlite_or_postgres(
+                    " AND m.computer_dns_name COLLATE NOCASE = ",
+                    " AND lower(m.computer_dns_name) = lower(",
+                )
+                .bind(Value::Text(name.to_string()))
+                .sqlite_or_postgres("", ")")
+                .push(" ORDER BY m.last_seen DESC LIMIT 1"),
         }
     }
 

@@ -4,12 +4,13 @@
 use crate::rows::{
     action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks, ACTION_COLUMNS,
 };
-use crate::store::{find_machine, MachineKey};
+use crate::store::find_machine;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, WriteError};
+use palisade_store_sql::MachineKey;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(crate) const TOKEN_COLUMNS: &str =

@@ -1,7 +1,7 @@
 //! Rows to entities and back.
 
 use palisade_contract::{Machine, MachineAction, Timestamp};
-use palisade_store_sql::TagRows;
+use palisade_store_sql::{machine_upsert, Dialect, TagRows};
 use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, Row, ToSql};
 use std::str::FromStr;
@@ -128,35 +128,7 @@ pub(crate) fn save_machine(
     machine: &Machine,
     old_tags: &[String],
 ) -> rusqlite::Result<()> {
-    let mut statement = conn.prepare_cached(
-        "INSERT INTO machines (tenant_id, id, merged_into_machine_id, is_potential_duplication, \
-            is_excluded, exclusion_reason, computer_dns_name, first_seen, last_seen, os_platform, \
-            os_version, os_processor, version, last_ip_address, last_external_ip_address, \
-            agent_version, os_build, health_status, device_value, rbac_group_id, risk_score, \
-            exposure_level, is_aad_joined, aad_device_id, defender_av_status, onboarding_status, \
-            os_architecture, managed_by, managed_by_status, ip_addresses, vm_metadata) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31) \
-         ON CONFLICT (tenant_id, id) DO UPDATE SET \
-            merged_into_machine_id = excluded.merged_into_machine_id, \
-            is_potential_duplication = excluded.is_potential_duplication, \
-            is_excluded = excluded.is_excluded, exclusion_reason = excluded.exclusion_reason, \
-            computer_dns_name = excluded.computer_dns_name, first_seen = excluded.first_seen, \
-            last_seen = excluded.last_seen, os_platform = excluded.os_platform, \
-            os_version = excluded.os_version, os_processor = excluded.os_processor, \
-            version = excluded.version, last_ip_address = excluded.last_ip_address, \
-            last_external_ip_address = excluded.last_external_ip_address, \
-            agent_version = excluded.agent_version, os_build = excluded.os_build, \
-            health_status = excluded.health_status, device_value = excluded.device_value, \
-            rbac_group_id = excluded.rbac_group_id, risk_score = excluded.risk_score, \
-            exposure_level = excluded.exposure_level, is_aad_joined = excluded.is_aad_joined, \
-            aad_device_id = excluded.aad_device_id, \
-            defender_av_status = excluded.defender_av_status, \
-            onboarding_status = excluded.onboarding_status, \
-            os_architecture = excluded.os_architecture, managed_by = excluded.managed_by, \
-            managed_by_status = excluded.managed_by_status, \
-            ip_addresses = excluded.ip_addresses, vm_metadata = excluded.vm_metadata",
-    )?;
+    let mut statement = conn.prepare_cached(machine_upsert(Dialect::Sqlite))?;
     let m = machine;
     statement.execute(params![
         tenant_id,

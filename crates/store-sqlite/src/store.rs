@@ -22,7 +22,7 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
-use palisade_store_sql::{Entity, ListSql, Sql, Value, ACTIONS, MACHINES};
+use palisade_store_sql::{Entity, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
@@ -114,14 +114,6 @@ fn action_select() -> String {
     format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
 }
 
-/// How a single machine is looked up.
-pub(crate) enum MachineKey<'a> {
-    Id(&'a str),
-    /// Case-insensitive; names repeat across re-onboarded devices, and the most
-    /// recently seen wins.
-    Name(&'a str),
-}
-
 pub(crate) fn find_machine(
     conn: &Connection,
     visibility: &Visibility,
@@ -129,18 +121,7 @@ pub(crate) fn find_machine(
 ) -> rusqlite::Result<Option<Machine>> {
     let mut sql = Sql::default();
     sql.push(&machine_select()).push(" WHERE ");
-    sql.machine_visibility(visibility);
-    let (condition, value, order) = match key {
-        MachineKey::Id(id) => (" AND m.id = ", id, ""),
-        MachineKey::Name(name) => (
-            " AND m.computer_dns_name COLLATE NOCASE = ",
-            name,
-            " ORDER BY m.last_seen DESC LIMIT 1",
-        ),
-    };
-    sql.push(condition)
-        .bind(Value::Text(value.to_string()))
-        .push(order);
+    sql.machine_visibility(visibility).machine_key(key);
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
 

@@ -305,6 +305,19 @@ mod tests {
                 "runs counting to {n}"
             );
         }
+        // Any other failure is the answer: not run again.
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let failed = readers
+            .read_many(move |conn| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                conn.query_row("SELECT count(*) FROM no_such_table", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+            })
+            .await;
+        assert!(matches!(failed, Err(StoreError::Internal(_))), "{failed:?}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
         // The budget was lifted from the connection: it reads to the end inline.
         let counted = readers
             .read_now(count_to(1_000_000, Arc::default()))
