@@ -18,7 +18,7 @@ pub use action::{ActionStatus, ActionType, MachineAction, RelatedFileInfo};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, MdeError};
 pub use machine::{
     DeviceValue, ExposureLevel, HealthStatus, IpAddress, Machine, OnboardingStatus, OsPlatform,
-    RiskScore,
+    RiskScore, SerializedMachine,
 };
 pub use permissions::Permission;
 pub use time::Timestamp;

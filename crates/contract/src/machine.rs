@@ -2,6 +2,8 @@
 
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// Declares a wire enum whose JSON value, `Display` and exact-match `FromStr`
@@ -98,6 +100,30 @@ pub struct VmMetadata {
     pub cloud_provider: Option<String>,
     pub resource_id: Option<String>,
     pub subscription_id: Option<String>,
+}
+
+/// A [`Machine`] already in its wire form: serialized once, then shared by
+/// every answer that shows it unchanged (reads are most of the API's traffic,
+/// and serializing a machine cost as much as reading it from the store).
+#[derive(Debug, Clone)]
+pub struct SerializedMachine(Arc<RawValue>);
+
+impl SerializedMachine {
+    pub fn new(machine: &Machine) -> SerializedMachine {
+        let json = serde_json::value::to_raw_value(machine).expect("a Machine serializes");
+        SerializedMachine(Arc::from(json))
+    }
+
+    /// The machine's JSON object.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Serialize for SerializedMachine {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// A machine as `GET /api/machines/{id}` returns it.

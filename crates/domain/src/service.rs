@@ -15,7 +15,9 @@ use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
     ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
 };
-use palisade_contract::{DeviceValue, ErrorCode, Machine, MachineAction, MdeError, Timestamp};
+use palisade_contract::{
+    DeviceValue, ErrorCode, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
+};
 use palisade_device::Capability;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -141,7 +143,7 @@ impl Palisade {
         &self,
         caller: &Caller,
         query: &ODataQuery,
-    ) -> Result<Page<Machine>, MdeError> {
+    ) -> Result<Page<SerializedMachine>, MdeError> {
         let query = ListQuery::resolve(query, MACHINE_QUERYABLE)?;
         let visibility = caller.visibility(self.clock.now());
         Ok(self.store.machines(&visibility, &query).await?)
@@ -151,7 +153,7 @@ impl Palisade {
         &self,
         caller: &Caller,
         id_or_name: &str,
-    ) -> Result<Machine, MdeError> {
+    ) -> Result<SerializedMachine, MdeError> {
         if crate::ids::names_nothing(id_or_name) {
             return Err(MdeError::machine_not_found(id_or_name));
         }
@@ -168,7 +170,7 @@ impl Palisade {
         caller: &Caller,
         tag: &str,
         starts_with: bool,
-    ) -> Result<Vec<Machine>, MdeError> {
+    ) -> Result<Vec<SerializedMachine>, MdeError> {
         // Tags hold no control characters (`rules::tags`): none starts with or is this.
         if tag.chars().any(char::is_control) {
             return Ok(vec![]);

@@ -14,7 +14,7 @@ use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
 use async_trait::async_trait;
-use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
+use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Timestamp};
 use palisade_device::Capability;
 use std::sync::Arc;
 
@@ -116,13 +116,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         visibility: &Visibility,
         query: &ListQuery,
-    ) -> Result<Page<Machine>, StoreError>;
+    ) -> Result<Page<SerializedMachine>, StoreError>;
     /// By 40-hex id, else by case-insensitive `computerDnsName` (most recently seen).
     async fn machine(
         &self,
         visibility: &Visibility,
         id_or_name: &str,
-    ) -> Result<Option<Machine>, StoreError>;
+    ) -> Result<Option<SerializedMachine>, StoreError>;
     /// Applies `decide` to each machine in one transaction: all change, or none.
     async fn change_machines(
         &self,

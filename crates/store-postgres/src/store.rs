@@ -10,7 +10,7 @@ use crate::rows::{
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -326,7 +326,7 @@ impl Store for PostgresStore {
         &self,
         visibility: &Visibility,
         query: &ListQuery,
-    ) -> Result<Page<Machine>, StoreError> {
+    ) -> Result<Page<SerializedMachine>, StoreError> {
         list(
             &self.client().await?,
             &MACHINES,
@@ -336,7 +336,7 @@ impl Store for PostgresStore {
             },
             &visibility.tenant_id,
             query,
-            machine_from_row,
+            |row| machine_from_row(row).map(|m| SerializedMachine::new(&m)),
         )
         .await
     }
@@ -345,17 +345,19 @@ impl Store for PostgresStore {
         &self,
         visibility: &Visibility,
         id_or_name: &str,
-    ) -> Result<Option<Machine>, StoreError> {
+    ) -> Result<Option<SerializedMachine>, StoreError> {
         let client = self.client().await?;
-        if is_machine_id(id_or_name) {
+        let by_id = if is_machine_id(id_or_name) {
             let id = id_or_name.to_ascii_lowercase();
-            if let Some(machine) =
-                find_machine(&client, visibility, MachineKey::Id(&id), false).await?
-            {
-                return Ok(Some(machine));
-            }
-        }
-        find_machine(&client, visibility, MachineKey::Name(id_or_name), false).await
+            find_machine(&client, visibility, MachineKey::Id(&id), false).await?
+        } else {
+            None
+        };
+        let machine = match by_id {
+            Some(machine) => Some(machine),
+            None => find_machine(&client, visibility, MachineKey::Name(id_or_name), false).await?,
+        };
+        Ok(machine.as_ref().map(SerializedMachine::new))
     }
 
     async fn change_machines(

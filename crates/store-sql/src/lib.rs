@@ -130,14 +130,21 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
                 Dialect::Postgres => format!("${n}"),
             })
             .collect();
-        let updates: Vec<String> = MACHINE_WRITE_COLUMNS[2..]
+        let mut columns = MACHINE_WRITE_COLUMNS.to_vec();
+        let mut values = placeholders;
+        // SQLite's rows carry a revision for its machine cache: a new one with every write.
+        if dialect == Dialect::Sqlite {
+            columns.push("revision");
+            values.push("random()".into());
+        }
+        let updates: Vec<String> = columns[2..]
             .iter()
             .map(|column| format!("{column} = excluded.{column}"))
             .collect();
         format!(
             "INSERT INTO machines ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
-            MACHINE_WRITE_COLUMNS.join(", "),
-            placeholders.join(", "),
+            columns.join(", "),
+            values.join(", "),
             updates.join(", ")
         )
     }

@@ -163,8 +163,8 @@ pub(crate) fn record_check_ins(
 ) -> rusqlite::Result<()> {
     let mut update_machine = conn.prepare_cached(
         "UPDATE machines SET last_seen = ?3, ip_addresses = ?4, last_ip_address = ?5, \
-         last_external_ip_address = ?6, health_status = ?7, agent_version = ?8 \
-         WHERE tenant_id = ?1 AND id = ?2",
+         last_external_ip_address = ?6, health_status = ?7, agent_version = ?8, \
+         revision = random() WHERE tenant_id = ?1 AND id = ?2",
     )?;
     let mut update_device = conn.prepare_cached(
         "UPDATE devices SET isolation = ?3, isolation_at = ?4 WHERE tenant_id = ?1 AND machine_id = ?2",

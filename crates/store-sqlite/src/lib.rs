@@ -12,6 +12,7 @@
 mod connection;
 mod devices;
 mod identity;
+mod machine_cache;
 mod rows;
 mod store;
 mod workers;

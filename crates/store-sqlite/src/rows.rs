@@ -79,14 +79,19 @@ pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.merged_into_machine_id, \
     (SELECT json_group_array(tag) FROM (SELECT t.tag FROM machine_tags t \
         WHERE t.tenant_id = m.tenant_id AND t.machine_id = m.id ORDER BY t.position)), \
     m.defender_av_status, m.onboarding_status, m.os_architecture, m.managed_by, \
-    m.managed_by_status, m.ip_addresses, m.vm_metadata";
+    m.managed_by_status, m.ip_addresses, m.vm_metadata, m.revision";
+
+/// Where `MACHINE_COLUMNS` puts what the machine cache checks a row by.
+pub(crate) const MACHINE_ID_COLUMN: usize = 0;
+pub(crate) const MACHINE_GROUP_NAME_COLUMN: usize = 19;
+pub(crate) const MACHINE_REVISION_COLUMN: usize = 32;
 
 pub(crate) const MACHINE_FROM: &str = "machines m LEFT JOIN device_groups g \
     ON g.tenant_id = m.tenant_id AND g.id = m.rbac_group_id";
 
 pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
     Ok(Machine {
-        id: row.get(0)?,
+        id: row.get(MACHINE_ID_COLUMN)?,
         merged_into_machine_id: row.get(1)?,
         is_potential_duplication: row.get(2)?,
         is_excluded: row.get(3)?,
@@ -105,7 +110,7 @@ pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
         health_status: wire(row, 16)?,
         device_value: wire_opt(row, 17)?,
         rbac_group_id: row.get(18)?,
-        rbac_group_name: row.get(19)?,
+        rbac_group_name: row.get(MACHINE_GROUP_NAME_COLUMN)?,
         risk_score: wire_opt(row, 20)?,
         exposure_level: wire_opt(row, 21)?,
         is_aad_joined: row.get(22)?,

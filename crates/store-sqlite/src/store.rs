@@ -3,13 +3,14 @@
 use crate::connection::{open_connection, MIGRATIONS};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
     action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
     MACHINE_COLUMNS, MACHINE_FROM,
 };
 use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -33,6 +34,7 @@ const READERS: usize = 8;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    machine_cache: Arc<MachineCache>,
     calls: CallLogs,
 }
 
@@ -52,6 +54,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::spawn(conn),
             readers,
+            machine_cache: Arc::new(MachineCache::new(MACHINE_CACHE_BYTES)),
             calls: CallLogs::default(),
         })
     }
@@ -114,15 +117,20 @@ fn action_select() -> String {
     format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
 }
 
+/// The machine `key` names, if the caller sees it.
+fn machine_lookup(visibility: &Visibility, key: MachineKey<'_>) -> Sql {
+    let mut sql = Sql::default();
+    sql.push(&machine_select()).push(" WHERE ");
+    sql.machine_visibility(visibility).machine_key(key);
+    sql
+}
+
 pub(crate) fn find_machine(
     conn: &Connection,
     visibility: &Visibility,
     key: MachineKey<'_>,
 ) -> rusqlite::Result<Option<Machine>> {
-    let mut sql = Sql::default();
-    sql.push(&machine_select()).push(" WHERE ");
-    sql.machine_visibility(visibility).machine_key(key);
-    Ok(query_rows(conn, &sql, machine_from_row)?.pop())
+    Ok(query_rows(conn, &machine_lookup(visibility, key), machine_from_row)?.pop())
 }
 
 fn find_action(
@@ -181,7 +189,8 @@ fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
         .query_map([tenant_id], machine_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let mut update = conn.prepare_cached(
-        "UPDATE machines SET rbac_group_id = ?3 WHERE tenant_id = ?1 AND id = ?2",
+        "UPDATE machines SET rbac_group_id = ?3, revision = random() \
+         WHERE tenant_id = ?1 AND id = ?2",
     )?;
     for machine in machines {
         let (group, _) = device_groups::assign(&groups, &machine);
@@ -315,10 +324,12 @@ impl Store for SqliteStore {
         &self,
         visibility: &Visibility,
         query: &ListQuery,
-    ) -> Result<Page<Machine>, StoreError> {
+    ) -> Result<Page<SerializedMachine>, StoreError> {
         let (visibility, query) = (visibility.clone(), query.clone());
+        let cache = self.machine_cache.clone();
         self.readers
             .read_many(move |conn| {
+                let tenant_id = &visibility.tenant_id;
                 list(
                     conn,
                     &MACHINES,
@@ -326,9 +337,9 @@ impl Store for SqliteStore {
                     |sql| {
                         sql.machine_visibility(&visibility);
                     },
-                    &visibility.tenant_id,
+                    tenant_id,
                     &query,
-                    machine_from_row,
+                    |row| cache.machine(tenant_id, row),
                 )
             })
             .await
@@ -338,16 +349,23 @@ impl Store for SqliteStore {
         &self,
         visibility: &Visibility,
         id_or_name: &str,
-    ) -> Result<Option<Machine>, StoreError> {
+    ) -> Result<Option<SerializedMachine>, StoreError> {
+        let find = |conn: &Connection, key: MachineKey<'_>| {
+            let sql = machine_lookup(visibility, key);
+            let found = query_rows(conn, &sql, |row| {
+                self.machine_cache.machine(&visibility.tenant_id, row)
+            })?;
+            Ok(found.into_iter().next())
+        };
         self.readers
             .read_now(|conn| {
                 if is_machine_id(id_or_name) {
                     let id = id_or_name.to_ascii_lowercase();
-                    if let Some(machine) = find_machine(conn, visibility, MachineKey::Id(&id))? {
+                    if let Some(machine) = find(conn, MachineKey::Id(&id))? {
                         return Ok(Some(machine));
                     }
                 }
-                find_machine(conn, visibility, MachineKey::Name(id_or_name))
+                find(conn, MachineKey::Name(id_or_name))
             })
             .await
     }

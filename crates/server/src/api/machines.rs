@@ -11,7 +11,7 @@ use palisade_contract::requests::{
     ActionKind, ActionRequest, BulkTagBody, CommentBody, DeviceValueBody, IsolateBody, ScanBody,
     StopAndQuarantineBody, TagBody, UpdateMachineBody, ValidateBody,
 };
-use palisade_contract::{ErrorBody, Machine, MachineAction, MdeError};
+use palisade_contract::{ErrorBody, Machine, MachineAction, MdeError, SerializedMachine};
 use palisade_domain::Caller;
 use serde::Deserialize;
 
@@ -49,7 +49,7 @@ pub async fn get_machine(
     caller: Caller,
     base: RequestBase,
     Path(id): Path<String>,
-) -> ApiResult<Entity<Machine>> {
+) -> ApiResult<Entity<SerializedMachine>> {
     let machine = app.palisade.get_machine(&caller, &id).await?;
     Ok(Entity::ok(&base, machine))
 }

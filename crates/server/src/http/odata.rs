@@ -17,12 +17,16 @@ use utoipa::openapi::RefOr;
 const ODATA_CONTENT_TYPE: &str =
     "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8";
 
-/// An entity set of the API: its name in `@odata.context` and its properties.
-pub trait EntitySet: Serialize + utoipa::ToSchema {
+/// An entity set of the API: its name in `@odata.context`.
+pub trait EntitySet: Serialize {
     const SET: &'static str;
 }
 
 impl EntitySet for palisade_contract::Machine {
+    const SET: &'static str = "Machines";
+}
+
+impl EntitySet for palisade_contract::SerializedMachine {
     const SET: &'static str = "Machines";
 }
 
@@ -111,7 +115,9 @@ fn property_names<T: utoipa::ToSchema>() -> Vec<String> {
 pub struct Selection(Option<Vec<String>>);
 
 impl Selection {
-    pub fn resolve<T: EntitySet>(query: &ODataQuery) -> Result<Selection, MdeError> {
+    pub fn resolve<T: EntitySet + utoipa::ToSchema>(
+        query: &ODataQuery,
+    ) -> Result<Selection, MdeError> {
         let Some(names) = &query.select else {
             return Ok(Selection(None));
         };

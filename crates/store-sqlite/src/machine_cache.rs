@@ -1,0 +1,283 @@
+//! Machines in their wire form, kept in memory between reads.
+//!
+//! Decoding a machine's row and serializing it cost more than finding it
+//! (the profile is in the README). A read still asks SQLite which machines it
+//! shows, in which order and at which revision, so that visibility, filters
+//! and writes from any process stay SQLite's to decide; only the JSON of a
+//! machine whose row has the revision and group name of the copy held here
+//! comes from memory. Every write to a machine gives it a new revision
+//! (migration 0007), so a copy is never served after its row changed.
+
+use crate::rows::{
+    machine_from_row, MACHINE_GROUP_NAME_COLUMN, MACHINE_ID_COLUMN, MACHINE_REVISION_COLUMN,
+};
+use palisade_contract::SerializedMachine;
+use quick_cache::sync::Cache;
+use quick_cache::{Equivalent, Weighter};
+use rusqlite::Row;
+use std::sync::Arc;
+
+/// Memory the copies may take: a fleet of 100,000 machines (about 1.6 KB of
+/// JSON each) fits.
+pub(crate) const MACHINE_CACHE_BYTES: u64 = 256 << 20;
+
+/// (tenant id, machine id).
+type Key = (String, String);
+
+/// A copy of a machine, and what its row said when it was made.
+struct Copy {
+    revision: i64,
+    /// `rbacGroupName` comes from the device group's row, which a rename changes.
+    group_name: Option<String>,
+    machine: SerializedMachine,
+}
+
+pub(crate) struct MachineCache {
+    copies: Cache<Key, Arc<Copy>, BytesHeld>,
+}
+
+/// Looks a key up without building the owned `(String, String)`.
+#[derive(Hash)]
+struct KeyRef<'a>(&'a str, &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+#[derive(Clone)]
+struct BytesHeld;
+
+impl Weighter<Key, Arc<Copy>> for BytesHeld {
+    fn weight(&self, key: &Key, copy: &Arc<Copy>) -> u64 {
+        // The strings, plus what the cache's own slot and the Arc take.
+        let strings = key.0.len() + key.1.len() + copy.machine.json().len();
+        (strings + copy.group_name.as_ref().map_or(0, String::len) + 128) as u64
+    }
+}
+
+impl MachineCache {
+    pub fn new(capacity_bytes: u64) -> MachineCache {
+        let estimated_items = (capacity_bytes / 2048) as usize;
+        MachineCache {
+            copies: Cache::with_weighter(estimated_items, capacity_bytes, BytesHeld),
+        }
+    }
+
+    /// The machine of a row read with `MACHINE_COLUMNS`: the copy held here
+    /// if the row has not changed since it was made, else decoded from the
+    /// row (and kept).
+    pub fn machine(&self, tenant_id: &str, row: &Row<'_>) -> rusqlite::Result<SerializedMachine> {
+        let id = row.get_ref(MACHINE_ID_COLUMN)?.as_str()?;
+        let revision: i64 = row.get(MACHINE_REVISION_COLUMN)?;
+        let group_name = row.get_ref(MACHINE_GROUP_NAME_COLUMN)?.as_str_or_null()?;
+        if let Some(copy) = self.copies.get(&KeyRef(tenant_id, id)) {
+            if copy.revision == revision && copy.group_name.as_deref() == group_name {
+                return Ok(copy.machine.clone());
+            }
+        }
+        let machine = SerializedMachine::new(&machine_from_row(row)?);
+        let copy = Copy {
+            revision,
+            group_name: group_name.map(str::to_string),
+            machine: machine.clone(),
+        };
+        self.copies
+            .insert((tenant_id.to_string(), id.to_string()), Arc::new(copy));
+        Ok(machine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::SqliteStore;
+    use palisade_contract::{
+        HealthStatus, IpAddress, Machine, OnboardingStatus, OsPlatform, Timestamp,
+    };
+    use palisade_domain::caller::{Tenant, Visibility};
+    use palisade_domain::query::ListQuery;
+    use palisade_domain::store::{DeviceGroup, Store};
+    use rusqlite::Connection;
+    use serde_json::Value;
+
+    const TENANT: &str = "t1";
+
+    fn machine(n: u32) -> Machine {
+        let now = Timestamp::now();
+        Machine {
+            id: format!("{n:040x}"),
+            merged_into_machine_id: None,
+            is_potential_duplication: false,
+            is_excluded: false,
+            exclusion_reason: None,
+            computer_dns_name: format!("host-{n}.test.local"),
+            first_seen: now.minus_days(30),
+            last_seen: now,
+            os_platform: OsPlatform::Windows11,
+            os_version: None,
+            os_processor: Some("x64".into()),
+            version: Some("23H2".into()),
+            last_ip_address: Some("10.0.0.5".into()),
+            last_external_ip_address: None,
+            agent_version: Some("10.8760.22631.3593".into()),
+            os_build: Some(22631),
+            health_status: HealthStatus::Active,
+            device_value: None,
+            rbac_group_id: 1,
+            rbac_group_name: None,
+            risk_score: None,
+            exposure_level: None,
+            is_aad_joined: false,
+            aad_device_id: None,
+            machine_tags: vec!["first".into()],
+            defender_av_status: None,
+            onboarding_status: OnboardingStatus::Onboarded,
+            os_architecture: Some("64-bit".into()),
+            managed_by: None,
+            managed_by_status: None,
+            ip_addresses: vec![IpAddress {
+                ip_address: "10.0.0.5".into(),
+                mac_address: None,
+                kind: "Ethernet".into(),
+                operational_status: "Up".into(),
+            }],
+            vm_metadata: None,
+        }
+    }
+
+    /// A store with two machines in group 1 ("Servers"), and a second
+    /// connection to its file: what another process (the CLI, the sqlite3
+    /// shell) would write with.
+    async fn store() -> (tempfile::TempDir, SqliteStore, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let tenant = Tenant {
+            id: TENANT.into(),
+            name: "T".into(),
+            retention_days: 180,
+        };
+        let groups = [DeviceGroup::label(1, "Servers")];
+        store
+            .create_tenant(&tenant, &groups, &[machine(1), machine(2)])
+            .await
+            .unwrap();
+        let other = Connection::open(&path).unwrap();
+        other
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        (dir, store, other)
+    }
+
+    async fn get(store: &SqliteStore, id: &str) -> Value {
+        let machine = store
+            .machine(&Visibility::whole_tenant(TENANT), id)
+            .await
+            .unwrap()
+            .expect("the machine");
+        serde_json::from_str(machine.json()).unwrap()
+    }
+
+    async fn list(store: &SqliteStore) -> Vec<Value> {
+        let query = ListQuery {
+            limit: 100,
+            ..ListQuery::default()
+        };
+        let page = store
+            .machines(&Visibility::whole_tenant(TENANT), &query)
+            .await
+            .unwrap();
+        page.items
+            .iter()
+            .map(|m| serde_json::from_str(m.json()).unwrap())
+            .collect()
+    }
+
+    /// While a machine's row keeps its revision, reads answer with the copy in
+    /// memory: here a change made behind SQLite's triggers stays unseen.
+    #[tokio::test]
+    async fn an_unchanged_revision_serves_the_copy_in_memory() {
+        let (_dir, store, other) = store().await;
+        let id = machine(1).id;
+        assert_eq!(
+            get(&store, &id).await["computerDnsName"],
+            "host-1.test.local"
+        );
+        other
+            .execute_batch(
+                "DROP TRIGGER machines_revision_on_update; \
+                 UPDATE machines SET computer_dns_name = 'renamed' WHERE id LIKE '%1'",
+            )
+            .unwrap();
+        assert_eq!(
+            get(&store, &id).await["computerDnsName"],
+            "host-1.test.local"
+        );
+        // A new revision, and the row is read again.
+        other
+            .execute(
+                "UPDATE machines SET revision = revision + 1 WHERE id LIKE '%1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(get(&store, &id).await["computerDnsName"], "renamed");
+    }
+
+    /// Whatever writes a machine, from whichever connection, the next read
+    /// shows the write: its row, its tags, its group's name.
+    #[tokio::test]
+    async fn every_write_to_a_machine_is_seen_by_the_next_read() {
+        let (_dir, store, other) = store().await;
+        let (one, two) = (machine(1).id, machine(2).id);
+        let before = list(&store).await;
+        assert_eq!(before.len(), 2);
+        assert_eq!(before[0]["machineTags"], serde_json::json!(["first"]));
+        assert_eq!(get(&store, &one).await["rbacGroupName"], "Servers");
+
+        other
+            .execute(
+                "UPDATE machines SET health_status = 'Inactive' WHERE id = ?1",
+                [&one],
+            )
+            .unwrap();
+        assert_eq!(get(&store, &one).await["healthStatus"], "Inactive");
+
+        other
+            .execute(
+                "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) \
+                 VALUES ('t1', ?1, 1, 'second')",
+                [&two],
+            )
+            .unwrap();
+        let listed = list(&store).await;
+        let tags = |m: &Value| m["machineTags"].clone();
+        assert_eq!(tags(&listed[1]), serde_json::json!(["first", "second"]));
+        other
+            .execute(
+                "DELETE FROM machine_tags WHERE machine_id = ?1 AND tag = 'first'",
+                [&two],
+            )
+            .unwrap();
+        assert_eq!(
+            get(&store, &two).await["machineTags"],
+            serde_json::json!(["second"])
+        );
+
+        other
+            .execute("UPDATE device_groups SET name = 'Front' WHERE id = 1", [])
+            .unwrap();
+        for machine in list(&store).await {
+            assert_eq!(machine["rbacGroupName"], "Front");
+        }
+
+        // Palisade's own writes (here the upsert of a reported machine).
+        let mut changed = machine(1);
+        changed.computer_dns_name = "moved.test.local".into();
+        store.put_machines(TENANT, &[changed]).await.unwrap();
+        assert_eq!(
+            get(&store, &one).await["computerDnsName"],
+            "moved.test.local"
+        );
+    }
+}
