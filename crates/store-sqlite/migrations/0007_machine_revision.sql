@@ -30,3 +30,8 @@ BEGIN
     UPDATE machines SET revision = random()
     WHERE tenant_id = OLD.tenant_id AND id = OLD.machine_id;
 END;
+
+-- What a read asks first (is the copy in memory current?), from the index
+-- alone: the key, what visibility checks, and the revision.
+CREATE INDEX machines_revision
+    ON machines (tenant_id, id, last_seen, rbac_group_id, revision);

@@ -47,6 +47,24 @@ pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// The plan SQLite picks for `sql` on the migrated schema (for tests of
+/// which index a query uses).
+#[cfg(test)]
+pub(crate) fn query_plan(sql: &str) -> String {
+    let mut conn = Connection::open_in_memory().unwrap();
+    MIGRATIONS.to_latest(&mut conn).unwrap();
+    let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let unbound = explain.parameter_count();
+    explain
+        .query_map(rusqlite::params_from_iter(vec![""; unbound]), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .unwrap()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,23 +298,7 @@ pub(crate) fn change_action(
 #[cfg(test)]
 mod tests {
     use super::open_actions_query;
-    use crate::MIGRATIONS;
-
-    /// The plan SQLite picks for `sql` on the migrated schema.
-    fn plan(sql: &str) -> String {
-        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        MIGRATIONS.to_latest(&mut conn).unwrap();
-        let mut explain = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let unbound = explain.parameter_count();
-        explain
-            .query_map(rusqlite::params_from_iter(vec![""; unbound]), |row| {
-                row.get::<_, String>(3)
-            })
-            .unwrap()
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .unwrap()
-            .join("; ")
-    }
+    use crate::connection::query_plan as plan;
 
     /// Read on every action posted and every check-in: it must not walk the
     /// tenant's action history, which it did before migration 0006.

@@ -3,18 +3,21 @@
 //! Decoding a machine's row and serializing it cost more than finding it
 //! (the profile is in the README). A read still asks SQLite which machines it
 //! shows, in which order and at which revision, so that visibility, filters
-//! and writes from any process stay SQLite's to decide; only the JSON of a
-//! machine whose row has the revision and group name of the copy held here
-//! comes from memory. Every write to a machine gives it a new revision
-//! (migration 0007), so a copy is never served after its row changed.
+//! and writes from any process stay SQLite's to decide; but it asks only for
+//! their ids, revisions and group names, which an index holds, and the JSON
+//! of a machine whose copy here has that revision and group name comes from
+//! memory. Every write to a machine gives it a new revision (migration 0007),
+//! so a copy is never served after its row changed.
 
 use crate::rows::{
     machine_from_row, MACHINE_GROUP_NAME_COLUMN, MACHINE_ID_COLUMN, MACHINE_REVISION_COLUMN,
 };
+use crate::store::query_rows;
 use palisade_contract::SerializedMachine;
+use palisade_store_sql::Sql;
 use quick_cache::sync::Cache;
 use quick_cache::{Equivalent, Weighter};
-use rusqlite::Row;
+use rusqlite::{Connection, Row};
 use std::sync::Arc;
 
 /// Memory the copies may take: a fleet of 100,000 machines (about 1.6 KB of
@@ -65,17 +68,52 @@ impl MachineCache {
         }
     }
 
+    /// The machines `probe` (a query of `MACHINE_PROBE_COLUMNS`) finds, from
+    /// the copies held here when every one of them is current; else from the
+    /// rows `full` (the same query of `MACHINE_COLUMNS`) reads. Either answer
+    /// is one snapshot of the database: the probe's or the full query's.
+    pub fn read(
+        &self,
+        conn: &Connection,
+        tenant_id: &str,
+        probe: &Sql,
+        full: impl FnOnce() -> Sql,
+    ) -> rusqlite::Result<Vec<SerializedMachine>> {
+        let copies: Option<Vec<SerializedMachine>> = query_rows(conn, probe, |row| {
+            let id = row.get_ref(0)?.as_str()?;
+            let revision: i64 = row.get(1)?;
+            let group_name = row.get_ref(2)?.as_str_or_null()?;
+            Ok(self.current_copy(tenant_id, id, revision, group_name))
+        })?
+        .into_iter()
+        .collect();
+        match copies {
+            Some(machines) => Ok(machines),
+            None => query_rows(conn, &full(), |row| self.machine(tenant_id, row)),
+        }
+    }
+
+    /// The copy held of this revision of the machine, if any.
+    fn current_copy(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        revision: i64,
+        group_name: Option<&str>,
+    ) -> Option<SerializedMachine> {
+        let copy = self.copies.get(&KeyRef(tenant_id, id))?;
+        (copy.revision == revision && copy.group_name.as_deref() == group_name)
+            .then(|| copy.machine.clone())
+    }
+
     /// The machine of a row read with `MACHINE_COLUMNS`: the copy held here
-    /// if the row has not changed since it was made, else decoded from the
-    /// row (and kept).
-    pub fn machine(&self, tenant_id: &str, row: &Row<'_>) -> rusqlite::Result<SerializedMachine> {
+    /// if it is current, else decoded from the row (and kept).
+    fn machine(&self, tenant_id: &str, row: &Row<'_>) -> rusqlite::Result<SerializedMachine> {
         let id = row.get_ref(MACHINE_ID_COLUMN)?.as_str()?;
         let revision: i64 = row.get(MACHINE_REVISION_COLUMN)?;
         let group_name = row.get_ref(MACHINE_GROUP_NAME_COLUMN)?.as_str_or_null()?;
-        if let Some(copy) = self.copies.get(&KeyRef(tenant_id, id)) {
-            if copy.revision == revision && copy.group_name.as_deref() == group_name {
-                return Ok(copy.machine.clone());
-            }
+        if let Some(machine) = self.current_copy(tenant_id, id, revision, group_name) {
+            return Ok(machine);
         }
         let machine = SerializedMachine::new(&machine_from_row(row)?);
         let copy = Copy {

@@ -81,6 +81,10 @@ pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.merged_into_machine_id, \
     m.defender_av_status, m.onboarding_status, m.os_architecture, m.managed_by, \
     m.managed_by_status, m.ip_addresses, m.vm_metadata, m.revision";
 
+/// What the machine cache checks a machine by, before it reads the machine
+/// itself: `id`, `revision`, and the group's name (a rename changes it).
+pub(crate) const MACHINE_PROBE_COLUMNS: &str = "m.id, m.revision, g.name";
+
 /// Where `MACHINE_COLUMNS` puts what the machine cache checks a row by.
 pub(crate) const MACHINE_ID_COLUMN: usize = 0;
 pub(crate) const MACHINE_GROUP_NAME_COLUMN: usize = 19;

@@ -6,7 +6,7 @@ use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMN
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
     action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
-    MACHINE_COLUMNS, MACHINE_FROM,
+    MACHINE_COLUMNS, MACHINE_FROM, MACHINE_PROBE_COLUMNS,
 };
 use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
-use palisade_store_sql::{Entity, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
+use palisade_store_sql::{Dialect, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ fn sqlite_value(value: &Value) -> rusqlite::types::Value {
     }
 }
 
-fn query_rows<T>(
+pub(crate) fn query_rows<T>(
     conn: &Connection,
     sql: &Sql,
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
@@ -80,18 +80,15 @@ fn query_rows<T>(
     rows.collect()
 }
 
-/// Runs a list query: one page (and one row more, to tell whether more exist), and the count.
+/// Runs a list query: one page (and one row more, to tell whether more
+/// exist) read by `page_rows`, and the count.
 fn list<T>(
     conn: &Connection,
-    entity: &Entity,
-    table: (&str, &str),
-    visible: impl Fn(&mut Sql),
-    tenant_id: &str,
+    sql: &ListSql,
     query: &ListQuery,
-    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    page_rows: impl FnOnce(&Sql) -> rusqlite::Result<Vec<T>>,
 ) -> rusqlite::Result<Page<T>> {
-    let sql = ListSql::new(Default::default(), entity, table, visible, tenant_id, query);
-    let mut items = query_rows(conn, &sql.page, map)?;
+    let mut items = page_rows(&sql.page)?;
     let more = items.len() > query.limit as usize;
     items.truncate(query.limit as usize);
     let count = match &sql.count {
@@ -109,18 +106,18 @@ fn list<T>(
 
 const ACTION_FROM: &str = "machine_actions a";
 
-fn machine_select() -> String {
-    format!("SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM}")
+fn machine_select(columns: &str) -> String {
+    format!("SELECT {columns} FROM {MACHINE_FROM}")
 }
 
 fn action_select() -> String {
     format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
 }
 
-/// The machine `key` names, if the caller sees it.
-fn machine_lookup(visibility: &Visibility, key: MachineKey<'_>) -> Sql {
+/// `columns` of the machine `key` names, if the caller sees it.
+fn machine_lookup(visibility: &Visibility, key: MachineKey<'_>, columns: &str) -> Sql {
     let mut sql = Sql::default();
-    sql.push(&machine_select()).push(" WHERE ");
+    sql.push(&machine_select(columns)).push(" WHERE ");
     sql.machine_visibility(visibility).machine_key(key);
     sql
 }
@@ -130,7 +127,8 @@ pub(crate) fn find_machine(
     visibility: &Visibility,
     key: MachineKey<'_>,
 ) -> rusqlite::Result<Option<Machine>> {
-    Ok(query_rows(conn, &machine_lookup(visibility, key), machine_from_row)?.pop())
+    let sql = machine_lookup(visibility, key, MACHINE_COLUMNS);
+    Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
 
 fn find_action(
@@ -185,7 +183,10 @@ fn load_groups(conn: &Connection, tenant_id: &str) -> rusqlite::Result<Vec<Devic
 fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
     let groups = load_groups(conn, tenant_id)?;
     let machines: Vec<Machine> = conn
-        .prepare(&format!("{} WHERE m.tenant_id = ?1", machine_select()))?
+        .prepare(&format!(
+            "{} WHERE m.tenant_id = ?1",
+            machine_select(MACHINE_COLUMNS)
+        ))?
         .query_map([tenant_id], machine_from_row)?
         .collect::<rusqlite::Result<_>>()?;
     let mut update = conn.prepare_cached(
@@ -330,17 +331,24 @@ impl Store for SqliteStore {
         self.readers
             .read_many(move |conn| {
                 let tenant_id = &visibility.tenant_id;
-                list(
-                    conn,
-                    &MACHINES,
-                    (MACHINE_COLUMNS, MACHINE_FROM),
-                    |sql| {
+                let list_sql = |columns| {
+                    let visible = |sql: &mut Sql| {
                         sql.machine_visibility(&visibility);
-                    },
-                    tenant_id,
-                    &query,
-                    |row| cache.machine(tenant_id, row),
-                )
+                    };
+                    let table = (columns, MACHINE_FROM);
+                    ListSql::new(
+                        Dialect::Sqlite,
+                        &MACHINES,
+                        table,
+                        visible,
+                        tenant_id,
+                        &query,
+                    )
+                };
+                let probe = list_sql(MACHINE_PROBE_COLUMNS);
+                list(conn, &probe, &query, |page| {
+                    cache.read(conn, tenant_id, page, || list_sql(MACHINE_COLUMNS).page)
+                })
             })
             .await
     }
@@ -351,10 +359,12 @@ impl Store for SqliteStore {
         id_or_name: &str,
     ) -> Result<Option<SerializedMachine>, StoreError> {
         let find = |conn: &Connection, key: MachineKey<'_>| {
-            let sql = machine_lookup(visibility, key);
-            let found = query_rows(conn, &sql, |row| {
-                self.machine_cache.machine(&visibility.tenant_id, row)
-            })?;
+            let probe = machine_lookup(visibility, key, MACHINE_PROBE_COLUMNS);
+            let found = self
+                .machine_cache
+                .read(conn, &visibility.tenant_id, &probe, || {
+                    machine_lookup(visibility, key, MACHINE_COLUMNS)
+                })?;
             Ok(found.into_iter().next())
         };
         self.readers
@@ -426,17 +436,16 @@ impl Store for SqliteStore {
         let (visibility, query) = (visibility.clone(), query.clone());
         self.readers
             .read_many(move |conn| {
-                list(
-                    conn,
-                    &ACTIONS,
-                    (ACTION_COLUMNS, ACTION_FROM),
-                    |sql| {
-                        sql.action_visibility(&visibility);
-                    },
-                    &visibility.tenant_id,
-                    &query,
-                    action_from_row,
-                )
+                let visible = |sql: &mut Sql| {
+                    sql.action_visibility(&visibility);
+                };
+                let table = (ACTION_COLUMNS, ACTION_FROM);
+                let tenant_id = &visibility.tenant_id;
+                let sql =
+                    ListSql::new(Dialect::Sqlite, &ACTIONS, table, visible, tenant_id, &query);
+                list(conn, &sql, &query, |page| {
+                    query_rows(conn, page, action_from_row)
+                })
             })
             .await
     }
@@ -830,6 +839,35 @@ mod tests {
     #[test]
     fn migrations_apply_to_an_empty_database() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    /// The probe of a read (is the copy in memory current?) reads machines
+    /// from their revision index alone, never their rows: by id, by tag, and
+    /// a page of the fleet.
+    #[test]
+    fn machine_probes_read_only_the_revision_index() {
+        use crate::connection::query_plan;
+        use palisade_contract::odata::ODataQuery;
+        let visibility = Visibility::whole_tenant("t1");
+        let by_id = machine_lookup(&visibility, MachineKey::Id("a"), MACHINE_PROBE_COLUMNS);
+        let list = |odata: &str| {
+            let odata = ODataQuery::parse(odata).unwrap();
+            let query =
+                ListQuery::resolve(&odata, palisade_contract::machine::MACHINE_QUERYABLE).unwrap();
+            let visible = |sql: &mut Sql| {
+                sql.machine_visibility(&visibility);
+            };
+            let table = (MACHINE_PROBE_COLUMNS, MACHINE_FROM);
+            ListSql::new(Dialect::Sqlite, &MACHINES, table, visible, "t1", &query).page
+        };
+        let tagged = list("$filter=machineTags/any(t: t eq 'x')");
+        for sql in [by_id, tagged, list("")] {
+            let plan = query_plan(&sql.text);
+            assert!(
+                plan.contains("m USING COVERING INDEX machines_revision"),
+                "{plan}"
+            );
+        }
     }
 
     fn tenant() -> Tenant {
