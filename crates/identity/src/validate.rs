@@ -169,7 +169,7 @@ impl Validator {
     /// A token whose signature and claims were checked once is remembered
     /// (by digest) until it expires, so that its clients pay for the RSA check
     /// once rather than on every call; its times are checked on every call.
-    pub async fn verify(&self, token: &str, origin: &str) -> Result<Verified, TokenError> {
+    pub async fn verify(&self, token: &str, origin: &str) -> Result<Arc<Verified>, TokenError> {
         let digest: [u8; 32] = Sha256::new()
             .chain_update(origin)
             .chain_update([0])
@@ -199,7 +199,7 @@ impl Validator {
             }
         };
         self.check_times(&verified.claims)?;
-        Ok(Verified::clone(&verified))
+        Ok(verified)
     }
 
     fn check_times(&self, claims: &Claims) -> Result<(), TokenError> {

@@ -28,7 +28,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 /// What every handler can reach.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What every request may use. Behind one `Arc`: axum clones the state for
+/// every extractor of every request.
+pub struct Services {
     pub palisade: Palisade,
     pub devices: DevicePlane,
     pub validator: Validator,
@@ -69,7 +73,7 @@ impl AppState {
         let clock = palisade.clock().clone();
         // Actions other nodes create wake this node's waiting devices too.
         store.relay_new_actions(palisade.wakeups().clone());
-        AppState {
+        AppState(Arc::new(Services {
             validator: Validator::new(
                 store.clone(),
                 clock.clone(),
@@ -83,7 +87,15 @@ impl AppState {
             palisade,
             scheme: if settings.tls { "https" } else { "http" },
             listen_authority,
-        }
+        }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
     }
 }
 

@@ -25,12 +25,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use utoipa::openapi::OpenApi;
 
-/// (method, route template) → operation, read off the OpenAPI document.
-pub type OperationTable = Arc<HashMap<(Method, String), Operation>>;
+/// Route template → (method, operation), read off the OpenAPI document.
+pub type OperationTable = Arc<HashMap<String, Vec<(Method, Operation)>>>;
 
 /// Builds the table; a route whose operation id names no [`Operation`] is a bug caught at start.
 pub fn operation_table(openapi: &OpenApi) -> OperationTable {
-    let mut table = HashMap::new();
+    let mut table: HashMap<String, Vec<(Method, Operation)>> = HashMap::new();
     for (path, item) in &openapi.paths.paths {
         let operations = [
             (Method::GET, &item.get),
@@ -45,7 +45,7 @@ pub fn operation_table(openapi: &OpenApi) -> OperationTable {
             let known = Operation::from_name(id).unwrap_or_else(|| {
                 panic!("operation id {id} of {method} {path} names no Operation")
             });
-            table.insert((method, path.clone()), known);
+            table.entry(path.clone()).or_default().push((method, known));
         }
     }
     Arc::new(table)
@@ -67,9 +67,11 @@ pub async fn gate(
         &Method::HEAD => Method::GET,
         other => other.clone(),
     };
-    let key = (method, matched.as_str().to_string());
+    let operation = table
+        .get(matched.as_str())
+        .and_then(|methods| methods.iter().find(|(m, _)| *m == method));
     // The route exists but not for this method: the router answers 405.
-    let Some(&operation) = table.get(&key) else {
+    let Some(&(_, operation)) = operation else {
         return next.run(request).await;
     };
     let origin = origin(&app, request.uri(), request.headers());
@@ -132,9 +134,11 @@ pub async fn gate(
             return response;
         }
     }
-    request.extensions_mut().insert(caller.clone());
+    // The handler takes the caller; the audit entry of a change needs it after.
+    let auditor = operation.is_mutation().then(|| caller.clone());
+    request.extensions_mut().insert(caller);
     let response = next.run(request).await;
-    if operation.is_mutation() {
+    if let Some(caller) = auditor {
         let target = response
             .extensions()
             .get::<AuditTarget>()
@@ -196,7 +200,8 @@ async fn authenticate(
         })?;
     let Verified {
         claims, external, ..
-    } = verified;
+    } = &*verified;
+    let external = *external;
     let permissions = |values: Vec<&str>| -> Vec<Permission> {
         values
             .into_iter()
