@@ -4,14 +4,12 @@
 //! (the profile is in the README). A read still asks SQLite which machines it
 //! shows, in which order and at which revision, so that visibility, filters
 //! and writes from any process stay SQLite's to decide; but it asks only for
-//! their ids, revisions and group names, which an index holds, and the JSON
-//! of a machine whose copy here has that revision and group name comes from
-//! memory. Every write to a machine gives it a new revision (migration 0007),
-//! so a copy is never served after its row changed.
+//! their ids and revisions, which an index holds, and the JSON of a machine
+//! whose copy here has that revision comes from memory. Every write to a
+//! machine, its tags or its group's name gives it a new revision (migration
+//! 0007), so a copy is never served after what it shows changed.
 
-use crate::rows::{
-    machine_from_row, MACHINE_GROUP_NAME_COLUMN, MACHINE_ID_COLUMN, MACHINE_REVISION_COLUMN,
-};
+use crate::rows::{machine_from_row, MACHINE_ID_COLUMN, MACHINE_REVISION_COLUMN};
 use crate::store::query_rows;
 use palisade_contract::SerializedMachine;
 use palisade_store_sql::Sql;
@@ -27,11 +25,9 @@ pub(crate) const MACHINE_CACHE_BYTES: u64 = 256 << 20;
 /// (tenant id, machine id).
 type Key = (String, String);
 
-/// A copy of a machine, and what its row said when it was made.
+/// A copy of a machine, and the revision of the row it was made from.
 struct Copy {
     revision: i64,
-    /// `rbacGroupName` comes from the device group's row, which a rename changes.
-    group_name: Option<String>,
     machine: SerializedMachine,
 }
 
@@ -55,8 +51,7 @@ struct BytesHeld;
 impl Weighter<Key, Arc<Copy>> for BytesHeld {
     fn weight(&self, key: &Key, copy: &Arc<Copy>) -> u64 {
         // The strings, plus what the cache's own slot and the Arc take.
-        let strings = key.0.len() + key.1.len() + copy.machine.json().len();
-        (strings + copy.group_name.as_ref().map_or(0, String::len) + 128) as u64
+        (key.0.len() + key.1.len() + copy.machine.json().len() + 128) as u64
     }
 }
 
@@ -68,9 +63,9 @@ impl MachineCache {
         }
     }
 
-    /// The machines `probe` (a query of `MACHINE_PROBE_COLUMNS`) finds, from
-    /// the copies held here when every one of them is current; else from the
-    /// rows `full` (the same query of `MACHINE_COLUMNS`) reads. Either answer
+    /// The machines `probe` (a query of `MACHINE_PROBES`) finds, from the
+    /// copies held here when every one of them is current; else from the rows
+    /// `full` (the same query of `MACHINE_ROWS`) reads. Either answer
     /// is one snapshot of the database: the probe's or the full query's.
     pub fn read(
         &self,
@@ -81,9 +76,7 @@ impl MachineCache {
     ) -> rusqlite::Result<Vec<SerializedMachine>> {
         let copies: Option<Vec<SerializedMachine>> = query_rows(conn, probe, |row| {
             let id = row.get_ref(0)?.as_str()?;
-            let revision: i64 = row.get(1)?;
-            let group_name = row.get_ref(2)?.as_str_or_null()?;
-            Ok(self.current_copy(tenant_id, id, revision, group_name))
+            Ok(self.current_copy(tenant_id, id, row.get(1)?))
         })?
         .into_iter()
         .collect();
@@ -94,31 +87,22 @@ impl MachineCache {
     }
 
     /// The copy held of this revision of the machine, if any.
-    fn current_copy(
-        &self,
-        tenant_id: &str,
-        id: &str,
-        revision: i64,
-        group_name: Option<&str>,
-    ) -> Option<SerializedMachine> {
+    fn current_copy(&self, tenant_id: &str, id: &str, revision: i64) -> Option<SerializedMachine> {
         let copy = self.copies.get(&KeyRef(tenant_id, id))?;
-        (copy.revision == revision && copy.group_name.as_deref() == group_name)
-            .then(|| copy.machine.clone())
+        (copy.revision == revision).then(|| copy.machine.clone())
     }
 
-    /// The machine of a row read with `MACHINE_COLUMNS`: the copy held here
+    /// The machine of a row read with `MACHINE_ROWS`: the copy held here
     /// if it is current, else decoded from the row (and kept).
     fn machine(&self, tenant_id: &str, row: &Row<'_>) -> rusqlite::Result<SerializedMachine> {
         let id = row.get_ref(MACHINE_ID_COLUMN)?.as_str()?;
         let revision: i64 = row.get(MACHINE_REVISION_COLUMN)?;
-        let group_name = row.get_ref(MACHINE_GROUP_NAME_COLUMN)?.as_str_or_null()?;
-        if let Some(machine) = self.current_copy(tenant_id, id, revision, group_name) {
+        if let Some(machine) = self.current_copy(tenant_id, id, revision) {
             return Ok(machine);
         }
         let machine = SerializedMachine::new(&machine_from_row(row)?);
         let copy = Copy {
             revision,
-            group_name: group_name.map(str::to_string),
             machine: machine.clone(),
         };
         self.copies

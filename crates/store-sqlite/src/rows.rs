@@ -81,16 +81,25 @@ pub(crate) const MACHINE_COLUMNS: &str = "m.id, m.merged_into_machine_id, \
     m.defender_av_status, m.onboarding_status, m.os_architecture, m.managed_by, \
     m.managed_by_status, m.ip_addresses, m.vm_metadata, m.revision";
 
-/// What the machine cache checks a machine by, before it reads the machine
-/// itself: `id`, `revision`, and the group's name (a rename changes it).
-pub(crate) const MACHINE_PROBE_COLUMNS: &str = "m.id, m.revision, g.name";
+/// (columns, table) of a machine's whole row, as `machine_from_row` reads it.
+pub(crate) const MACHINE_ROWS: (&str, &str) = (MACHINE_COLUMNS, MACHINE_FROM);
+
+/// (columns, table) of what the machine cache checks a machine by, before it
+/// reads the machine itself: its id and revision, from an index alone.
+pub(crate) const MACHINE_PROBES: (&str, &str) = ("m.id, m.revision", "machines m");
+
+/// `MACHINE_PROBES` of one machine by id: left to itself SQLite takes the
+/// primary key's index for a single id, and then reads the row.
+pub(crate) const MACHINE_PROBE_BY_ID: (&str, &str) = (
+    "m.id, m.revision",
+    "machines m INDEXED BY machines_revision",
+);
 
 /// Where `MACHINE_COLUMNS` puts what the machine cache checks a row by.
 pub(crate) const MACHINE_ID_COLUMN: usize = 0;
-pub(crate) const MACHINE_GROUP_NAME_COLUMN: usize = 19;
 pub(crate) const MACHINE_REVISION_COLUMN: usize = 32;
 
-pub(crate) const MACHINE_FROM: &str = "machines m LEFT JOIN device_groups g \
+const MACHINE_FROM: &str = "machines m LEFT JOIN device_groups g \
     ON g.tenant_id = m.tenant_id AND g.id = m.rbac_group_id";
 
 pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
@@ -114,7 +123,7 @@ pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
         health_status: wire(row, 16)?,
         device_value: wire_opt(row, 17)?,
         rbac_group_id: row.get(18)?,
-        rbac_group_name: row.get(MACHINE_GROUP_NAME_COLUMN)?,
+        rbac_group_name: row.get(19)?,
         risk_score: wire_opt(row, 20)?,
         exposure_level: wire_opt(row, 21)?,
         is_aad_joined: row.get(22)?,
