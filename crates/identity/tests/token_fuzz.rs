@@ -979,7 +979,7 @@ async fn verify(validator: &Validator, token: &str) -> Result<String, TokenError
     tokio::spawn(async move { validator.verify(&owned, ORIGIN).await })
         .await
         .unwrap_or_else(|e| panic!("verify panicked on {token:?}: {e}"))
-        .map(|verified| verified.tenant_id)
+        .map(|verified| verified.tenant_id.clone())
 }
 
 fn variant(error: &TokenError) -> String {
