@@ -18,8 +18,8 @@ use quick_cache::{Equivalent, Weighter};
 use rusqlite::{Connection, Row};
 use std::sync::Arc;
 
-/// Memory the copies may take: a fleet of 100,000 machines (about 1.6 KB of
-/// JSON each) fits.
+/// Memory the copies may take: some 180,000 machines (about 1.2 KB of JSON
+/// each, and the key).
 pub(crate) const MACHINE_CACHE_BYTES: u64 = 256 << 20;
 
 /// (tenant id, machine id).
