@@ -6,7 +6,7 @@
 
 use crate::rows::{
     action_from_row, get, json, machine_from_row, save_action, save_machine, ticks, ticks_opt,
-    to_json, wire, Db, ACTION_COLUMNS, MACHINE_COLUMNS, MACHINE_FROM,
+    to_json, wire, Db, MACHINE_COLUMNS, MACHINE_FROM,
 };
 use crate::store::find_machine;
 use palisade_contract::{Machine, MachineAction, Timestamp};
@@ -14,7 +14,7 @@ use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, StoreError, WriteError};
-use palisade_store_sql::MachineKey;
+use palisade_store_sql::{MachineKey, ACTION_COLUMNS};
 use std::collections::HashMap;
 use tokio_postgres::Row;
 

@@ -277,13 +277,6 @@ async fn sync_tags(
     Ok(())
 }
 
-/// The columns `action_from_row` reads, in its order; `a` is `machine_actions`.
-pub(crate) const ACTION_COLUMNS: &str = "a.id, a.type, a.title, a.requestor, \
-    a.requestor_comment, a.status, a.machine_id, a.computer_dns_name, a.creation_time, \
-    a.last_update_time, a.cancellation_requestor, a.cancellation_comment, \
-    a.cancellation_time, a.error_hresult, a.scope, a.external_id, a.request_source, \
-    a.related_file_info, a.commands, a.troubleshoot_info";
-
 pub(crate) fn action_from_row(row: &Row) -> Result<MachineAction, StoreError> {
     Ok(MachineAction {
         id: get(row, 0)?,

@@ -5,8 +5,8 @@ use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::listen;
 use crate::rows::{
-    action_from_row, get, machine_from_row, save_action, save_machine, Db, ACTION_COLUMNS,
-    MACHINE_COLUMNS, MACHINE_FROM,
+    action_from_row, get, machine_from_row, save_action, save_machine, Db, MACHINE_COLUMNS,
+    MACHINE_FROM,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
@@ -23,7 +23,9 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
-use palisade_store_sql::{Dialect, Entity, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
+use palisade_store_sql::{
+    Dialect, Entity, ListSql, MachineKey, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_postgres::Row;

@@ -119,6 +119,13 @@ const MACHINE_WRITE_COLUMNS: [&str; 31] = [
     "vm_metadata",
 ];
 
+/// The columns each store's `action_from_row` reads, in its order; `a` is `machine_actions`.
+pub const ACTION_COLUMNS: &str = "a.id, a.type, a.title, a.requestor, \
+    a.requestor_comment, a.status, a.machine_id, a.computer_dns_name, a.creation_time, \
+    a.last_update_time, a.cancellation_requestor, a.cancellation_comment, \
+    a.cancellation_time, a.error_hresult, a.scope, a.external_id, a.request_source, \
+    a.related_file_info, a.commands, a.troubleshoot_info";
+
 /// Inserts a machine row or replaces the stored one (its tags are rows of
 /// their own, see [`TagRows`]). Parameters 1 to 31 bind in
 /// `MACHINE_WRITE_COLUMNS` order; each store binds them with its driver.

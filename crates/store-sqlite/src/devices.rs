@@ -1,16 +1,14 @@
 //! Rows of the device plane: onboarding tokens and enrolled devices, and the
 //! transactions that touch a device, its machine and its actions together.
 
-use crate::rows::{
-    action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks, ACTION_COLUMNS,
-};
+use crate::rows::{action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks};
 use crate::store::find_machine;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
 use palisade_domain::store::{DeviceGroup, WriteError};
-use palisade_store_sql::MachineKey;
+use palisade_store_sql::{MachineKey, ACTION_COLUMNS};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(crate) const TOKEN_COLUMNS: &str =

@@ -5,8 +5,8 @@ use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
-    action_from_row, machine_from_row, save_action, save_machine, Ticks, ACTION_COLUMNS,
-    MACHINE_PROBES, MACHINE_PROBE_BY_ID, MACHINE_ROWS,
+    action_from_row, machine_from_row, save_action, save_machine, Ticks, MACHINE_PROBES,
+    MACHINE_PROBE_BY_ID, MACHINE_ROWS,
 };
 use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
@@ -23,7 +23,9 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
     WriteError,
 };
-use palisade_store_sql::{Dialect, ListSql, MachineKey, Sql, Value, ACTIONS, MACHINES};
+use palisade_store_sql::{
+    Dialect, ListSql, MachineKey, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
