@@ -8,7 +8,7 @@ use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
-use crate::store::{MachineChange, Page, Store, StoreError, WriteError};
+use crate::store::{MachineChange, MachineKey, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
@@ -158,10 +158,21 @@ impl Palisade {
             return Err(MdeError::machine_not_found(id_or_name));
         }
         let visibility = caller.visibility(self.clock.now());
-        self.store
-            .machine(&visibility, id_or_name)
-            .await?
-            .ok_or_else(|| MdeError::machine_not_found(id_or_name))
+        // By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
+        let by_id = if crate::ids::is_machine_id(id_or_name) {
+            let id = id_or_name.to_ascii_lowercase();
+            self.store.machine(&visibility, MachineKey::Id(&id)).await?
+        } else {
+            None
+        };
+        let machine = match by_id {
+            Some(machine) => Some(machine),
+            None => {
+                let name = MachineKey::Name(id_or_name);
+                self.store.machine(&visibility, name).await?
+            }
+        };
+        machine.ok_or_else(|| MdeError::machine_not_found(id_or_name))
     }
 
     /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.

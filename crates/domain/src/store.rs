@@ -18,6 +18,16 @@ use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Tim
 use palisade_device::Capability;
 use std::sync::Arc;
 
+/// How a single machine is looked up.
+#[derive(Debug, Clone, Copy)]
+pub enum MachineKey<'a> {
+    /// A 40-hex id, lower case.
+    Id(&'a str),
+    /// Case-insensitive; names repeat across re-onboarded devices, and the most
+    /// recently seen wins.
+    Name(&'a str),
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is overloaded; worth retrying.
@@ -117,11 +127,10 @@ pub trait Store: Send + Sync + 'static {
         visibility: &Visibility,
         query: &ListQuery,
     ) -> Result<Page<SerializedMachine>, StoreError>;
-    /// By 40-hex id, else by case-insensitive `computerDnsName` (most recently seen).
     async fn machine(
         &self,
         visibility: &Visibility,
-        id_or_name: &str,
+        key: MachineKey<'_>,
     ) -> Result<Option<SerializedMachine>, StoreError>;
     /// Applies `decide` to each machine in one transaction: all change, or none.
     async fn change_machines(

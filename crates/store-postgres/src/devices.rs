@@ -13,8 +13,9 @@ use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::rules::{device_actions, device_groups, device_report, enrollment};
+use palisade_domain::store::MachineKey;
 use palisade_domain::store::{DeviceGroup, StoreError, WriteError};
-use palisade_store_sql::{MachineKey, ACTION_COLUMNS};
+use palisade_store_sql::ACTION_COLUMNS;
 use std::collections::HashMap;
 use tokio_postgres::Row;
 

@@ -15,17 +15,14 @@ use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
-use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{self, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
-    WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
+    StoreError, WriteError,
 };
-use palisade_store_sql::{
-    Dialect, Entity, ListSql, MachineKey, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
-};
+use palisade_store_sql::{Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_postgres::Row;
@@ -346,19 +343,10 @@ impl Store for PostgresStore {
     async fn machine(
         &self,
         visibility: &Visibility,
-        id_or_name: &str,
+        key: MachineKey<'_>,
     ) -> Result<Option<SerializedMachine>, StoreError> {
         let client = self.client().await?;
-        let by_id = if is_machine_id(id_or_name) {
-            let id = id_or_name.to_ascii_lowercase();
-            find_machine(&client, visibility, MachineKey::Id(&id), false).await?
-        } else {
-            None
-        };
-        let machine = match by_id {
-            Some(machine) => Some(machine),
-            None => find_machine(&client, visibility, MachineKey::Name(id_or_name), false).await?,
-        };
+        let machine = find_machine(&client, visibility, key, false).await?;
         Ok(machine.as_ref().map(SerializedMachine::new))
     }
 

@@ -6,6 +6,7 @@ use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
+use palisade_domain::store::MachineKey;
 use std::sync::LazyLock;
 
 /// A bound parameter.
@@ -73,15 +74,6 @@ pub const ACTIONS: Entity = Entity {
     // Newest first (decisions: machine actions).
     default_order: "a.creation_time DESC, a.id",
 };
-
-/// How a single machine is looked up.
-#[derive(Debug, Clone, Copy)]
-pub enum MachineKey<'a> {
-    Id(&'a str),
-    /// Case-insensitive; names repeat across re-onboarded devices, and the most
-    /// recently seen wins.
-    Name(&'a str),
-}
 
 /// The `machines` columns a save writes, in the order its parameters bind
 /// (the tenant id first, then the machine's fields).

@@ -119,7 +119,7 @@ mod tests {
     };
     use palisade_domain::caller::{Tenant, Visibility};
     use palisade_domain::query::ListQuery;
-    use palisade_domain::store::{DeviceGroup, Store};
+    use palisade_domain::store::{DeviceGroup, MachineKey, Store};
     use rusqlite::Connection;
     use serde_json::Value;
 
@@ -194,7 +194,7 @@ mod tests {
 
     async fn get(store: &SqliteStore, id: &str) -> Value {
         let machine = store
-            .machine(&Visibility::whole_tenant(TENANT), id)
+            .machine(&Visibility::whole_tenant(TENANT), MachineKey::Id(id))
             .await
             .unwrap()
             .expect("the machine");

@@ -15,17 +15,14 @@ use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
-use palisade_domain::ids::is_machine_id;
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{CallLogs, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, Page, Store, StoreError,
-    WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
+    StoreError, WriteError,
 };
-use palisade_store_sql::{
-    Dialect, ListSql, MachineKey, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
-};
+use palisade_store_sql::{Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
@@ -357,30 +354,21 @@ impl Store for SqliteStore {
     async fn machine(
         &self,
         visibility: &Visibility,
-        id_or_name: &str,
+        key: MachineKey<'_>,
     ) -> Result<Option<SerializedMachine>, StoreError> {
-        let find = |conn: &Connection, key: MachineKey<'_>| {
-            let probe_table = match key {
-                MachineKey::Id(_) => MACHINE_PROBE_BY_ID,
-                MachineKey::Name(_) => MACHINE_PROBES,
-            };
-            let probe = machine_lookup(visibility, key, probe_table);
-            let found = self
-                .machine_cache
-                .read(conn, &visibility.tenant_id, &probe, || {
-                    machine_lookup(visibility, key, MACHINE_ROWS)
-                })?;
-            Ok(found.into_iter().next())
+        let probe_table = match key {
+            MachineKey::Id(_) => MACHINE_PROBE_BY_ID,
+            MachineKey::Name(_) => MACHINE_PROBES,
         };
+        let probe = machine_lookup(visibility, key, probe_table);
         self.readers
             .read_now(|conn| {
-                if is_machine_id(id_or_name) {
-                    let id = id_or_name.to_ascii_lowercase();
-                    if let Some(machine) = find(conn, MachineKey::Id(&id))? {
-                        return Ok(Some(machine));
-                    }
-                }
-                find(conn, MachineKey::Name(id_or_name))
+                let found = self
+                    .machine_cache
+                    .read(conn, &visibility.tenant_id, &probe, || {
+                        machine_lookup(visibility, key, MACHINE_ROWS)
+                    })?;
+                Ok(found.into_iter().next())
             })
             .await
     }
