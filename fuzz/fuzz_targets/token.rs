@@ -6,10 +6,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use palisade_identity::{bearer_token, Claims};
+use palisade_identity::{bearer_token, check_token_syntax, Claims};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(token) = bearer_token(Some(data)) else {
+    // As `Validator::verify` takes it: the header's token, then its syntax.
+    let Ok(token) = bearer_token(Some(data)).and_then(|t| check_token_syntax(t).map(|()| t)) else {
         return;
     };
     assert!(

@@ -12,4 +12,6 @@ pub mod validate;
 
 pub use service::{OAuthError, TokenRequest, TokenResponse, TokenService};
 pub use tokens::{Claims, TokenVersion};
-pub use validate::{bearer_token, ExternalIssuer, TokenError, Validator, Verified};
+pub use validate::{
+    bearer_token, check_token_syntax, ExternalIssuer, TokenError, Validator, Verified,
+};

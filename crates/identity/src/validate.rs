@@ -9,7 +9,6 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use palisade_domain::{Clock, Store, StoreError};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -48,7 +47,9 @@ pub enum TokenError {
 /// The longest Authorization header read; real tokens are a few KiB.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-/// The token of an `Authorization: Bearer <token>` header value.
+/// The token of an `Authorization: Bearer <token>` header value. Its
+/// characters are checked by [`check_token_syntax`] when it is verified, not
+/// here: a token verified before is known to be well formed.
 pub fn bearer_token(header: Option<&[u8]>) -> Result<&str, TokenError> {
     let value = header.ok_or(TokenError::Missing)?;
     if value.len() > MAX_TOKEN_BYTES {
@@ -60,16 +61,24 @@ pub fn bearer_token(header: Option<&[u8]>) -> Result<&str, TokenError> {
         return Err(TokenError::NotBearer);
     }
     let token = token.trim();
-    let well_formed = !token.is_empty()
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
-    if !well_formed {
-        return Err(TokenError::Malformed(
-            "it must be base64url parts joined by dots".into(),
-        ));
+    if token.is_empty() {
+        return Err(TokenError::Malformed("it is empty".into()));
     }
     Ok(token)
+}
+
+/// A JWT is base64url parts joined by dots.
+pub fn check_token_syntax(token: &str) -> Result<(), TokenError> {
+    let well_formed = token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'='));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(TokenError::Malformed(
+            "it must be base64url parts joined by dots".into(),
+        ))
+    }
 }
 
 /// An OIDC provider whose tokens the API accepts (Entra ID, Keycloak...).
@@ -124,8 +133,21 @@ pub struct Validator {
     // Keyed by tenant id (own keys) or issuer (external keys).
     own_keys: Arc<Mutex<HashMap<String, Arc<KeySet>>>>,
     external_keys: Arc<Mutex<HashMap<String, Arc<KeySet>>>>,
-    /// Tokens that passed, by digest of origin and token.
-    verified: Arc<Mutex<HashMap<[u8; 32], Arc<Verified>>>>,
+    /// Tokens that passed, keyed by the whole token. Not by a digest: hashing
+    /// the whole token with SHA-256 on every call cost more than the rest of
+    /// the lookup, and the map compares the whole key on a hit anyway; not by
+    /// a part of it (the signature), which would let another payload borrow a
+    /// verified token's entry. Only verified tokens are inserted, so callers
+    /// cannot choose keys that collide (and foldhash is seeded per map).
+    verified: Arc<Mutex<VerifiedTokens>>,
+}
+
+type VerifiedTokens = HashMap<Box<str>, RememberedToken, foldhash::fast::RandomState>;
+
+/// A verified token and the origin it was presented at (its audience was checked against it).
+struct RememberedToken {
+    origin: Box<str>,
+    verified: Arc<Verified>,
 }
 
 /// How many verified tokens are remembered; far more than clients hold at once.
@@ -167,20 +189,15 @@ impl Validator {
     /// Validates `token` presented to the API at `origin` (`https://host:port`).
     ///
     /// A token whose signature and claims were checked once is remembered
-    /// (by digest) until it expires, so that its clients pay for the RSA check
+    /// until it expires, so that its clients pay for the RSA check
     /// once rather than on every call; its times are checked on every call.
     pub async fn verify(&self, token: &str, origin: &str) -> Result<Arc<Verified>, TokenError> {
-        let digest: [u8; 32] = Sha256::new()
-            .chain_update(origin)
-            .chain_update([0])
-            .chain_update(token)
-            .finalize()
-            .into();
-        let remembered = self
-            .verified
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get(&digest).cloned());
+        let remembered = self.verified.lock().ok().and_then(|cache| {
+            cache
+                .get(token)
+                .filter(|entry| *entry.origin == *origin)
+                .map(|entry| entry.verified.clone())
+        });
         let verified = match remembered {
             Some(verified) => verified,
             None => {
@@ -188,12 +205,18 @@ impl Validator {
                 if let Ok(mut cache) = self.verified.lock() {
                     if cache.len() >= VERIFIED_CACHE_ENTRIES {
                         let now = self.clock.now().unix_seconds();
-                        cache.retain(|_, v| v.claims.exp.saturating_add(CLOCK_SKEW_SECONDS) > now);
+                        cache.retain(|_, entry| {
+                            entry.verified.claims.exp.saturating_add(CLOCK_SKEW_SECONDS) > now
+                        });
                         if cache.len() >= VERIFIED_CACHE_ENTRIES {
                             cache.clear();
                         }
                     }
-                    cache.insert(digest, verified.clone());
+                    let entry = RememberedToken {
+                        origin: origin.into(),
+                        verified: verified.clone(),
+                    };
+                    cache.insert(token.into(), entry);
                 }
                 verified
             }
@@ -215,6 +238,7 @@ impl Validator {
 
     /// Every check but the times: header, issuer, key, signature, audience, tenant.
     async fn verify_once(&self, token: &str, origin: &str) -> Result<Verified, TokenError> {
+        check_token_syntax(token)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::RS256 {

@@ -4,7 +4,8 @@
 //!
 //! Two halves:
 //! - `bearer_token` gets random and mutated `Authorization` header values and
-//!   must never panic; whatever token it yields must be plain base64url parts.
+//!   must never panic; whatever token passes it and `check_token_syntax`
+//!   must be plain base64url parts.
 //! - `Validator::verify`, backed by a real SQLite store holding a real RSA
 //!   key, gets one genuine token (which must pass) and thousands of tampered
 //!   versions and forgeries of it, each of which must be refused without a
@@ -28,7 +29,7 @@ use palisade_domain::{Store, SystemClock, Tenant};
 use palisade_identity::keys;
 use palisade_identity::tokens::{self, issuer, Claims, TokenVersion, ACCEPTED_AUDIENCES};
 use palisade_identity::validate::MAX_TOKEN_BYTES;
-use palisade_identity::{bearer_token, TokenError, Validator};
+use palisade_identity::{bearer_token, check_token_syntax, TokenError, Validator};
 use palisade_store_sqlite::SqliteStore;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -307,7 +308,9 @@ fn is_token_byte(b: u8) -> bool {
 
 fn check_header(value: &[u8], must_accept: bool) -> bool {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        bearer_token(Some(value)).map(str::to_owned)
+        // As the validator takes it: the header's token, then its syntax.
+        bearer_token(Some(value))
+            .and_then(|token| check_token_syntax(token).map(|()| token.to_owned()))
     }))
     .unwrap_or_else(|_| panic!("bearer_token panicked on {value:?}"));
     match result {
