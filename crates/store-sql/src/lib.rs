@@ -33,6 +33,25 @@ pub struct Entity {
     /// Maps a canonical property name (see `ListQuery`) to its column.
     pub column: fn(&str) -> Option<&'static str>,
     pub default_order: &'static str,
+    /// The entity's tag rows, if it has tags.
+    pub tags: Option<TagRowsTable>,
+}
+
+/// How a list whose filter requires one tag (`machineTags/any(t: t eq 'x')`
+/// among its `and`ed conditions) is read: from that tag's index entries,
+/// joined to their rows. As `m.id IN (SELECT ...)` SQLite first copies the
+/// ids into a temporary table and then looks each up; the join reads them in
+/// order straight from the index. A tag is on a machine once (a unique key), so
+/// the join yields each machine once.
+pub struct TagRowsTable {
+    /// Prefixed to the entity's table: `machine_tags t CROSS JOIN` (CROSS
+    /// makes SQLite read the tag index first, as intended).
+    pub join: &'static str,
+    /// Ties each tag row to its entity's row.
+    pub on: &'static str,
+    /// The entity's default order, spelt in the tag index's columns so that
+    /// no sort is needed.
+    pub default_order: &'static str,
 }
 
 pub const MACHINES: Entity = Entity {
@@ -57,6 +76,11 @@ pub const MACHINES: Entity = Entity {
         })
     },
     default_order: "m.id",
+    tags: Some(TagRowsTable {
+        join: "machine_tags t CROSS JOIN ",
+        on: "t.tenant_id = m.tenant_id AND t.machine_id = m.id",
+        default_order: "t.machine_id",
+    }),
 };
 
 pub const ACTIONS: Entity = Entity {
@@ -73,6 +97,7 @@ pub const ACTIONS: Entity = Entity {
     },
     // Newest first (decisions: machine actions).
     default_order: "a.creation_time DESC, a.id",
+    tags: None,
 };
 
 /// The `machines` columns a save writes, in the order its parameters bind
@@ -239,96 +264,29 @@ impl Sql {
         self
     }
 
-    /// Appends ` AND (filter)`; `tenant_id` scopes the tag subquery.
-    pub fn filter(&mut self, entity: &Entity, filter: &Filter, tenant_id: &str) -> &mut Self {
+    /// Appends ` AND (filter)`; `tenant_id` scopes the tag subqueries.
+    /// `joined_tag`, one of `filter`'s nodes, is read from the joined tag
+    /// row instead of a subquery.
+    pub fn filter(
+        &mut self,
+        entity: &Entity,
+        filter: &Filter,
+        tenant_id: &str,
+        joined_tag: Option<&Filter>,
+    ) -> &mut Self {
         self.push(" AND (");
-        self.condition(entity, filter, tenant_id);
+        Condition {
+            entity,
+            tenant_id,
+            joined_tag,
+        }
+        .write(self, filter);
         self.push(")")
     }
 
     fn column(entity: &Entity, property: &str) -> &'static str {
         // ListQuery::resolve only lets catalogue properties through.
         (entity.column)(property).unwrap_or("NULL")
-    }
-
-    fn condition(&mut self, entity: &Entity, filter: &Filter, tenant_id: &str) {
-        match filter {
-            Filter::And(a, b) | Filter::Or(a, b) => {
-                let joiner = if matches!(filter, Filter::And(..)) {
-                    " AND "
-                } else {
-                    " OR "
-                };
-                self.push("(");
-                self.condition(entity, a, tenant_id);
-                self.push(joiner);
-                self.condition(entity, b, tenant_id);
-                self.push(")");
-            }
-            Filter::Not(a) => {
-                // In OData a comparison with null is false, not unknown: so is its
-                // SQL NULL here, before NOT turns it into true.
-                self.push("NOT coalesce((");
-                self.condition(entity, a, tenant_id);
-                self.sqlite_or_postgres("), 0)", "), false)");
-            }
-            Filter::Compare {
-                property,
-                op,
-                value,
-            } => {
-                let column = Self::column(entity, property);
-                self.push(column);
-                match (op, value) {
-                    (CompareOp::Eq, Literal::Null) => {
-                        self.push(" IS NULL");
-                    }
-                    (CompareOp::Ne, Literal::Null) => {
-                        self.push(" IS NOT NULL");
-                    }
-                    _ => {
-                        // `IS NOT` so that a null column counts as "not equal", as in OData.
-                        let sql_op = match (op, self.dialect) {
-                            (CompareOp::Eq, _) => " = ",
-                            (CompareOp::Ne, Dialect::Sqlite) => " IS NOT ",
-                            (CompareOp::Ne, Dialect::Postgres) => " IS DISTINCT FROM ",
-                            (CompareOp::Gt, _) => " > ",
-                            (CompareOp::Ge, _) => " >= ",
-                            (CompareOp::Lt, _) => " < ",
-                            (CompareOp::Le, _) => " <= ",
-                        };
-                        self.push(sql_op).bind(literal(value));
-                    }
-                }
-            }
-            Filter::StartsWith { property, prefix } => {
-                // substr, not LIKE: LIKE ignores ASCII case; startswith must not.
-                let column = Self::column(entity, property);
-                self.push("substr(").push(column).push(", 1, ");
-                self.bind(Value::Integer(prefix.chars().count() as i64))
-                    .sqlite_or_postgres("", "::int4")
-                    .push(") = ")
-                    .bind(Value::Text(prefix.clone()));
-            }
-            Filter::In { property, values } => {
-                self.push(Self::column(entity, property)).push(" IN (");
-                for (i, value) in values.iter().enumerate() {
-                    if i > 0 {
-                        self.push(", ");
-                    }
-                    self.bind(literal(value));
-                }
-                self.push(")");
-            }
-            Filter::Any { predicate, .. } => {
-                // An uncorrelated subquery: SQLite reads it once through the tag index.
-                self.push("m.id IN (SELECT t.machine_id FROM machine_tags t WHERE t.tenant_id = ")
-                    .bind(Value::Text(tenant_id.to_string()))
-                    .push(" AND (");
-                self.condition(entity, predicate, tenant_id);
-                self.push("))");
-            }
-        }
     }
 
     /// `AND` the machine `key` names (after [`Sql::machine_visibility`]).
@@ -346,13 +304,19 @@ impl Sql {
         }
     }
 
-    pub fn order_by(&mut self, entity: &Entity, order: &[OrderBy]) -> &mut Self {
+    /// `order`, then `default_order` (which makes it total).
+    pub fn order_by(
+        &mut self,
+        entity: &Entity,
+        order: &[OrderBy],
+        default_order: &str,
+    ) -> &mut Self {
         self.push(" ORDER BY ");
         for o in order {
             self.push(Self::column(entity, &o.property))
                 .push(if o.descending { " DESC, " } else { " ASC, " });
         }
-        self.push(entity.default_order)
+        self.push(default_order)
     }
 
     pub fn page(&mut self, skip: u64, rows: i64) -> &mut Self {
@@ -360,6 +324,127 @@ impl Sql {
             .bind(Value::Integer(rows))
             .push(" OFFSET ")
             .bind(Value::Integer(i64::try_from(skip).unwrap_or(i64::MAX)))
+    }
+}
+
+/// Writes a filter's conditions.
+struct Condition<'a> {
+    entity: &'a Entity,
+    /// Scopes the tag subqueries.
+    tenant_id: &'a str,
+    /// The `any` read from the joined tag row, if the query joins one.
+    joined_tag: Option<&'a Filter>,
+}
+
+impl Condition<'_> {
+    fn is_joined(&self, filter: &Filter) -> bool {
+        self.joined_tag
+            .is_some_and(|joined| std::ptr::eq(joined, filter))
+    }
+
+    fn write(&self, sql: &mut Sql, filter: &Filter) {
+        let entity = self.entity;
+        match filter {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                let joiner = if matches!(filter, Filter::And(..)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                sql.push("(");
+                self.write(sql, a);
+                sql.push(joiner);
+                self.write(sql, b);
+                sql.push(")");
+            }
+            Filter::Not(a) => {
+                // In OData a comparison with null is false, not unknown: so is its
+                // SQL NULL here, before NOT turns it into true.
+                sql.push("NOT coalesce((");
+                self.write(sql, a);
+                sql.sqlite_or_postgres("), 0)", "), false)");
+            }
+            Filter::Compare {
+                property,
+                op,
+                value,
+            } => {
+                let column = Sql::column(entity, property);
+                sql.push(column);
+                match (op, value) {
+                    (CompareOp::Eq, Literal::Null) => {
+                        sql.push(" IS NULL");
+                    }
+                    (CompareOp::Ne, Literal::Null) => {
+                        sql.push(" IS NOT NULL");
+                    }
+                    _ => {
+                        // `IS NOT` so that a null column counts as "not equal", as in OData.
+                        let sql_op = match (op, sql.dialect) {
+                            (CompareOp::Eq, _) => " = ",
+                            (CompareOp::Ne, Dialect::Sqlite) => " IS NOT ",
+                            (CompareOp::Ne, Dialect::Postgres) => " IS DISTINCT FROM ",
+                            (CompareOp::Gt, _) => " > ",
+                            (CompareOp::Ge, _) => " >= ",
+                            (CompareOp::Lt, _) => " < ",
+                            (CompareOp::Le, _) => " <= ",
+                        };
+                        sql.push(sql_op).bind(literal(value));
+                    }
+                }
+            }
+            Filter::StartsWith { property, prefix } => {
+                // substr, not LIKE: LIKE ignores ASCII case; startswith must not.
+                let column = Sql::column(entity, property);
+                sql.push("substr(").push(column).push(", 1, ");
+                sql.bind(Value::Integer(prefix.chars().count() as i64))
+                    .sqlite_or_postgres("", "::int4")
+                    .push(") = ")
+                    .bind(Value::Text(prefix.clone()));
+            }
+            Filter::In { property, values } => {
+                sql.push(Sql::column(entity, property)).push(" IN (");
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(literal(value));
+                }
+                sql.push(")");
+            }
+            Filter::Any { predicate, .. } if self.is_joined(filter) => {
+                sql.push("t.tenant_id = ")
+                    .bind(Value::Text(self.tenant_id.to_string()))
+                    .push(" AND (");
+                self.write(sql, predicate);
+                sql.push(")");
+            }
+            Filter::Any { predicate, .. } => {
+                // An uncorrelated subquery: SQLite reads it once through the tag index.
+                sql.push("m.id IN (SELECT t.machine_id FROM machine_tags t WHERE t.tenant_id = ")
+                    .bind(Value::Text(self.tenant_id.to_string()))
+                    .push(" AND (");
+                self.write(sql, predicate);
+                sql.push("))");
+            }
+        }
+    }
+}
+
+/// The `any(t: t eq 'x')` among `filter`'s `and`ed conditions, if one is:
+/// every row the filter keeps has that tag.
+fn required_tag(filter: &Filter) -> Option<&Filter> {
+    match filter {
+        Filter::And(a, b) => required_tag(a).or_else(|| required_tag(b)),
+        Filter::Any { predicate, .. } => match &**predicate {
+            Filter::Compare {
+                property,
+                op: CompareOp::Eq,
+                value: Literal::String(_),
+            } if property == LAMBDA_ELEMENT => Some(filter),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -393,21 +478,29 @@ impl ListSql {
         tenant_id: &str,
         query: &palisade_domain::query::ListQuery,
     ) -> ListSql {
+        let tags = entity.tags.as_ref();
+        let joined_tag = tags.and(query.filter.as_ref().and_then(required_tag));
         let select = |what: &str| {
             let mut sql = Sql::new(dialect);
-            sql.push("SELECT ")
-                .push(what)
-                .push(" FROM ")
-                .push(from)
-                .push(" WHERE ");
+            sql.push("SELECT ").push(what).push(" FROM ");
+            if let (Some(tags), Some(_)) = (tags, joined_tag) {
+                sql.push(tags.join).push(from).push(" WHERE ").push(tags.on);
+                sql.push(" AND ");
+            } else {
+                sql.push(from).push(" WHERE ");
+            }
             visible(&mut sql);
             if let Some(filter) = &query.filter {
-                sql.filter(entity, filter, tenant_id);
+                sql.filter(entity, filter, tenant_id, joined_tag);
             }
             sql
         };
+        let default_order = match (tags, joined_tag) {
+            (Some(tags), Some(_)) => tags.default_order,
+            _ => entity.default_order,
+        };
         let mut page = select(columns);
-        page.order_by(entity, &query.order_by)
+        page.order_by(entity, &query.order_by, default_order)
             .page(query.skip, i64::from(query.limit) + 1);
         ListSql {
             page,

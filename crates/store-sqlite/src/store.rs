@@ -861,13 +861,25 @@ mod tests {
             .page
         };
         let tagged = list("$filter=machineTags/any(t: t eq 'x')");
-        for sql in [by_id, tagged, list("")] {
+        let tagged_and_more = list(
+            "$filter=rbacGroupId eq 1 and machineTags/any(t: t eq 'x') and machineTags/any(t: t eq 'y')",
+        );
+        for sql in [&by_id, &tagged, &tagged_and_more, &list("")] {
             let plan = query_plan(&sql.text);
             assert!(
                 plan.contains("m USING COVERING INDEX machines_revision") && !plan.contains(" g "),
                 "{plan}"
             );
         }
+        // A required tag is read from the tag index, in order: no temporary
+        // table of ids, no sort.
+        let plan = query_plan(&tagged.text);
+        assert!(
+            plan.contains("t USING COVERING INDEX machine_tags_by_tag")
+                && !plan.contains("LIST SUBQUERY")
+                && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
     }
 
     fn tenant() -> Tenant {

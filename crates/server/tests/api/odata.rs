@@ -885,6 +885,31 @@ async fn orderby_rbac_group_then_id() {
     assert_eq!(got, want);
 }
 
+/// A filter that requires a tag is read from the tag index (a join): the
+/// order, paging and count must still be those of the whole filter.
+#[tokio::test]
+async fn a_required_tag_keeps_order_paging_and_count() {
+    let fleet = fleet_server().await;
+    let vip = |m: &&Machine| has_tag(m, "VIP");
+    let mut by_id: Vec<&Machine> = fleet.visible.iter().filter(vip).collect();
+    assert!(by_id.len() >= 4, "the fleet has too few VIP machines");
+    by_id.sort_by(|a, b| a.id.cmp(&b.id));
+    let reply = list(&fleet.server, "?$filter=machineTags/any(t: t eq 'VIP')").await;
+    let want: Vec<String> = by_id.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(reply.value_ids(), want, "default order is by id");
+
+    let mut by_group = by_id.clone();
+    by_group.sort_by(|a, b| b.rbac_group_id.cmp(&a.rbac_group_id).then(a.id.cmp(&b.id)));
+    let reply = list(
+        &fleet.server,
+        "?$filter=machineTags/any(t: t eq 'VIP') and lastSeen gt 2000-01-01Z&$orderby=rbacGroupId desc&$count=true&$top=2&$skip=1",
+    )
+    .await;
+    let want: Vec<String> = by_group[1..3].iter().map(|m| m.id.clone()).collect();
+    assert_eq!(reply.value_ids(), want);
+    assert_eq!(reply.json["@odata.count"], by_id.len(), "{}", reply.text);
+}
+
 #[tokio::test]
 async fn orderby_an_unknown_or_unsupported_property_is_odata_error() {
     let fleet = fleet_server().await;
