@@ -159,7 +159,7 @@ impl Palisade {
         }
         let visibility = caller.visibility(self.clock.now());
         // By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
-        let by_id = if crate::ids::is_machine_id(id_or_name) {
+        let by_id = if is_machine_id(id_or_name) {
             let id = id_or_name.to_ascii_lowercase();
             self.store.machine(&visibility, MachineKey::Id(&id)).await?
         } else {

@@ -151,6 +151,7 @@ struct RememberedToken {
 }
 
 /// How many verified tokens are remembered; far more than clients hold at once.
+/// Tokens are a few KiB (at most `MAX_TOKEN_BYTES`): some tens of MiB when full.
 const VERIFIED_CACHE_ENTRIES: usize = 10_000;
 /// How many tenants' key sets are remembered; only tenants that exist are.
 const KEY_CACHE_ENTRIES: usize = 1_000;

@@ -1097,6 +1097,21 @@ async fn tampered_tokens_are_refused() {
     assert!(refusals["BadSignature"] > TOKEN_CASES / 10, "{refusals:?}");
 }
 
+/// A token remembered as verified at one origin is checked again at another,
+/// and refused there (its issuer names the origin that issued it); it still
+/// passes where it was issued.
+#[tokio::test]
+async fn a_token_verified_at_one_origin_is_refused_at_another() {
+    let (_dir, validator, key, now) = tenant_with_key().await;
+    let token = tokens::sign(&key, &claims_now(now.unix_seconds())).unwrap();
+    assert!(validator.verify(&token, ORIGIN).await.is_ok());
+    let Err(error) = validator.verify(&token, "https://other.test:8443").await else {
+        panic!("a token of {ORIGIN} was accepted at another origin");
+    };
+    assert!(matches!(error, TokenError::UntrustedIssuer(_)), "{error}");
+    assert!(validator.verify(&token, ORIGIN).await.is_ok());
+}
+
 /// A token signed with the tenant's own key whose `exp` is so far in the
 /// future that adding the clock skew to it overflows. Refusing it and
 /// accepting it are both defensible; panicking is not.
