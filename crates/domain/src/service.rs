@@ -60,7 +60,9 @@ fn parse_action_id(id: &str) -> Result<String, MdeError> {
         })
 }
 
-/// Pending actions no device picked up within this time end `TimeOut` (MDE retries for three days).
+/// Pending actions no device picked up within this time end `TimeOut` (MDE
+/// retries for three days), and so do InProgress actions whose device has not
+/// reported for as long.
 pub const DEFAULT_ACTION_TIMEOUT_SECONDS: i64 = 3 * 86_400;
 
 /// How long a tenant's settings are reused before they are read again.
@@ -95,12 +97,13 @@ impl Palisade {
         self
     }
 
-    /// Ends every action still Pending after the action timeout with `TimeOut`
-    /// (all tenants); returns how many. The server calls it periodically.
+    /// Ends with `TimeOut` every action still Pending, or InProgress without
+    /// a report, after the action timeout (all tenants); returns how many.
+    /// The server calls it periodically.
     pub async fn time_out_stale_actions(&self) -> Result<u64, MdeError> {
         let now = self.clock.now();
-        let created_before = now.plus_seconds(-self.action_timeout_seconds);
-        Ok(self.store.time_out_actions(created_before, now).await?)
+        let stale_before = now.plus_seconds(-self.action_timeout_seconds);
+        Ok(self.store.time_out_actions(stale_before, now).await?)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -150,10 +150,12 @@ pub trait Store: Send + Sync + 'static {
         visibility: &Visibility,
         id: &str,
     ) -> Result<Option<MachineAction>, StoreError>;
-    /// Sets every action Pending since before `created_before` to `TimeOut`, in all tenants.
+    /// Sets to `TimeOut`, in all tenants, every action created before
+    /// `stale_before` and still Pending, and every InProgress action whose
+    /// last update was before it (its device took it on and never reported).
     async fn time_out_actions(
         &self,
-        created_before: Timestamp,
+        stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
     async fn change_action(

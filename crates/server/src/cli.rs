@@ -119,7 +119,7 @@ pub struct ServeArgs {
     /// Create (once) a demo tenant with a fleet of machines, and serve it.
     #[arg(long, env = "PALISADE_DEMO")]
     pub demo: bool,
-    /// Pending actions no device picks up within this many hours end TimeOut.
+    /// Pending actions no device picks up within this many hours end TimeOut, as do InProgress actions not reported for as long.
     #[arg(long, env = "PALISADE_ACTION_TIMEOUT_HOURS", default_value_t = 72,
           value_parser = clap::value_parser!(i64).range(1..=24 * 365))]
     pub action_timeout_hours: i64,

@@ -430,15 +430,17 @@ impl Store for PostgresStore {
 
     async fn time_out_actions(
         &self,
-        created_before: Timestamp,
+        stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        // Each condition is one partial index's, as in the SQLite store.
         self.client()
             .await?
             .run(
                 "UPDATE machine_actions SET status = 'TimeOut', last_update_time = $1 \
-                 WHERE status = 'Pending' AND creation_time < $2",
-                &[&now.ticks(), &created_before.ticks()],
+                 WHERE (status = 'Pending' AND creation_time < $2) \
+                    OR (status = 'InProgress' AND last_update_time < $2)",
+                &[&now.ticks(), &stale_before.ticks()],
             )
             .await
     }

@@ -201,6 +201,13 @@ fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Each condition is one partial index's (`machine_actions_pending`,
+/// `machine_actions_in_progress`), so the sweep reads only stale actions.
+const TIME_OUT_STALE_ACTIONS: &str =
+    "UPDATE machine_actions SET status = 'TimeOut', last_update_time = ?1 \
+     WHERE (status = 'Pending' AND creation_time < ?2) \
+        OR (status = 'InProgress' AND last_update_time < ?2)";
+
 fn sql_failure(error: rusqlite::Error) -> WriteError {
     WriteError::Store(store_error(error))
 }
@@ -455,17 +462,14 @@ impl Store for SqliteStore {
 
     async fn time_out_actions(
         &self,
-        created_before: Timestamp,
+        stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| {
                 let changed = conn
-                    .prepare_cached(
-                        "UPDATE machine_actions SET status = 'TimeOut', last_update_time = ?1 \
-                         WHERE status = 'Pending' AND creation_time < ?2",
-                    )
-                    .and_then(|mut s| s.execute(params![Ticks(now), Ticks(created_before)]))
+                    .prepare_cached(TIME_OUT_STALE_ACTIONS)
+                    .and_then(|mut s| s.execute(params![Ticks(now), Ticks(stale_before)]))
                     .map_err(sql_failure)?;
                 Ok(changed as u64)
             })
@@ -878,6 +882,19 @@ mod tests {
             plan.contains("t USING COVERING INDEX machine_tags_by_tag")
                 && !plan.contains("LIST SUBQUERY")
                 && !plan.contains("TEMP B-TREE"),
+            "{plan}"
+        );
+    }
+
+    /// The time-out sweep runs every minute: it reads the stale Pending and
+    /// InProgress actions through their partial indexes, not every action.
+    #[test]
+    fn the_time_out_sweep_reads_only_open_actions() {
+        let plan = crate::connection::query_plan(TIME_OUT_STALE_ACTIONS);
+        assert!(
+            plan.contains("INDEX machine_actions_pending")
+                && plan.contains("INDEX machine_actions_in_progress")
+                && !plan.contains("SCAN machine_actions"),
             "{plan}"
         );
     }

@@ -427,6 +427,52 @@ async fn a_failure_carries_its_detail_and_changes_nothing() {
     ));
 }
 
+/// A device that took an action on and never reported: the action ends
+/// TimeOut once it has gone the action timeout (3 days) without an update,
+/// counted from when the device started it, not from its creation.
+#[tokio::test]
+async fn an_action_started_and_never_reported_times_out() {
+    let mut server = TestServer::start().await;
+    let enrolled = server.enroll_windows("pc-silent").await;
+    let action_id = server
+        .isolate(&enrolled.enrollment.machine_id, "Full")
+        .await;
+    server.clock.advance(2 * 86_400);
+    server.renew_token().await;
+    enrolled.device.start(&action_id).await.unwrap();
+    // Created three days ago, but started one day ago: not stale yet.
+    server.clock.advance(86_400 + 60);
+    server.renew_token().await;
+    assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 0);
+    assert_eq!(
+        server.action_status(&action_id).await["status"],
+        "InProgress"
+    );
+
+    server.clock.advance(2 * 86_400);
+    server.renew_token().await;
+    assert_eq!(server.palisade.time_out_stale_actions().await.unwrap(), 1);
+    let timed_out = server.action_status(&action_id).await;
+    assert_eq!(timed_out["status"], "TimeOut");
+    // A report that comes after the time-out changes nothing.
+    match enrolled
+        .device
+        .finish(&action_id, &ActionResult::succeeded("isolated late"))
+        .await
+    {
+        Err(DeviceError::Refused { message, .. }) => {
+            assert!(message.contains("already TimeOut"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.action_status(&action_id).await, timed_out);
+    // The machine may be isolated again: nothing is left in progress.
+    let again = server
+        .isolate(&enrolled.enrollment.machine_id, "Full")
+        .await;
+    assert_eq!(server.action_status(&again).await["status"], "Pending");
+}
+
 #[tokio::test]
 async fn cancelled_and_timed_out_actions_are_not_delivered() {
     let mut server = TestServer::start().await;
