@@ -9,11 +9,11 @@ pub mod state;
 
 use firewall::{FirewallError, Nft, Policy};
 use ipnet::IpNet;
-use palisade_contract::{ActionType, MachineAction};
+use palisade_contract::{ActionType, MachineAction, Timestamp};
 use palisade_device::client::{http_client, DeviceClient, DeviceError};
 use palisade_device::hresult::{E_ACCESSDENIED, E_FAIL, E_NOTIMPL};
 use palisade_device::{ActionResult, Capability, CheckIn, EnrollRequest, Isolation};
-use state::{EnrollmentState, StateDir};
+use state::{EnrollmentState, OffboardedState, StateDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -45,6 +45,9 @@ pub enum Ended {
     Stopped,
     /// An offboard succeeded: the credential is gone.
     Offboarded,
+    /// This device was offboarded before: it stays so until the marker at
+    /// this path is removed.
+    StaysOffboarded(PathBuf),
 }
 
 struct Agent {
@@ -64,6 +67,10 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Ended> {
     let state = StateDir::open(&config.state_dir)?;
+    if let Some(offboarded) = state.offboarded()? {
+        tracing::warn!(machine = %offboarded.machine_id, at = %offboarded.offboarded_at, "this device was offboarded; not enrolling");
+        return Ok(Ended::StaysOffboarded(state.offboarded_path()));
+    }
     let http = http_client(config.ca_file.as_deref())?;
     let client = DeviceClient::new(http, &config.server);
     let enrollment = match state.enrollment()? {
@@ -317,7 +324,13 @@ impl Agent {
         if let Err(error) = self.release_for_offboard().await {
             tracing::warn!(%error, "offboarded, but isolation could not be lifted");
         }
-        self.state.remove_enrollment()?;
+        let enrolled = self.state.enrollment()?;
+        let offboarded = OffboardedState {
+            server: self.config.server.clone(),
+            machine_id: enrolled.map(|e| e.machine_id).unwrap_or_default(),
+            offboarded_at: Timestamp::now().to_string(),
+        };
+        self.state.end_enrollment(&offboarded)?;
         tracing::info!("offboarded: credential removed; stopping");
         Ok(())
     }

@@ -78,6 +78,15 @@ fn main() -> ExitCode {
             eprintln!("palisade-agent: offboarded; the credential is removed. Enroll again with a new onboarding.");
             ExitCode::SUCCESS
         }
+        // Success, so that a service manager restarting on failure leaves it be.
+        Ok(Ended::StaysOffboarded(marker)) => {
+            eprintln!(
+                "palisade-agent: this device was offboarded and does not enroll again; \
+                 to onboard it anew, remove {} and start the agent with an onboarding token.",
+                marker.display()
+            );
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("palisade-agent: {error:#}");
             ExitCode::FAILURE

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 
 const ENROLLMENT: &str = "enrollment.json";
 const ISOLATION: &str = "isolation.json";
+/// Left by an offboard. While it exists the agent does not enroll, though an
+/// onboarding token is configured: a service manager starting the agent at
+/// the next boot must not undo the offboard.
+pub const OFFBOARDED: &str = "offboarded.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentState {
@@ -19,6 +23,14 @@ pub struct EnrollmentState {
     pub machine_id: String,
     /// The device's own secret: the file is readable by its owner only.
     pub credential: String,
+}
+
+/// Which machine was offboarded, and when (RFC 3339), for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffboardedState {
+    pub server: String,
+    pub machine_id: String,
+    pub offboarded_at: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,8 +101,20 @@ impl StateDir {
         self.write(ISOLATION, &IsolationState { isolation })
     }
 
-    /// Offboarding: the credential and the desired state go.
-    pub fn remove_enrollment(&self) -> anyhow::Result<()> {
+    pub fn offboarded(&self) -> anyhow::Result<Option<OffboardedState>> {
+        self.read(OFFBOARDED)
+    }
+
+    /// Where the offboard marker is (named to the operator).
+    pub fn offboarded_path(&self) -> PathBuf {
+        self.dir.join(OFFBOARDED)
+    }
+
+    /// Offboarding: the marker is written first (a crash after it still
+    /// leaves the device offboarded), then the credential and the desired
+    /// state go.
+    pub fn end_enrollment(&self, offboarded: &OffboardedState) -> anyhow::Result<()> {
+        self.write(OFFBOARDED, offboarded)?;
         for name in [ENROLLMENT, ISOLATION] {
             match fs::remove_file(self.dir.join(name)) {
                 Ok(()) => {}

@@ -559,13 +559,36 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
         agent.log()
     );
     assert!(!state.join("enrollment.json").exists());
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("offboarded.json")).unwrap())
+            .unwrap();
+    assert_eq!(marker["machine_id"], machine.as_str());
     assert!(network.device_reaches(PEER_OTHER, PEER_PORT));
     let offboarded = server
         .get(&format!("/api/machines/{machine}"))
         .await
         .unwrap();
     assert_eq!(offboarded.json["onboardingStatus"], "CanBeOnboarded");
-    // Without an onboarding token, the agent cannot come back.
+    // Started again, as systemd does at the next boot, with its onboarding
+    // token still configured: it does not enroll, and ends with success so
+    // that `Restart=on-failure` leaves it be.
+    let mut again = start_agent(true);
+    assert_eq!(
+        again.wait_for_exit().await.code(),
+        Some(0),
+        "{}",
+        again.log()
+    );
+    assert!(again.log().contains("was offboarded"), "{}", again.log());
+    assert!(!state.join("enrollment.json").exists());
+    let still = server
+        .get(&format!("/api/machines/{machine}"))
+        .await
+        .unwrap();
+    assert_eq!(still.json["onboardingStatus"], "CanBeOnboarded");
+    // Once the operator removes the marker: without an onboarding token the
+    // agent cannot come back.
+    std::fs::remove_file(state.join("offboarded.json")).unwrap();
     let mut again = start_agent(false);
     assert_eq!(again.wait_for_exit().await.code(), Some(1));
     assert!(again.log().contains("not enrolled"), "{}", again.log());
