@@ -121,12 +121,10 @@ impl Readers {
     {
         let lease = self.checkout().await?;
         let conn = lease.conn.as_ref().expect("a lease holds its connection");
-        // Called once the budget is spent; `true` interrupts the statement.
-        let inline = conn
-            .progress_handler(INLINE_VM_STEPS, Some(|| true))
-            .and_then(|()| work(conn));
-        conn.progress_handler(0, None::<fn() -> bool>)
-            .map_err(store_error)?;
+        let inline = {
+            let _budget = StepBudget::set(conn).map_err(store_error)?;
+            work(conn)
+        };
         match inline {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {}
             done => return done.map_err(store_error),
@@ -137,6 +135,27 @@ impl Readers {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("a read failed: {e}")))?
+    }
+}
+
+/// The inline budget of SQLite VM steps, set on a connection for as long as
+/// this lives. Lifted on drop, so that a connection goes back to the idle list
+/// without it even when the work under it panicked.
+struct StepBudget<'c>(&'c Connection);
+
+impl<'c> StepBudget<'c> {
+    fn set(conn: &'c Connection) -> rusqlite::Result<StepBudget<'c>> {
+        // Called once the budget is spent; `true` interrupts the statement.
+        conn.progress_handler(INLINE_VM_STEPS, Some(|| true))?;
+        Ok(StepBudget(conn))
+    }
+}
+
+impl Drop for StepBudget<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = self.0.progress_handler(0, None::<fn() -> bool>) {
+            tracing::error!(%error, "could not lift a read's step budget");
+        }
     }
 }
 
@@ -321,6 +340,36 @@ mod tests {
         // The budget was lifted from the connection: it reads to the end inline.
         let counted = readers
             .read_now(count_to(1_000_000, Arc::default()))
+            .await
+            .unwrap();
+        assert_eq!(counted, 1_000_000);
+    }
+
+    /// A read whose work panics gives its connection back without the
+    /// budget: the next read on it is not cut short.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_read_leaves_no_budget_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        // One connection: the next read gets the one the panic left.
+        let readers = Arc::new(Readers::new(1, move || crate::open_connection(&path)));
+        let panicking = readers.clone();
+        let outcome = tokio::spawn(async move {
+            panicking
+                .read_many(|_: &Connection| -> rusqlite::Result<()> { panic!("a bug in a read") })
+                .await
+        })
+        .await;
+        assert!(outcome.unwrap_err().is_panic());
+        let counted = readers
+            .read_now(|conn| {
+                conn.query_row(
+                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) \
+                     SELECT count(*) FROM c",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+            })
             .await
             .unwrap();
         assert_eq!(counted, 1_000_000);
