@@ -22,7 +22,9 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
     StoreError, WriteError,
 };
-use palisade_store_sql::{Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES};
+use palisade_store_sql::{
+    time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_postgres::Row;
@@ -433,13 +435,10 @@ impl Store for PostgresStore {
         stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        // Each condition is one partial index's, as in the SQLite store.
         self.client()
             .await?
             .run(
-                "UPDATE machine_actions SET status = 'TimeOut', last_update_time = $1 \
-                 WHERE (status = 'Pending' AND creation_time < $2) \
-                    OR (status = 'InProgress' AND last_update_time < $2)",
+                time_out_stale_actions(Dialect::Postgres),
                 &[&now.ticks(), &stale_before.ticks()],
             )
             .await

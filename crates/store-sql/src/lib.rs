@@ -28,6 +28,16 @@ pub enum Dialect {
     Postgres,
 }
 
+impl Dialect {
+    /// The `n`th positional parameter, as written in a fixed statement.
+    fn parameter(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+}
+
 /// Which entity a query is about: its table alias, columns and default order.
 pub struct Entity {
     /// Maps a canonical property name (see `ListQuery`) to its column.
@@ -149,10 +159,7 @@ pub const ACTION_COLUMNS: &str = "a.id, a.type, a.title, a.requestor, \
 pub fn machine_upsert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
         let placeholders: Vec<String> = (1..=MACHINE_WRITE_COLUMNS.len())
-            .map(|n| match dialect {
-                Dialect::Sqlite => format!("?{n}"),
-                Dialect::Postgres => format!("${n}"),
-            })
+            .map(|n| dialect.parameter(n))
             .collect();
         let mut columns = MACHINE_WRITE_COLUMNS.to_vec();
         let mut values = placeholders;
@@ -170,6 +177,27 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
             columns.join(", "),
             values.join(", "),
             updates.join(", ")
+        )
+    }
+    static SQLITE: LazyLock<String> = LazyLock::new(|| build(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| build(Dialect::Postgres));
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
+
+/// Ends every stale open action with `TimeOut`: parameter 1 is now, 2 the
+/// time before which an action is stale (Pending: created; InProgress: last
+/// updated). Each condition is one partial index's (`machine_actions_pending`,
+/// `machine_actions_in_progress`), so the sweep reads only stale actions.
+pub fn time_out_stale_actions(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let (now, stale_before) = (dialect.parameter(1), dialect.parameter(2));
+        format!(
+            "UPDATE machine_actions SET status = 'TimeOut', last_update_time = {now} \
+             WHERE (status = 'Pending' AND creation_time < {stale_before}) \
+                OR (status = 'InProgress' AND last_update_time < {stale_before})"
         )
     }
     static SQLITE: LazyLock<String> = LazyLock::new(|| build(Dialect::Sqlite));

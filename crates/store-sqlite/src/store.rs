@@ -22,7 +22,9 @@ use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
     StoreError, WriteError,
 };
-use palisade_store_sql::{Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES};
+use palisade_store_sql::{
+    time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
 use std::sync::Arc;
@@ -113,6 +115,16 @@ fn action_select() -> String {
     format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
 }
 
+/// `table`'s columns of the page (and count) of machines `query` asks for,
+/// among those the caller sees.
+fn machine_list(visibility: &Visibility, query: &ListQuery, table: (&str, &str)) -> ListSql {
+    let visible = |sql: &mut Sql| {
+        sql.machine_visibility(visibility);
+    };
+    let tenant_id = &visibility.tenant_id;
+    ListSql::new(Dialect::Sqlite, &MACHINES, table, visible, tenant_id, query)
+}
+
 /// `table`'s columns of the machine `key` names, if the caller sees it.
 fn machine_lookup(visibility: &Visibility, key: MachineKey<'_>, table: (&str, &str)) -> Sql {
     let mut sql = Sql::default();
@@ -200,13 +212,6 @@ fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
     }
     Ok(())
 }
-
-/// Each condition is one partial index's (`machine_actions_pending`,
-/// `machine_actions_in_progress`), so the sweep reads only stale actions.
-const TIME_OUT_STALE_ACTIONS: &str =
-    "UPDATE machine_actions SET status = 'TimeOut', last_update_time = ?1 \
-     WHERE (status = 'Pending' AND creation_time < ?2) \
-        OR (status = 'InProgress' AND last_update_time < ?2)";
 
 fn sql_failure(error: rusqlite::Error) -> WriteError {
     WriteError::Store(store_error(error))
@@ -336,23 +341,11 @@ impl Store for SqliteStore {
         let cache = self.machine_cache.clone();
         self.readers
             .read_many(move |conn| {
-                let tenant_id = &visibility.tenant_id;
-                let list_sql = |table| {
-                    let visible = |sql: &mut Sql| {
-                        sql.machine_visibility(&visibility);
-                    };
-                    ListSql::new(
-                        Dialect::Sqlite,
-                        &MACHINES,
-                        table,
-                        visible,
-                        tenant_id,
-                        &query,
-                    )
-                };
-                let probe = list_sql(MACHINE_PROBES);
+                let probe = machine_list(&visibility, &query, MACHINE_PROBES);
                 list(conn, &probe, &query, |page| {
-                    cache.read(conn, tenant_id, page, || list_sql(MACHINE_ROWS).page)
+                    cache.read(conn, &visibility.tenant_id, page, || {
+                        machine_list(&visibility, &query, MACHINE_ROWS).page
+                    })
                 })
             })
             .await
@@ -468,7 +461,7 @@ impl Store for SqliteStore {
         self.writer
             .write(move |conn| {
                 let changed = conn
-                    .prepare_cached(TIME_OUT_STALE_ACTIONS)
+                    .prepare_cached(time_out_stale_actions(Dialect::Sqlite))
                     .and_then(|mut s| s.execute(params![Ticks(now), Ticks(stale_before)]))
                     .map_err(sql_failure)?;
                 Ok(changed as u64)
@@ -851,18 +844,7 @@ mod tests {
             let odata = ODataQuery::parse(odata).unwrap();
             let query =
                 ListQuery::resolve(&odata, palisade_contract::machine::MACHINE_QUERYABLE).unwrap();
-            let visible = |sql: &mut Sql| {
-                sql.machine_visibility(&visibility);
-            };
-            ListSql::new(
-                Dialect::Sqlite,
-                &MACHINES,
-                MACHINE_PROBES,
-                visible,
-                "t1",
-                &query,
-            )
-            .page
+            machine_list(&visibility, &query, MACHINE_PROBES).page
         };
         let tagged = list("$filter=machineTags/any(t: t eq 'x')");
         let tagged_and_more = list(
@@ -890,7 +872,7 @@ mod tests {
     /// InProgress actions through their partial indexes, not every action.
     #[test]
     fn the_time_out_sweep_reads_only_open_actions() {
-        let plan = crate::connection::query_plan(TIME_OUT_STALE_ACTIONS);
+        let plan = crate::connection::query_plan(time_out_stale_actions(Dialect::Sqlite));
         assert!(
             plan.contains("INDEX machine_actions_pending")
                 && plan.contains("INDEX machine_actions_in_progress")

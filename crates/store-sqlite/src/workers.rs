@@ -296,6 +296,16 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A read of `n` SQLite VM steps and more: counts to `n`.
+    fn count_to(conn: &Connection, n: i64) -> rusqlite::Result<i64> {
+        conn.query_row(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
+             SELECT count(*) FROM c",
+            [n],
+            |row| row.get::<_, i64>(0),
+        )
+    }
+
     /// A small read is answered where it was asked; one over the budget is
     /// interrupted and answered in full from the blocking pool.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,20 +313,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("reads.db");
         let readers = Readers::new(2, move || crate::open_connection(&path));
-        let count_to = |n: i64, runs: Arc<AtomicUsize>| {
+        let counting_to = |n: i64, runs: Arc<AtomicUsize>| {
             move |conn: &Connection| {
                 runs.fetch_add(1, Ordering::SeqCst);
-                conn.query_row(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?1) \
-                     SELECT count(*) FROM c",
-                    [n],
-                    |row| row.get::<_, i64>(0),
-                )
+                count_to(conn, n)
             }
         };
         for (n, expected_runs) in [(100, 1), (1_000_000, 2)] {
             let runs = Arc::new(AtomicUsize::new(0));
-            let counted = readers.read_many(count_to(n, runs.clone())).await.unwrap();
+            let counted = readers
+                .read_many(counting_to(n, runs.clone()))
+                .await
+                .unwrap();
             assert_eq!(counted, n);
             assert_eq!(
                 runs.load(Ordering::SeqCst),
@@ -339,7 +347,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // The budget was lifted from the connection: it reads to the end inline.
         let counted = readers
-            .read_now(count_to(1_000_000, Arc::default()))
+            .read_now(|conn| count_to(conn, 1_000_000))
             .await
             .unwrap();
         assert_eq!(counted, 1_000_000);
@@ -362,14 +370,7 @@ mod tests {
         .await;
         assert!(outcome.unwrap_err().is_panic());
         let counted = readers
-            .read_now(|conn| {
-                conn.query_row(
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) \
-                     SELECT count(*) FROM c",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-            })
+            .read_now(|conn| count_to(conn, 1_000_000))
             .await
             .unwrap();
         assert_eq!(counted, 1_000_000);
