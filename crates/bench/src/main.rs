@@ -392,7 +392,13 @@ async fn second_node(database: &str) -> anyhow::Result<String> {
     let state = AppState::new(palisade, &app::Settings::default(), local.to_string());
     app::spawn_check_in_writer(&state.devices);
     let router = app::http_app(state, axum::Router::new());
-    tokio::spawn(app::serve(listener, router, None, std::future::pending()));
+    tokio::spawn(palisade_server::transport::serve(
+        listener,
+        router,
+        None,
+        palisade_server::transport::Limits::default(),
+        std::future::pending(),
+    ));
     Ok(format!("http://{local}"))
 }
 
@@ -467,7 +473,13 @@ async fn start_server(database: &str, args: &Args) -> anyhow::Result<Served> {
         .route("/bench/static/machine", get(|| async { static_body(0) }))
         .route("/bench/static/filter", get(|| async { static_body(1) }));
     let router = app::http_app(state, statics);
-    tokio::spawn(app::serve(listener, router, None, std::future::pending()));
+    tokio::spawn(palisade_server::transport::serve(
+        listener,
+        router,
+        None,
+        palisade_server::transport::Limits::default(),
+        std::future::pending(),
+    ));
     Ok(Served {
         origin,
         authorization: format!("Bearer {token}"),

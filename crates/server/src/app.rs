@@ -11,7 +11,6 @@ use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::devices::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS};
 use palisade_domain::rate_limit::{RateLimiter, RateLimits};
@@ -19,10 +18,8 @@ use palisade_domain::{Palisade, Store, Tenant};
 use palisade_identity::{ExternalIssuer, TokenService, Validator};
 use palisade_store_postgres::{PoolSettings, PostgresStore};
 use palisade_store_sqlite::SqliteStore;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -233,36 +230,6 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .fallback_service(routed)
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(envelope))
-}
-
-/// Serves `app` on `listener` (HTTPS with `tls`) until `shutdown` resolves,
-/// finishing requests in flight.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<RustlsConfig>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
-    match tls {
-        None => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(config) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(None);
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, config)?
-                .handle(handle)
-                .serve(service)
-                .await
-        }
-    }
 }
 
 #[cfg(test)]

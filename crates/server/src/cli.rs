@@ -5,6 +5,7 @@ use crate::app::{self, AppState};
 use crate::demo;
 use crate::simulate;
 use crate::tls::{self, TlsSource};
+use crate::transport;
 use clap::{Args, Parser, Subcommand};
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::{Palisade, SystemClock};
@@ -156,6 +157,42 @@ pub struct ServeArgs {
         requires = "tls_self_signed"
     )]
     pub tls_names: Vec<String>,
+    /// Seconds a client may take to send a request's head (request line and
+    /// header fields), from its first byte or from the connection's opening;
+    /// slower connections are closed.
+    #[arg(long, env = "PALISADE_HEADER_READ_TIMEOUT", value_name = "SECONDS",
+          default_value_t = transport::DEFAULT_HEADER_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_read_timeout: u64,
+    /// Seconds a kept-alive connection may wait for its next request before
+    /// it is closed (a response being computed, such as a device's long poll, is not idle).
+    #[arg(long, env = "PALISADE_IDLE_TIMEOUT", value_name = "SECONDS",
+          default_value_t = transport::DEFAULT_IDLE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout: u64,
+    /// Seconds a request's body may take to arrive after its head (slower
+    /// ones get 408), and a client may leave a response unread.
+    #[arg(long, env = "PALISADE_BODY_READ_TIMEOUT", value_name = "SECONDS",
+          default_value_t = transport::DEFAULT_BODY_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
+    /// Seconds a client may take to complete the TLS handshake.
+    #[arg(long, env = "PALISADE_TLS_HANDSHAKE_TIMEOUT", value_name = "SECONDS",
+          default_value_t = transport::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_handshake_timeout: u64,
+    /// Connections held open at most; further ones are closed at once while
+    /// those held are still served. Default: half the open-file limit
+    /// (raised to its hard limit at start), at most 10000.
+    #[arg(long, env = "PALISADE_MAX_CONNECTIONS", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+    /// The largest request head (request line and header fields) in bytes;
+    /// larger ones get 431.
+    #[arg(long, env = "PALISADE_MAX_HEADER_BYTES", value_name = "BYTES",
+          default_value_t = transport::DEFAULT_MAX_HEADER_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(transport::MIN_HEADER_BYTES as u64..=1 << 20))]
+    pub max_header_bytes: u64,
     /// A TOML file setting any of these flags (`listen = "0.0.0.0:8443"`) and
     /// `[[external_issuers]]`; flags and environment variables win over it.
     #[arg(long, env = "PALISADE_CONFIG")]
@@ -238,6 +275,18 @@ pub fn parse() -> anyhow::Result<Cli> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let descriptor_cap = transport::raise_descriptor_limit();
+    let secs = std::time::Duration::from_secs;
+    let limits = transport::Limits {
+        header_read_timeout: secs(args.header_read_timeout),
+        idle_timeout: secs(args.idle_timeout),
+        body_read_timeout: secs(args.body_read_timeout),
+        tls_handshake_timeout: secs(args.tls_handshake_timeout),
+        max_connections: args
+            .max_connections
+            .map_or(descriptor_cap, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_header_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+    };
     let pool = PoolSettings {
         max_connections: usize::from(args.database_pool_size),
         ..PoolSettings::default()
@@ -306,7 +355,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         stop_polls.stop_waiting();
     };
-    app::serve(listener, router, tls.map(|t| t.config), shutdown).await?;
+    tracing::info!(
+        max_connections = limits.max_connections,
+        "connection limits set"
+    );
+    transport::serve(listener, router, tls.map(|t| t.config), limits, shutdown).await?;
     if let Err(error) = devices.flush_check_ins().await {
         tracing::warn!(%error, "could not write the last device check-ins");
     }

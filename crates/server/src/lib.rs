@@ -10,3 +10,4 @@ pub mod http;
 pub mod simulate;
 pub mod tls;
 pub mod token_service;
+pub mod transport;

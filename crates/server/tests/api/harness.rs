@@ -11,6 +11,7 @@ use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
 use palisade_identity::ExternalIssuer;
 use palisade_server::app::{self, AppState};
+use palisade_server::transport;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -58,6 +59,8 @@ pub struct Options {
     pub external_issuers: Vec<ExternalIssuer>,
     /// Serve this database (another node's) instead of a fresh one.
     pub database: Option<String>,
+    /// Timeouts and caps of the connections.
+    pub limits: transport::Limits,
 }
 
 /// A response as a test looks at it.
@@ -134,9 +137,15 @@ impl TestServer {
         app::spawn_check_in_writer(&devices);
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app::serve(listener, router, None, async {
-            let _ = stop.await;
-        }));
+        tokio::spawn(transport::serve(
+            listener,
+            router,
+            None,
+            options.limits,
+            async {
+                let _ = stop.await;
+            },
+        ));
         let admin = Admin::new(
             store,
             clock.clone(),

@@ -22,3 +22,5 @@ mod machines;
 mod odata;
 mod openapi;
 mod real_clients;
+mod tls;
+mod transport;

@@ -35,6 +35,10 @@ mod odata;
 mod openapi;
 #[path = "../api/real_clients.rs"]
 mod real_clients;
+#[path = "../api/tls.rs"]
+mod tls;
+#[path = "../api/transport.rs"]
+mod transport;
 
 /// Only here: several nodes share a PostgreSQL database, not an SQLite file.
 mod multi_node;
