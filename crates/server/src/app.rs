@@ -4,6 +4,7 @@ use crate::api;
 use crate::device_plane;
 use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
+use crate::http::host::{require_known_host, PublicOrigins, PublicUrl};
 use crate::http::paths::PathCanon;
 use crate::token_service;
 use axum::body::Bytes;
@@ -37,8 +38,8 @@ pub struct Services {
     /// `None` with `--rate-limit off`.
     pub limiter: Option<RateLimiter>,
     pub scheme: &'static str,
-    /// `host:port` for requests that name no host.
-    pub listen_authority: String,
+    /// The origins requests may name (`--public-url`).
+    pub origins: PublicOrigins,
 }
 
 /// How the HTTP front end is set up, beyond the store.
@@ -51,6 +52,8 @@ pub struct Settings {
     pub tls: bool,
     /// How often devices report when nothing happens.
     pub check_in_interval_seconds: u64,
+    /// The origins clients reach this server by; none: loopback and the listen address.
+    pub public_urls: Vec<PublicUrl>,
 }
 
 impl Default for Settings {
@@ -60,12 +63,15 @@ impl Default for Settings {
             external_issuers: vec![],
             tls: false,
             check_in_interval_seconds: DEFAULT_CHECK_IN_INTERVAL_SECONDS,
+            public_urls: vec![],
         }
     }
 }
 
 impl AppState {
+    /// `listen_authority`: `host:port` the server listens on.
     pub fn new(palisade: Palisade, settings: &Settings, listen_authority: String) -> Self {
+        let scheme = if settings.tls { "https" } else { "http" };
         let store = palisade.store().clone();
         let clock = palisade.clock().clone();
         // Actions other nodes create wake this node's waiting devices too.
@@ -82,8 +88,8 @@ impl AppState {
                 .map(|limits| RateLimiter::new(limits, clock, store)),
             devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds),
             palisade,
-            scheme: if settings.tls { "https" } else { "http" },
-            listen_authority,
+            scheme,
+            origins: PublicOrigins::new(&settings.public_urls, scheme, &listen_authority),
         }))
     }
 }
@@ -222,13 +228,17 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
             }),
         )
         .fallback(|| async { StatusCode::NOT_FOUND })
-        .with_state(state)
+        .with_state(state.clone())
         .merge(extra);
     // Path rewriting must happen before routing, so it wraps the router as a service.
     let routed = router.map_request(move |request: Request| canon.rewrite(request));
     Router::new()
         .fallback_service(routed)
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            require_known_host,
+        ))
         .layer(axum::middleware::from_fn(envelope))
 }
 

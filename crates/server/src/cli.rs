@@ -3,6 +3,7 @@
 use crate::admin_cli;
 use crate::app::{self, AppState};
 use crate::demo;
+use crate::http::host::PublicUrl;
 use crate::simulate;
 use crate::tls::{self, TlsSource};
 use crate::transport;
@@ -157,6 +158,17 @@ pub struct ServeArgs {
         requires = "tls_self_signed"
     )]
     pub tls_names: Vec<String>,
+    /// An origin clients reach this server by (https://palisade.example:8443), repeatable:
+    /// discovery, JWKS URLs, token issuers and OData links use the one a request came to,
+    /// and requests naming any other Host are refused. Default: loopback names
+    /// (localhost, 127.0.0.1, [::1]) and the listen address, with the listen port.
+    #[arg(
+        long = "public-url",
+        env = "PALISADE_PUBLIC_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub public_urls: Vec<PublicUrl>,
     /// Seconds a client may take to send a request's head (request line and
     /// header fields), from its first byte or from the connection's opening;
     /// slower connections are closed.
@@ -318,6 +330,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         external_issuers: args.external_issuers.clone(),
         tls: tls.is_some(),
         check_in_interval_seconds: args.check_in_interval,
+        public_urls: args.public_urls.clone(),
     };
     // Where clients reach this server: a wildcard address is reached as localhost.
     let authority = if local.ip().is_unspecified() {
@@ -326,7 +339,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         local.to_string()
     };
     let state = AppState::new(palisade, &settings, authority.clone());
-    let origin = format!("{}://{authority}", state.scheme);
+    let listening = format!("{}://{authority}", state.scheme);
+    // What clients are told to use: the first --public-url, if any.
+    let origin = state.origins.first().to_string();
     let tenant_id = if args.demo {
         let mut credentials = demo::ensure_demo(&state.palisade, &origin).await?;
         credentials.ca_file = tls.as_ref().and_then(|t| t.ca_file.as_ref()).map(|f| {
@@ -349,7 +364,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app::spawn_check_in_writer(&state.devices);
     let devices = state.devices.clone();
     let router = app::http_app(state, axum::Router::new());
-    tracing::info!(database = %app::redacted(&args.database), tenant = %tenant_id, "palisade is ready on {origin}");
+    if !args.public_urls.is_empty() {
+        let urls: Vec<String> = args.public_urls.iter().map(ToString::to_string).collect();
+        tracing::info!(public_urls = %urls.join(", "), "serving requests for these origins only");
+    }
+    tracing::info!(database = %app::redacted(&args.database), tenant = %tenant_id, "palisade is ready on {listening}");
     let stop_polls = devices.clone();
     let shutdown = async move {
         shutdown_signal().await;

@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{tenant}/discovery/keys", get(keys))
 }
 
-fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response {
+pub(crate) fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (
         status,

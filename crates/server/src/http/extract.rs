@@ -4,7 +4,7 @@ use super::error::ApiError;
 use super::MAX_BODY_BYTES;
 use crate::app::AppState;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
-use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
 use palisade_contract::odata::ODataQuery;
@@ -150,14 +150,8 @@ impl FromRequestParts<AppState> for RequestBase {
     }
 }
 
-/// `{scheme}://{host}` the request was sent to: the base of OData links, and
-/// Palisade's own issuer for tokens presented here. HTTP/2 names the host in
-/// `:authority`, HTTP/1.1 in `Host`.
+/// `{scheme}://{host}` the request was sent to, as configured
+/// ([`super::host::PublicOrigins::of_request`]).
 pub fn origin(app: &AppState, uri: &Uri, headers: &HeaderMap) -> String {
-    let host = uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
-        .unwrap_or(&app.listen_authority);
-    format!("{}://{host}", app.scheme)
+    app.origins.of_request(uri, headers).to_string()
 }

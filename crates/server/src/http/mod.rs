@@ -5,6 +5,7 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod extract;
+pub mod host;
 pub mod odata;
 pub mod paths;
 

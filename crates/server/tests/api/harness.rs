@@ -11,6 +11,7 @@ use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
 use palisade_identity::ExternalIssuer;
 use palisade_server::app::{self, AppState};
+use palisade_server::http::host::PublicUrl;
 use palisade_server::transport;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
@@ -61,6 +62,8 @@ pub struct Options {
     pub database: Option<String>,
     /// Timeouts and caps of the connections.
     pub limits: transport::Limits,
+    /// `--public-url`s besides the server's own `origin`, which tests use.
+    pub public_urls: Vec<PublicUrl>,
 }
 
 /// A response as a test looks at it.
@@ -126,10 +129,15 @@ impl TestServer {
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let local = listener.local_addr().unwrap();
+        let mut public_urls = options.public_urls;
+        if !public_urls.is_empty() {
+            public_urls.insert(0, format!("http://{local}").parse().unwrap());
+        }
         let settings = app::Settings {
             rate_limits: options.rate_limits,
             external_issuers: options.external_issuers,
             tls: false,
+            public_urls,
             ..app::Settings::default()
         };
         let state = AppState::new(palisade.clone(), &settings, local.to_string());

@@ -21,6 +21,7 @@ mod machine_actions;
 mod machines;
 mod odata;
 mod openapi;
+mod public_url;
 mod real_clients;
 mod tls;
 mod transport;

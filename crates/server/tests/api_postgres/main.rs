@@ -33,6 +33,8 @@ mod machines;
 mod odata;
 #[path = "../api/openapi.rs"]
 mod openapi;
+#[path = "../api/public_url.rs"]
+mod public_url;
 #[path = "../api/real_clients.rs"]
 mod real_clients;
 #[path = "../api/tls.rs"]

@@ -9,10 +9,11 @@ use palisade_domain::rate_limit::RateLimits;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 
-/// A second node serving `first`'s database.
+/// A second node serving `first`'s database, also under `first`'s host name.
 async fn second_node(first: &TestServer, options: Options) -> TestServer {
     TestServer::start_with(Options {
         database: Some(first.database.clone()),
+        public_urls: vec![first.origin.parse().unwrap()],
         ..options
     })
     .await
