@@ -364,6 +364,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app::spawn_check_in_writer(&state.devices);
     let devices = state.devices.clone();
     let router = app::http_app(state, axum::Router::new());
+    tracing::info!(
+        max_connections = limits.max_connections,
+        header_read_timeout = args.header_read_timeout,
+        idle_timeout = args.idle_timeout,
+        body_read_timeout = args.body_read_timeout,
+        "connection limits"
+    );
     if !args.public_urls.is_empty() {
         let urls: Vec<String> = args.public_urls.iter().map(ToString::to_string).collect();
         tracing::info!(public_urls = %urls.join(", "), "serving requests for these origins only");

@@ -2,7 +2,8 @@
 //! cut off, the connection cap holds while held connections are served, and
 //! errors of the HTTP layer carry MDE's error body.
 
-use crate::harness::{Options, TestServer};
+use crate::harness::{Options, ServerProcess, TestServer};
+use palisade_device::client::DeviceClient;
 use palisade_server::transport::Limits;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -303,4 +304,74 @@ async fn errors_of_the_http_layer_carry_the_mde_error_body() {
     let response = read_response(&mut stream).await;
     assert!(response.starts_with("HTTP/1.1 405 "), "{response}");
     assert!(response.ends_with("\r\n\r\n"), "{response}");
+}
+
+/// SIGTERM, as systemd stops a service.
+fn terminate(child: &std::process::Child) {
+    let _ = std::process::Command::new("sh")
+        .args(["-c", "kill -TERM \"$0\""])
+        .arg(child.id().to_string())
+        .output();
+}
+
+/// SIGTERM while a device's long poll is in flight: the poll is answered,
+/// and the server exits 0.
+async fn sigterm_finishes_requests_in_flight(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_in(dir.path(), extra).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let device = DeviceClient::new(server.client.clone(), &server.origin);
+    let request = serde_json::from_value(serde_json::json!({
+        "hardwareId": "hw-shutdown",
+        "computerDnsName": "shutdown.test",
+        "osPlatform": "Linux",
+        "agentVersion": "0.1.0",
+        "ipAddresses": [],
+        "capabilities": [],
+    }))
+    .unwrap();
+    let token = credentials["onboarding_token"].as_str().unwrap();
+    let enrollment = device.enroll(token, &request).await.unwrap();
+    let device = device.with_credential(&enrollment.credential);
+    let poll = tokio::spawn(async move {
+        device
+            .check_in(
+                &crate::device_plane::report(palisade_device::Isolation::None),
+                Duration::from_secs(30),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminate(&server.child);
+    let answered = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the long poll is answered at shutdown")
+        .unwrap();
+    assert!(answered.is_ok(), "{answered:?}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server did not stop: {}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}: {}", server.log_tail());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_and_exits_0_over_http() {
+    sigterm_finishes_requests_in_flight(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_and_exits_0_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    sigterm_finishes_requests_in_flight(&["--tls-self-signed", tls.to_str().unwrap()]).await;
 }
