@@ -42,7 +42,7 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     request.extensions_mut().insert(RequestId(id.clone()));
     let body_timed_out = request.extensions().get::<BodyTimedOut>().cloned();
 
-    let response = if request.uri().to_string().len() > MAX_URI_BYTES {
+    let response = if uri_length(request.uri()) > MAX_URI_BYTES {
         refusal(
             MdeError::new(
                 ErrorCode::BadRequest,
@@ -133,6 +133,13 @@ fn bare_error(status: StatusCode) -> MdeError {
         _ => (ErrorCode::BadRequest, "The request is invalid."),
     };
     MdeError::new(code, message).with_status(status.as_u16())
+}
+
+/// The length of `uri` as sent, without writing it out.
+fn uri_length(uri: &axum::http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
 }
 
 /// A response carrying `error`, for the envelope to give its body.
