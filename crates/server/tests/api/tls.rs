@@ -135,3 +135,29 @@ async fn an_old_tls_directory_is_made_anew_and_strict_python_clients_connect() {
     .unwrap();
     assert_eq!(status, "200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_completes_the_tls_handshake_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path().join("tls");
+    let server = ServerProcess::start_in(
+        dir.path(),
+        &[
+            "--tls-self-signed",
+            tls_dir.to_str().unwrap(),
+            "--tls-handshake-timeout",
+            "1",
+        ],
+    )
+    .await;
+    let authority = server.origin.trim_start_matches("https://");
+    let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(8), stream.read(&mut buf))
+        .await
+        .expect("the server kept a silent TLS client past the handshake timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(800));
+}
