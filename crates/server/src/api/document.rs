@@ -9,6 +9,7 @@
 //!   (with `WWW-Authenticate`), 403 (naming the permissions the access table
 //!   asks), 404 (paths that name something), 413 and 415 (operations with a
 //!   body), 414, 429 (with `Retry-After`), 431, 500 and 503;
+//! - the limits of the OData query options (`$top` 1 to 10,000, ...);
 //! - OData's shapes: a `body = [T]` answer is served as the collection
 //!   `{@odata.context, @odata.count?, value, @odata.nextLink?}` of
 //!   `http::odata::collection`, an entity with its `@odata.context` first.
@@ -18,12 +19,13 @@
 
 use crate::http::MAX_BODY_BYTES;
 use axum::http::Method;
+use palisade_contract::odata::MAX_TOP;
 use palisade_contract::ErrorBody;
 use palisade_domain::Operation;
 use std::collections::BTreeMap;
 use utoipa::openapi::content::Content;
 use utoipa::openapi::header::{Header, HeaderBuilder};
-use utoipa::openapi::path::{Operation as Documented, PathItem};
+use utoipa::openapi::path::{Operation as Documented, Parameter, ParameterIn, PathItem};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{
     AllOfBuilder, ArrayItems, ObjectBuilder, Schema, SchemaFormat, Type,
@@ -63,6 +65,9 @@ pub fn published(generated: &OpenApi) -> OpenApi {
     let mut error_schemas = vec![(ErrorBody::name().into_owned(), ErrorBody::schema())];
     ErrorBody::schemas(&mut error_schemas);
     components.schemas.extend(error_schemas);
+    for (name, header) in headers() {
+        components.headers.insert(name.into(), RefOr::T(header));
+    }
     components.add_security_scheme(
         BEARER,
         SecurityScheme::Http(
@@ -103,29 +108,35 @@ fn complete(
         .unwrap_or_else(|| panic!("operation id {id} of {method} {path} names no Operation"));
     documented.operation_id = Some(operation.name().into());
     documented.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+    for parameter in documented.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter {
+            odata_option_limits(parameter);
+        }
+    }
     let responses = &mut documented.responses.responses;
     for (status, response) in responses.iter_mut() {
         let RefOr::T(response) = response else {
             continue;
         };
-        if status.starts_with('2') {
-            for content in response.content.values_mut() {
-                if let RefOr::T(Content {
-                    schema: Some(schema),
-                    ..
-                }) = content
-                {
-                    *schema = served_shape(schema.clone(), schemas);
-                }
+        if !status.starts_with('2') {
+            continue;
+        }
+        for content in response.content.values_mut() {
+            if let RefOr::T(Content {
+                schema: Some(schema),
+                ..
+            }) = content
+            {
+                *schema = served_shape(schema.clone(), schemas);
             }
-            if !response.content.is_empty() {
-                response
-                    .headers
-                    .insert("OData-Version".into(), header("`4.0`"));
-            }
-            if response.description.is_empty() {
-                response.description = "Done.".into();
-            }
+        }
+        if !response.content.is_empty() {
+            response
+                .headers
+                .insert(ODATA_VERSION.into(), header_ref(ODATA_VERSION));
+        }
+        if response.description.is_empty() {
+            response.description = "Done.".into();
         }
     }
     let takes_body = documented.request_body.is_some();
@@ -145,42 +156,79 @@ fn complete(
             ERROR_MEDIA_TYPE.into(),
             RefOr::T(Content::new(Some(Ref::from_schema_name(ErrorBody::name())))),
         );
-        match status {
-            401 => {
-                response.headers.insert(
-                    "WWW-Authenticate".into(),
-                    header("`Bearer`, with `error=\"invalid_token\"` and why when a token was sent (RFC 6750 §3)."),
-                );
-            }
-            429 => {
-                let seconds = ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .minimum(Some(1));
-                response.headers.insert(
-                    "Retry-After".into(),
-                    RefOr::T(
-                        HeaderBuilder::new()
-                            .schema(Some(seconds))
-                            .description(Some("Seconds until the call would be admitted."))
-                            .build(),
-                    ),
-                );
-            }
-            _ => {}
+        let named = match status {
+            401 => Some(WWW_AUTHENTICATE),
+            429 => Some(RETRY_AFTER),
+            _ => None,
+        };
+        if let Some(name) = named {
+            response.headers.insert(name.into(), header_ref(name));
         }
     }
     for response in responses.values_mut() {
         if let RefOr::T(response) = response {
-            response.headers.insert(
-                "request-id".into(),
-                header("This request's id, also the error body's `target` and in the server's log line."),
-            );
+            response
+                .headers
+                .insert(REQUEST_ID.into(), header_ref(REQUEST_ID));
         }
     }
 }
 
-fn header(description: &str) -> RefOr<Header> {
-    RefOr::T(HeaderBuilder::new().description(Some(description)).build())
+/// The OData system query options are read by one parser
+/// (`ODataQuery::parse`): their limits are described here, once, for every
+/// operation that takes them.
+fn odata_option_limits(parameter: &mut Parameter) {
+    if parameter.parameter_in != ParameterIn::Query {
+        return;
+    }
+    let Some(RefOr::T(Schema::Object(schema))) = &mut parameter.schema else {
+        return;
+    };
+    match parameter.name.as_str() {
+        "$top" => {
+            schema.minimum = Some(1.into());
+            schema.maximum = Some(MAX_TOP.into());
+        }
+        "$skip" => schema.minimum = Some(0.into()),
+        "$filter" | "$orderby" | "$select" => schema.min_length = Some(1),
+        _ => {}
+    }
+}
+
+const REQUEST_ID: &str = "request-id";
+const ODATA_VERSION: &str = "OData-Version";
+const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
+const RETRY_AFTER: &str = "Retry-After";
+
+/// The response headers the document names, described once in its components.
+fn headers() -> [(&'static str, Header); 4] {
+    let text = |description: &str| HeaderBuilder::new().description(Some(description)).build();
+    [
+        (
+            REQUEST_ID,
+            text("This request's id: the error body's `target`, and in the server's log line."),
+        ),
+        (ODATA_VERSION, text("`4.0`")),
+        (
+            WWW_AUTHENTICATE,
+            text("`Bearer`; with `error=\"invalid_token\"` and why, when a token was sent (RFC 6750 §3)."),
+        ),
+        (
+            RETRY_AFTER,
+            HeaderBuilder::new()
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(1)),
+                ))
+                .description(Some("Seconds until the call would be admitted."))
+                .build(),
+        ),
+    ]
+}
+
+fn header_ref(name: &str) -> RefOr<Header> {
+    RefOr::Ref(Ref::new(format!("#/components/headers/{name}")))
 }
 
 /// Every error `operation` on `path` can answer, with why.
