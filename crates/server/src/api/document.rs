@@ -17,6 +17,7 @@
 //! Built with utoipa's own types, on the document utoipa generated from the
 //! annotations: nothing here is written by hand per endpoint.
 
+use crate::http::auth::operation_table;
 use crate::http::MAX_BODY_BYTES;
 use axum::http::Method;
 use palisade_contract::odata::MAX_TOP;
@@ -45,9 +46,10 @@ const TOLERATED_ALIASES: &[(&str, Method)] = &[("/api/machines/{id}/tags", Metho
 const ERROR_MEDIA_TYPE: &str = "application/json";
 
 /// The document to publish: `generated` (utoipa's, from the annotations)
-/// completed as the module comment says. Panics, at start, on an operation id
-/// that names no [`Operation`], as the gate's table does.
+/// completed as the module comment says, each operation named as the gate's
+/// table names it.
 pub fn published(generated: &OpenApi) -> OpenApi {
+    let table = operation_table(generated);
     let mut document = generated.clone();
     let mut schemas = BTreeMap::new();
     for (path, item) in document.paths.paths.iter_mut() {
@@ -55,9 +57,12 @@ pub fn published(generated: &OpenApi) -> OpenApi {
             if TOLERATED_ALIASES.contains(&(path.as_str(), method.clone())) {
                 *slot = None;
             }
-            if let Some(operation) = slot {
-                complete(path, &method, operation, &mut schemas);
-            }
+            let Some(documented) = slot else { continue };
+            let &(_, operation) = table[path]
+                .iter()
+                .find(|(m, _)| *m == method)
+                .expect("the table has every documented operation");
+            complete(path, operation, documented, &mut schemas);
         }
     }
     let components = document.components.get_or_insert_with(Default::default);
@@ -99,13 +104,10 @@ fn methods(item: &mut PathItem) -> [(Method, &mut Option<Documented>); 5] {
 
 fn complete(
     path: &str,
-    method: &Method,
+    operation: Operation,
     documented: &mut Documented,
     schemas: &mut BTreeMap<String, RefOr<Schema>>,
 ) {
-    let id = documented.operation_id.as_deref().unwrap_or_default();
-    let operation = Operation::from_name(id)
-        .unwrap_or_else(|| panic!("operation id {id} of {method} {path} names no Operation"));
     documented.operation_id = Some(operation.name().into());
     documented.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     for parameter in documented.parameters.iter_mut().flatten() {
