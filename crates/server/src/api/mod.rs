@@ -1,7 +1,11 @@
 //! The MDE management API: one module per entity set, each handler annotated
 //! with its OpenAPI operation. The router and the OpenAPI document are built
 //! from the same annotations, so they cannot drift apart; `document` adds
-//! what all operations share before the document is published.
+//! what all operations share before the document is published. An annotation
+//! names its success (`body = [T]` for a list: it is published as T's OData
+//! collection) and an error only where it has more to say than the standard
+//! description; the operation id is the handler's name, the access table's
+//! operation in snake case.
 
 pub mod audit;
 pub mod document;
