@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 pub const MAX_BULK_MACHINES: usize = 500;
 /// Longest `Comment` accepted (the docs name no limit; this keeps rows bounded).
 pub const MAX_COMMENT_CHARS: usize = 4_000;
+// The schemas' limits below are literals, as utoipa's attributes take no
+// constants; the OpenAPI test holds them equal to these and to
+// `rules::tags::MAX_TAG_CHARS`. A tag's pattern: no `char::is_control`.
 
 wire_enum!(TagAction { Add, Remove });
 wire_enum!(IsolationType {
@@ -75,7 +78,7 @@ pub trait ValidateBody {
 pub struct TagBody {
     /// The tag.
     #[serde(rename = "Value")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub value: Option<String>,
     /// `Add` or `Remove`.
     #[serde(rename = "Action")]
@@ -102,14 +105,14 @@ impl ValidateBody for TagBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct BulkTagBody {
     #[serde(rename = "Value")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub value: Option<String>,
     #[serde(rename = "Action")]
     #[schema(value_type = TagAction, required = true)]
     pub action: Option<String>,
     /// Up to 500 machine ids.
     #[serde(rename = "MachineIds")]
-    #[schema(required = true)]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1, max_items = 500)]
     pub machine_ids: Option<Vec<String>>,
 }
 
@@ -171,7 +174,7 @@ pub struct ActionRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct IsolateBody {
     #[serde(rename = "Comment")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, max_length = 4000)]
     pub comment: Option<String>,
     /// `Full` (default), `Selective` or `UnManagedDevice`.
     #[serde(rename = "IsolationType")]
@@ -199,7 +202,7 @@ impl ValidateBody for IsolateBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CommentBody {
     #[serde(rename = "Comment")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, max_length = 4000)]
     pub comment: Option<String>,
     #[serde(rename = "ExternalID")]
     pub external_id: Option<String>,
@@ -219,7 +222,7 @@ impl CommentBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ScanBody {
     #[serde(rename = "Comment")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, max_length = 4000)]
     pub comment: Option<String>,
     /// `Quick` or `Full`.
     #[serde(rename = "ScanType")]
@@ -246,11 +249,11 @@ impl ValidateBody for ScanBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StopAndQuarantineBody {
     #[serde(rename = "Comment")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, max_length = 4000)]
     pub comment: Option<String>,
     /// SHA-1 of the file: 40 hexadecimal characters.
     #[serde(rename = "Sha1")]
-    #[schema(required = true)]
+    #[schema(value_type = String, required = true, pattern = "^[0-9a-fA-F]{40}$")]
     pub sha1: Option<String>,
     #[serde(rename = "ExternalID")]
     pub external_id: Option<String>,
@@ -281,6 +284,7 @@ impl ValidateBody for StopAndQuarantineBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CancelBody {
     #[serde(rename = "Comment")]
+    #[schema(max_length = 4000)]
     pub comment: Option<String>,
 }
 

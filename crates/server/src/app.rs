@@ -207,7 +207,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
     let canon = Arc::new(PathCanon::new(
         openapi.paths.paths.keys().map(String::as_str),
     ));
-    let openapi_json: Bytes = openapi
+    let openapi_json: Bytes = api::document::published(&openapi)
         .to_json()
         .expect("the OpenAPI document serialises")
         .into();

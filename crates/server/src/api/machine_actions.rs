@@ -37,7 +37,7 @@ pub async fn list_actions(
 
 /// Get one machine action.
 #[utoipa::path(get, path = "/api/machineactions/{id}", tag = "Machine actions",
-    params(("id" = String, Path, description = "Action id (GUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Action id (GUID)")),
     responses(
         (status = 200, body = MachineAction),
         (status = 400, description = "Not a GUID", body = ErrorBody),
@@ -55,7 +55,7 @@ pub async fn get_action(
 
 /// Cancel an action that is not yet in a final state; the action itself becomes Cancelled.
 #[utoipa::path(post, path = "/api/machineactions/{id}/cancel", tag = "Machine actions",
-    params(("id" = String, Path, description = "Action id (GUID)")),
+    params(("id" = String, Path, format = Uuid, description = "Action id (GUID)")),
     request_body = CancelBody,
     responses(
         (status = 200, body = MachineAction),

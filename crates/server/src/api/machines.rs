@@ -77,9 +77,11 @@ pub async fn update_machine(
 #[into_params(parameter_in = Query)]
 pub struct FindByTagParams {
     /// The tag to look for.
+    #[param(required = true)]
     tag: Option<String>,
     /// `true`: tags starting with `tag`; default `false` (exact).
     #[serde(rename = "useStartsWithFilter")]
+    #[param(value_type = Option<bool>)]
     use_starts_with_filter: Option<String>,
 }
 

@@ -1,8 +1,14 @@
 //! The MDE management API: one module per entity set, each handler annotated
 //! with its OpenAPI operation. The router and the OpenAPI document are built
-//! from the same annotations, so they cannot drift apart.
+//! from the same annotations, so they cannot drift apart; `document` adds
+//! what all operations share before the document is published. An annotation
+//! names its success (`body = [T]` for a list: it is published as T's OData
+//! collection) and an error only where it has more to say than the standard
+//! description; the operation id is the handler's name, the access table's
+//! operation in snake case.
 
 pub mod audit;
+pub mod document;
 pub mod machine_actions;
 pub mod machines;
 
@@ -16,7 +22,10 @@ use utoipa_axum::routes;
     info(
         title = "Palisade",
         description = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint machine API. \
-            Every path is also served under /api/v1.0/..., and path segments match case-insensitively."
+            Every path is also served under /api/v1.0/..., and path segments match case-insensitively. \
+            Not described here: the token service (Entra ID's paths, /{tenant}/oauth2/v2.0/token and \
+            discovery) and the device plane (/device/v1/...), which speak Entra ID's and the agent's \
+            protocols with credentials of their own."
     ),
     tags(
         (name = "Machines", description = "Machines and their tags"),

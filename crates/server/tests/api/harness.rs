@@ -396,8 +396,26 @@ pub async fn demo_client(
     credentials: &std::path::Path,
     ca: Option<&std::path::Path>,
 ) -> reqwest::Client {
+    let token = demo_token(credentials, ca).await;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    trusting(&read_credentials(credentials), ca)
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+fn read_credentials(credentials: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(credentials).expect("the demo credentials file");
-    let creds: Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A fresh token of the demo app (client credentials) from the server that wrote `credentials`.
+pub async fn demo_token(credentials: &std::path::Path, ca: Option<&std::path::Path>) -> String {
+    let creds = read_credentials(credentials);
     let reply: Value = trusting(&creds, ca)
         .build()
         .unwrap()
@@ -414,16 +432,7 @@ pub async fn demo_client(
         .json()
         .await
         .unwrap();
-    let token = reply["access_token"].as_str().expect("a token").to_string();
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    trusting(&creds, ca)
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    reply["access_token"].as_str().expect("a token").to_string()
 }
 
 /// A client builder that trusts the CA of the credentials file, or else `ca`.
