@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod keys;
+pub mod lockout;
 pub mod secrets;
 pub mod service;
 pub mod tokens;
