@@ -4,6 +4,7 @@
 
 use crate::keys::{self, Jwks};
 use crate::lockout::{Account, AccountKind, Locked, Lockout};
+use crate::sealing::KeySealer;
 use crate::secrets::check_secret;
 use crate::tokens::{
     self, issuer, Claims, TokenVersion, ACCEPTED_AUDIENCES, TOKEN_LIFETIME_SECONDS,
@@ -139,27 +140,50 @@ pub struct TokenService {
     clock: Arc<dyn Clock>,
     /// Failed secrets and passwords, per app and per user name.
     lockout: Lockout,
+    /// Seals signing keys before they are stored, and opens them to sign.
+    sealer: KeySealer,
 }
 
 impl TokenService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, sealer: KeySealer) -> Self {
         TokenService {
             lockout: Lockout::new(clock.clone()),
             store,
             clock,
+            sealer,
         }
     }
 
-    /// The key new tokens of `tenant_id` are signed with; made on first use.
+    /// The key new tokens of `tenant_id` are signed with, opened; made on
+    /// first use. A key that does not open is an error, never a reason to
+    /// make another.
     pub async fn active_key(&self, tenant_id: &str) -> Result<SigningKey, StoreError> {
         let keys = self.store.signing_keys(tenant_id).await?;
         if let Some(key) = keys::active(&keys) {
-            return Ok(key.clone());
+            return self
+                .sealer
+                .open(key)
+                .map_err(|e| StoreError::Internal(e.to_string()));
         }
         self.rotate_key(tenant_id).await
     }
 
-    /// Makes a new active key; the old ones keep verifying the tokens they signed.
+    /// Every signing key of `tenant_id`, newest first, opened.
+    pub async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
+        self.store
+            .signing_keys(tenant_id)
+            .await?
+            .iter()
+            .map(|key| {
+                self.sealer
+                    .open(key)
+                    .map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Makes a new active key (stored sealed; returned opened); the old ones
+    /// keep verifying the tokens they signed.
     pub async fn rotate_key(&self, tenant_id: &str) -> Result<SigningKey, StoreError> {
         let tenant_id = tenant_id.to_string();
         let now = self.clock.now();
@@ -167,7 +191,9 @@ impl TokenService {
         let key = tokio::task::spawn_blocking(move || keys::generate(&tenant_id, now))
             .await
             .map_err(|e| StoreError::Internal(format!("key generation failed: {e}")))?;
-        self.store.rotate_signing_key(&key).await?;
+        self.store
+            .rotate_signing_key(&self.sealer.seal(&key))
+            .await?;
         Ok(key)
     }
 

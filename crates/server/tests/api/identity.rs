@@ -15,13 +15,7 @@ use serde_json::{json, Value};
 const API: &str = "https://api.securitycenter.microsoft.com";
 
 async fn active_key(server: &TestServer) -> SigningKey {
-    let keys = server
-        .palisade
-        .store()
-        .signing_keys(&server.tenant_id)
-        .await
-        .unwrap();
-    keys::active(&keys).expect("an active key").clone()
+    server.tokens.active_key(&server.tenant_id).await.unwrap()
 }
 
 /// The claims of `token`, read without checking it.
@@ -257,12 +251,7 @@ async fn tenants_see_only_their_own_machines() {
     assert_eq!(reply.json["error"], "unauthorized_client");
 
     // Its token, relabelled as this tenant's, fails: this tenant's keys did not sign it.
-    let other_keys = server
-        .palisade
-        .store()
-        .signing_keys(&other.id)
-        .await
-        .unwrap();
+    let other_keys = server.tokens.signing_keys(&other.id).await.unwrap();
     let mut claims = app_claims(&server);
     claims.roles = Some(vec!["Machine.Read.All".into()]);
     let relabelled = tokens::sign(keys::active(&other_keys).unwrap(), &claims).unwrap();
@@ -692,7 +681,11 @@ async fn discovery_and_jwks_verify_issued_tokens_across_a_key_rotation() {
     );
 
     let old_kid = active_key(&server).await.kid;
-    let new_key = server.admin.rotate_key(&server.tenant_id).await.unwrap();
+    let new_key = server
+        .admin
+        .rotate_key(&server.tokens, &server.tenant_id)
+        .await
+        .unwrap();
     assert_ne!(new_key.kid, old_kid);
     let after = server.app_token("After rotation", &all_permissions()).await;
     assert_eq!(
