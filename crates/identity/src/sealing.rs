@@ -210,7 +210,7 @@ pub async fn seal_stored_keys(
                 sealer.open(&key)?;
             } else {
                 let replacement = sealer.seal(&key);
-                store
+                let replaced = store
                     .seal_signing_key(
                         &key.tenant_id,
                         &key.kid,
@@ -218,7 +218,8 @@ pub async fn seal_stored_keys(
                         &replacement.private_key,
                     )
                     .await?;
-                sealed += 1;
+                // Another node starting at once may have sealed it first.
+                sealed += usize::from(replaced);
             }
         }
     }

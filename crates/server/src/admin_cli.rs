@@ -33,8 +33,8 @@ pub struct Database {
 pub struct KeyFile {
     /// The key-encryption key sealing the token signing keys (base64 of 32
     /// bytes); by default PATH.key beside an SQLite database, made on first
-    /// start. Required with PostgreSQL (the same file on every node), unless
-    /// PALISADE_KEY_ENCRYPTION_KEY gives the key itself.
+    /// start. Required with PostgreSQL (the same file on every node, made
+    /// beforehand), unless PALISADE_KEY_ENCRYPTION_KEY gives the key itself.
     #[arg(long, env = "PALISADE_KEY_FILE", value_name = "PATH")]
     pub key_file: Option<std::path::PathBuf>,
 }

@@ -140,10 +140,11 @@ pub const KEY_ENCRYPTION_KEY_VARIABLE: &str = "PALISADE_KEY_ENCRYPTION_KEY";
 
 /// The key-encryption key that seals the signing keys of `database`:
 /// `PALISADE_KEY_ENCRYPTION_KEY`, else the file `key_file`, else (SQLite
-/// only) `PATH.key` beside the database. A key file that does not exist is
-/// made (mode 0600) only while no key in the database is sealed: a missing or
-/// wrong key is an error, never a reason to make new signing keys.
-/// PostgreSQL takes no default, since every node must use the same key.
+/// only) `PATH.key` beside the database. For SQLite a key file that does not
+/// exist is made (mode 0600) while no key in the database is sealed; a
+/// missing or wrong key is an error, never a reason to make new signing keys.
+/// PostgreSQL's key must exist beforehand: nodes making keys of their own on
+/// a new database would each seal with a different one.
 /// Every sealed key is checked to open, and plaintext keys of databases made
 /// before are sealed.
 pub async fn key_sealer(
@@ -158,12 +159,13 @@ pub async fn key_sealer(
                 Some(path) => path.to_path_buf(),
                 None if is_postgres(database) => anyhow::bail!(
                     "with PostgreSQL, give the key that seals the token signing keys: \
-                     --key-file PATH (the same file on every node; made if absent on a new database) \
+                     --key-file PATH (the same file on every node; make one with \
+                     `head -c 32 /dev/urandom | base64 > PATH; chmod 600 PATH`) \
                      or {KEY_ENCRYPTION_KEY_VARIABLE}"
                 ),
                 None => PathBuf::from(format!("{}.key", sqlite_path(database))),
             };
-            if path.exists() {
+            if path.exists() || is_postgres(database) {
                 KeySealer::read_file(&path)?
             } else if sealing::any_sealed(store).await? {
                 anyhow::bail!(

@@ -198,6 +198,16 @@ async fn a_wrong_or_missing_key_refuses_to_start_and_makes_no_keys() {
         crate::backend::Backend::Postgres => {
             let missing = refuses_to_start(dir.path(), &database, &[], &[]);
             assert!(missing.contains("with PostgreSQL, give"), "{missing}");
+            // Nodes must share one key: PostgreSQL's is never made at start.
+            let absent = dir.path().join("absent.key");
+            let absent_text = absent.display().to_string();
+            let missing =
+                refuses_to_start(dir.path(), &database, &[], &["--key-file", &absent_text]);
+            assert!(
+                missing.contains("cannot read the key-encryption key file"),
+                "{missing}"
+            );
+            assert!(!absent.exists());
             refuses_to_start(
                 dir.path(),
                 &database,
