@@ -986,31 +986,53 @@ async fn wrong_secrets_and_passwords_lock_the_account_for_a_while() {
 }
 
 #[tokio::test]
-async fn an_unknown_client_takes_as_long_to_refuse_as_a_wrong_secret() {
+async fn an_unknown_client_or_user_takes_as_long_to_refuse_as_a_wrong_secret() {
     let server = TestServer::start().await;
     let server = &server;
     let scope = ("scope", "https://api.securitycenter.microsoft.com/.default");
-    let timed = |client_id: String| async move {
-        let started = std::time::Instant::now();
-        let reply = server
-            .token_request(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &client_id),
-                ("client_secret", "wrong"),
-                scope,
-            ])
-            .await;
-        assert!(reply.status.is_client_error(), "{}", reply.text);
-        started.elapsed()
+    let (sign_in_app, sign_in_secret) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Sign-in", &all_permissions())
+        .await
+        .unwrap();
+    // Client credentials with a wrong secret, or (with a user name) the
+    // password grant with a wrong password.
+    let timed = |client_id: String, username: Option<String>| {
+        let (app, secret) = (sign_in_app.client_id.clone(), sign_in_secret.clone());
+        async move {
+            let form = match &username {
+                None => vec![
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", "wrong"),
+                    scope,
+                ],
+                Some(username) => vec![
+                    ("grant_type", "password"),
+                    ("client_id", app.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("username", username.as_str()),
+                    ("password", "wrong password"),
+                    scope,
+                ],
+            };
+            let started = std::time::Instant::now();
+            let reply = server.token_request(&form).await;
+            let elapsed = started.elapsed();
+            assert!(reply.status.is_client_error(), "{}", reply.text);
+            assert_ne!(reply.json["error_codes"][0], 50053, "not locked");
+            elapsed
+        }
     };
     let median = |mut times: Vec<std::time::Duration>| {
         times.sort();
         times[times.len() / 2]
     };
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
-    let mut app = String::new();
+    let (mut known_users, mut unknown_users) = (Vec::new(), Vec::new());
+    let (mut app, mut user) = (String::new(), String::new());
     for attempt in 0..20 {
-        // A fresh app before the lockout would answer for it without a check.
+        // Fresh ones before the lockout would answer for them without a check.
         if attempt % palisade_identity::lockout::THRESHOLD == 0 {
             app = server
                 .admin
@@ -1019,14 +1041,33 @@ async fn an_unknown_client_takes_as_long_to_refuse_as_a_wrong_secret() {
                 .unwrap()
                 .0
                 .client_id;
+            user = format!("known{attempt}@contoso.example");
+            server
+                .admin
+                .put_user(
+                    &server.tenant_id,
+                    &user,
+                    &[palisade_domain::Role::ViewData],
+                    palisade_domain::DeviceGroupAccess::All,
+                    None,
+                )
+                .await
+                .unwrap();
         }
-        known.push(timed(app.clone()).await);
-        unknown.push(timed(uuid::Uuid::new_v4().to_string()).await);
+        known.push(timed(app.clone(), None).await);
+        unknown.push(timed(uuid::Uuid::new_v4().to_string(), None).await);
+        known_users.push(timed(String::new(), Some(user.clone())).await);
+        let stranger = format!("{}@contoso.example", uuid::Uuid::new_v4().simple());
+        unknown_users.push(timed(String::new(), Some(stranger)).await);
     }
-    let (known, unknown) = (median(known), median(unknown));
-    let ratio = unknown.as_secs_f64() / known.as_secs_f64();
-    assert!(
-        (0.5..2.0).contains(&ratio),
-        "unknown client {unknown:?}, known client with a wrong secret {known:?}"
-    );
+    for (what, known, unknown) in [
+        ("client", median(known), median(unknown)),
+        ("user", median(known_users), median(unknown_users)),
+    ] {
+        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "unknown {what} {unknown:?}, known {what} with a wrong secret {known:?}"
+        );
+    }
 }
