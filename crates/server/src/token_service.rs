@@ -4,7 +4,7 @@
 use crate::app::AppState;
 use crate::http::envelope::RequestId;
 use crate::http::extract::origin;
-use crate::http::MAX_BODY_BYTES;
+use crate::http::{read_body, BodyError, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Path, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -109,26 +109,19 @@ async fn token(
         let error = invalid_request("The request body must be application/x-www-form-urlencoded.");
         return oauth_error(&app, error, &request_id);
     }
-    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+    let body = match read_body(body).await {
         Ok(body) => body,
-        Err(error) => {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            let error = if too_large {
-                OAuthError::new(
-                    413,
-                    "invalid_request",
-                    90023,
-                    format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-                )
-            } else {
-                OAuthError::new(
-                    400,
-                    "invalid_request",
-                    90023,
-                    format!("The request body could not be read: {error}."),
-                )
-            };
+        Err(BodyError::TooLarge) => {
+            let error = OAuthError::new(
+                413,
+                "invalid_request",
+                90023,
+                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+            );
+            return oauth_error(&app, error, &request_id);
+        }
+        Err(BodyError::Unreadable(reason)) => {
+            let error = invalid_request(&format!("The request body could not be read: {reason}."));
             return oauth_error(&app, error, &request_id);
         }
     };
