@@ -54,8 +54,11 @@ impl User {
 pub struct SigningKey {
     pub tenant_id: String,
     pub kid: String,
-    /// PKCS#8 PEM of the private key.
-    pub private_key_pem: String,
+    /// The private key (PKCS#8 PEM). The store keeps it sealed (the identity
+    /// crate's `sealing`: `sealed:v1:...`, or plaintext PEM in rows of
+    /// databases made before, until the next start seals them); the token
+    /// service opens it to sign.
+    pub private_key: String,
     /// Base64url modulus and exponent, as the JWKS publishes them.
     pub modulus: String,
     pub exponent: String,

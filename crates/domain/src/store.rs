@@ -195,6 +195,15 @@ pub trait Store: Send + Sync + 'static {
     /// Adds `key` as the tenant's active key and marks every other active key
     /// retired at `key.created_at`, in one transaction.
     async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError>;
+    /// Replaces the stored private key of `kid` with `sealed`, if it is still
+    /// `plaintext` (another node may have sealed it first); whether it did.
+    async fn seal_signing_key(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        plaintext: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError>;
 
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError>;
 

@@ -34,7 +34,6 @@ pub enum AdminError {
 pub struct Admin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    tokens: TokenService,
     by: Administrator,
 }
 
@@ -43,12 +42,7 @@ pub type ShownOnce = String;
 
 impl Admin {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, by: Administrator) -> Self {
-        Admin {
-            tokens: TokenService::new(store.clone(), clock.clone()),
-            store,
-            clock,
-            by,
-        }
+        Admin { store, clock, by }
     }
 
     async fn require_tenant(&self, tenant_id: &str) -> Result<(), AdminError> {
@@ -221,10 +215,15 @@ impl Admin {
             .await
     }
 
-    /// A new signing key for the tenant; tokens signed with the old one stay valid until they expire.
-    pub async fn rotate_key(&self, tenant_id: &str) -> Result<SigningKey, AdminError> {
+    /// A new signing key for the tenant, made by `tokens` (which holds the
+    /// key-encryption key); tokens signed with the old one stay valid until they expire.
+    pub async fn rotate_key(
+        &self,
+        tokens: &TokenService,
+        tenant_id: &str,
+    ) -> Result<SigningKey, AdminError> {
         self.require_tenant(tenant_id).await?;
-        let key = self.tokens.rotate_key(tenant_id).await?;
+        let key = tokens.rotate_key(tenant_id).await?;
         self.audit(tenant_id, "keys rotate", &key.kid).await?;
         Ok(key)
     }

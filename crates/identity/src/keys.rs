@@ -26,7 +26,7 @@ pub fn generate(tenant_id: &str, now: Timestamp) -> SigningKey {
     SigningKey {
         tenant_id: tenant_id.to_string(),
         kid: URL_SAFE_NO_PAD.encode(kid),
-        private_key_pem: private
+        private_key: private
             .to_pkcs8_pem(LineEnding::LF)
             .expect("a fresh RSA key encodes")
             .to_string(),

@@ -5,6 +5,8 @@
 
 pub mod admin;
 pub mod keys;
+pub mod lockout;
+pub mod sealing;
 pub mod secrets;
 pub mod service;
 pub mod tokens;

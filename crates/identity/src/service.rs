@@ -3,6 +3,8 @@
 //! scripts work by changing only the authority.
 
 use crate::keys::{self, Jwks};
+use crate::lockout::{Account, AccountKind, Locked, Lockout};
+use crate::sealing::KeySealer;
 use crate::secrets::check_secret;
 use crate::tokens::{
     self, issuer, Claims, TokenVersion, ACCEPTED_AUDIENCES, TOKEN_LIFETIME_SECONDS,
@@ -56,6 +58,8 @@ pub struct OAuthError {
     pub error: &'static str,
     pub aadsts: u32,
     pub description: String,
+    /// When to try again (a locked account), sent as `Retry-After`.
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl OAuthError {
@@ -70,7 +74,14 @@ impl OAuthError {
             error,
             aadsts,
             description: format!("AADSTS{aadsts}: {}", description.into()),
+            retry_after_seconds: None,
         }
+    }
+
+    /// The client did not prove who it is (an unknown client, a missing or
+    /// wrong secret): RFC 6749 §5.2 answers these 401 when it used HTTP Basic.
+    pub fn is_client_authentication_failure(&self) -> bool {
+        self.status == 401 || self.aadsts == UNKNOWN_CLIENT
     }
 
     pub fn missing(field: &str) -> Self {
@@ -107,6 +118,19 @@ impl From<StoreError> for OAuthError {
     }
 }
 
+/// A tenant or client id as Palisade keeps it: a GUID names the same tenant
+/// or app in any case, and Palisade's ids (and so tokens' `iss`, `tid` and
+/// `appid`) are lower case. Anything else is left as it is.
+pub fn canonical_guid(id: &str) -> String {
+    match uuid::Uuid::try_parse(id) {
+        Ok(guid) if id.len() == 36 => guid.to_string(),
+        _ => id.to_string(),
+    }
+}
+
+/// AADSTS700016: the application was not found in the directory.
+const UNKNOWN_CLIENT: u32 = 700016;
+
 /// Scopes MSAL adds to every request; they ask for nothing of the API.
 const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 
@@ -114,23 +138,52 @@ const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 pub struct TokenService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Failed secrets and passwords, per app and per user name.
+    lockout: Lockout,
+    /// Seals signing keys before they are stored, and opens them to sign.
+    sealer: KeySealer,
 }
 
 impl TokenService {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        TokenService { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, sealer: KeySealer) -> Self {
+        TokenService {
+            lockout: Lockout::new(clock.clone()),
+            store,
+            clock,
+            sealer,
+        }
     }
 
-    /// The key new tokens of `tenant_id` are signed with; made on first use.
+    /// The key new tokens of `tenant_id` are signed with, opened; made on
+    /// first use. A key that does not open is an error, never a reason to
+    /// make another.
     pub async fn active_key(&self, tenant_id: &str) -> Result<SigningKey, StoreError> {
         let keys = self.store.signing_keys(tenant_id).await?;
         if let Some(key) = keys::active(&keys) {
-            return Ok(key.clone());
+            return self
+                .sealer
+                .open(key)
+                .map_err(|e| StoreError::Internal(e.to_string()));
         }
         self.rotate_key(tenant_id).await
     }
 
-    /// Makes a new active key; the old ones keep verifying the tokens they signed.
+    /// Every signing key of `tenant_id`, newest first, opened.
+    pub async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
+        self.store
+            .signing_keys(tenant_id)
+            .await?
+            .iter()
+            .map(|key| {
+                self.sealer
+                    .open(key)
+                    .map_err(|e| StoreError::Internal(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Makes a new active key (stored sealed; returned opened); the old ones
+    /// keep verifying the tokens they signed.
     pub async fn rotate_key(&self, tenant_id: &str) -> Result<SigningKey, StoreError> {
         let tenant_id = tenant_id.to_string();
         let now = self.clock.now();
@@ -138,7 +191,9 @@ impl TokenService {
         let key = tokio::task::spawn_blocking(move || keys::generate(&tenant_id, now))
             .await
             .map_err(|e| StoreError::Internal(format!("key generation failed: {e}")))?;
-        self.store.rotate_signing_key(&key).await?;
+        self.store
+            .rotate_signing_key(&self.sealer.seal(&key))
+            .await?;
         Ok(key)
     }
 
@@ -170,18 +225,26 @@ impl TokenService {
                 format!("The app requested an unsupported grant type '{grant}'; Palisade supports client_credentials and password."),
             ));
         }
-        let client_id = request
-            .client_id
-            .as_deref()
-            .ok_or_else(|| OAuthError::missing("client_id"))?;
-        let app = self.store.app(tenant_id, client_id).await?.ok_or_else(|| {
-            OAuthError::new(
+        let client_id = canonical_guid(
+            request
+                .client_id
+                .as_deref()
+                .ok_or_else(|| OAuthError::missing("client_id"))?,
+        );
+        let client_id = client_id.as_str();
+        let Some(app) = self.store.app(tenant_id, client_id).await? else {
+            // An unknown client costs the same hash check as a wrong secret,
+            // so that the time taken does not tell which client ids exist.
+            if let Some(secret) = request.client_secret.as_deref() {
+                check_secret(secret, None).await;
+            }
+            return Err(OAuthError::new(
                 400,
                 "unauthorized_client",
-                700016,
+                UNKNOWN_CLIENT,
                 format!("Application with identifier '{client_id}' was not found in the directory '{tenant_id}'."),
-            )
-        })?;
+            ));
+        };
         let (audience, requested) = audience(version, &request)?;
         let now = self.clock.now().unix_seconds();
         let mut claims = Claims {
@@ -202,7 +265,16 @@ impl TokenService {
         };
         // Every app is a confidential client: both grants authenticate it, so a
         // user cannot borrow the permissions of an app they hold no secret of.
-        check_client_secret(&app, request.client_secret.as_deref()).await?;
+        let app_account = Account::new(tenant_id, AccountKind::App, &app.client_id);
+        self.lockout
+            .check(&app_account)
+            .map_err(|locked| app_locked(&app, locked))?;
+        let checked = check_client_secret(&app, request.client_secret.as_deref()).await;
+        if checked.is_err() && request.client_secret.is_some() {
+            self.lockout.failed(&app_account);
+        }
+        checked?;
+        self.lockout.succeeded(&app_account);
         if grant == "client_credentials" {
             claims.sub = app.client_id.clone();
             claims.oid = Some(app.client_id.clone());
@@ -223,6 +295,10 @@ impl TokenService {
                 .password
                 .as_deref()
                 .ok_or_else(|| OAuthError::missing("password"))?;
+            // Counted by the name asked for, known or not: a lock must not
+            // tell which user names exist.
+            let user_account = Account::new(tenant_id, AccountKind::User, username);
+            self.lockout.check(&user_account).map_err(user_locked)?;
             let user = self.store.user_by_name(tenant_id, username).await?;
             // An unknown user costs the same hash check as a known one.
             let hash = user.as_ref().map(|u| u.password_hash.as_str());
@@ -230,14 +306,16 @@ impl TokenService {
             let user = match user {
                 Some(user) if matches => user,
                 _ => {
+                    self.lockout.failed(&user_account);
                     return Err(OAuthError::new(
                         400,
                         "invalid_grant",
                         50126,
                         "Error validating credentials due to invalid username or password.",
-                    ))
+                    ));
                 }
             };
+            self.lockout.succeeded(&user_account);
             let mut scopes: Vec<Permission> = Vec::new();
             for permission in app.permissions.iter().map(|p| p.delegated()) {
                 let wanted = requested.as_ref().is_none_or(|r| r.contains(&permission));
@@ -330,6 +408,36 @@ impl TokenService {
             &issuer(origin, tenant_id, TokenVersion::V2),
             self.clock.now(),
         )))
+    }
+}
+
+/// AADSTS50053: locked after too many wrong secrets or passwords.
+const LOCKED: u32 = 50053;
+
+/// A locked user: Entra ID's answer (400 `invalid_grant`), with `Retry-After`.
+fn user_locked(locked: Locked) -> OAuthError {
+    OAuthError {
+        retry_after_seconds: Some(locked.retry_after_seconds),
+        ..OAuthError::new(
+            400,
+            "invalid_grant",
+            LOCKED,
+            format!("The account is locked because the user tried to sign in too many times with an incorrect user ID or password. Try again in {} seconds.", locked.retry_after_seconds),
+        )
+    }
+}
+
+/// A locked app: 429 with `Retry-After` (decisions: Tokens), which MSAL and
+/// azure-identity honour by waiting, rather than a 401 that looks like a wrong secret.
+fn app_locked(app: &AppRegistration, locked: Locked) -> OAuthError {
+    OAuthError {
+        retry_after_seconds: Some(locked.retry_after_seconds),
+        ..OAuthError::new(
+            429,
+            "invalid_client",
+            LOCKED,
+            format!("The application '{}' is locked because a wrong client secret was sent for it too many times. Try again in {} seconds.", app.client_id, locked.retry_after_seconds),
+        )
     }
 }
 

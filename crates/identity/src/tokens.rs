@@ -156,10 +156,10 @@ impl Claims {
     }
 }
 
-/// Signs `claims` with `key` (RS256, `kid` in the header).
+/// Signs `claims` with `key` (RS256, `kid` in the header), its private key opened.
 pub fn sign(key: &SigningKey, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(key.kid.clone());
-    let encoding = EncodingKey::from_rsa_pem(key.private_key_pem.as_bytes())?;
+    let encoding = EncodingKey::from_rsa_pem(key.private_key.as_bytes())?;
     jsonwebtoken::encode(&header, claims, &encoding)
 }

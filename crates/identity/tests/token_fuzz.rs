@@ -761,9 +761,9 @@ fn forgeries(key: &SigningKey, foreign: &SigningKey, now: i64) -> Vec<(String, S
     use rsa::pkcs1::EncodeRsaPublicKey;
     use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
 
-    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&key.private_key_pem).unwrap();
+    let private = rsa::RsaPrivateKey::from_pkcs8_pem(&key.private_key).unwrap();
     let public = private.to_public_key();
-    let real = EncodingKey::from_rsa_pem(key.private_key_pem.as_bytes()).unwrap();
+    let real = EncodingKey::from_rsa_pem(key.private_key.as_bytes()).unwrap();
     let kid = key.kid.as_str();
     let good = claims_now(now);
     let mut list = Vec::new();
@@ -812,7 +812,7 @@ fn forgeries(key: &SigningKey, foreign: &SigningKey, now: i64) -> Vec<(String, S
         );
     }
     // Another RSA key claiming the real kid.
-    let other = EncodingKey::from_rsa_pem(foreign.private_key_pem.as_bytes()).unwrap();
+    let other = EncodingKey::from_rsa_pem(foreign.private_key.as_bytes()).unwrap();
     add(
         "foreign key, real kid",
         sign_as(Algorithm::RS256, Some(kid), &other, &good),

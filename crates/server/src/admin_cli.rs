@@ -9,6 +9,7 @@ use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::TokenService;
 use palisade_store_postgres::PoolSettings;
 use std::io::Read;
 use std::str::FromStr;
@@ -23,6 +24,19 @@ pub struct Database {
         default_value = "sqlite://palisade.db"
     )]
     pub database: String,
+    #[command(flatten)]
+    pub keys: KeyFile,
+}
+
+/// Where the key that seals the token signing keys at rest is kept.
+#[derive(Debug, Args)]
+pub struct KeyFile {
+    /// The key-encryption key sealing the token signing keys (base64 of 32
+    /// bytes); by default PATH.key beside an SQLite database, made on first
+    /// start. Required with PostgreSQL (the same file on every node, made
+    /// beforehand), unless PALISADE_KEY_ENCRYPTION_KEY gives the key itself.
+    #[arg(long, env = "PALISADE_KEY_FILE", value_name = "PATH")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -240,6 +254,16 @@ async fn store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
     app::open_store(&db.database, COMMAND_POOL).await
 }
 
+/// The token service of `db`, with the key its signing keys are sealed with.
+async fn token_service(db: &Database, store: &Arc<dyn Store>) -> anyhow::Result<TokenService> {
+    let sealer = app::key_sealer(&db.database, db.keys.key_file.as_deref(), store.as_ref()).await?;
+    Ok(TokenService::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        sealer,
+    ))
+}
+
 fn admin(store: Arc<dyn Store>) -> Admin {
     let name = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     Admin::new(
@@ -271,10 +295,11 @@ pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
                 retention_days,
             };
             let store = store(&db).await?;
+            let tokens = token_service(&db, &store).await?;
             if !store.create_tenant(&tenant, &[], &[]).await? {
                 anyhow::bail!("tenant {} already exists", tenant.id);
             }
-            admin(store).rotate_key(&tenant.id).await?;
+            admin(store).rotate_key(&tokens, &tenant.id).await?;
             println!("created tenant {}  {}", tenant.id, tenant.name);
         }
     }
@@ -435,7 +460,9 @@ pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
             }
         }
         KeyCommand::Rotate(t) => {
-            let key = admin(store(&t.db).await?).rotate_key(&t.tenant).await?;
+            let store = store(&t.db).await?;
+            let tokens = token_service(&t.db, &store).await?;
+            let key = admin(store).rotate_key(&tokens, &t.tenant).await?;
             println!("new signing key {}", key.kid);
         }
     }

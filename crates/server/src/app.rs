@@ -16,10 +16,11 @@ use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::devices::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS};
 use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
+use palisade_identity::sealing::{self, KeySealer};
 use palisade_identity::{ExternalIssuer, TokenService, Validator};
 use palisade_store_postgres::{PoolSettings, PostgresStore};
 use palisade_store_sqlite::SqliteStore;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub check_in_interval_seconds: u64,
     /// The origins clients reach this server by; none: loopback and the listen address.
     pub public_urls: Vec<PublicUrl>,
+    /// Seals the token signing keys at rest (see [`key_sealer`]).
+    pub key_sealer: KeySealer,
 }
 
 impl Default for Settings {
@@ -64,6 +67,8 @@ impl Default for Settings {
             tls: false,
             check_in_interval_seconds: DEFAULT_CHECK_IN_INTERVAL_SECONDS,
             public_urls: vec![],
+            // Good for a database that does not outlive the process; `serve` loads a kept one.
+            key_sealer: KeySealer::ephemeral(),
         }
     }
 }
@@ -82,7 +87,7 @@ impl AppState {
                 clock.clone(),
                 settings.external_issuers.clone(),
             ),
-            tokens: TokenService::new(store.clone(), clock.clone()),
+            tokens: TokenService::new(store.clone(), clock.clone(), settings.key_sealer.clone()),
             limiter: settings
                 .rate_limits
                 .map(|limits| RateLimiter::new(limits, clock, store)),
@@ -108,19 +113,88 @@ pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
 /// Opens the store named by `database`: `sqlite://PATH` (or a plain path), the
 /// embedded default; or `postgres://...`, for several nodes sharing one database.
 pub async fn open_store(database: &str, pool: PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
-    if database.starts_with("postgres://") || database.starts_with("postgresql://") {
+    if is_postgres(database) {
         let store = PostgresStore::connect(database, pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redacted(database)))?;
         return Ok(Arc::new(store));
     }
-    let path = database
-        .strip_prefix("sqlite://")
-        .or_else(|| database.strip_prefix("sqlite:"))
-        .unwrap_or(database);
+    let path = sqlite_path(database);
     let store = SqliteStore::open(&PathBuf::from(path))
         .map_err(|e| anyhow::anyhow!("cannot open the database {path}: {e}"))?;
     Ok(Arc::new(store))
+}
+
+fn is_postgres(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+/// The file of an SQLite database URL (`sqlite://PATH`, or a plain path).
+fn sqlite_path(database: &str) -> &str {
+    database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database)
+}
+
+/// The environment variable that gives the key-encryption key itself
+/// (base64 of 32 bytes), instead of a key file; it wins over `--key-file`.
+pub const KEY_ENCRYPTION_KEY_VARIABLE: &str = "PALISADE_KEY_ENCRYPTION_KEY";
+
+/// The key-encryption key that seals the signing keys of `database`:
+/// `PALISADE_KEY_ENCRYPTION_KEY`, else the file `key_file`, else (SQLite
+/// only) `PATH.key` beside the database. For SQLite a key file that does not
+/// exist is made (mode 0600) while no key in the database is sealed; a
+/// missing or wrong key is an error, never a reason to make new signing keys.
+/// PostgreSQL's key must exist beforehand: nodes making keys of their own on
+/// a new database would each seal with a different one.
+/// Every sealed key is checked to open, and plaintext keys of databases made
+/// before are sealed.
+pub async fn key_sealer(
+    database: &str,
+    key_file: Option<&Path>,
+    store: &dyn Store,
+) -> anyhow::Result<KeySealer> {
+    let sealer = match std::env::var(KEY_ENCRYPTION_KEY_VARIABLE) {
+        Ok(text) => KeySealer::from_base64(&text, KEY_ENCRYPTION_KEY_VARIABLE)?,
+        Err(_) => {
+            let path = match key_file {
+                Some(path) => path.to_path_buf(),
+                None if is_postgres(database) => anyhow::bail!(
+                    "with PostgreSQL, give the key that seals the token signing keys: \
+                     --key-file PATH (the same file on every node; make one with \
+                     `head -c 32 /dev/urandom | base64 > PATH; chmod 600 PATH`) \
+                     or {KEY_ENCRYPTION_KEY_VARIABLE}"
+                ),
+                None => PathBuf::from(format!("{}.key", sqlite_path(database))),
+            };
+            if path.exists() || is_postgres(database) {
+                KeySealer::read_file(&path)?
+            } else if sealing::any_sealed(store).await? {
+                anyhow::bail!(
+                    "the token signing keys in {} are sealed, but the key file {} does not exist: \
+                     start with the key they were sealed with (--key-file or {KEY_ENCRYPTION_KEY_VARIABLE})",
+                    redacted(database),
+                    path.display()
+                );
+            } else {
+                let sealer = KeySealer::create_file(&path)?;
+                tracing::info!(
+                    key_file = %path.display(),
+                    "made a new key-encryption key for the token signing keys; keep it, and back it up apart from the database"
+                );
+                sealer
+            }
+        }
+    };
+    let sealed = sealing::seal_stored_keys(store, &sealer).await?;
+    if sealed > 0 {
+        tracing::info!(
+            keys = sealed,
+            "sealed token signing keys that were stored in plaintext"
+        );
+    }
+    Ok(sealer)
 }
 
 /// A database URL fit for logs: its password, if any, replaced.

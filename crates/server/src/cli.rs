@@ -209,6 +209,8 @@ pub struct ServeArgs {
     /// `[[external_issuers]]`; flags and environment variables win over it.
     #[arg(long, env = "PALISADE_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: admin_cli::KeyFile,
     /// OIDC providers whose tokens the API accepts: `[[external_issuers]]` of the config file.
     #[arg(skip)]
     pub external_issuers: Vec<palisade_identity::ExternalIssuer>,
@@ -304,6 +306,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..PoolSettings::default()
     };
     let store = app::open_store(&args.database, pool).await?;
+    let key_sealer = app::key_sealer(
+        &args.database,
+        args.keys.key_file.as_deref(),
+        store.as_ref(),
+    )
+    .await?;
     let palisade = Palisade::new(store, Arc::new(SystemClock))
         .with_action_timeout(args.action_timeout_hours * 3600);
     let listener = TcpListener::bind(args.listen)
@@ -331,6 +339,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: tls.is_some(),
         check_in_interval_seconds: args.check_in_interval,
         public_urls: args.public_urls.clone(),
+        key_sealer,
     };
     // Where clients reach this server: a wildcard address is reached as localhost.
     let authority = if local.ip().is_unspecified() {

@@ -4,15 +4,16 @@
 use crate::app::AppState;
 use crate::http::envelope::RequestId;
 use crate::http::extract::origin;
-use axum::body::Bytes;
+use crate::http::{read_body, BodyError, MAX_BODY_BYTES};
+use axum::body::Body;
 use axum::extract::{MatchedPath, Path, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, on, post, MethodFilter};
 use axum::{Extension, Json, Router};
 use base64::Engine;
-use palisade_identity::service::{OAuthError, TokenRequest};
+use palisade_identity::service::{canonical_guid, OAuthError, TokenRequest};
 use palisade_identity::TokenVersion;
 
 /// Marks a response whose error body is the token service's own (OAuth2),
@@ -21,9 +22,14 @@ use palisade_identity::TokenVersion;
 pub struct OAuthBody;
 
 pub fn routes() -> Router<AppState> {
+    let token_endpoint = || {
+        post(token)
+            .merge(on(MethodFilter::OPTIONS, preflight))
+            .fallback(wrong_method)
+    };
     Router::new()
-        .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/{tenant}/oauth2/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/token", token_endpoint())
+        .route("/{tenant}/oauth2/token", token_endpoint())
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(discovery),
@@ -48,6 +54,30 @@ fn invalid_request(description: &str) -> OAuthError {
     OAuthError::new(400, "invalid_request", 900144, description)
 }
 
+/// The token endpoint answers every method but POST as Entra ID does.
+async fn wrong_method(
+    State(app): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    method: Method,
+) -> Response {
+    let error = OAuthError::new(
+        400,
+        "invalid_request",
+        900561,
+        format!("The endpoint only accepts POST, OPTIONS requests. Received a {method} request."),
+    );
+    oauth_error(&app, error, &request_id)
+}
+
+/// OPTIONS (a browser's preflight, or a client asking what is allowed).
+async fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    response
+}
+
 /// Which endpoint was called: the v2.0 paths issue v2 tokens, the others v1.
 fn version(route: &MatchedPath) -> TokenVersion {
     if route.as_str().contains("v2.0") {
@@ -64,9 +94,10 @@ async fn token(
     route: MatchedPath,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let version = version(&route);
+    let tenant = canonical_guid(&tenant);
     let form_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -78,6 +109,22 @@ async fn token(
         let error = invalid_request("The request body must be application/x-www-form-urlencoded.");
         return oauth_error(&app, error, &request_id);
     }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            let error = OAuthError::new(
+                413,
+                "invalid_request",
+                90023,
+                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+            );
+            return oauth_error(&app, error, &request_id);
+        }
+        Err(BodyError::Unreadable(reason)) => {
+            let error = invalid_request(&format!("The request body could not be read: {reason}."));
+            return oauth_error(&app, error, &request_id);
+        }
+    };
     let mut form: TokenRequest = match serde_urlencoded::from_bytes(&body) {
         Ok(form) => form,
         Err(e) => {
@@ -86,7 +133,9 @@ async fn token(
         }
     };
     // client_secret_basic (RFC 6749 §2.3.1): id and secret, form-encoded, in Basic auth.
-    if let Some((id, secret)) = basic_credentials(&headers) {
+    let basic = basic_credentials(&headers);
+    let sent_basic = basic.is_some();
+    if let Some((id, secret)) = basic {
         form.client_id.get_or_insert(id);
         form.client_secret.get_or_insert(secret);
     }
@@ -102,7 +151,21 @@ async fn token(
         }
         Err(error) => {
             tracing::info!(%tenant, error = %error, "token request refused");
-            oauth_error(&app, error, &request_id)
+            let mut response = oauth_error(&app, error.clone(), &request_id);
+            // RFC 6749 §5.2: a client that authenticated with the Authorization
+            // header and failed gets 401 and the scheme it used.
+            if sent_basic && error.is_client_authentication_failure() {
+                *response.status_mut() = StatusCode::UNAUTHORIZED;
+                if let Ok(value) = HeaderValue::from_str(&format!("Basic realm=\"{tenant}\"")) {
+                    response.headers_mut().insert(WWW_AUTHENTICATE, value);
+                }
+            }
+            if let Some(seconds) = error.retry_after_seconds {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            response
         }
     }
 }
@@ -136,6 +199,7 @@ async fn discovery(
     headers: HeaderMap,
 ) -> Response {
     let version = version(&route);
+    let tenant = canonical_guid(&tenant);
     match app.palisade.tenant(&tenant).await {
         Ok(Some(_)) => Json(
             app.tokens
@@ -164,6 +228,7 @@ async fn keys(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let tenant = canonical_guid(&tenant);
     match app
         .tokens
         .jwks(&origin(&app, &uri, &headers), &tenant)

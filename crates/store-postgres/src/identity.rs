@@ -97,7 +97,7 @@ pub(crate) fn key_from_row(row: &Row) -> Result<SigningKey, StoreError> {
     Ok(SigningKey {
         tenant_id: get(row, 0)?,
         kid: get(row, 1)?,
-        private_key_pem: get(row, 2)?,
+        private_key: get(row, 2)?,
         modulus: get(row, 3)?,
         exponent: get(row, 4)?,
         created_at: ticks(row, 5)?,
@@ -117,7 +117,7 @@ pub(crate) async fn rotate_key(db: &impl Db, key: &SigningKey) -> Result<(), Sto
         &[
             &key.tenant_id,
             &key.kid,
-            &key.private_key_pem,
+            &key.private_key,
             &key.modulus,
             &key.exponent,
             &key.created_at.ticks(),
@@ -125,6 +125,24 @@ pub(crate) async fn rotate_key(db: &impl Db, key: &SigningKey) -> Result<(), Sto
     )
     .await?;
     Ok(())
+}
+
+/// The sealed private key replaces the plaintext one it was made from, if still there.
+pub(crate) async fn seal_key(
+    db: &impl Db,
+    tenant_id: &str,
+    kid: &str,
+    plaintext: &str,
+    sealed: &str,
+) -> Result<bool, StoreError> {
+    Ok(db
+        .run(
+            "UPDATE signing_keys SET private_key_pem = $4 \
+             WHERE tenant_id = $1 AND kid = $2 AND private_key_pem = $3",
+            &[&tenant_id, &kid, &plaintext, &sealed],
+        )
+        .await?
+        > 0)
 }
 
 pub(crate) const AUDIT_COLUMNS: &str =

@@ -567,6 +567,16 @@ impl Store for PostgresStore {
         in_transaction!(self, |tx| { identity::rotate_key(tx, key).await? })
     }
 
+    async fn seal_signing_key(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        plaintext: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        identity::seal_key(&self.client().await?, tenant_id, kid, plaintext, sealed).await
+    }
+
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
         load_groups(&self.client().await?, tenant_id).await
     }

@@ -106,7 +106,7 @@ pub(crate) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKey> {
     Ok(SigningKey {
         tenant_id: row.get(0)?,
         kid: row.get(1)?,
-        private_key_pem: row.get(2)?,
+        private_key: row.get(2)?,
         modulus: row.get(3)?,
         exponent: row.get(4)?,
         created_at: row.get::<_, Ticks>(5)?.0,
@@ -126,12 +126,23 @@ pub(crate) fn rotate_key(conn: &Connection, key: &SigningKey) -> rusqlite::Resul
     .execute(params![
         key.tenant_id,
         key.kid,
-        key.private_key_pem,
+        key.private_key,
         key.modulus,
         key.exponent,
         Ticks(key.created_at)
     ])?;
     Ok(())
+}
+
+/// The sealed private key replaces the plaintext one it was made from, if still there.
+pub(crate) fn seal_key(conn: &Connection, values: &[String; 4]) -> rusqlite::Result<bool> {
+    let [tenant_id, kid, plaintext, sealed] = values;
+    conn.prepare_cached(
+        "UPDATE signing_keys SET private_key_pem = ?4 \
+         WHERE tenant_id = ?1 AND kid = ?2 AND private_key_pem = ?3",
+    )?
+    .execute(params![tenant_id, kid, plaintext, sealed])
+    .map(|n| n > 0)
 }
 
 pub(crate) const AUDIT_COLUMNS: &str =

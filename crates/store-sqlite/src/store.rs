@@ -598,6 +598,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn seal_signing_key(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        plaintext: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        let values = [tenant_id, kid, plaintext, sealed].map(str::to_string);
+        self.write_store(move |conn| identity::seal_key(conn, &values))
+            .await
+    }
+
     async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
         self.all_rows(GROUPS_SQL.to_string(), tenant_id, group_from_row)
             .await

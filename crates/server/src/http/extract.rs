@@ -1,7 +1,7 @@
 //! Extractors: who calls, what they sent, and the OData options they asked for.
 
 use super::error::ApiError;
-use super::MAX_BODY_BYTES;
+use super::{read_body, BodyError, MAX_BODY_BYTES};
 use crate::app::AppState;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -48,23 +48,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     .trim()
                     .to_ascii_lowercase()
             });
-        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        let bytes = read_body(request.into_body())
             .await
-            .map_err(|error| {
-                let too_large = std::error::Error::source(&error)
-                    .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-                if too_large {
-                    MdeError::new(
-                        ErrorCode::BadRequest,
-                        format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-                    )
-                    .with_status(413)
-                } else {
-                    MdeError::new(
-                        ErrorCode::BadRequest,
-                        format!("The request body could not be read: {error}"),
-                    )
-                }
+            .map_err(|error| match error {
+                BodyError::TooLarge => MdeError::new(
+                    ErrorCode::BadRequest,
+                    format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+                )
+                .with_status(413),
+                BodyError::Unreadable(error) => MdeError::new(
+                    ErrorCode::BadRequest,
+                    format!("The request body could not be read: {error}"),
+                ),
             })?;
         let is_json = content_type
             .as_deref()

@@ -11,3 +11,27 @@ pub mod paths;
 
 /// Largest request body accepted (decisions: Wire).
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// Why a request body was not read: each API words it in its own error shape.
+#[derive(Debug)]
+pub enum BodyError {
+    /// Larger than [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// The connection failed while it was read.
+    Unreadable(String),
+}
+
+/// The whole request body, at most [`MAX_BODY_BYTES`].
+pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, BodyError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                BodyError::TooLarge
+            } else {
+                BodyError::Unreadable(error.to_string())
+            }
+        })
+}

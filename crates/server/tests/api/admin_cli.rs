@@ -9,6 +9,7 @@ fn palisade(db: &str, args: &[&str]) -> Output {
         .args(args)
         .env("PALISADE_DATABASE", db)
         .env("USER", "operator")
+        .envs(shared_key_environment())
         .output()
         .expect("run palisade")
 }

@@ -9,7 +9,8 @@ use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
-use palisade_identity::ExternalIssuer;
+use palisade_identity::sealing::{self, KeySealer};
+use palisade_identity::{ExternalIssuer, TokenService};
 use palisade_server::app::{self, AppState};
 use palisade_server::http::host::PublicUrl;
 use palisade_server::transport;
@@ -21,6 +22,21 @@ use std::sync::Arc;
 use tempfile::TempDir;
 
 pub use crate::backend::database_url;
+
+/// The key-encryption key of the test servers (base64 of 32 bytes).
+pub const TEST_KEY_ENCRYPTION_KEY: &str = "dGVzdHMtb25seS1rZXktZW5jcnlwdGlvbi1rZXktMzI=";
+
+/// The environment a `palisade` process of the tests gets its key from:
+/// PostgreSQL nodes of one database must share it (the tests' key); on
+/// SQLite none, so that the key file beside the database is used.
+pub fn shared_key_environment() -> Vec<(&'static str, &'static str)> {
+    match crate::BACKEND {
+        crate::backend::Backend::Postgres => {
+            vec![(app::KEY_ENCRYPTION_KEY_VARIABLE, TEST_KEY_ENCRYPTION_KEY)]
+        }
+        crate::backend::Backend::Sqlite => vec![],
+    }
+}
 
 /// Tests run side by side on one PostgreSQL: each server keeps few connections.
 pub const TEST_POOL: palisade_store_postgres::PoolSettings =
@@ -48,6 +64,8 @@ pub struct TestServer {
     /// The bearer token `client` sends.
     pub token: String,
     pub admin: Admin,
+    /// The server's token service: it opens the sealed signing keys.
+    pub tokens: TokenService,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -124,6 +142,11 @@ impl TestServer {
             None => database_url(dir.path()).await,
         };
         let store = app::open_store(&database, TEST_POOL).await.unwrap();
+        // One key for every test server, so that nodes sharing a database agree.
+        let key_sealer = KeySealer::from_base64(TEST_KEY_ENCRYPTION_KEY, "the tests' key").unwrap();
+        sealing::seal_stored_keys(store.as_ref(), &key_sealer)
+            .await
+            .unwrap();
         let clock = Arc::new(OffsetClock::default());
         let palisade = Palisade::new(store.clone(), clock.clone());
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
@@ -138,10 +161,12 @@ impl TestServer {
             external_issuers: options.external_issuers,
             tls: false,
             public_urls,
+            key_sealer,
             ..app::Settings::default()
         };
         let state = AppState::new(palisade.clone(), &settings, local.to_string());
         let devices = state.devices.clone();
+        let tokens = state.tokens.clone();
         app::spawn_check_in_writer(&devices);
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -172,6 +197,7 @@ impl TestServer {
             database,
             token: String::new(),
             admin,
+            tokens,
             _dir: dir,
             _shutdown: shutdown,
         };
@@ -525,6 +551,7 @@ impl ServerProcess {
             })
             .args(["--database-pool-size", "4"])
             .args(extra)
+            .envs(shared_key_environment())
             .env("PALISADE_LOG", "info")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

@@ -15,13 +15,7 @@ use serde_json::{json, Value};
 const API: &str = "https://api.securitycenter.microsoft.com";
 
 async fn active_key(server: &TestServer) -> SigningKey {
-    let keys = server
-        .palisade
-        .store()
-        .signing_keys(&server.tenant_id)
-        .await
-        .unwrap();
-    keys::active(&keys).expect("an active key").clone()
+    server.tokens.active_key(&server.tenant_id).await.unwrap()
 }
 
 /// The claims of `token`, read without checking it.
@@ -257,12 +251,7 @@ async fn tenants_see_only_their_own_machines() {
     assert_eq!(reply.json["error"], "unauthorized_client");
 
     // Its token, relabelled as this tenant's, fails: this tenant's keys did not sign it.
-    let other_keys = server
-        .palisade
-        .store()
-        .signing_keys(&other.id)
-        .await
-        .unwrap();
+    let other_keys = server.tokens.signing_keys(&other.id).await.unwrap();
     let mut claims = app_claims(&server);
     claims.roles = Some(vec!["Machine.Read.All".into()]);
     let relabelled = tokens::sign(keys::active(&other_keys).unwrap(), &claims).unwrap();
@@ -692,7 +681,11 @@ async fn discovery_and_jwks_verify_issued_tokens_across_a_key_rotation() {
     );
 
     let old_kid = active_key(&server).await.kid;
-    let new_key = server.admin.rotate_key(&server.tenant_id).await.unwrap();
+    let new_key = server
+        .admin
+        .rotate_key(&server.tokens, &server.tenant_id)
+        .await
+        .unwrap();
     assert_ne!(new_key.kid, old_kid);
     let after = server.app_token("After rotation", &all_permissions()).await;
     assert_eq!(
@@ -727,4 +720,354 @@ async fn discovery_and_jwks_verify_issued_tokens_across_a_key_rotation() {
         .json;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
     assert_eq!(jwks["keys"][0]["kid"], new_key.kid.as_str());
+}
+
+/// The `error_codes` of an Entra-shaped error, after checking its shape.
+#[track_caller]
+fn entra_error(reply: &Reply, status: u16, error: &str) -> Vec<u64> {
+    assert_eq!(reply.status.as_u16(), status, "{}", reply.text);
+    assert_eq!(reply.json["error"], error, "{}", reply.text);
+    assert!(
+        reply.json["error_description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("AADSTS")),
+        "{}",
+        reply.text
+    );
+    assert!(reply.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    reply.json["error_codes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no error_codes: {}", reply.text))
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_token_endpoint_answers_methods_basic_failures_tenant_case_and_big_bodies_as_entra_does(
+) {
+    let server = TestServer::start().await;
+    let scope = ("scope", "https://api.securitycenter.microsoft.com/.default");
+
+    // Only POST (and OPTIONS): a GET gets Entra's JSON error.
+    for path in ["oauth2/v2.0/token", "oauth2/token"] {
+        let url = server.url(&format!("/{}/{path}", server.tenant_id));
+        let reply = server.send(reqwest::Client::new().get(&url)).await;
+        assert_eq!(entra_error(&reply, 400, "invalid_request"), [900561]);
+        assert!(
+            reply.json["error_description"]
+                .as_str()
+                .unwrap()
+                .starts_with("AADSTS900561: The endpoint only accepts POST, OPTIONS requests. Received a GET request."),
+            "{}",
+            reply.text
+        );
+        let reply = server
+            .send(reqwest::Client::new().request(reqwest::Method::OPTIONS, &url))
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+        assert_eq!(reply.headers["allow"], "POST, OPTIONS");
+    }
+
+    // A wrong secret: 401 either way; with HTTP Basic also how to authenticate (RFC 6749 §5.2).
+    let (app, _) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Basic", &all_permissions())
+        .await
+        .unwrap();
+    let url = server.url(&format!("/{}/oauth2/v2.0/token", server.tenant_id));
+    let basic = server
+        .send(
+            reqwest::Client::new()
+                .post(&url)
+                .basic_auth(&app.client_id, Some("wrong"))
+                .form(&[("grant_type", "client_credentials"), scope]),
+        )
+        .await;
+    assert_eq!(entra_error(&basic, 401, "invalid_client"), [7000215]);
+    assert!(
+        basic.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm="),
+        "{:?}",
+        basic.headers
+    );
+    let unknown = server
+        .send(
+            reqwest::Client::new()
+                .post(&url)
+                .basic_auth("00000000-0000-0000-0000-00000000dead", Some("wrong"))
+                .form(&[("grant_type", "client_credentials"), scope]),
+        )
+        .await;
+    assert_eq!(entra_error(&unknown, 401, "unauthorized_client"), [700016]);
+    assert!(unknown.headers.contains_key("www-authenticate"));
+    let form = server
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &app.client_id),
+            ("client_secret", "wrong"),
+            scope,
+        ])
+        .await;
+    assert_eq!(entra_error(&form, 401, "invalid_client"), [7000215]);
+    assert!(!form.headers.contains_key("www-authenticate"));
+
+    // A tenant GUID in upper case is the same tenant; tokens name it in lower case.
+    let tenant = palisade_domain::Tenant {
+        id: "abcdef12-3456-4789-abcd-ef0123456789".into(),
+        name: "Upper".into(),
+        retention_days: 180,
+    };
+    server
+        .palisade
+        .store()
+        .create_tenant(&tenant, &[], &[])
+        .await
+        .unwrap();
+    let (app, secret_upper) = server
+        .admin
+        .put_app(&tenant.id, None, "Upper", &all_permissions())
+        .await
+        .unwrap();
+    let upper = tenant.id.to_ascii_uppercase();
+    let reply = server
+        .send(
+            reqwest::Client::new()
+                .post(server.url(&format!("/{upper}/oauth2/v2.0/token")))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &app.client_id.to_ascii_uppercase()),
+                    ("client_secret", &secret_upper),
+                    scope,
+                ]),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let claims = claims_of(reply.json["access_token"].as_str().unwrap());
+    let issuer = format!("{}/{}/v2.0", server.origin, tenant.id);
+    assert_eq!(claims["iss"], issuer.as_str());
+    assert_eq!(claims["tid"], tenant.id.as_str());
+    let discovery = server
+        .get_as(
+            None,
+            &format!("/{upper}/v2.0/.well-known/openid-configuration"),
+        )
+        .await;
+    assert_eq!(discovery.status, 200, "{}", discovery.text);
+    assert_eq!(discovery.json["issuer"], issuer.as_str());
+    let keys = server
+        .get_as(None, &format!("/{upper}/discovery/v2.0/keys"))
+        .await;
+    assert_eq!(keys.status, 200, "{}", keys.text);
+    assert_eq!(keys.json["keys"].as_array().unwrap().len(), 1);
+
+    // A body over the limit: Entra's shape, not MDE's.
+    let padding = "a".repeat((1 << 20) + 1);
+    let reply = server
+        .send(
+            reqwest::Client::new()
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("grant_type=client_credentials&x={padding}")),
+        )
+        .await;
+    entra_error(&reply, 413, "invalid_request");
+}
+
+#[tokio::test]
+async fn wrong_secrets_and_passwords_lock_the_account_for_a_while() {
+    let server = TestServer::start().await;
+    let server = &server;
+    let (app, secret) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Target", &all_permissions())
+        .await
+        .unwrap();
+    let (other, other_secret) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Bystander", &all_permissions())
+        .await
+        .unwrap();
+    let scope = ("scope", "https://api.securitycenter.microsoft.com/.default");
+    let client_credentials = |client_id: &str, secret: &str| {
+        let (client_id, secret) = (client_id.to_string(), secret.to_string());
+        async move {
+            server
+                .token_request(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    scope,
+                ])
+                .await
+        }
+    };
+    let threshold = palisade_identity::lockout::THRESHOLD;
+    for _ in 0..threshold {
+        let reply = client_credentials(&app.client_id, "wrong").await;
+        assert_eq!(entra_error(&reply, 401, "invalid_client"), [7000215]);
+    }
+    // Locked: even the right secret is refused, saying for how long.
+    let locked = client_credentials(&app.client_id, &secret).await;
+    assert_eq!(entra_error(&locked, 429, "invalid_client"), [50053]);
+    assert_eq!(locked.headers["retry-after"], "60");
+    // Another app is not locked with it.
+    let reply = client_credentials(&other.client_id, &other_secret).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    // The lock ends by itself; the next one lasts longer.
+    server.clock.advance(61);
+    for _ in 0..threshold {
+        let reply = client_credentials(&app.client_id, "wrong").await;
+        assert_eq!(entra_error(&reply, 401, "invalid_client"), [7000215]);
+    }
+    server.clock.advance(61);
+    let locked = client_credentials(&app.client_id, &secret).await;
+    assert_eq!(entra_error(&locked, 429, "invalid_client"), [50053]);
+    assert_eq!(
+        locked.headers["retry-after"], "59",
+        "a second lock lasts two minutes"
+    );
+    server.clock.advance(60);
+    let reply = client_credentials(&app.client_id, &secret).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    // Users: Entra's AADSTS50053, for known and unknown names alike.
+    let (user, password) = server
+        .admin
+        .put_user(
+            &server.tenant_id,
+            "alice@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            palisade_domain::DeviceGroupAccess::All,
+            None,
+        )
+        .await
+        .unwrap();
+    let sign_in = |username: &str, password: &str| {
+        let (username, password) = (username.to_string(), password.to_string());
+        let (client_id, secret) = (other.client_id.clone(), other_secret.clone());
+        async move {
+            server
+                .token_request(&[
+                    ("grant_type", "password"),
+                    ("client_id", &client_id),
+                    ("client_secret", &secret),
+                    ("username", &username),
+                    ("password", &password),
+                    scope,
+                ])
+                .await
+        }
+    };
+    for name in [user.username.as_str(), "nobody@contoso.example"] {
+        for _ in 0..threshold {
+            let reply = sign_in(name, "wrong password").await;
+            assert_eq!(entra_error(&reply, 400, "invalid_grant"), [50126]);
+        }
+        let locked = sign_in(name, &password).await;
+        assert_eq!(entra_error(&locked, 400, "invalid_grant"), [50053]);
+        assert!(locked.json["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("account is locked because the user tried to sign in too many times with an incorrect user ID or password"));
+        assert_eq!(locked.headers["retry-after"], "60");
+    }
+    // The app the users signed in through is not locked by their passwords.
+    let reply = client_credentials(&other.client_id, &other_secret).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    server.clock.advance(61);
+    let reply = sign_in("ALICE@contoso.example", &password).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn an_unknown_client_or_user_takes_as_long_to_refuse_as_a_wrong_secret() {
+    let server = TestServer::start().await;
+    let server = &server;
+    let scope = ("scope", "https://api.securitycenter.microsoft.com/.default");
+    let (sign_in_app, sign_in_secret) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Sign-in", &all_permissions())
+        .await
+        .unwrap();
+    // Client credentials with a wrong secret, or (with a user name) the
+    // password grant with a wrong password.
+    let timed = |client_id: String, username: Option<String>| {
+        let (app, secret) = (sign_in_app.client_id.clone(), sign_in_secret.clone());
+        async move {
+            let form = match &username {
+                None => vec![
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", "wrong"),
+                    scope,
+                ],
+                Some(username) => vec![
+                    ("grant_type", "password"),
+                    ("client_id", app.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("username", username.as_str()),
+                    ("password", "wrong password"),
+                    scope,
+                ],
+            };
+            let started = std::time::Instant::now();
+            let reply = server.token_request(&form).await;
+            let elapsed = started.elapsed();
+            assert!(reply.status.is_client_error(), "{}", reply.text);
+            assert_ne!(reply.json["error_codes"][0], 50053, "not locked");
+            elapsed
+        }
+    };
+    let median = |mut times: Vec<std::time::Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    let (mut known_users, mut unknown_users) = (Vec::new(), Vec::new());
+    let (mut app, mut user) = (String::new(), String::new());
+    for attempt in 0..20 {
+        // Fresh ones before the lockout would answer for them without a check.
+        if attempt % palisade_identity::lockout::THRESHOLD == 0 {
+            app = server
+                .admin
+                .put_app(&server.tenant_id, None, "Known", &all_permissions())
+                .await
+                .unwrap()
+                .0
+                .client_id;
+            user = format!("known{attempt}@contoso.example");
+            server
+                .admin
+                .put_user(
+                    &server.tenant_id,
+                    &user,
+                    &[palisade_domain::Role::ViewData],
+                    palisade_domain::DeviceGroupAccess::All,
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        known.push(timed(app.clone(), None).await);
+        unknown.push(timed(uuid::Uuid::new_v4().to_string(), None).await);
+        known_users.push(timed(String::new(), Some(user.clone())).await);
+        let stranger = format!("{}@contoso.example", uuid::Uuid::new_v4().simple());
+        unknown_users.push(timed(String::new(), Some(stranger)).await);
+    }
+    for (what, known, unknown) in [
+        ("client", median(known), median(unknown)),
+        ("user", median(known_users), median(unknown_users)),
+    ] {
+        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "unknown {what} {unknown:?}, known {what} with a wrong secret {known:?}"
+        );
+    }
 }

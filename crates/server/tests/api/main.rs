@@ -16,6 +16,7 @@ mod durability;
 mod errors;
 mod external_issuer;
 mod identity;
+mod key_encryption;
 mod limits_and_audit;
 mod machine_actions;
 mod machines;

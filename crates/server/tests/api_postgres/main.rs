@@ -23,6 +23,8 @@ mod external_issuer;
 mod harness;
 #[path = "../api/identity.rs"]
 mod identity;
+#[path = "../api/key_encryption.rs"]
+mod key_encryption;
 #[path = "../api/limits_and_audit.rs"]
 mod limits_and_audit;
 #[path = "../api/machine_actions.rs"]
