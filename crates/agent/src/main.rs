@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     };
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(run(config, stop_signal())));
+        .and_then(|runtime| runtime.block_on(async { run(config, stop_signal()).await }));
     match outcome {
         Ok(Ended::Stopped) => {
             eprintln!("palisade-agent: stopped (isolation, if any, stays in force)");
@@ -94,17 +94,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is in place from the
+/// call on, not from the first poll: a stop that comes while the agent is
+/// still enrolling ends it cleanly once it gets there, instead of killing it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {},
+    async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {},
+        }
     }
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub tls: bool,
     /// How often devices report when nothing happens.
     pub check_in_interval_seconds: u64,
+    /// Enrollments per onboarding token; `None`: not limited.
+    pub enrollment_rate_limits: Option<RateLimits>,
 }
 
 impl Default for Settings {
@@ -63,6 +65,7 @@ impl Default for Settings {
             external_issuers: vec![],
             tls: false,
             check_in_interval_seconds: DEFAULT_CHECK_IN_INTERVAL_SECONDS,
+            enrollment_rate_limits: None,
         }
     }
 }
@@ -83,7 +86,8 @@ impl AppState {
             limiter: settings
                 .rate_limits
                 .map(|limits| RateLimiter::new(limits, clock, store)),
-            devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds),
+            devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds)
+                .with_enrollment_limits(settings.enrollment_rate_limits),
             palisade,
             scheme: if settings.tls { "https" } else { "http" },
             listen_authority,

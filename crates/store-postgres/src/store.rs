@@ -624,10 +624,11 @@ impl Store for PostgresStore {
         &self,
         machine: &Machine,
         device: &Device,
-    ) -> Result<Machine, StoreError> {
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError> {
         in_transaction!(self, |tx| {
             let groups = load_groups(tx, &device.tenant_id).await?;
-            devices::enroll(tx, &groups, machine, device).await?
+            devices::enroll(tx, &groups, machine, device, presented_credential_id).await?
         })
     }
 
@@ -636,18 +637,7 @@ impl Store for PostgresStore {
         tenant_id: &str,
         credential_id: &str,
     ) -> Result<Option<Device>, StoreError> {
-        self.client()
-            .await?
-            .row(
-                &format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2"
-                ),
-                &[&tenant_id, &credential_id],
-            )
-            .await?
-            .as_ref()
-            .map(devices::device_from_row)
-            .transpose()
+        devices::device_by_credential(&self.client().await?, tenant_id, credential_id).await
     }
 
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
@@ -703,7 +693,7 @@ impl Store for PostgresStore {
         limits: RateLimits,
         now: Timestamp,
     ) -> Result<Result<(), Throttled>, StoreError> {
-        let operation: &'static str = key.operation.into();
+        let operation = key.scope.name();
         in_transaction!(self, |tx| {
             // Call counts are not worth an fsync each: a crash may forget
             // the last few, as a restart of the embedded store forgets all.

@@ -654,11 +654,13 @@ impl Store for SqliteStore {
         &self,
         machine: &Machine,
         device: &Device,
-    ) -> Result<Machine, StoreError> {
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError> {
         let (machine, device) = (machine.clone(), device.clone());
+        let presented = presented_credential_id.map(str::to_string);
         self.write_store(move |conn| {
             let groups = load_groups(conn, &device.tenant_id)?;
-            devices::enroll(conn, &groups, &machine, &device)
+            devices::enroll(conn, &groups, &machine, &device, presented.as_deref())
         })
         .await
     }
@@ -669,14 +671,7 @@ impl Store for SqliteStore {
         credential_id: &str,
     ) -> Result<Option<Device>, StoreError> {
         self.readers
-            .read_now(|conn| {
-                let sql = format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2"
-                );
-                conn.prepare_cached(&sql)?
-                    .query_row([tenant_id, credential_id], devices::device_from_row)
-                    .optional()
-            })
+            .read_now(|conn| devices::device_by_credential(conn, tenant_id, credential_id))
             .await
     }
 
