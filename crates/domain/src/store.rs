@@ -270,12 +270,18 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit log.
 
-    /// Appends an entry (its `id` is assigned) once it is durable.
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// Newest first.
+    /// Appends an entry about `machine_ids` (the machines whose visibility
+    /// decides who reads it; none for administration), once it is durable.
+    /// Its `id` is assigned: the next of its tenant's, without gaps.
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError>;
+    /// Newest first, the entries `visibility` shows (`store_sql::audit_entries`).
     async fn audit_entries(
         &self,
-        tenant_id: &str,
+        visibility: &Visibility,
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError>;

@@ -2,7 +2,7 @@
 
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
-use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::listen;
 use crate::rows::{
     action_from_row, get, machine_from_row, save_action, save_machine, Db, MACHINE_COLUMNS,
@@ -23,7 +23,8 @@ use palisade_domain::store::{
     StoreError, WriteError,
 };
 use palisade_store_sql::{
-    time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    audit_entries, time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS,
+    ACTION_COLUMNS, MACHINES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -742,30 +743,25 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        identity::append_audit(&self.client().await?, entry).await
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError> {
+        identity::append_audit(&self.client().await?, entry, machine_ids).await
     }
 
     async fn audit_entries(
         &self,
-        tenant_id: &str,
+        visibility: &Visibility,
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError> {
+        let sql = audit_entries(Dialect::Postgres, visibility, skip, i64::from(top) + 1);
         let mut items = self
             .client()
             .await?
-            .rows(
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 \
-                     ORDER BY id DESC LIMIT $2 OFFSET $3"
-                ),
-                &[
-                    &tenant_id,
-                    &(i64::from(top) + 1),
-                    &i64::try_from(skip).unwrap_or(i64::MAX),
-                ],
-            )
+            .built(&sql)
             .await?
             .iter()
             .map(identity::audit_from_row)
