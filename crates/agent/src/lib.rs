@@ -73,9 +73,9 @@ pub async fn run(
     }
     let http = http_client(config.ca_file.as_deref())?;
     let client = DeviceClient::new(http, &config.server);
-    let enrollment = match state.enrollment()? {
-        Some(enrollment) => refresh(&config, &client, &state, enrollment).await?,
-        None => enroll(&config, &client, &state).await?,
+    let (enrollment, saved) = match state.enrollment()? {
+        Some(enrollment) => (enrollment, true),
+        None => (enroll(&config, &client, &state).await?, false),
     };
     tracing::info!(machine = %enrollment.machine_id, server = %enrollment.server, "palisade-agent running");
     let mut agent = Agent {
@@ -93,6 +93,12 @@ pub async fn run(
         if let Err(error) = agent.nft.release().await {
             tracing::debug!(%error, "no stale isolation table removed");
         }
+    }
+    if saved && agent.config.onboarding_token.is_some() {
+        // Isolation first: the server may be slow or away at boot.
+        agent.hold_isolation().await;
+        let refreshed = refresh(&agent.config, &agent.client, &agent.state, enrollment).await?;
+        agent.client = client.with_credential(&refreshed.credential);
     }
     tokio::pin!(stop);
     loop {
@@ -184,11 +190,13 @@ async fn enroll(
     Ok(saved)
 }
 
-/// Started with an onboarding token and a credential of this server (its
-/// state directory survived a reinstall, or a service manager always passes
-/// the token): enrolls again presenting the credential, which updates its
-/// own machine in place (hostname, OS, what it enforces) and keeps its
-/// credential. If that does not go through, the saved enrollment stands.
+/// Started with an onboarding token and its credential (its state directory
+/// survived a reinstall, or a service manager always passes the token):
+/// enrolls once more presenting the credential (`client` calls with it),
+/// which updates its own machine in place (hostname, OS, what it enforces)
+/// and keeps the credential. If that does not go through (throttled, the
+/// server away), the saved enrollment stands; the server's answer that the
+/// device was offboarded comes again at the first check-in, which ends it.
 async fn refresh(
     config: &AgentConfig,
     client: &DeviceClient,
@@ -198,17 +206,13 @@ async fn refresh(
     let Some(token) = config.onboarding_token.as_deref() else {
         return Ok(saved);
     };
-    if saved.server != config.server {
-        tracing::info!(old = %saved.server, "enrolled with another server; enrolling anew");
-        return enroll(config, client, state).await;
-    }
-    match enroll_with(&client.with_credential(&saved.credential), token).await {
+    match client.enroll(token, &enroll_request()).await {
         Ok(enrollment) => {
             let refreshed = save(config, state, enrollment)?;
             if refreshed.machine_id == saved.machine_id {
                 tracing::info!(machine = %refreshed.machine_id, "enrollment refreshed in place");
             } else {
-                // The server no longer knew the credential (offboarded, or another database).
+                // The server did not know the credential (another server or database).
                 tracing::warn!(old = %saved.machine_id, machine = %refreshed.machine_id, "enrolled as a new machine");
             }
             Ok(refreshed)

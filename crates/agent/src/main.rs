@@ -17,7 +17,8 @@ struct Args {
     /// The Palisade server, e.g. https://palisade.example:8443.
     #[arg(long, env = "PALISADE_SERVER")]
     server: String,
-    /// The tenant's onboarding token; needed only to enroll (first start, or after an offboard).
+    /// The tenant's onboarding token: to enroll (first start, or after an offboard); given at a
+    /// later start, the device enrolls again with its credential, updating its machine in place.
     #[arg(long, env = "PALISADE_ONBOARDING_TOKEN")]
     onboarding_token: Option<String>,
     /// Where the agent keeps its credential and the isolation it must hold (owner-only).
