@@ -453,7 +453,10 @@ impl Palisade {
 
     /// Appends the audit entry of an API change by `operation`, with the
     /// machines it is about (`rules::audit::subject`), so that the log shows
-    /// a caller limited to device groups only entries about its machines.
+    /// a caller limited to device groups only entries about its machines. A
+    /// key that names no machine (or a lookup that fails) is kept as given:
+    /// it matches none, which hides the entry from such callers rather than
+    /// losing it.
     pub async fn audit(&self, entry: &AuditEntry, operation: Operation) -> Result<(), MdeError> {
         let whole_tenant = Visibility::whole_tenant(&entry.tenant_id);
         let machine_ids = match rules::audit::subject(operation, entry.target.as_deref()) {
@@ -461,44 +464,35 @@ impl Palisade {
             Subject::Machines(keys) => {
                 let mut ids = Vec::with_capacity(keys.len());
                 for key in keys {
-                    ids.push(self.machine_id_of(&whole_tenant, key).await?);
+                    let id = self.machine_id_of(&whole_tenant, key).await;
+                    ids.push(id.unwrap_or_else(|| key.to_string()));
                 }
                 ids
             }
-            // An action that does not exist names no machine: its key stands
-            // in, and matches none.
             Subject::Action(key) => {
-                let machine_id = match parse_action_id(key) {
-                    Ok(id) => self
-                        .store
-                        .action(&whole_tenant, &id)
-                        .await?
-                        .map(|a| a.machine_id),
+                let action = match parse_action_id(key) {
+                    Ok(id) => self.store.action(&whole_tenant, &id).await.ok().flatten(),
                     Err(_) => None,
                 };
-                vec![machine_id.unwrap_or_else(|| key.to_string())]
+                vec![action.map_or_else(|| key.to_string(), |a| a.machine_id)]
             }
         };
         Ok(self.store.append_audit(entry, &machine_ids).await?)
     }
 
     /// The id of the machine `key` names, as `get_machine` finds it (an id
-    /// as it is stored, without a read); a key that names none, as given.
-    async fn machine_id_of(&self, visibility: &Visibility, key: &str) -> Result<String, MdeError> {
+    /// as it is stored, without a read).
+    async fn machine_id_of(&self, visibility: &Visibility, key: &str) -> Option<String> {
         if is_machine_id(key) {
-            return Ok(key.to_ascii_lowercase());
+            return Some(key.to_ascii_lowercase());
         }
         #[derive(serde::Deserialize)]
         struct Id {
             id: String,
         }
-        Ok(match self.find_machine(visibility, key).await? {
-            Some(machine) => {
-                serde_json::from_str::<Id>(machine.json())
-                    .map_err(|e| MdeError::internal(format!("a stored machine's JSON: {e}")))?
-                    .id
-            }
-            None => key.to_string(),
-        })
+        let machine = self.find_machine(visibility, key).await.ok()??;
+        serde_json::from_str::<Id>(machine.json())
+            .ok()
+            .map(|m| m.id)
     }
 }
