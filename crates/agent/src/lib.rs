@@ -73,9 +73,9 @@ pub async fn run(
     }
     let http = http_client(config.ca_file.as_deref())?;
     let client = DeviceClient::new(http, &config.server);
-    let enrollment = match state.enrollment()? {
-        Some(enrollment) => enrollment,
-        None => enroll(&config, &client, &state).await?,
+    let (enrollment, saved) = match state.enrollment()? {
+        Some(enrollment) => (enrollment, true),
+        None => (enroll(&config, &client, &state).await?, false),
     };
     tracing::info!(machine = %enrollment.machine_id, server = %enrollment.server, "palisade-agent running");
     let mut agent = Agent {
@@ -94,6 +94,12 @@ pub async fn run(
             tracing::debug!(%error, "no stale isolation table removed");
         }
     }
+    if saved && agent.config.onboarding_token.is_some() {
+        // Isolation first: the server may be slow or away at boot.
+        agent.hold_isolation().await;
+        let refreshed = refresh(&agent.config, &agent.client, &agent.state, enrollment).await?;
+        agent.client = client.with_credential(&refreshed.credential);
+    }
     tokio::pin!(stop);
     loop {
         agent.hold_isolation().await;
@@ -108,18 +114,10 @@ pub async fn run(
     }
 }
 
-async fn enroll(
-    config: &AgentConfig,
-    client: &DeviceClient,
-    state: &StateDir,
-) -> anyhow::Result<EnrollmentState> {
-    let token = config.onboarding_token.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "this device is not enrolled; start the agent with --onboarding-token (palisade onboarding create)"
-        )
-    })?;
+/// What this host reports when it enrolls.
+fn enroll_request() -> EnrollRequest {
     let (os_version, version) = host::os_release();
-    let request = EnrollRequest {
+    EnrollRequest {
         hardware_id: host::hardware_id(),
         computer_dns_name: host::hostname(),
         os_platform: palisade_contract::OsPlatform::Linux,
@@ -135,11 +133,35 @@ async fn enroll(
             Capability::SelectiveIsolation,
             Capability::Offboard,
         ],
-    };
-    let enrollment = client
-        .enroll(token, &request)
-        .await
-        .map_err(|e| anyhow::anyhow!("enrolling with {} failed: {e}", config.server))?;
+        credential: None,
+    }
+}
+
+/// Enrolls, waiting out the onboarding token's rate limit as the server asks.
+async fn enroll_with(
+    client: &DeviceClient,
+    token: &str,
+) -> Result<palisade_device::Enrollment, DeviceError> {
+    let request = enroll_request();
+    loop {
+        match client.enroll(token, &request).await {
+            Err(DeviceError::Throttled { retry_after, .. }) => {
+                tracing::info!(
+                    seconds = retry_after.as_secs(),
+                    "enrollment throttled; waiting"
+                );
+                tokio::time::sleep(retry_after).await;
+            }
+            enrolled => return enrolled,
+        }
+    }
+}
+
+fn save(
+    config: &AgentConfig,
+    state: &StateDir,
+    enrollment: palisade_device::Enrollment,
+) -> anyhow::Result<EnrollmentState> {
     let saved = EnrollmentState {
         server: config.server.clone(),
         tenant_id: enrollment.tenant_id,
@@ -147,8 +169,59 @@ async fn enroll(
         credential: enrollment.credential,
     };
     state.save_enrollment(&saved)?;
+    Ok(saved)
+}
+
+async fn enroll(
+    config: &AgentConfig,
+    client: &DeviceClient,
+    state: &StateDir,
+) -> anyhow::Result<EnrollmentState> {
+    let token = config.onboarding_token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "this device is not enrolled; start the agent with --onboarding-token (palisade onboarding create)"
+        )
+    })?;
+    let enrollment = enroll_with(client, token)
+        .await
+        .map_err(|e| anyhow::anyhow!("enrolling with {} failed: {e}", config.server))?;
+    let saved = save(config, state, enrollment)?;
     tracing::info!(machine = %saved.machine_id, "enrolled");
     Ok(saved)
+}
+
+/// Started with an onboarding token and its credential (its state directory
+/// survived a reinstall, or a service manager always passes the token):
+/// enrolls once more presenting the credential (`client` calls with it),
+/// which updates its own machine in place (hostname, OS, what it enforces)
+/// and keeps the credential. If that does not go through (throttled, the
+/// server away), the saved enrollment stands; the server's answer that the
+/// device was offboarded comes again at the first check-in, which ends it.
+async fn refresh(
+    config: &AgentConfig,
+    client: &DeviceClient,
+    state: &StateDir,
+    saved: EnrollmentState,
+) -> anyhow::Result<EnrollmentState> {
+    let Some(token) = config.onboarding_token.as_deref() else {
+        return Ok(saved);
+    };
+    match client.enroll(token, &enroll_request()).await {
+        Ok(enrollment) => {
+            let refreshed = save(config, state, enrollment)?;
+            if refreshed.machine_id == saved.machine_id {
+                tracing::info!(machine = %refreshed.machine_id, "enrollment refreshed in place");
+            } else {
+                // The server did not know the credential (another server or database).
+                tracing::warn!(old = %saved.machine_id, machine = %refreshed.machine_id, "enrolled as a new machine");
+            }
+            Ok(refreshed)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not refresh the enrollment; keeping it as it is");
+            Ok(saved)
+        }
+    }
 }
 
 impl Agent {

@@ -17,7 +17,8 @@ struct Args {
     /// The Palisade server, e.g. https://palisade.example:8443.
     #[arg(long, env = "PALISADE_SERVER")]
     server: String,
-    /// The tenant's onboarding token; needed only to enroll (first start, or after an offboard).
+    /// The tenant's onboarding token: to enroll (first start, or after an offboard); given at a
+    /// later start, the device enrolls again with its credential, updating its machine in place.
     #[arg(long, env = "PALISADE_ONBOARDING_TOKEN")]
     onboarding_token: Option<String>,
     /// Where the agent keeps its credential and the isolation it must hold (owner-only).
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
     };
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
-        .and_then(|runtime| runtime.block_on(run(config, stop_signal())));
+        .and_then(|runtime| runtime.block_on(async { run(config, stop_signal()).await }));
     match outcome {
         Ok(Ended::Stopped) => {
             eprintln!("palisade-agent: stopped (isolation, if any, stays in force)");
@@ -94,17 +95,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is in place from the
+/// call on, not from the first poll: a stop that comes while the agent is
+/// still enrolling ends it cleanly once it gets there, instead of killing it.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {},
+    async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = async {
+                match terminate.as_mut() {
+                    Some(signal) => { signal.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {},
+        }
     }
 }

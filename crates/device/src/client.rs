@@ -23,6 +23,12 @@ pub enum DeviceError {
         code: String,
         message: String,
     },
+    /// 429: too many calls (enrollments with one onboarding token); come back
+    /// after `retry_after`, as the server's `Retry-After` says.
+    Throttled {
+        retry_after: Duration,
+        message: String,
+    },
     /// The server could not be reached or answered 5xx: worth retrying.
     Unavailable(String),
 }
@@ -37,6 +43,14 @@ impl std::fmt::Display for DeviceError {
                 code,
                 message,
             } => write!(f, "refused ({status} {code}): {message}"),
+            DeviceError::Throttled {
+                retry_after,
+                message,
+            } => write!(
+                f,
+                "throttled (retry in {} s): {message}",
+                retry_after.as_secs()
+            ),
             DeviceError::Unavailable(message) => write!(f, "server unavailable: {message}"),
         }
     }
@@ -111,6 +125,10 @@ impl DeviceClient {
             .await
             .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         let bytes = response
             .bytes()
             .await
@@ -130,9 +148,11 @@ impl DeviceClient {
         Err(match status {
             StatusCode::UNAUTHORIZED if message == OFFBOARDED_MESSAGE => DeviceError::Offboarded,
             StatusCode::UNAUTHORIZED => DeviceError::Unauthorized(message),
-            s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
-                DeviceError::Unavailable(format!("{status}: {message}"))
-            }
+            StatusCode::TOO_MANY_REQUESTS => DeviceError::Throttled {
+                retry_after: Duration::from_secs(retry_after.unwrap_or(1).max(1)),
+                message,
+            },
+            s if s.is_server_error() => DeviceError::Unavailable(format!("{status}: {message}")),
             _ => DeviceError::Refused {
                 status: status.as_u16(),
                 code,
@@ -147,12 +167,19 @@ impl DeviceClient {
             .ok_or_else(|| DeviceError::Unauthorized("the device is not enrolled".into()))
     }
 
+    /// Enrolls with `onboarding_token`, presenting this client's credential
+    /// (unless the request names one) so that an enrolled device re-enrolls
+    /// in place.
     pub async fn enroll(
         &self,
         onboarding_token: &str,
         request: &EnrollRequest,
     ) -> Result<Enrollment, DeviceError> {
-        self.post(ENROLL_PATH, onboarding_token, request, Duration::ZERO)
+        let request = EnrollRequest {
+            credential: request.credential.clone().or(self.credential.clone()),
+            ..request.clone()
+        };
+        self.post(ENROLL_PATH, onboarding_token, &request, Duration::ZERO)
             .await
     }
 

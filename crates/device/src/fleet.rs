@@ -17,7 +17,10 @@ pub struct FleetOptions {
     pub devices: usize,
     pub onboarding_token: String,
     pub os_platform: OsPlatform,
-    /// Device names are `{name_prefix}-{n}`; the same names enroll as the same hardware.
+    /// Device names are `{name_prefix}-{n}`; the same names report the same
+    /// hardware. Simulated devices keep their credentials in memory only, so
+    /// a second fleet of the same names enrolls new machines, each marked as
+    /// a potential duplicate of the earlier one (as re-imaged devices are).
     pub name_prefix: String,
     /// Long poll: how long each check-in waits for an action. Zero: devices
     /// check in every interval and pick actions up then.
@@ -77,7 +80,15 @@ pub async fn enroll(
         let (token, request) = (options.onboarding_token.clone(), enroll_request(options, n));
         enrolling.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            (n, client.enroll(&token, &request).await)
+            loop {
+                match client.enroll(&token, &request).await {
+                    // The token's enrollment limit: wait as the server says.
+                    Err(DeviceError::Throttled { retry_after, .. }) => {
+                        tokio::time::sleep(retry_after).await
+                    }
+                    enrolled => return (n, enrolled),
+                }
+            }
         });
     }
     let mut enrolled = vec![None; options.devices];
@@ -150,6 +161,7 @@ fn enroll_request(options: &FleetOptions, n: usize) -> EnrollRequest {
         }],
         last_external_ip_address: None,
         capabilities: <Capability as strum::VariantArray>::VARIANTS.to_vec(),
+        credential: None,
     }
 }
 
@@ -226,6 +238,10 @@ impl SimulatedDevice {
             }
             DeviceError::Offboarded => Next::Stop,
             DeviceError::Refused { .. } => Next::CheckIn,
+            DeviceError::Throttled { retry_after, .. } => {
+                tokio::time::sleep(retry_after).await;
+                Next::CheckIn
+            }
             DeviceError::Unavailable(message) => {
                 tracing::debug!(machine = %self.machine_id, "retrying: {message}");
                 let backoff = rand::rng().random_range(1_000..5_000);

@@ -96,9 +96,10 @@ impl Isolation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollRequest {
-    /// Stable across reinstalls of the agent (e.g. a hash of /etc/machine-id):
-    /// enrolling again from the same hardware updates its machine rather than
-    /// making a second one, until the machine is offboarded.
+    /// Stable across reinstalls of the agent (e.g. a hash of /etc/machine-id).
+    /// Hardware that is enrolled already and enrolls again without that
+    /// device's `credential` becomes a new machine marked as a potential
+    /// duplicate (`isPotentialDuplication`); the enrolled one is not touched.
     pub hardware_id: String,
     pub computer_dns_name: String,
     pub os_platform: OsPlatform,
@@ -115,6 +116,13 @@ pub struct EnrollRequest {
     pub last_external_ip_address: Option<String>,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
+    /// The credential of this device's current enrollment, if it has one:
+    /// enrolling with it updates the device's own machine in place (same
+    /// machine id, same credential, its actions and isolation kept). An
+    /// unknown credential counts as none; an offboarded device's is refused
+    /// (401, [`OFFBOARDED_MESSAGE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 /// The answer to an enrollment (201).
@@ -124,7 +132,8 @@ pub struct Enrollment {
     pub tenant_id: String,
     /// The machine's MDE id (40 hex characters).
     pub machine_id: String,
-    /// The device's own secret for every later call; shown only here.
+    /// The device's own secret for every later call; shown only here. An
+    /// enrollment in place answers the credential the device presented.
     pub credential: String,
     pub check_in_interval_seconds: u64,
 }

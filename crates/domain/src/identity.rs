@@ -72,7 +72,7 @@ pub struct SigningKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
-    /// Assigned by the store, increasing.
+    /// Assigned by the store: the tenant's own sequence, from 1, without gaps.
     pub id: i64,
     pub tenant_id: String,
     #[schema(value_type = String)]

@@ -30,12 +30,34 @@ impl Default for RateLimits {
     }
 }
 
-/// What one count is kept for: the operation, in a tenant, by an app or user.
+/// What one count is kept for: the operation, in a tenant, by an app or user
+/// (or by an onboarding token, for enrollments).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RateKey {
     pub tenant_id: String,
+    /// The app's client id or the user's id; for enrollments, the onboarding token's id.
     pub principal_id: String,
-    pub operation: Operation,
+    pub scope: RateScope,
+}
+
+/// Which calls a count is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateScope {
+    /// Calls of one API operation.
+    Api(Operation),
+    /// Devices enrolling with one onboarding token: holding a token must not
+    /// let anyone fill the tenant with machines at the speed of the network.
+    Enrollment,
+}
+
+impl RateScope {
+    /// The name the count is kept under.
+    pub fn name(self) -> &'static str {
+        match self {
+            RateScope::Api(operation) => operation.name(),
+            RateScope::Enrollment => "Enroll",
+        }
+    }
 }
 
 /// Which window refused a call.
@@ -183,7 +205,7 @@ mod tests {
         RateKey {
             tenant_id: "t".into(),
             principal_id: principal.into(),
-            operation: Operation::Isolate,
+            scope: RateScope::Api(Operation::Isolate),
         }
     }
 

@@ -1,13 +1,15 @@
 //! The one domain service every front end calls (MDE REST API now; CLI and
 //! device plane later). It applies the rules and leaves storage to the store.
 
-use crate::caller::{Caller, Tenant};
+use crate::access::Operation;
+use crate::caller::{Caller, Tenant, Visibility};
 use crate::clock::Clock;
 use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
+use crate::rules::audit::Subject;
 use crate::store::{MachineChange, MachineKey, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::MACHINE_QUERYABLE;
@@ -157,25 +159,34 @@ impl Palisade {
         caller: &Caller,
         id_or_name: &str,
     ) -> Result<SerializedMachine, MdeError> {
-        if crate::ids::names_nothing(id_or_name) {
-            return Err(MdeError::machine_not_found(id_or_name));
-        }
         let visibility = caller.visibility(self.clock.now());
-        // By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
+        self.find_machine(&visibility, id_or_name)
+            .await?
+            .ok_or_else(|| MdeError::machine_not_found(id_or_name))
+    }
+
+    /// By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
+    async fn find_machine(
+        &self,
+        visibility: &Visibility,
+        id_or_name: &str,
+    ) -> Result<Option<SerializedMachine>, MdeError> {
+        if crate::ids::names_nothing(id_or_name) {
+            return Ok(None);
+        }
         let by_id = if is_machine_id(id_or_name) {
             let id = id_or_name.to_ascii_lowercase();
-            self.store.machine(&visibility, MachineKey::Id(&id)).await?
+            self.store.machine(visibility, MachineKey::Id(&id)).await?
         } else {
             None
         };
-        let machine = match by_id {
+        Ok(match by_id {
             Some(machine) => Some(machine),
             None => {
                 let name = MachineKey::Name(id_or_name);
-                self.store.machine(&visibility, name).await?
+                self.store.machine(visibility, name).await?
             }
-        };
-        machine.ok_or_else(|| MdeError::machine_not_found(id_or_name))
+        })
     }
 
     /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.
@@ -433,9 +444,55 @@ impl Palisade {
             ));
         }
         let top = query.top.unwrap_or(PAGE_SIZE);
+        let visibility = caller.visibility(self.clock.now());
         Ok(self
             .store
-            .audit_entries(&caller.tenant.id, query.skip.unwrap_or(0), top)
+            .audit_entries(&visibility, query.skip.unwrap_or(0), top)
             .await?)
+    }
+
+    /// Appends the audit entry of an API change by `operation`, with the
+    /// machines it is about (`rules::audit::subject`), so that the log shows
+    /// a caller limited to device groups only entries about its machines. A
+    /// key that names no machine (or a lookup that fails) is kept as given:
+    /// it matches none, which hides the entry from such callers rather than
+    /// losing it.
+    pub async fn audit(&self, entry: &AuditEntry, operation: Operation) -> Result<(), MdeError> {
+        let whole_tenant = Visibility::whole_tenant(&entry.tenant_id);
+        let machine_ids = match rules::audit::subject(operation, entry.target.as_deref()) {
+            Subject::Nothing => vec![],
+            Subject::Machines(keys) => {
+                let mut ids = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let id = self.machine_id_of(&whole_tenant, key).await;
+                    ids.push(id.unwrap_or_else(|| key.to_string()));
+                }
+                ids
+            }
+            Subject::Action(key) => {
+                let action = match parse_action_id(key) {
+                    Ok(id) => self.store.action(&whole_tenant, &id).await.ok().flatten(),
+                    Err(_) => None,
+                };
+                vec![action.map_or_else(|| key.to_string(), |a| a.machine_id)]
+            }
+        };
+        Ok(self.store.append_audit(entry, &machine_ids).await?)
+    }
+
+    /// The id of the machine `key` names, as `get_machine` finds it (an id
+    /// as it is stored, without a read).
+    async fn machine_id_of(&self, visibility: &Visibility, key: &str) -> Option<String> {
+        if is_machine_id(key) {
+            return Some(key.to_ascii_lowercase());
+        }
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        let machine = self.find_machine(visibility, key).await.ok()??;
+        serde_json::from_str::<Id>(machine.json())
+            .ok()
+            .map(|m| m.id)
     }
 }

@@ -223,16 +223,17 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
-    /// Enrolls `device` with the machine it reported, in one transaction. If
-    /// the tenant has a device of the same hardware that is not offboarded, its
-    /// machine is updated (`rules::enrollment::merge`) and that device's
-    /// credential replaced; otherwise the machine is created (and placed in its
-    /// device group). Returns the machine as stored.
+    /// Enrolls `device` with the machine its report makes, in one
+    /// transaction, as `rules::enrollment::enroll` decides from what is
+    /// enrolled: the device of `presented_credential_id` (if it is still
+    /// enrolled) and whether this hardware id is. The machine is placed in
+    /// its device group. Returns the machine and the device as stored.
     async fn enroll_device(
         &self,
         machine: &Machine,
         device: &Device,
-    ) -> Result<Machine, StoreError>;
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError>;
     async fn device_by_credential(
         &self,
         tenant_id: &str,
@@ -278,12 +279,18 @@ pub trait Store: Send + Sync + 'static {
 
     // Audit log.
 
-    /// Appends an entry (its `id` is assigned) once it is durable.
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
-    /// Newest first.
+    /// Appends an entry about `machine_ids` (the machines whose visibility
+    /// decides who reads it; none for administration), once it is durable.
+    /// Its `id` is assigned: the next of its tenant's, without gaps.
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError>;
+    /// Newest first, the entries `visibility` shows (`store_sql::audit_entries`).
     async fn audit_entries(
         &self,
-        tenant_id: &str,
+        visibility: &Visibility,
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError>;

@@ -59,18 +59,21 @@ impl Admin {
         target: &str,
     ) -> Result<(), AdminError> {
         self.store
-            .append_audit(&AuditEntry {
-                id: 0,
-                tenant_id: tenant_id.to_string(),
-                time: self.clock.now(),
-                actor_type: self.by.kind.to_string(),
-                actor_id: self.by.name.clone(),
-                actor_name: self.by.name.clone(),
-                operation: operation.to_string(),
-                target: Some(target.to_string()),
-                result: 200,
-                request_id: String::new(),
-            })
+            .append_audit(
+                &AuditEntry {
+                    id: 0,
+                    tenant_id: tenant_id.to_string(),
+                    time: self.clock.now(),
+                    actor_type: self.by.kind.to_string(),
+                    actor_id: self.by.name.clone(),
+                    actor_name: self.by.name.clone(),
+                    operation: operation.to_string(),
+                    target: Some(target.to_string()),
+                    result: 200,
+                    request_id: String::new(),
+                },
+                &[],
+            )
             .await?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use crate::app;
 use clap::{Args, Subcommand};
 use palisade_contract::{OsPlatform, Permission};
-use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::caller::{Visibility, DEFAULT_RETENTION_DAYS};
 use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
@@ -473,7 +473,7 @@ pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::List { top, tenant } = command;
     let page = store(&tenant.db)
         .await?
-        .audit_entries(&tenant.tenant, 0, top)
+        .audit_entries(&Visibility::whole_tenant(&tenant.tenant), 0, top)
         .await?;
     for e in page.items {
         println!(

@@ -57,6 +57,8 @@ pub struct Settings {
     pub public_urls: Vec<PublicUrl>,
     /// Seals the token signing keys at rest (see [`key_sealer`]).
     pub key_sealer: KeySealer,
+    /// Enrollments per onboarding token; `None`: not limited.
+    pub enrollment_rate_limits: Option<RateLimits>,
 }
 
 impl Default for Settings {
@@ -69,6 +71,7 @@ impl Default for Settings {
             public_urls: vec![],
             // Good for a database that does not outlive the process; `serve` loads a kept one.
             key_sealer: KeySealer::ephemeral(),
+            enrollment_rate_limits: None,
         }
     }
 }
@@ -91,7 +94,8 @@ impl AppState {
             limiter: settings
                 .rate_limits
                 .map(|limits| RateLimiter::new(limits, clock, store)),
-            devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds),
+            devices: DevicePlane::new(palisade.clone(), settings.check_in_interval_seconds)
+                .with_enrollment_limits(settings.enrollment_rate_limits),
             palisade,
             scheme,
             origins: PublicOrigins::new(&settings.public_urls, scheme, &listen_authority),

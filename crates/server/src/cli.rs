@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// Calls allowed per API, per app or user, per tenant: PER_MINUTE/PER_HOUR, or off.
     #[arg(long, env = "PALISADE_RATE_LIMIT", default_value = "100/1500", value_parser = parse_rate_limit)]
     pub rate_limit: RateLimitSetting,
+    /// Devices enrolling per onboarding token: PER_MINUTE/PER_HOUR, or off.
+    /// Beyond it enrollment answers 429 with Retry-After (devices wait and retry).
+    #[arg(long, env = "PALISADE_ENROLLMENT_RATE_LIMIT", default_value = "100/6000", value_parser = parse_rate_limit)]
+    pub enrollment_rate_limit: RateLimitSetting,
     /// With --demo: write the demo credentials (tenant, app, users) to this JSON file.
     #[arg(long, env = "PALISADE_DEMO_CREDENTIALS", requires = "demo")]
     pub demo_credentials: Option<PathBuf>,
@@ -340,6 +344,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         check_in_interval_seconds: args.check_in_interval,
         public_urls: args.public_urls.clone(),
         key_sealer,
+        enrollment_rate_limits: args.enrollment_rate_limit.0,
     };
     // Where clients reach this server: a wildcard address is reached as localhost.
     let authority = if local.ip().is_unspecified() {

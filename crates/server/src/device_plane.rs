@@ -2,20 +2,21 @@
 //! simulated fleet call. Errors have the MDE shape, like the rest of the server.
 
 use crate::app::AppState;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{too_many_requests, ApiError, ApiResult};
 use crate::http::extract::JsonBody;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
-    ActionResult, CheckIn, CheckInReply, EnrollRequest, Enrollment, CHECK_IN_PATH, ENROLL_PATH,
+    ActionResult, CheckIn, CheckInReply, EnrollRequest, CHECK_IN_PATH, ENROLL_PATH,
     MAX_WAIT_SECONDS,
 };
-use palisade_domain::devices::Device;
+use palisade_domain::devices::{Device, EnrollError};
 use palisade_identity::validate::bearer_token;
 use serde::Deserialize;
 use std::time::Duration;
@@ -66,10 +67,17 @@ async fn enroll(
     State(app): State<AppState>,
     OnboardingTokenText(token): OnboardingTokenText,
     JsonBody(request): JsonBody<EnrollRequest>,
-) -> ApiResult<(StatusCode, Json<Enrollment>)> {
-    let enrollment = app.devices.enroll(&token, request).await?;
-    tracing::info!(tenant = %enrollment.tenant_id, machine = %enrollment.machine_id, "device enrolled");
-    Ok((StatusCode::CREATED, Json(enrollment)))
+) -> Response {
+    match app.devices.enroll(&token, request).await {
+        Ok(enrollment) => {
+            tracing::info!(tenant = %enrollment.tenant_id, machine = %enrollment.machine_id, "device enrolled");
+            (StatusCode::CREATED, Json(enrollment)).into_response()
+        }
+        Err(EnrollError::Refused(error)) => ApiError(error).into_response(),
+        Err(EnrollError::Throttled(throttled)) => {
+            too_many_requests(throttled, "enrollments", "with this onboarding token")
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -28,7 +28,8 @@ pub struct SimulateArgs {
     /// The devices' osPlatform.
     #[arg(long, default_value = "Windows11", value_parser = admin_cli::parse_os)]
     pub os_platform: OsPlatform,
-    /// Device names are PREFIX-N; running again with the same prefix re-enrolls the same devices.
+    /// Device names are PREFIX-N. Credentials are kept in memory only: running again with the same
+    /// prefix enrolls new machines, marked as potential duplicates of the earlier run's.
     #[arg(long, default_value = "sim")]
     pub name_prefix: String,
     /// Seconds each check-in waits for an action (long poll); 0 for periodic check-ins only.

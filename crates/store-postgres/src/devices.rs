@@ -151,39 +151,62 @@ pub(crate) async fn enroll(
     groups: &[DeviceGroup],
     machine: &Machine,
     device: &Device,
-) -> Result<Machine, StoreError> {
+    presented_credential_id: Option<&str>,
+) -> Result<(Machine, Device), StoreError> {
+    let tenant_id = &device.tenant_id;
     // One enrollment of a piece of hardware at a time, on any node: the
-    // second sees the first's device and takes its machine over.
+    // second sees the first's device (and is a potential duplicate of it).
     db.run(
         "SELECT pg_advisory_xact_lock(hashtext($1 || ' ' || $2))",
-        &[&device.tenant_id, &device.hardware_id],
+        &[tenant_id, &device.hardware_id],
     )
     .await?;
-    let enrolled = db
+    // Machine first, then its device (the lock order), checked again once locked.
+    let presented = match presented_credential_id {
+        Some(credential_id) => device_by_credential(db, tenant_id, credential_id).await?,
+        None => None,
+    };
+    let (mut presenting, mut existing) = (None, None);
+    if let Some(presented) = presented.filter(|d| d.offboarded_at.is_none()) {
+        let machine = lock_machine(db, tenant_id, &presented.machine_id)
+            .await?
+            .ok_or_else(|| vanished("the machine of an enrolled device"))?;
+        presenting = device_by_machine(db, tenant_id, &machine.id, true)
+            .await?
+            .filter(|d| d.credential_id == presented.credential_id && d.offboarded_at.is_none());
+        existing = presenting.is_some().then_some(machine);
+    }
+    let hardware_enrolled = db
         .row(
-            &format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices \
-                 WHERE tenant_id = $1 AND hardware_id = $2 AND offboarded_at IS NULL"
-            ),
-            &[&device.tenant_id, &device.hardware_id],
+            "SELECT 1 FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
+             AND offboarded_at IS NULL LIMIT 1",
+            &[tenant_id, &device.hardware_id],
         )
         .await?
-        .map(|row| device_from_row(&row))
-        .transpose()?;
-    let (mut stored, old_tags, device) = match enrolled {
-        Some(previous) => {
-            let existing = lock_machine(db, &device.tenant_id, &previous.machine_id)
-                .await?
-                .ok_or_else(|| vanished("the machine of an enrolled device"))?;
-            let (merged, device) = enrollment::take_over(&previous, &existing, machine, device);
-            (merged, existing.machine_tags, device)
-        }
-        None => (machine.clone(), vec![], device.clone()),
+        .is_some();
+    let enrolled = enrollment::Enrolled {
+        presenting: presenting.as_ref().zip(existing.as_ref()),
+        hardware_enrolled,
     };
+    let (mut stored, device) = enrollment::enroll(enrolled, machine, device);
+    let old_tags = existing.map(|m| m.machine_tags).unwrap_or_default();
     device_groups::place(groups, &mut stored);
-    save_machine(db, &device.tenant_id, &stored, &old_tags).await?;
+    save_machine(db, tenant_id, &stored, &old_tags).await?;
     save_device(db, &device).await?;
-    Ok(stored)
+    Ok((stored, device))
+}
+
+pub(crate) async fn device_by_credential(
+    db: &impl Db,
+    tenant_id: &str,
+    credential_id: &str,
+) -> Result<Option<Device>, StoreError> {
+    let sql =
+        format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2");
+    db.row(&sql, &[&tenant_id, &credential_id])
+        .await?
+        .map(|row| device_from_row(&row))
+        .transpose()
 }
 
 /// Writes a batch of check-ins in a few statements: the rows are read (and

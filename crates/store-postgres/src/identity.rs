@@ -145,9 +145,6 @@ pub(crate) async fn seal_key(
         > 0)
 }
 
-pub(crate) const AUDIT_COLUMNS: &str =
-    "id, tenant_id, time, actor_type, actor_id, actor_name, operation, target, result, request_id";
-
 pub(crate) fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         id: get(row, 0)?,
@@ -164,10 +161,24 @@ pub(crate) fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     })
 }
 
-pub(crate) async fn append_audit(db: &impl Db, entry: &AuditEntry) -> Result<(), StoreError> {
+/// One statement: the tenant's next id (its `audit_sequences` row, locked
+/// until the entry is written), the entry, and the machines it is about.
+pub(crate) async fn append_audit(
+    db: &impl Db,
+    entry: &AuditEntry,
+    machine_ids: &[String],
+) -> Result<(), StoreError> {
     db.run(
-        "INSERT INTO audit_log (tenant_id, time, actor_type, actor_id, actor_name, operation, \
-         target, result, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "WITH next AS ( \
+             INSERT INTO audit_sequences AS s (tenant_id, last_id) VALUES ($1, 1) \
+             ON CONFLICT (tenant_id) DO UPDATE SET last_id = s.last_id + 1 RETURNING last_id \
+         ), entry AS ( \
+             INSERT INTO audit_log (tenant_id, id, time, actor_type, actor_id, actor_name, \
+                 operation, target, result, request_id) \
+             SELECT $1, last_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM next RETURNING id \
+         ) \
+         INSERT INTO audit_machines (tenant_id, entry_id, machine_id) \
+         SELECT DISTINCT $1, entry.id, m FROM entry, unnest($10::text[]) AS m",
         &[
             &entry.tenant_id,
             &entry.time.ticks(),
@@ -178,6 +189,7 @@ pub(crate) async fn append_audit(db: &impl Db, entry: &AuditEntry) -> Result<(),
             &entry.target,
             &i64::from(entry.result),
             &entry.request_id,
+            &machine_ids,
         ],
     )
     .await?;

@@ -2,7 +2,7 @@
 
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
-use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::listen;
 use crate::rows::{
     action_from_row, get, machine_from_row, save_action, save_machine, Db, MACHINE_COLUMNS,
@@ -23,7 +23,8 @@ use palisade_domain::store::{
     StoreError, WriteError,
 };
 use palisade_store_sql::{
-    time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    audit_entries, time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS,
+    ACTION_COLUMNS, MACHINES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -634,10 +635,11 @@ impl Store for PostgresStore {
         &self,
         machine: &Machine,
         device: &Device,
-    ) -> Result<Machine, StoreError> {
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError> {
         in_transaction!(self, |tx| {
             let groups = load_groups(tx, &device.tenant_id).await?;
-            devices::enroll(tx, &groups, machine, device).await?
+            devices::enroll(tx, &groups, machine, device, presented_credential_id).await?
         })
     }
 
@@ -646,18 +648,7 @@ impl Store for PostgresStore {
         tenant_id: &str,
         credential_id: &str,
     ) -> Result<Option<Device>, StoreError> {
-        self.client()
-            .await?
-            .row(
-                &format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2"
-                ),
-                &[&tenant_id, &credential_id],
-            )
-            .await?
-            .as_ref()
-            .map(devices::device_from_row)
-            .transpose()
+        devices::device_by_credential(&self.client().await?, tenant_id, credential_id).await
     }
 
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
@@ -713,7 +704,7 @@ impl Store for PostgresStore {
         limits: RateLimits,
         now: Timestamp,
     ) -> Result<Result<(), Throttled>, StoreError> {
-        let operation: &'static str = key.operation.into();
+        let operation = key.scope.name();
         in_transaction!(self, |tx| {
             // Call counts are not worth an fsync each: a crash may forget
             // the last few, as a restart of the embedded store forgets all.
@@ -762,30 +753,25 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        identity::append_audit(&self.client().await?, entry).await
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError> {
+        identity::append_audit(&self.client().await?, entry, machine_ids).await
     }
 
     async fn audit_entries(
         &self,
-        tenant_id: &str,
+        visibility: &Visibility,
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError> {
+        let sql = audit_entries(Dialect::Postgres, visibility, skip, i64::from(top) + 1);
         let mut items = self
             .client()
             .await?
-            .rows(
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = $1 \
-                     ORDER BY id DESC LIMIT $2 OFFSET $3"
-                ),
-                &[
-                    &tenant_id,
-                    &(i64::from(top) + 1),
-                    &i64::try_from(skip).unwrap_or(i64::MAX),
-                ],
-            )
+            .built(&sql)
             .await?
             .iter()
             .map(identity::audit_from_row)

@@ -208,6 +208,37 @@ pub fn time_out_stale_actions(dialect: Dialect) -> &'static str {
     }
 }
 
+/// An audit entry's columns, in the order both stores read them.
+pub const AUDIT_COLUMNS: &str = "e.id, e.tenant_id, e.time, e.actor_type, e.actor_id, \
+    e.actor_name, e.operation, e.target, e.result, e.request_id";
+
+/// A page of the audit log as `visibility` shows it, newest first: `rows`
+/// entries after `skip`. A caller limited to device groups sees an entry
+/// only if every machine it is about (`audit_machines`) is a machine of its
+/// groups; an entry about no machine (administration) is shown to all. A
+/// machine that does not exist, or is in no group of the caller's, hides the
+/// entry alike: the log does not tell whether an unseen machine exists.
+/// Retention does not hide entries, as it does not hide actions.
+pub fn audit_entries(dialect: Dialect, visibility: &Visibility, skip: u64, rows: i64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit_log e WHERE e.tenant_id = "
+    ))
+    .bind(Value::Text(visibility.tenant_id.clone()));
+    if let DeviceGroupAccess::Only(_) = visibility.device_groups {
+        sql.push(
+            " AND NOT EXISTS (SELECT 1 FROM audit_machines am \
+             WHERE am.tenant_id = e.tenant_id AND am.entry_id = e.id \
+             AND NOT EXISTS (SELECT 1 FROM machines v \
+             WHERE v.tenant_id = am.tenant_id AND v.id = am.machine_id",
+        );
+        sql.device_groups("v.rbac_group_id", &visibility.device_groups);
+        sql.push("))");
+    }
+    sql.push(" ORDER BY e.id DESC").page(skip, rows);
+    sql
+}
+
 /// Collects SQL text and its positional parameters side by side.
 #[derive(Default)]
 pub struct Sql {

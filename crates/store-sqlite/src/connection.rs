@@ -18,6 +18,9 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0006_open_actions_index.sql")),
         M::up(include_str!("../migrations/0007_machine_revision.sql")),
         M::up(include_str!("../migrations/0008_in_progress_timeout.sql")),
+        M::up(include_str!(
+            "../migrations/0010_duplicate_devices_and_audit_per_tenant.sql"
+        )),
     ])
 });
 
@@ -90,5 +93,61 @@ mod tests {
             assert!(rows.is_empty());
             assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
         }
+    }
+
+    /// Migration 0010 numbers the entries written before it per tenant, in
+    /// their order, and records which machines each was about.
+    #[test]
+    fn audit_entries_of_before_are_numbered_per_tenant_and_tied_to_their_machines() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        MIGRATIONS.to_version(&mut conn, 8).unwrap();
+        let machine = "a".repeat(40);
+        let other = "b".repeat(40);
+        for (tenant, operation, target) in [
+            ("t1", "Isolate", machine.to_uppercase()),
+            ("t2", "Isolate", other.clone()),
+            ("t1", "TagMachines", format!("{machine},{other}")),
+            ("t2", "apps put", "some app".to_string()),
+            (
+                "t1",
+                "CancelAction",
+                "0b5e4e8c-0000-4000-8000-000000000001".to_string(),
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO audit_log (tenant_id, time, actor_type, actor_id, actor_name, \
+                 operation, target, result, request_id) VALUES (?1, 0, 'app', 'a', 'a', ?2, ?3, 200, '')",
+                rusqlite::params![tenant, operation, target],
+            )
+            .unwrap();
+        }
+        MIGRATIONS.to_latest(&mut conn).unwrap();
+        let rows = |sql: &str| -> Vec<String> {
+            let mut statement = conn.prepare(sql).unwrap();
+            let rows = statement
+                .query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            rows
+        };
+        assert_eq!(
+            rows("SELECT tenant_id || ' ' || id || ' ' || operation FROM audit_log ORDER BY tenant_id, id"),
+            ["t1 1 Isolate", "t1 2 TagMachines", "t1 3 CancelAction", "t2 1 Isolate", "t2 2 apps put"]
+        );
+        assert_eq!(
+            rows(
+                "SELECT tenant_id || ' ' || entry_id || ' ' || machine_id FROM audit_machines \
+                  ORDER BY tenant_id, entry_id, machine_id"
+            ),
+            [
+                format!("t1 1 {machine}"),
+                format!("t1 2 {machine}"),
+                format!("t1 2 {other}"),
+                // The action is unknown: its id stands in, and matches no machine.
+                "t1 3 0b5e4e8c-0000-4000-8000-000000000001".to_string(),
+                format!("t2 1 {other}"),
+            ]
+        );
     }
 }

@@ -133,27 +133,49 @@ pub(crate) fn enroll(
     groups: &[DeviceGroup],
     machine: &Machine,
     device: &Device,
-) -> rusqlite::Result<Machine> {
-    let enrolled: Option<Device> = conn
-        .prepare_cached(&format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices \
-             WHERE tenant_id = ?1 AND hardware_id = ?2 AND offboarded_at IS NULL"
-        ))?
-        .query_row([&device.tenant_id, &device.hardware_id], device_from_row)
-        .optional()?;
-    let (mut stored, old_tags, device) = match enrolled {
-        Some(previous) => {
-            let existing = machine_by_id(conn, &device.tenant_id, &previous.machine_id)?
-                .ok_or_else(|| missing_row("the machine of an enrolled device"))?;
-            let (merged, device) = enrollment::take_over(&previous, &existing, machine, device);
-            (merged, existing.machine_tags, device)
-        }
-        None => (machine.clone(), vec![], device.clone()),
+    presented_credential_id: Option<&str>,
+) -> rusqlite::Result<(Machine, Device)> {
+    let tenant_id = &device.tenant_id;
+    let presenting = match presented_credential_id {
+        Some(credential_id) => device_by_credential(conn, tenant_id, credential_id)?
+            .filter(|d| d.offboarded_at.is_none()),
+        None => None,
     };
+    let existing = match &presenting {
+        Some(current) => Some(
+            machine_by_id(conn, tenant_id, &current.machine_id)?
+                .ok_or_else(|| missing_row("the machine of an enrolled device"))?,
+        ),
+        None => None,
+    };
+    let hardware_enrolled = conn
+        .prepare_cached(
+            "SELECT 1 FROM devices WHERE tenant_id = ?1 AND hardware_id = ?2 \
+             AND offboarded_at IS NULL LIMIT 1",
+        )?
+        .exists([tenant_id, &device.hardware_id])?;
+    let enrolled = enrollment::Enrolled {
+        presenting: presenting.as_ref().zip(existing.as_ref()),
+        hardware_enrolled,
+    };
+    let (mut stored, device) = enrollment::enroll(enrolled, machine, device);
+    let old_tags = existing.map(|m| m.machine_tags).unwrap_or_default();
     device_groups::place(groups, &mut stored);
-    save_machine(conn, &device.tenant_id, &stored, &old_tags)?;
+    save_machine(conn, tenant_id, &stored, &old_tags)?;
     save_device(conn, &device)?;
-    Ok(stored)
+    Ok((stored, device))
+}
+
+pub(crate) fn device_by_credential(
+    conn: &Connection,
+    tenant_id: &str,
+    credential_id: &str,
+) -> rusqlite::Result<Option<Device>> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2"
+    ))?
+    .query_row([tenant_id, credential_id], device_from_row)
+    .optional()
 }
 
 pub(crate) fn record_check_ins(

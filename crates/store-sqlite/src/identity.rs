@@ -145,9 +145,6 @@ pub(crate) fn seal_key(conn: &Connection, values: &[String; 4]) -> rusqlite::Res
     .map(|n| n > 0)
 }
 
-pub(crate) const AUDIT_COLUMNS: &str =
-    "id, tenant_id, time, actor_type, actor_id, actor_name, operation, target, result, request_id";
-
 pub(crate) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
         id: row.get(0)?,
@@ -163,21 +160,39 @@ pub(crate) fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
-pub(crate) fn append_audit(conn: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit_log (tenant_id, time, actor_type, actor_id, actor_name, operation, \
-         target, result, request_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        entry.tenant_id,
-        Ticks(entry.time),
-        entry.actor_type,
-        entry.actor_id,
-        entry.actor_name,
-        entry.operation,
-        entry.target,
-        entry.result,
-        entry.request_id
-    ])?;
+pub(crate) fn append_audit(
+    conn: &Connection,
+    entry: &AuditEntry,
+    machine_ids: &[String],
+) -> rusqlite::Result<()> {
+    // The next id of the tenant's: the writer (and SQLite's write lock, for
+    // the CLI) makes the read and the insert one step.
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO audit_log (tenant_id, id, time, actor_type, actor_id, actor_name, \
+             operation, target, result, request_id) VALUES (?1, \
+             (SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log WHERE tenant_id = ?1), \
+             ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        )?
+        .query_row(
+            params![
+                entry.tenant_id,
+                Ticks(entry.time),
+                entry.actor_type,
+                entry.actor_id,
+                entry.actor_name,
+                entry.operation,
+                entry.target,
+                entry.result,
+                entry.request_id
+            ],
+            |row| row.get(0),
+        )?;
+    let mut about = conn.prepare_cached(
+        "INSERT OR IGNORE INTO audit_machines (tenant_id, entry_id, machine_id) VALUES (?1, ?2, ?3)",
+    )?;
+    for machine_id in machine_ids {
+        about.execute(params![entry.tenant_id, id, machine_id])?;
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::connection::{open_connection, MIGRATIONS};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
-use crate::identity::{self, APP_COLUMNS, AUDIT_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
     action_from_row, machine_from_row, save_action, save_machine, Ticks, MACHINE_PROBES,
@@ -23,7 +23,8 @@ use palisade_domain::store::{
     StoreError, WriteError,
 };
 use palisade_store_sql::{
-    time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    audit_entries, time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS,
+    MACHINES,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -666,11 +667,13 @@ impl Store for SqliteStore {
         &self,
         machine: &Machine,
         device: &Device,
-    ) -> Result<Machine, StoreError> {
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError> {
         let (machine, device) = (machine.clone(), device.clone());
+        let presented = presented_credential_id.map(str::to_string);
         self.write_store(move |conn| {
             let groups = load_groups(conn, &device.tenant_id)?;
-            devices::enroll(conn, &groups, &machine, &device)
+            devices::enroll(conn, &groups, &machine, &device, presented.as_deref())
         })
         .await
     }
@@ -681,14 +684,7 @@ impl Store for SqliteStore {
         credential_id: &str,
     ) -> Result<Option<Device>, StoreError> {
         self.readers
-            .read_now(|conn| {
-                let sql = format!(
-                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2"
-                );
-                conn.prepare_cached(&sql)?
-                    .query_row([tenant_id, credential_id], devices::device_from_row)
-                    .optional()
-            })
+            .read_now(|conn| devices::device_by_credential(conn, tenant_id, credential_id))
             .await
     }
 
@@ -758,32 +754,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        let entry = entry.clone();
-        self.write_store(move |conn| identity::append_audit(conn, &entry))
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let (entry, machine_ids) = (entry.clone(), machine_ids.to_vec());
+        self.write_store(move |conn| identity::append_audit(conn, &entry, &machine_ids))
             .await
     }
 
     async fn audit_entries(
         &self,
-        tenant_id: &str,
+        visibility: &Visibility,
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError> {
-        let tenant_id = tenant_id.to_string();
+        let sql = audit_entries(Dialect::Sqlite, visibility, skip, i64::from(top) + 1);
         self.readers
             .read_many(move |conn| {
-                let sql = format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE tenant_id = ?1 \
-                     ORDER BY id DESC LIMIT ?2 OFFSET ?3"
-                );
-                let mut items: Vec<AuditEntry> = conn
-                    .prepare_cached(&sql)?
-                    .query_map(
-                        params![tenant_id, i64::from(top) + 1, skip as i64],
-                        identity::audit_from_row,
-                    )?
-                    .collect::<rusqlite::Result<_>>()?;
+                let mut items = query_rows(conn, &sql, identity::audit_from_row)?;
                 let more = items.len() > top as usize;
                 items.truncate(top as usize);
                 Ok(Page {

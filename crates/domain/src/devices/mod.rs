@@ -8,6 +8,8 @@ pub mod wakeups;
 
 pub use plane::{DevicePlane, DEFAULT_CHECK_IN_INTERVAL_SECONDS, DELIVERY_HOLD_SECONDS};
 
+use crate::rate_limit::Throttled;
+use crate::store::StoreError;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 use palisade_device::{Capability, CheckIn, Isolation};
 
@@ -39,6 +41,26 @@ pub struct Device {
     pub isolation: Isolation,
     /// When `isolation` was last set: an older check-in does not overwrite it.
     pub isolation_at: Timestamp,
+}
+
+/// Why an enrollment did not happen.
+#[derive(Debug)]
+pub enum EnrollError {
+    Refused(MdeError),
+    /// The onboarding token enrolled as many devices as its limit allows for now.
+    Throttled(Throttled),
+}
+
+impl From<MdeError> for EnrollError {
+    fn from(error: MdeError) -> Self {
+        EnrollError::Refused(error)
+    }
+}
+
+impl From<StoreError> for EnrollError {
+    fn from(error: StoreError) -> Self {
+        EnrollError::Refused(error.into())
+    }
 }
 
 /// One device's latest check-in, waiting to be written.

@@ -2,7 +2,8 @@
 
 use super::check_ins::CheckInBuffer;
 use super::secrets::{self, PresentedSecret};
-use super::{CheckInRecord, Device, DeviceActionChange};
+use super::{CheckInRecord, Device, DeviceActionChange, EnrollError};
+use crate::rate_limit::{RateKey, RateLimiter, RateLimits, RateScope};
 use crate::rules;
 use crate::service::Palisade;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
@@ -26,6 +27,8 @@ pub struct DevicePlane {
     palisade: Palisade,
     check_ins: Arc<CheckInBuffer>,
     check_in_interval_seconds: u64,
+    /// Enrollments per onboarding token; `None`: not limited.
+    enrollment_limiter: Option<RateLimiter>,
     /// Set when the server stops: long polls answer at once instead of holding shutdown up.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -44,6 +47,7 @@ impl DevicePlane {
             palisade,
             check_ins: Arc::default(),
             check_in_interval_seconds,
+            enrollment_limiter: None,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
@@ -53,13 +57,27 @@ impl DevicePlane {
         self.stopping.send_replace(true);
     }
 
-    /// Enrolls a device presenting an onboarding token: creates (or, for the
-    /// same hardware, updates) its machine and gives it a credential of its own.
+    /// Counts enrollments per onboarding token against `limits`.
+    pub fn with_enrollment_limits(mut self, limits: Option<RateLimits>) -> DevicePlane {
+        self.enrollment_limiter = limits.map(|limits| {
+            RateLimiter::new(
+                limits,
+                self.palisade.clock().clone(),
+                self.palisade.store().clone(),
+            )
+        });
+        self
+    }
+
+    /// Enrolls a device presenting an onboarding token: creates its machine
+    /// and gives it a credential of its own, or, for a device presenting its
+    /// current credential, updates its machine in place
+    /// (`rules::enrollment::enroll` decides).
     pub async fn enroll(
         &self,
         onboarding_token: &str,
         request: EnrollRequest,
-    ) -> Result<Enrollment, MdeError> {
+    ) -> Result<Enrollment, EnrollError> {
         let presented = PresentedSecret::parse(onboarding_token, ONBOARDING_TOKEN_PREFIX)
             .ok_or_else(|| unauthorized(BAD_ONBOARDING_TOKEN))?;
         let store = self.palisade.store();
@@ -68,7 +86,22 @@ impl DevicePlane {
             .await?
             .filter(|t| t.revoked_at.is_none() && presented.matches(&t.secret_hash))
             .ok_or_else(|| unauthorized(BAD_ONBOARDING_TOKEN))?;
+        // Counted once the token is proven: a forged secret cannot spend a
+        // real token's allowance.
+        if let Some(limiter) = &self.enrollment_limiter {
+            let key = RateKey {
+                tenant_id: token.tenant_id.clone(),
+                principal_id: token.id.clone(),
+                scope: RateScope::Enrollment,
+            };
+            limiter
+                .admit(&key)
+                .await
+                .map_err(MdeError::from)?
+                .map_err(EnrollError::Throttled)?;
+        }
         rules::enrollment::validate(&request)?;
+        let presenting = self.presented_device(&token.tenant_id, &request).await?;
         let now = self.palisade.now();
         let machine = rules::enrollment::new_machine(&request, now);
         let credential_id = uuid::Uuid::new_v4().simple().to_string();
@@ -87,13 +120,48 @@ impl DevicePlane {
             isolation: Default::default(),
             isolation_at: now,
         };
-        let stored = store.enroll_device(&machine, &device).await?;
+        let presented_id = presenting.as_ref().map(|(id, _)| id.as_str());
+        let (stored, stored_device) = store.enroll_device(&machine, &device, presented_id).await?;
+        // In place, the device keeps the credential it presented.
+        let credential = match presenting {
+            Some((id, text)) if stored_device.credential_id == id => text,
+            _ => credential,
+        };
         Ok(Enrollment {
             tenant_id: token.tenant_id,
             machine_id: stored.id,
             credential,
             check_in_interval_seconds: self.check_in_interval_seconds,
         })
+    }
+
+    /// The credential id (and text) the enrolling device presented, if it is
+    /// a current credential of the tenant's; an unknown or forged one counts
+    /// as none. An offboarded device's is refused as at check-in: its agent
+    /// learns that the offboard took effect instead of onboarding anew.
+    async fn presented_device(
+        &self,
+        tenant_id: &str,
+        request: &EnrollRequest,
+    ) -> Result<Option<(String, String)>, MdeError> {
+        let Some(text) = &request.credential else {
+            return Ok(None);
+        };
+        let Some(presented) =
+            PresentedSecret::parse(text, CREDENTIAL_PREFIX).filter(|p| p.tenant_id == tenant_id)
+        else {
+            return Ok(None);
+        };
+        let device = self
+            .palisade
+            .store()
+            .device_by_credential(tenant_id, &presented.id)
+            .await?;
+        match device.filter(|d| presented.matches(&d.credential_hash)) {
+            Some(d) if d.offboarded_at.is_some() => Err(unauthorized(OFFBOARDED_MESSAGE)),
+            Some(_) => Ok(Some((presented.id, text.clone()))),
+            None => Ok(None),
+        }
     }
 
     /// The device a credential belongs to, unless it was offboarded.

@@ -1,6 +1,7 @@
 //! The rules, as plain functions over entities. No I/O here.
 
 pub mod actions;
+pub mod audit;
 pub mod device_actions;
 pub mod device_groups;
 pub mod device_report;

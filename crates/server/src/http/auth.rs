@@ -7,17 +7,17 @@
 //! permissions (`palisade_domain::access`).
 
 use super::envelope::RequestId;
-use super::error::ApiError;
+use super::error::{too_many_requests, ApiError};
 use super::extract::origin;
 use crate::app::AppState;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
-use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::{ErrorCode, MdeError, Permission};
 use palisade_domain::identity::AuditEntry;
-use palisade_domain::rate_limit::{RateKey, Window};
+use palisade_domain::rate_limit::{RateKey, RateScope};
 use palisade_domain::{Caller, DeviceGroupAccess, Operation, Principal, Role};
 use palisade_identity::{bearer_token, TokenError, Verified};
 use std::collections::HashMap;
@@ -105,33 +105,19 @@ pub async fn gate(
         let key = RateKey {
             tenant_id: caller.tenant.id.clone(),
             principal_id: caller.principal.id().to_string(),
-            operation,
+            scope: RateScope::Api(operation),
         };
         let admitted = match limiter.admit(&key).await {
             Ok(admitted) => admitted,
             Err(error) => return ApiError(MdeError::from(error)).into_response(),
         };
         if let Err(throttled) = admitted {
-            let window = match throttled.window {
-                Window::Minute => "a minute",
-                Window::Hour => "an hour",
-            };
-            let mut response = ApiError(MdeError::new(
-                ErrorCode::TooManyRequests,
-                format!(
-                    "Rate limit exceeded: {} calls {window} to {} for this {} in this tenant. Retry in {} seconds.",
-                    throttled.limit,
-                    operation.name(),
-                    caller.principal.kind(),
-                    throttled.retry_after_seconds
-                ),
-            ))
-            .into_response();
-            response.headers_mut().insert(
-                RETRY_AFTER,
-                HeaderValue::from(throttled.retry_after_seconds),
+            let of_what = format!(
+                "to {} for this {} in this tenant",
+                operation.name(),
+                caller.principal.kind()
             );
-            return response;
+            return too_many_requests(throttled, "calls", &of_what);
         }
     }
     // The handler takes the caller; the audit entry of a change needs it after.
@@ -292,7 +278,7 @@ async fn audit(
         result,
         request_id,
     };
-    if let Err(error) = app.palisade.store().append_audit(&entry).await {
+    if let Err(error) = app.palisade.audit(&entry, operation).await {
         tracing::error!(%error, ?entry, "could not write an audit entry");
     }
 }

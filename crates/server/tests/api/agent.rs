@@ -222,6 +222,83 @@ async fn an_isolation_the_device_cannot_enforce_fails_with_the_reason() {
     assert_eq!(agent.stop().code(), Some(0));
 }
 
+/// An agent started again with its onboarding token and its state directory
+/// (a reinstall that kept it, a service manager that always passes the token)
+/// re-enrolls in place with its credential: the same machine, no duplicate.
+/// Its state directory lost, the same host enrolls as a new machine marked
+/// as a potential duplicate, and the first keeps its credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_started_again_with_its_state_re_enrolls_in_place() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_in(dir.path(), &[]).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let state = dir.path().join("agent");
+    let args = [
+        "--server",
+        &server.origin,
+        "--onboarding-token",
+        credentials["onboarding_token"].as_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--nft",
+        "/nonexistent/nft",
+        "--check-in-wait",
+        "20",
+    ];
+    let start = |log: &str| AgentProcess::start(&agent_binary, None, &args, dir.path().join(log));
+    let enrollment = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(state.join("enrollment.json")).unwrap())
+            .unwrap()
+    };
+    let mut agent = start("first.log");
+    wait_for_file(&state.join("enrollment.json"), &agent).await;
+    let first = enrollment();
+    assert_eq!(agent.stop().code(), Some(0));
+
+    let mut again = start("again.log");
+    for _ in 0..400 {
+        if again.log().contains("enrollment refreshed in place") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        again.log().contains("enrollment refreshed in place"),
+        "{}",
+        again.log()
+    );
+    assert_eq!(enrollment(), first, "same machine, same credential");
+    let machine_id = first["machine_id"].as_str().unwrap();
+    let machine = server
+        .get(&format!("/api/machines/{machine_id}"))
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(machine["isPotentialDuplication"], false, "{machine}");
+    assert_eq!(again.stop().code(), Some(0));
+
+    std::fs::remove_dir_all(&state).unwrap();
+    let mut fresh = start("fresh.log");
+    wait_for_file(&state.join("enrollment.json"), &fresh).await;
+    let second = enrollment();
+    assert_ne!(second["machine_id"], first["machine_id"]);
+    let duplicate = server
+        .get(&format!(
+            "/api/machines/{}",
+            second["machine_id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap()
+        .json;
+    assert_eq!(duplicate["isPotentialDuplication"], true, "{duplicate}");
+    assert_eq!(duplicate["computerDnsName"], machine["computerDnsName"]);
+    assert_eq!(fresh.stop().code(), Some(0));
+}
+
 /// A process killed when dropped.
 struct ChildGuard(Child);
 

@@ -31,6 +31,7 @@ fn enroll_request(name: &str, platform: OsPlatform, capabilities: &[Capability])
         }],
         last_external_ip_address: None,
         capabilities: capabilities.to_vec(),
+        credential: None,
     }
 }
 
@@ -56,6 +57,16 @@ impl TestServer {
     pub(crate) async fn enroll(&self, request: &EnrollRequest) -> Enrolled {
         let token = self.onboarding_token().await;
         let enrollment = self.device_client().enroll(&token, request).await.unwrap();
+        Enrolled {
+            device: self.device_client().with_credential(&enrollment.credential),
+            enrollment,
+        }
+    }
+
+    /// Enrolls `request` again as the device `enrolled`, presenting its credential.
+    pub(crate) async fn re_enroll(&self, enrolled: &Enrolled, request: &EnrollRequest) -> Enrolled {
+        let token = self.onboarding_token().await;
+        let enrollment = enrolled.device.enroll(&token, request).await.unwrap();
         Enrolled {
             device: self.device_client().with_credential(&enrollment.credential),
             enrollment,
@@ -565,17 +576,11 @@ async fn offboarding_ends_the_enrollment_and_a_new_one_is_a_new_onboarding() {
         .await;
     assert_eq!(tag.status, 200, "{}", tag.text);
 
-    // The same hardware enrolling again, still onboarded: the same machine,
-    // its tags kept, and only the newest credential works.
-    let second = server.enroll(&request).await;
+    // The same device enrolling again with its credential: the same machine,
+    // its tags kept, and the same credential.
+    let second = server.re_enroll(&first, &request).await;
     assert_eq!(second.enrollment.machine_id, machine_id);
-    assert!(matches!(
-        first
-            .device
-            .check_in(&CheckIn::default(), Duration::ZERO)
-            .await,
-        Err(DeviceError::Unauthorized(_))
-    ));
+    assert_eq!(second.enrollment.credential, first.enrollment.credential);
     let machine = server
         .get(&format!("/api/machines/{machine_id}"))
         .await
@@ -629,6 +634,15 @@ async fn offboarding_ends_the_enrollment_and_a_new_one_is_a_new_onboarding() {
         .json;
     assert_eq!(machine["healthStatus"], "Inactive");
 
+    // Presenting its offboarded credential, it learns it is offboarded.
+    assert!(matches!(
+        server
+            .device_client()
+            .with_credential(&second.enrollment.credential)
+            .enroll(&server.onboarding_token().await, &request)
+            .await,
+        Err(DeviceError::Offboarded)
+    ));
     let again = server.enroll(&request).await;
     assert_ne!(
         again.enrollment.machine_id, machine_id,
@@ -645,6 +659,191 @@ async fn offboarding_ends_the_enrollment_and_a_new_one_is_a_new_onboarding() {
         .json;
     assert_eq!(new_machine["onboardingStatus"], "Onboarded");
     assert_eq!(new_machine["machineTags"], json!([]));
+    assert_eq!(
+        new_machine["isPotentialDuplication"], false,
+        "the hardware's earlier device is offboarded"
+    );
+}
+
+/// Holding the tenant's onboarding token is not being the device: enrolling
+/// with an enrolled device's hardware id (and without its credential, or
+/// with a forged one) makes a new machine marked as a potential duplicate;
+/// the real device keeps its machine, its credential and its pending action.
+#[tokio::test]
+async fn known_hardware_without_its_credential_enrolls_as_a_duplicate_and_takes_nothing_over() {
+    let server = TestServer::start().await;
+    let request = enroll_request("pc-victim", OsPlatform::Windows11, &[]);
+    let real = server.enroll(&request).await;
+    let machine_id = real.enrollment.machine_id.clone();
+    let action_id = server.isolate(&machine_id, "Full").await;
+
+    let intruder = server.enroll(&request).await;
+    let forged = server
+        .device_client()
+        .with_credential(&format!("{}x", real.enrollment.credential))
+        .enroll(&server.onboarding_token().await, &request)
+        .await
+        .unwrap();
+    for other in [&intruder.enrollment, &forged] {
+        assert_ne!(other.machine_id, machine_id);
+        assert_ne!(other.credential, real.enrollment.credential);
+        let duplicate = server
+            .get(&format!("/api/machines/{}", other.machine_id))
+            .await
+            .json;
+        assert_eq!(duplicate["isPotentialDuplication"], true, "{duplicate}");
+        assert_eq!(duplicate["computerDnsName"], "pc-victim");
+    }
+    let original = server
+        .get(&format!("/api/machines/{machine_id}"))
+        .await
+        .json;
+    assert_eq!(original["isPotentialDuplication"], false, "{original}");
+
+    // The intruder gets nothing of the real machine's.
+    let stolen = intruder
+        .device
+        .check_in(&report(Isolation::None), Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(stolen.actions.is_empty(), "{:?}", stolen.actions);
+    assert!(matches!(
+        intruder.device.start(&action_id).await,
+        Err(DeviceError::Refused { status: 404, .. })
+    ));
+    assert!(matches!(
+        intruder
+            .device
+            .finish(&action_id, &ActionResult::succeeded("isolated, honestly"))
+            .await,
+        Err(DeviceError::Refused { status: 404, .. })
+    ));
+    assert_eq!(server.action_status(&action_id).await["status"], "Pending");
+
+    // The real device still works and carries its action out.
+    let delivered = real
+        .device
+        .check_in(&report(Isolation::None), Duration::ZERO)
+        .await
+        .expect("the real device's credential still works");
+    assert_eq!(delivered.actions.len(), 1);
+    assert_eq!(delivered.actions[0].id, action_id);
+    real.device.start(&action_id).await.unwrap();
+    real.device
+        .finish(&action_id, &ActionResult::succeeded("in force"))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.action_status(&action_id).await["status"],
+        "Succeeded"
+    );
+    let devices = server
+        .palisade
+        .store()
+        .devices(&server.tenant_id)
+        .await
+        .unwrap();
+    let real_device = devices.iter().find(|d| d.machine_id == machine_id).unwrap();
+    assert_eq!(real_device.isolation, Isolation::Full);
+    assert_eq!(devices.len(), 3, "three machines of one hardware id");
+}
+
+/// A device that enrolls again presenting its credential stays the same
+/// machine: its report is updated, its credential, tags and pending actions stay.
+#[tokio::test]
+async fn a_device_presenting_its_credential_re_enrolls_in_place() {
+    let server = TestServer::start().await;
+    let mut request = enroll_request("pc-renamed", OsPlatform::Windows11, &[]);
+    let first = server.enroll(&request).await;
+    let machine_id = first.enrollment.machine_id.clone();
+    let action_id = server.isolate(&machine_id, "Full").await;
+
+    request.computer_dns_name = "pc-renamed-2".into();
+    request.agent_version = "0.2.0".into();
+    let again = server.re_enroll(&first, &request).await;
+    assert_eq!(again.enrollment.machine_id, machine_id);
+    assert_eq!(again.enrollment.credential, first.enrollment.credential);
+    let machine = server
+        .get(&format!("/api/machines/{machine_id}"))
+        .await
+        .json;
+    assert_eq!(machine["computerDnsName"], "pc-renamed-2");
+    assert_eq!(machine["agentVersion"], "0.2.0");
+    assert_eq!(machine["isPotentialDuplication"], false);
+    let delivered = first
+        .device
+        .check_in(&report(Isolation::None), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(delivered.actions[0].id, action_id);
+    let listed = server
+        .get("/api/machines?$filter=startswith(computerDnsName,'pc-renamed')&$count=true")
+        .await
+        .json;
+    assert_eq!(listed["@odata.count"], 1, "{listed}");
+    // Twice in place is still in place (a lost reply is harmless).
+    let third = server.re_enroll(&first, &request).await;
+    assert_eq!(third.enrollment.machine_id, machine_id);
+}
+
+/// Enrollments are counted per onboarding token: beyond the limit, 429 with
+/// `Retry-After` in the MDE error shape; other tokens are not held back.
+#[tokio::test]
+async fn enrollment_is_rate_limited_per_onboarding_token() {
+    let server = TestServer::start_with(crate::harness::Options {
+        enrollment_rate_limits: Some(palisade_domain::rate_limit::RateLimits {
+            per_minute: 3,
+            per_hour: 100,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let token = server.onboarding_token().await;
+    let client = server.device_client();
+    for n in 0..3 {
+        let request = enroll_request(&format!("burst-{n}"), OsPlatform::Linux, &[]);
+        client.enroll(&token, &request).await.unwrap();
+    }
+    let request = enroll_request("burst-3", OsPlatform::Linux, &[]);
+    let refused = server
+        .send(
+            reqwest::Client::new()
+                .post(server.url("/device/v1/enroll"))
+                .bearer_auth(&token)
+                .json(&request),
+        )
+        .await;
+    let message = refused.assert_error(429, "TooManyRequests");
+    assert!(
+        message.contains("3 enrollments a minute with this onboarding token"),
+        "{message}"
+    );
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    match client.enroll(&token, &request).await {
+        Err(DeviceError::Throttled { retry_after, .. }) => {
+            assert!(retry_after >= Duration::from_secs(1))
+        }
+        other => panic!("{other:?}"),
+    }
+    // A forged secret of the token is refused as such, before any count.
+    assert!(matches!(
+        client.enroll(&format!("{token}x"), &request).await,
+        Err(DeviceError::Unauthorized(_))
+    ));
+    client
+        .enroll(&server.onboarding_token().await, &request)
+        .await
+        .expect("another token has its own count");
+    server.clock.advance(61);
+    client
+        .enroll(&token, &request)
+        .await
+        .expect("the minute has passed");
 }
 
 #[tokio::test]

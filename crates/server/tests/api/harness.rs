@@ -75,6 +75,8 @@ pub struct TestServer {
 pub struct Options {
     /// Off by default: most tests make more calls than the limits allow.
     pub rate_limits: Option<RateLimits>,
+    /// Enrollments per onboarding token; off by default.
+    pub enrollment_rate_limits: Option<RateLimits>,
     pub external_issuers: Vec<ExternalIssuer>,
     /// Serve this database (another node's) instead of a fresh one.
     pub database: Option<String>,
@@ -158,6 +160,7 @@ impl TestServer {
         }
         let settings = app::Settings {
             rate_limits: options.rate_limits,
+            enrollment_rate_limits: options.enrollment_rate_limits,
             external_issuers: options.external_issuers,
             tls: false,
             public_urls,

@@ -185,3 +185,197 @@ async fn every_change_is_in_the_audit_log_and_reads_are_not() {
         .await
         .assert_error(403, "Forbidden");
 }
+
+/// The audit log is filtered as every other read: a user limited to a device
+/// group reads entries about machines of that group, and about no machine
+/// (administration), but none about a machine it cannot see — nor about a
+/// machine id that names none, so the log does not tell whether one exists.
+#[tokio::test]
+async fn a_user_limited_to_a_device_group_reads_only_audit_entries_about_its_machines() {
+    let server = TestServer::start().await;
+    server.put_group(7, "Finance").await;
+    server.put_group(8, "Research").await;
+    let mut seen = machine(OsPlatform::Windows11);
+    seen.rbac_group_id = 7;
+    let mut hidden = machine(OsPlatform::Windows11);
+    hidden.rbac_group_id = 8;
+    server.put_machines(&[seen.clone(), hidden.clone()]).await;
+
+    let isolate = server
+        .post(
+            &format!("/api/machines/{}/isolate", hidden.id),
+            json!({"Comment": "contain"}),
+        )
+        .await;
+    assert_eq!(isolate.status, 201, "{}", isolate.text);
+    let action_id = isolate.json["id"].as_str().unwrap();
+    let tag = |id: &str| json!({"Value": "audited", "Action": "Add", "MachineIds": [id]});
+    let bulk = "/api/machines/AddOrRemoveTagForMultipleMachines";
+    assert_eq!(server.post(bulk, tag(&seen.id)).await.status, 200);
+    let both = json!({"Value": "x", "Action": "Add", "MachineIds": [seen.id, hidden.id]});
+    assert_eq!(server.post(bulk, both).await.status, 200);
+    let cancel = server
+        .post(
+            &format!("/api/machineactions/{action_id}/cancel"),
+            json!({"Comment": "no"}),
+        )
+        .await;
+    assert_eq!(cancel.status, 200, "{}", cancel.text);
+    let tagged = server
+        .post(
+            &format!("/api/machines/{}/tags", seen.id.to_uppercase()),
+            json!({"Value": "mine", "Action": "Add"}),
+        )
+        .await;
+    assert_eq!(tagged.status, 200, "{}", tagged.text);
+    let nowhere = "f".repeat(40);
+    server
+        .post(
+            &format!("/api/machines/{nowhere}/isolate"),
+            json!({"Comment": "probe"}),
+        )
+        .await
+        .assert_error(404, "ResourceNotFound");
+
+    let auditor = server
+        .user_token(
+            "auditor@contoso.example",
+            &[
+                palisade_domain::Role::ViewData,
+                palisade_domain::Role::ManageSecuritySettings,
+            ],
+            Some(vec![7]),
+            &all_permissions(),
+        )
+        .await;
+    server
+        .get_as(Some(&auditor), &format!("/api/machines/{}", hidden.id))
+        .await
+        .assert_error(404, "ResourceNotFound");
+    let log = server.get_as(Some(&auditor), "/api/auditlog").await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let entries = log.json["value"].as_array().unwrap();
+    let api: Vec<(&str, &str)> = entries
+        .iter()
+        .filter(|e| e["actorType"] == "app")
+        .map(|e| {
+            (
+                e["operation"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        api,
+        vec![
+            ("TagMachine", seen.id.to_uppercase().as_str()),
+            ("TagMachines", seen.id.as_str())
+        ],
+        "{entries:#?}"
+    );
+    assert!(!log.text.contains(&hidden.id), "{}", log.text);
+    assert!(!log.text.contains(action_id), "{}", log.text);
+    assert!(entries
+        .iter()
+        .any(|e| e["actorType"] == "cli" && e["operation"] == "users put"));
+    // Paging counts only what the caller sees.
+    let page = server
+        .get_as(Some(&auditor), "/api/auditlog?$top=1&$skip=1")
+        .await;
+    assert_eq!(
+        page.json["value"][0]["id"], entries[1]["id"],
+        "{}",
+        page.text
+    );
+    // Applications see the whole tenant.
+    let all = server.get("/api/auditlog").await;
+    let operations: Vec<&str> = all.json["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actorType"] == "app")
+        .map(|e| e["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        vec![
+            "Isolate",
+            "TagMachine",
+            "CancelAction",
+            "TagMachines",
+            "TagMachines",
+            "Isolate"
+        ]
+    );
+}
+
+/// Audit entry ids are each tenant's own sequence: a tenant's log counts
+/// from 1 without gaps however the tenants' writes interleave.
+#[tokio::test]
+async fn each_tenant_numbers_its_audit_entries_without_gaps() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let other = palisade_domain::Tenant {
+        id: "7b7b7b7b-0000-4000-8000-000000000003".into(),
+        name: "Fabrikam".into(),
+        retention_days: 180,
+    };
+    server
+        .palisade
+        .store()
+        .create_tenant(&other, &[], &[])
+        .await
+        .unwrap();
+    let mut theirs = machine(OsPlatform::Windows11);
+    theirs.id = format!("{:040x}", u128::MAX);
+    server
+        .palisade
+        .store()
+        .put_machines(&other.id, std::slice::from_ref(&theirs))
+        .await
+        .unwrap();
+    let (app, secret) = server
+        .admin
+        .put_app(&other.id, None, "Fabrikam app", &all_permissions())
+        .await
+        .unwrap();
+    let reply = server
+        .send(
+            reqwest::Client::new()
+                .post(server.url(&format!("/{}/oauth2/v2.0/token", other.id)))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", app.client_id.as_str()),
+                    ("client_secret", secret.as_str()),
+                    ("scope", "https://api.securitycenter.microsoft.com/.default"),
+                ]),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let token = reply.json["access_token"].as_str().unwrap().to_string();
+    for n in 0..5 {
+        let body = json!({"Value": format!("t{n}"), "Action": "Add"});
+        let ours = server
+            .post(&format!("/api/machines/{}/tags", m.id), body.clone())
+            .await;
+        assert_eq!(ours.status, 200, "{}", ours.text);
+        let reply = server
+            .post_as(&token, &format!("/api/machines/{}/tags", theirs.id), body)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    for log in [
+        server.get("/api/auditlog").await,
+        server.get_as(Some(&token), "/api/auditlog").await,
+    ] {
+        assert_eq!(log.status, 200, "{}", log.text);
+        let ids: Vec<i64> = log.json["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_i64().unwrap())
+            .collect();
+        let expected: Vec<i64> = (1..=ids.len() as i64).rev().collect();
+        assert_eq!(ids, expected, "{}", log.text);
+        assert!(ids.len() >= 6, "{ids:?}");
+    }
+}

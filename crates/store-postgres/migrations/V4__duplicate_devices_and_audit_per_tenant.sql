@@ -1,0 +1,67 @@
+-- Hardware enrolling again without the enrolled device's credential becomes a
+-- new machine (a potential duplicate) beside the enrolled one: several
+-- enrolled devices may share a hardware id, which enrollment still looks up.
+DROP INDEX devices_enrolled_hardware;
+CREATE INDEX devices_enrolled_hardware ON devices (tenant_id, hardware_id)
+    WHERE offboarded_at IS NULL;
+
+-- Audit entry ids count per tenant, from 1 without gaps: one sequence across
+-- tenants let each tenant count the others' activity in the gaps. Existing
+-- entries are numbered anew, in their order.
+CREATE TABLE audit_log_per_tenant (
+    tenant_id   TEXT COLLATE "C" NOT NULL,
+    id          BIGINT NOT NULL,  -- the tenant's own sequence (audit_sequences)
+    time        BIGINT NOT NULL,
+    actor_type  TEXT NOT NULL,
+    actor_id    TEXT NOT NULL,
+    actor_name  TEXT NOT NULL,
+    operation   TEXT NOT NULL,
+    target      TEXT,
+    result      BIGINT NOT NULL,
+    request_id  TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+INSERT INTO audit_log_per_tenant
+    SELECT tenant_id, row_number() OVER (PARTITION BY tenant_id ORDER BY id), time, actor_type,
+           actor_id, actor_name, operation, target, result, request_id
+    FROM audit_log;
+DROP TABLE audit_log;
+ALTER TABLE audit_log_per_tenant RENAME TO audit_log;
+ALTER INDEX audit_log_per_tenant_pkey RENAME TO audit_log_pkey;
+
+-- Each tenant's last audit entry id. An entry takes the next one in the
+-- statement that inserts it, so that an entry that is not written uses none
+-- (the row lock makes a tenant's entries take turns, for one statement each).
+CREATE TABLE audit_sequences (
+    tenant_id  TEXT COLLATE "C" PRIMARY KEY,
+    last_id    BIGINT NOT NULL
+);
+INSERT INTO audit_sequences SELECT tenant_id, max(id) FROM audit_log GROUP BY tenant_id;
+
+-- The machines an audit entry is about, by id (or, where none could be
+-- identified, the key the request named, which matches no machine): a user
+-- limited to device groups reads only entries about machines they can see.
+CREATE TABLE audit_machines (
+    tenant_id   TEXT COLLATE "C" NOT NULL,
+    entry_id    BIGINT NOT NULL,
+    machine_id  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (tenant_id, entry_id, machine_id)
+);
+-- The entries written before: machine operations name their machine, bulk
+-- tags a comma-separated list of them, and a cancel its action's machine.
+INSERT INTO audit_machines
+    SELECT tenant_id, id, lower(target) FROM audit_log
+    WHERE target IS NOT NULL AND operation IN ('UpdateMachine', 'TagMachine', 'SetDeviceValue',
+        'Isolate', 'Unisolate', 'Offboard', 'RestrictCodeExecution', 'UnrestrictCodeExecution',
+        'RunAntivirusScan', 'CollectInvestigationPackage', 'StopAndQuarantineFile')
+    ON CONFLICT DO NOTHING;
+INSERT INTO audit_machines
+    SELECT e.tenant_id, e.id, lower(m) FROM audit_log e, unnest(string_to_array(e.target, ',')) AS m
+    WHERE e.operation = 'TagMachines' AND e.target IS NOT NULL AND m <> ''
+    ON CONFLICT DO NOTHING;
+INSERT INTO audit_machines
+    SELECT e.tenant_id, e.id, COALESCE(a.machine_id, e.target)
+    FROM audit_log e
+    LEFT JOIN machine_actions a ON a.tenant_id = e.tenant_id AND a.id = lower(e.target)
+    WHERE e.operation = 'CancelAction' AND e.target IS NOT NULL
+    ON CONFLICT DO NOTHING;
