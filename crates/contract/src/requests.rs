@@ -17,6 +17,9 @@ use utoipa::ToSchema;
 pub const MAX_BULK_MACHINES: usize = 500;
 /// Longest `Comment` accepted (the docs name no limit; this keeps rows bounded).
 pub const MAX_COMMENT_CHARS: usize = 4_000;
+/// Longest `ExternalId` and `Title` accepted (neither has a documented limit;
+/// correlation ids and titles are short, and this keeps rows bounded).
+pub const MAX_LABEL_CHARS: usize = 1_000;
 
 wire_enum!(TagAction { Add, Remove });
 wire_enum!(IsolationType {
@@ -55,13 +58,22 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, MdeError> 
     }
 }
 
-fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
-    match text("Comment", value)? {
-        Some(text) if text.chars().count() > MAX_COMMENT_CHARS => Err(MdeError::invalid_input(
-            format!("Invalid input Comment: longer than {MAX_COMMENT_CHARS} characters."),
-        )),
+/// Free text of at most `max` characters.
+fn bounded_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, MdeError> {
+    match text(field, value)? {
+        Some(text) if text.chars().count() > max => Err(MdeError::invalid_input(format!(
+            "Invalid input {field}: longer than {max} characters."
+        ))),
         other => Ok(other),
     }
+}
+
+fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
+    bounded_text("Comment", value, MAX_COMMENT_CHARS)
 }
 
 /// A request body that still has to be checked before the domain sees it.
@@ -164,9 +176,49 @@ pub enum ActionKind {
 pub struct ActionRequest {
     pub kind: ActionKind,
     pub comment: String,
-    pub external_id: Option<String>,
+    pub labels: Labels,
 }
 
+/// `ExternalId` and `Title`, validated: the optional properties MDE's
+/// `$metadata` declares on every machine action and on cancel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub external_id: Option<String>,
+    pub title: Option<String>,
+}
+
+impl Labels {
+    fn validate(external_id: Option<String>, title: Option<String>) -> Result<Labels, MdeError> {
+        Ok(Labels {
+            external_id: bounded_text("ExternalId", external_id, MAX_LABEL_CHARS)?,
+            title: bounded_text("Title", title, MAX_LABEL_CHARS)?,
+        })
+    }
+}
+
+/// Adds `ExternalId`, `Title` and `RequestSource` to a body struct. Written
+/// into each body rather than flattened in: serde's `flatten` would hide the
+/// name of a mistyped property from the 400 that reports it.
+macro_rules! labelled_body {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// The caller's correlation id: stored and echoed as `externalId`.
+            #[serde(rename = "ExternalId")]
+            pub external_id: Option<String>,
+            /// Stored and echoed as `title`.
+            #[serde(rename = "Title")]
+            pub title: Option<String>,
+            /// Accepted (a string, or null) and not stored: an action created
+            /// through the API has `requestSource` `PublicApi`.
+            #[serde(rename = "RequestSource")]
+            pub request_source: Option<String>,
+        }
+    };
+}
+
+labelled_body! {
 /// Body of `isolate`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct IsolateBody {
@@ -177,9 +229,7 @@ pub struct IsolateBody {
     #[serde(rename = "IsolationType")]
     #[schema(value_type = Option<IsolationType>)]
     pub isolation_type: Option<String>,
-    /// Stored and echoed as `externalId`, for correlation.
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for IsolateBody {
@@ -189,11 +239,12 @@ impl ValidateBody for IsolateBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind: ActionKind::Isolate(isolation.unwrap_or(IsolationType::Full)),
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of the actions that take only a comment (`unisolate`, `offboard`,
 /// `restrictCodeExecution`, `unrestrictCodeExecution`, `collectInvestigationPackage`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -201,8 +252,7 @@ pub struct CommentBody {
     #[serde(rename = "Comment")]
     #[schema(required = true)]
     pub comment: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl CommentBody {
@@ -210,11 +260,12 @@ impl CommentBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind,
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `runAntiVirusScan`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ScanBody {
@@ -225,8 +276,7 @@ pub struct ScanBody {
     #[serde(rename = "ScanType")]
     #[schema(value_type = ScanType, required = true)]
     pub scan_type: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for ScanBody {
@@ -237,11 +287,12 @@ impl ValidateBody for ScanBody {
         Ok(ActionRequest {
             comment,
             kind: ActionKind::RunAntiVirusScan(scan),
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `StopAndQuarantineFile`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StopAndQuarantineBody {
@@ -252,8 +303,7 @@ pub struct StopAndQuarantineBody {
     #[serde(rename = "Sha1")]
     #[schema(required = true)]
     pub sha1: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for StopAndQuarantineBody {
@@ -272,21 +322,26 @@ impl ValidateBody for StopAndQuarantineBody {
             kind: ActionKind::StopAndQuarantineFile {
                 sha1: sha1.to_ascii_lowercase(),
             },
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `POST /api/machineactions/{id}/cancel`; `Comment` is optional there.
+/// `ExternalId` and `Title` are checked as on the actions but not stored: the
+/// action keeps those of the request that created it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CancelBody {
     #[serde(rename = "Comment")]
     pub comment: Option<String>,
 }
+}
 
 impl ValidateBody for CancelBody {
     type Valid = Option<String>;
     fn validate(self) -> Result<Option<String>, MdeError> {
+        Labels::validate(self.external_id, self.title)?;
         comment(self.comment)
     }
 }
