@@ -82,6 +82,7 @@ pub enum Operation {
     CollectInvestigationPackage,
     StopAndQuarantineFile,
     ListActions,
+    ListMachineActions,
     GetAction,
     CancelAction,
     ListAuditLog,
@@ -128,7 +129,8 @@ impl Operation {
     pub fn requirement(self) -> Requirement {
         use Operation::*;
         match self {
-            ListMachines | GetMachine | FindByTag | ListActions | GetAction => Requirement {
+            ListMachines | GetMachine | FindByTag | ListActions | ListMachineActions
+            | GetAction => Requirement {
                 app: READ_APP,
                 delegated: READ_DELEGATED,
                 roles: VIEW,
@@ -172,7 +174,13 @@ impl Operation {
         use Operation::*;
         !matches!(
             self,
-            ListMachines | GetMachine | FindByTag | ListActions | GetAction | ListAuditLog
+            ListMachines
+                | GetMachine
+                | FindByTag
+                | ListActions
+                | ListMachineActions
+                | GetAction
+                | ListAuditLog
         )
     }
 

@@ -5,10 +5,9 @@ use crate::caller::{Caller, Tenant};
 use crate::clock::Clock;
 use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
-use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
-use crate::store::{MachineChange, MachineKey, Page, Store, StoreError, WriteError};
+use crate::store::{MachineChange, MachineRef, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
@@ -152,30 +151,31 @@ impl Palisade {
         Ok(self.store.machines(&visibility, &query).await?)
     }
 
+    /// The machine `key` names (`MachineRef`), if the caller sees it.
+    async fn find_machine(
+        &self,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<SerializedMachine, MdeError> {
+        if crate::ids::names_nothing(key) {
+            return Err(MdeError::machine_not_found(key));
+        }
+        let visibility = caller.visibility(self.clock.now());
+        let machine = MachineRef::new(key);
+        for key in machine.keys() {
+            if let Some(found) = self.store.machine(&visibility, key).await? {
+                return Ok(found);
+            }
+        }
+        Err(MdeError::machine_not_found(key))
+    }
+
     pub async fn get_machine(
         &self,
         caller: &Caller,
-        id_or_name: &str,
+        key: &str,
     ) -> Result<SerializedMachine, MdeError> {
-        if crate::ids::names_nothing(id_or_name) {
-            return Err(MdeError::machine_not_found(id_or_name));
-        }
-        let visibility = caller.visibility(self.clock.now());
-        // By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
-        let by_id = if is_machine_id(id_or_name) {
-            let id = id_or_name.to_ascii_lowercase();
-            self.store.machine(&visibility, MachineKey::Id(&id)).await?
-        } else {
-            None
-        };
-        let machine = match by_id {
-            Some(machine) => Some(machine),
-            None => {
-                let name = MachineKey::Name(id_or_name);
-                self.store.machine(&visibility, name).await?
-            }
-        };
-        machine.ok_or_else(|| MdeError::machine_not_found(id_or_name))
+        self.find_machine(caller, key).await
     }
 
     /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.
@@ -219,7 +219,7 @@ impl Palisade {
     async fn change_machines<F>(
         &self,
         caller: &Caller,
-        mut machine_ids: Vec<String>,
+        keys: Vec<String>,
         mut change: F,
     ) -> Result<Vec<MachineChange>, MdeError>
     where
@@ -227,15 +227,13 @@ impl Palisade {
             + Send
             + 'static,
     {
-        if let Some(id) = machine_ids.iter().find(|id| crate::ids::names_nothing(id)) {
-            return Err(MdeError::machine_not_found(id));
+        if let Some(key) = keys.iter().find(|key| crate::ids::names_nothing(key)) {
+            return Err(MdeError::machine_not_found(key));
         }
+        let mut machines: Vec<MachineRef> = keys.iter().map(|key| MachineRef::new(key)).collect();
         // Ids are stored in lower case; MDE accepts them in any case.
-        for id in machine_ids.iter_mut().filter(|id| is_machine_id(id)) {
-            id.make_ascii_lowercase();
-        }
         let mut seen = std::collections::HashSet::new();
-        machine_ids.retain(|id| seen.insert(id.clone()));
+        machines.retain(|m| seen.insert(m.id().unwrap_or(m.given()).to_string()));
         let visibility = caller.visibility(self.clock.now());
         let decide = Box::new(
             move |m: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
@@ -244,7 +242,7 @@ impl Palisade {
         );
         Ok(self
             .store
-            .change_machines(&visibility, machine_ids, decide)
+            .change_machines(&visibility, machines, decide)
             .await?)
     }
 
@@ -385,12 +383,27 @@ impl Palisade {
         Ok(action)
     }
 
+    /// Machine actions, newest first; with `machine`, that machine's only
+    /// (`GET /api/machines/{id}/machineactions`), and 404 for a machine the
+    /// caller does not see.
     pub async fn list_actions(
         &self,
         caller: &Caller,
+        machine: Option<&str>,
         query: &ODataQuery,
     ) -> Result<Page<MachineAction>, MdeError> {
-        let query = ListQuery::resolve(query, MACHINE_ACTION_QUERYABLE)?;
+        let mut query = ListQuery::resolve(query, MACHINE_ACTION_QUERYABLE)?;
+        if let Some(key) = machine {
+            let of_machine = Filter::Compare {
+                property: "machineId".into(),
+                op: CompareOp::Eq,
+                value: Literal::String(self.find_machine(caller, key).await?.id()),
+            };
+            query.filter = Some(match query.filter.take() {
+                Some(filter) => Filter::And(Box::new(of_machine), Box::new(filter)),
+                None => of_machine,
+            });
+        }
         let visibility = caller.visibility(self.clock.now());
         Ok(self.store.actions(&visibility, &query).await?)
     }

@@ -19,8 +19,8 @@ use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{self, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
-    StoreError, WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
+    Store, StoreError, WriteError,
 };
 use palisade_store_sql::{
     time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
@@ -355,14 +355,15 @@ impl Store for PostgresStore {
     async fn change_machines(
         &self,
         visibility: &Visibility,
-        machine_ids: Vec<String>,
+        machines: Vec<MachineRef>,
         mut decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
         in_transaction!(self, |tx| {
             let tenant_id = &visibility.tenant_id;
             // Locked in key order first, so that two bulk changes on other
-            // nodes wait for each other instead of deadlocking.
-            let mut sorted = machine_ids.clone();
+            // nodes wait for each other instead of deadlocking. A machine
+            // named otherwise than by its id is locked as it is found.
+            let mut sorted: Vec<&str> = machines.iter().filter_map(MachineRef::id).collect();
             sorted.sort_unstable();
             tx.run(
                 "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = ANY($2) \
@@ -370,12 +371,19 @@ impl Store for PostgresStore {
                 &[tenant_id, &sorted],
             )
             .await?;
-            let mut changes = Vec::with_capacity(machine_ids.len());
+            let mut changes = Vec::with_capacity(machines.len());
             let mut groups: Option<Vec<DeviceGroup>> = None;
-            for id in machine_ids {
-                let machine = find_machine(tx, visibility, MachineKey::Id(&id), false)
-                    .await?
-                    .ok_or(WriteError::MachineNotFound(id))?;
+            for wanted in machines {
+                let mut found = None;
+                for key in wanted.keys() {
+                    let locked = matches!(key, MachineKey::Id(_));
+                    found = find_machine(tx, visibility, key, !locked).await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                let machine =
+                    found.ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
                 let active = devices::open_actions(tx, tenant_id, &machine.id).await?;
                 let capabilities = devices::capabilities(tx, tenant_id, &machine.id).await?;
                 let mut change = decide(&machine, &active, &capabilities)?;

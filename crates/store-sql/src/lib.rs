@@ -321,6 +321,14 @@ impl Sql {
     pub fn machine_key(&mut self, key: MachineKey<'_>) -> &mut Self {
         match key {
             MachineKey::Id(id) => self.push(" AND m.id = ").bind(Value::Text(id.to_string())),
+            // Lower case already: the GUID as `MachineRef` wrote it.
+            MachineKey::AadDeviceId(aad_device_id) => self
+                .sqlite_or_postgres(
+                    " AND m.aad_device_id COLLATE NOCASE = ",
+                    " AND lower(m.aad_device_id) = ",
+                )
+                .bind(Value::Text(aad_device_id.to_string()))
+                .push(" ORDER BY m.last_seen DESC LIMIT 1"),
             MachineKey::Name(name) => self
                 .sqlite_or_postgres(
                     " AND m.computer_dns_name COLLATE NOCASE = ",

@@ -19,8 +19,8 @@ use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{CallLogs, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
-    StoreError, WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
+    Store, StoreError, WriteError,
 };
 use palisade_store_sql::{
     time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
@@ -358,7 +358,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<SerializedMachine>, StoreError> {
         let probe_table = match key {
             MachineKey::Id(_) => MACHINE_PROBE_BY_ID,
-            MachineKey::Name(_) => MACHINE_PROBES,
+            MachineKey::AadDeviceId(_) | MachineKey::Name(_) => MACHINE_PROBES,
         };
         let probe = machine_lookup(visibility, key, probe_table);
         self.readers
@@ -376,18 +376,24 @@ impl Store for SqliteStore {
     async fn change_machines(
         &self,
         visibility: &Visibility,
-        machine_ids: Vec<String>,
+        machines: Vec<MachineRef>,
         mut decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
         let visibility = visibility.clone();
         self.writer
             .write(move |conn| {
-                let mut changes = Vec::with_capacity(machine_ids.len());
+                let mut changes = Vec::with_capacity(machines.len());
                 let mut groups: Option<Vec<DeviceGroup>> = None;
-                for id in machine_ids {
-                    let machine = find_machine(conn, &visibility, MachineKey::Id(&id))
-                        .map_err(sql_failure)?
-                        .ok_or(WriteError::MachineNotFound(id))?;
+                for wanted in machines {
+                    let mut found = None;
+                    for key in wanted.keys() {
+                        found = find_machine(conn, &visibility, key).map_err(sql_failure)?;
+                        if found.is_some() {
+                            break;
+                        }
+                    }
+                    let machine = found
+                        .ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
                     let active = devices::open_actions(conn, &visibility.tenant_id, &machine.id)
                         .map_err(sql_failure)?;
                     let capabilities =

@@ -44,6 +44,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machines::collect_investigation_package))
         .routes(routes!(machines::stop_and_quarantine_file))
         .routes(routes!(machine_actions::list_actions))
+        .routes(routes!(machine_actions::list_machine_actions))
         .routes(routes!(machine_actions::get_action))
         .routes(routes!(machine_actions::cancel_action))
         .routes(routes!(audit::list_audit_log))

@@ -829,6 +829,102 @@ async fn five_actions(server: &TestServer) -> (Machine, Machine, Vec<Value>) {
     (a, b, created_actions)
 }
 
+/// `GET /api/machines/{id}/machineactions` (the navigation property of
+/// MDE's Machine): that machine's actions, newest first, with the OData
+/// options of `/api/machineactions`; by id or name, under /api/v1.0 too.
+#[tokio::test]
+async fn a_machines_actions_are_its_navigation_property() {
+    let server = TestServer::start().await;
+    let (a, b, made) = five_actions(&server).await;
+    let of_a: Vec<String> = [4, 3, 0]
+        .iter()
+        .map(|&n| made[n]["id"].as_str().unwrap().to_string())
+        .collect();
+    for path in [
+        format!("/api/machines/{}/machineactions", a.id),
+        format!(
+            "/api/v1.0/Machines/{}/MachineActions",
+            a.id.to_ascii_uppercase()
+        ),
+        format!("/api/machines/{}/machineactions", a.computer_dns_name),
+    ] {
+        let reply = server.get(&path).await;
+        assert_eq!(reply.status.as_u16(), 200, "{path}: {}", reply.text);
+        assert_eq!(
+            reply.json["@odata.context"],
+            format!("{}/api/$metadata#MachineActions", server.origin)
+        );
+        assert_eq!(reply.value_ids(), of_a, "{path}");
+    }
+    let path = format!("/api/machines/{}/machineactions", b.id);
+    let isolations = server
+        .get(&format!("{path}?$filter=type eq 'Isolate'&$count=true"))
+        .await;
+    assert_eq!(isolations.status.as_u16(), 200, "{}", isolations.text);
+    assert_eq!(
+        isolations.value_ids(),
+        vec![made[2]["id"].as_str().unwrap()]
+    );
+    assert_eq!(isolations.json["@odata.count"], 1);
+    // Another machine's id in the filter finds nothing: the path decides.
+    let crossed = server
+        .get(&format!("{path}?$filter=machineId eq '{}'", a.id))
+        .await;
+    assert!(crossed.value_ids().is_empty(), "{}", crossed.text);
+    let newest = server.get(&format!("{path}?$top=1&$select=id,type")).await;
+    assert_eq!(
+        newest.json["value"],
+        json!([{"id": made[2]["id"], "type": "Isolate"}])
+    );
+
+    server
+        .get(&format!("{path}?$filter=nope eq 1"))
+        .await
+        .assert_error(400, "ODataError");
+    let message = server
+        .get(&format!("/api/machines/{}/machineactions", "f".repeat(40)))
+        .await
+        .assert_error(404, "ResourceNotFound");
+    assert_eq!(message, format!("Machine {} was not found", "f".repeat(40)));
+}
+
+/// A user limited to one device group gets 404 for another group's machine.
+#[tokio::test]
+async fn a_machines_actions_are_not_shown_to_who_cannot_see_it() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let mut hidden = machine(OsPlatform::WindowsServer2022);
+    hidden.rbac_group_id = 2;
+    let mut shown = machine(OsPlatform::Windows11);
+    shown.rbac_group_id = 1;
+    server.put_machines(&[hidden.clone(), shown.clone()]).await;
+    isolate(&server, &hidden.id).await;
+    let own = isolate(&server, &shown.id).await;
+    let token = server
+        .user_token(
+            "ws-reader@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines/{}/machineactions", hidden.id),
+        )
+        .await
+        .assert_error(404, "ResourceNotFound");
+    let reply = server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines/{}/machineactions", shown.id),
+        )
+        .await;
+    assert_eq!(reply.value_ids(), vec![own["id"].as_str().unwrap()]);
+}
+
 #[tokio::test]
 async fn list_is_newest_first_by_default() {
     let server = TestServer::start().await;

@@ -487,6 +487,131 @@ async fn a_40_hex_key_is_an_id_first_then_a_name() {
     assert_eq!(reply.json["id"], hex_named.id);
 }
 
+/// A machine's Entra device id (`aadDeviceId`) names it wherever a machine
+/// id does (GET, tags, PATCH, setDeviceValue, the actions, bulk tags), in
+/// any case and GUID form; several machines with one, the most recently seen.
+#[tokio::test]
+async fn an_entra_device_id_names_the_machine_everywhere() {
+    let server = TestServer::start().await;
+    let aad = "0b8e31a2-4d4b-4f1a-9a39-3f7c2e9d1e55";
+    let now = Timestamp::now();
+    let mut m = machine(OsPlatform::Windows11);
+    m.is_aad_joined = true;
+    m.aad_device_id = Some(aad.into());
+    m.last_seen = now.plus_seconds(-30);
+    // The same device onboarded before: seen earlier, reachable by its id only.
+    let mut earlier = m.clone();
+    earlier.id = format!("{:040x}", u128::MAX);
+    earlier.computer_dns_name = "old-record".into();
+    earlier.last_seen = now.minus_days(3);
+    let other = machine(OsPlatform::Windows11);
+    server
+        .put_machines(&[earlier.clone(), m.clone(), other.clone()])
+        .await;
+
+    for key in [
+        aad.to_string(),
+        aad.to_ascii_uppercase(),
+        aad.replace('-', ""),
+        format!("{{{aad}}}"),
+    ] {
+        let reply = get_machine(&server, &key).await;
+        assert_eq!(reply.status, 200, "{key}: {}", reply.text);
+        assert_eq!(reply.json["id"], m.id, "{key}");
+    }
+
+    let reply = tag(&server, &aad.to_ascii_uppercase(), "by-aad", "Add").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(stored_tags(&server, &m.id).await, vec!["by-aad"]);
+    let reply = server
+        .patch(
+            &format!("/api/machines/{aad}"),
+            json!({"deviceValue": "High"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["id"], m.id);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/setDeviceValue"),
+            json!({"DeviceValue": "Low"}),
+        )
+        .await;
+    assert_eq!(reply.json["deviceValue"], "Low", "{}", reply.text);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/isolate"),
+            json!({"Comment": "contain"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json["machineId"], m.id);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/runAntiVirusScan"),
+            json!({"Comment": "scan", "ScanType": "Quick"}),
+        )
+        .await;
+    assert_eq!(reply.json["machineId"], m.id, "{}", reply.text);
+    let reply = bulk(&server, "bulk", "Add", &[aad, &other.id]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let mut expected = vec![m.id.clone(), other.id.clone()];
+    expected.sort();
+    assert_eq!(ids_of(&reply), expected);
+    assert_eq!(
+        stored_tags(&server, &earlier.id).await,
+        Vec::<String>::new()
+    );
+
+    // A GUID no machine has is no machine, named as given.
+    let unknown = "5c6d8a1e-0f2b-4c3d-8e9f-a0b1c2d3e4f5";
+    let message = get_machine(&server, unknown)
+        .await
+        .assert_error(404, "ResourceNotFound");
+    assert_eq!(message, format!("Machine {unknown} was not found"));
+    tag(&server, unknown, "x", "Add")
+        .await
+        .assert_error(404, "ResourceNotFound");
+}
+
+/// A user limited to one device group cannot reach a machine of another by
+/// its Entra device id either.
+#[tokio::test]
+async fn an_entra_device_id_does_not_reach_an_invisible_machine() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let aad = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let mut m = machine(OsPlatform::WindowsServer2022);
+    m.rbac_group_id = 2;
+    m.aad_device_id = Some(aad.into());
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let token = server
+        .user_token(
+            "ws-only@contoso.example",
+            &[
+                palisade_domain::Role::ViewData,
+                palisade_domain::Role::ManageSecuritySettings,
+            ],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    let reply = server
+        .get_as(Some(&token), &format!("/api/machines/{aad}"))
+        .await;
+    reply.assert_error(404, "ResourceNotFound");
+    let reply = server
+        .post_as(
+            &token,
+            &format!("/api/machines/{aad}/tags"),
+            json!({"Value": "x", "Action": "Add"}),
+        )
+        .await;
+    reply.assert_error(404, "ResourceNotFound");
+    assert_eq!(stored_tags(&server, &m.id).await, Vec::<String>::new());
+}
+
 // ---------------------------------------------------------------------------
 // POST /api/machines/{id}/tags
 // ---------------------------------------------------------------------------
