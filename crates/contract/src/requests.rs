@@ -7,8 +7,11 @@
 
 use crate::error::{ErrorCode, MdeError};
 use crate::machine::{wire_enum, DeviceValue};
+use crate::odata::{parse_datetime, parse_function_parameters, Literal};
+use crate::time::Timestamp;
 use serde::Deserialize;
 use std::fmt::Display;
+use std::net::IpAddr;
 use std::str::FromStr;
 use strum::VariantArray;
 use utoipa::ToSchema;
@@ -391,6 +394,66 @@ impl ValidateBody for DeviceValueBody {
     fn validate(self) -> Result<DeviceValue, MdeError> {
         required("DeviceValue", parse_enum("DeviceValue", self.device_value)?)
     }
+}
+
+/// The parameters of `GET /api/machines/findbyip(ip='…',timestamp=…)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindByIpRequest {
+    /// An internal address, IPv4 or IPv6.
+    pub ip: IpAddr,
+    /// When the machines were seen with it; absent: now.
+    pub timestamp: Option<Timestamp>,
+}
+
+impl FindByIpRequest {
+    /// From the function call's parameter list as it stands in the path.
+    pub fn parse(raw_parameters: &str) -> Result<FindByIpRequest, MdeError> {
+        let parameters = parse_function_parameters(raw_parameters)
+            .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0))?;
+        let (mut ip, mut timestamp) = (None, None);
+        for (name, value) in parameters {
+            match (name.to_ascii_lowercase().as_str(), value) {
+                ("ip", Literal::String(text)) => {
+                    ip = Some(text.trim().parse().map_err(|_| invalid_ip(&text))?);
+                }
+                ("ip", other) => return Err(invalid_ip(&format!("{other:?}"))),
+                ("timestamp", Literal::DateTime(at)) => {
+                    timestamp = Some(Timestamp::from_datetime(at));
+                }
+                ("timestamp", Literal::String(text)) => {
+                    let at = parse_datetime(&text).ok_or_else(|| invalid_timestamp(&text))?;
+                    timestamp = Some(Timestamp::from_datetime(at));
+                }
+                ("timestamp", other) => return Err(invalid_timestamp(&format!("{other:?}"))),
+                _ => {
+                    return Err(MdeError::invalid_input(format!(
+                        "Invalid input {name}: findbyip takes the parameters ip and timestamp."
+                    )))
+                }
+            }
+        }
+        Ok(FindByIpRequest {
+            ip: required("ip", ip)?,
+            timestamp,
+        })
+    }
+}
+
+fn invalid_ip(text: &str) -> MdeError {
+    MdeError::new(
+        ErrorCode::InvalidIpAddress,
+        format!(
+            "IP address {} is invalid.",
+            text.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
+fn invalid_timestamp(text: &str) -> MdeError {
+    MdeError::invalid_input(format!(
+        "Invalid input timestamp {}: expected a date and time such as 2019-09-22T08:44:05Z.",
+        text.chars().take(64).collect::<String>()
+    ))
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ pub enum Operation {
     ListMachines,
     GetMachine,
     FindByTag,
+    FindMachinesByIp,
     UpdateMachine,
     TagMachine,
     TagMachines,
@@ -129,8 +130,8 @@ impl Operation {
     pub fn requirement(self) -> Requirement {
         use Operation::*;
         match self {
-            ListMachines | GetMachine | FindByTag | ListActions | ListMachineActions
-            | GetAction => Requirement {
+            ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
+            | ListMachineActions | GetAction => Requirement {
                 app: READ_APP,
                 delegated: READ_DELEGATED,
                 roles: VIEW,
@@ -177,6 +178,7 @@ impl Operation {
             ListMachines
                 | GetMachine
                 | FindByTag
+                | FindMachinesByIp
                 | ListActions
                 | ListMachineActions
                 | GetAction

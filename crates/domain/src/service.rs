@@ -7,12 +7,13 @@ use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
+use crate::rules::ip_history;
 use crate::store::{MachineChange, MachineRef, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
-    ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
+    ActionRequest, BulkTagRequest, FindByIpRequest, TagRequest, UpdateMachineRequest,
 };
 use palisade_contract::{
     DeviceValue, ErrorCode, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
@@ -213,6 +214,58 @@ impl Palisade {
         };
         let visibility = caller.visibility(self.clock.now());
         Ok(self.store.machines(&visibility, &query).await?.items)
+    }
+
+    /// `findbyip`: the machines seen with internal address `ip` within 15
+    /// minutes of `at` (default now), which may be at most 30 days back.
+    pub async fn find_machines_by_ip(
+        &self,
+        caller: &Caller,
+        request: &FindByIpRequest,
+    ) -> Result<Vec<SerializedMachine>, MdeError> {
+        let now = self.clock.now();
+        let at = request.timestamp.unwrap_or(now);
+        if at < now.minus_days(ip_history::HISTORY_DAYS) {
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input timestamp {at}: it must be within the past {} days.",
+                ip_history::HISTORY_DAYS
+            )));
+        }
+        let window = ip_history::WINDOW_SECONDS;
+        let ids = self
+            .store
+            .machines_seen_with_ip(
+                &caller.tenant.id,
+                &request.ip.to_string(),
+                at.plus_seconds(-window),
+                at.plus_seconds(window),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // Through the machine list, so that visibility and retention apply as to every read.
+        let query = ListQuery {
+            filter: Some(Filter::In {
+                property: "id".into(),
+                values: ids.into_iter().map(Literal::String).collect(),
+            }),
+            limit: PAGE_SIZE,
+            ..ListQuery::default()
+        };
+        let visibility = caller.visibility(now);
+        Ok(self.store.machines(&visibility, &query).await?.items)
+    }
+
+    /// Forgets the address history `findbyip` can no longer ask about.
+    pub async fn forget_old_ip_history(&self) -> Result<u64, MdeError> {
+        let window = ip_history::WINDOW_SECONDS;
+        let before = self
+            .clock
+            .now()
+            .minus_days(ip_history::HISTORY_DAYS)
+            .plus_seconds(-window);
+        Ok(self.store.forget_ip_history(before).await?)
     }
 
     /// Applies `change` to each machine, all or none, and returns them as stored.

@@ -165,7 +165,21 @@ pub trait Store: Send + Sync + 'static {
         group: &DeviceGroup,
     ) -> Result<(), StoreError>;
     /// Creates or replaces machines (with their tags), as reported by devices or seeded.
+    /// This, `create_tenant`, `enroll_device` and `record_check_ins` keep
+    /// each machine's address history (`rules::ip_history::sync`).
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError>;
+    /// The ids of the tenant's machines seen with internal address `ip` at
+    /// some time from `from` to `to` (`rules::ip_history`), in id order,
+    /// whatever their visibility.
+    async fn machines_seen_with_ip(
+        &self,
+        tenant_id: &str,
+        ip: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Forgets, in all tenants, the address spans that ended before `before`; returns how many.
+    async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     async fn machines(
         &self,

@@ -2,7 +2,7 @@
 //! transactions that touch a device, its machine and its actions together.
 
 use crate::rows::{action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks};
-use crate::store::find_machine;
+use crate::store::{find_machine, save_ip_history};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -152,6 +152,7 @@ pub(crate) fn enroll(
     };
     device_groups::place(groups, &mut stored);
     save_machine(conn, &device.tenant_id, &stored, &old_tags)?;
+    save_ip_history(conn, &device.tenant_id, None, &stored)?;
     save_device(conn, &device)?;
     Ok(stored)
 }
@@ -176,6 +177,7 @@ pub(crate) fn record_check_ins(
         ) else {
             continue;
         };
+        let before = machine.clone();
         if !device_report::apply(&mut machine, &mut device, record) {
             continue;
         }
@@ -189,6 +191,7 @@ pub(crate) fn record_check_ins(
             machine.health_status.as_str(),
             machine.agent_version,
         ])?;
+        save_ip_history(conn, tenant_id, Some(&before), &machine)?;
         update_device.execute(params![
             tenant_id,
             machine_id,

@@ -1209,3 +1209,252 @@ async fn bulk_tagging_refused_by_a_rule_on_one_machine_changes_none() {
         "the first machine was not changed"
     );
 }
+
+// ---------------------------------------------------------------------------
+// GET /api/machines/findbyip(ip='…',timestamp=…)
+// ---------------------------------------------------------------------------
+
+async fn find_by_ip(server: &TestServer, ip: &str, at: Timestamp) -> Reply {
+    server
+        .get(&format!("/api/machines/findbyip(ip='{ip}',timestamp={at})"))
+        .await
+}
+
+#[track_caller]
+fn found(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    ids_of(reply)
+}
+
+fn seen_at(ip: &str, last_seen: Timestamp) -> Machine {
+    let mut m = machine(OsPlatform::Windows11);
+    m.last_ip_address = Some(ip.into());
+    m.ip_addresses[0].ip_address = ip.into();
+    m.last_seen = last_seen;
+    m
+}
+
+/// Seen at an address at T: found from T-15 to T+15 minutes, not at T+20;
+/// an OData collection of full machines, as `/api/machines` answers.
+#[tokio::test]
+async fn find_by_ip_answers_the_machines_seen_within_15_minutes() {
+    let server = TestServer::start().await;
+    let t = server.palisade.now().plus_seconds(-3_600);
+    let m = seen_at("10.20.30.40", t);
+    let elsewhere = seen_at("10.20.30.41", t);
+    server.put_machines(&[m.clone(), elsewhere]).await;
+
+    for minutes in [-10, 0, 10, 14] {
+        let reply = find_by_ip(&server, "10.20.30.40", t.plus_seconds(minutes * 60)).await;
+        assert_eq!(found(&reply), vec![m.id.clone()], "T{minutes:+} min");
+    }
+    let reply = find_by_ip(&server, "10.20.30.40", t).await;
+    assert_eq!(
+        reply.json["@odata.context"],
+        format!("{}/api/$metadata#Machines", server.origin)
+    );
+    assert_eq!(reply.json["value"][0]["lastIpAddress"], "10.20.30.40");
+    assert_eq!(
+        reply.json["value"][0]["computerDnsName"],
+        m.computer_dns_name
+    );
+    let later = find_by_ip(&server, "10.20.30.40", t.plus_seconds(20 * 60)).await;
+    assert!(found(&later).is_empty(), "{}", later.text);
+    let other = find_by_ip(&server, "10.20.30.42", t).await;
+    assert!(found(&other).is_empty());
+
+    // Versioned, any case, the timestamp quoted or with an offset, or left out (now).
+    let path = format!(
+        "/api/v1.0/Machines/FindByIp(IP='10.20.30.40',Timestamp='{}')",
+        t
+    );
+    assert_eq!(found(&server.get(&path).await), vec![m.id.clone()]);
+    // The same instant two hours east of UTC.
+    let east = t.plus_seconds(7_200).to_string().replace('Z', "+02:00");
+    let path = format!("/api/machines/findbyip(ip='10.20.30.40',timestamp={east})");
+    assert_eq!(
+        found(&server.get(&path).await),
+        vec![m.id.clone()],
+        "{path}"
+    );
+    let now = server.get("/api/machines/findbyip(ip='10.20.30.40')").await;
+    assert!(
+        found(&now).is_empty(),
+        "last seen an hour ago: {}",
+        now.text
+    );
+}
+
+/// Timestamps up to 30 days back; older is a 400.
+#[tokio::test]
+async fn find_by_ip_looks_back_30_days() {
+    let server = TestServer::start().await;
+    let now = server.palisade.now();
+    let mut m = seen_at("10.9.9.9", now.plus_seconds(-60));
+    m.first_seen = now.minus_days(60);
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let reply = find_by_ip(&server, "10.9.9.9", now.minus_days(29)).await;
+    assert_eq!(found(&reply), vec![m.id.clone()]);
+    let reply = find_by_ip(&server, "10.9.9.9", now.minus_days(31)).await;
+    let message = reply.assert_error(400, "InvalidInput");
+    assert!(message.contains("30 days"), "{message}");
+}
+
+/// A machine that moved is found by its old address at the old time and by
+/// its new one after, whether the move was stored or reported by its device.
+#[tokio::test]
+async fn a_machine_that_moved_is_found_by_its_old_address_at_the_old_time() {
+    let mut server = TestServer::start().await;
+    let now = server.palisade.now();
+    let (t1, t2) = (now.plus_seconds(-3 * 3_600), now.plus_seconds(-3_600));
+    let m = seen_at("10.1.1.1", t1);
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let moved = seen_at("10.2.2.2", t2);
+    let moved = Machine {
+        id: m.id.clone(),
+        computer_dns_name: m.computer_dns_name.clone(),
+        ..moved
+    };
+    server.put_machines(std::slice::from_ref(&moved)).await;
+    assert_eq!(
+        found(&find_by_ip(&server, "10.1.1.1", t1).await),
+        vec![m.id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "10.1.1.1", t2).await).is_empty());
+    assert_eq!(
+        found(&find_by_ip(&server, "10.2.2.2", t2).await),
+        vec![m.id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "10.2.2.2", t1).await).is_empty());
+
+    // A device enrolls at 192.0.2.10 and two hours later reports another address.
+    let enrolled = server.enroll_windows("pc-moves").await;
+    let id = enrolled.enrollment.machine_id.clone();
+    let enrolled_at = server.palisade.now();
+    server.clock.advance(2 * 3_600);
+    let mut report = crate::device_plane::report(palisade_device::Isolation::None);
+    report.ip_addresses = vec![palisade_contract::IpAddress {
+        ip_address: "198.51.100.7".into(),
+        mac_address: Some("0A0000000001".into()),
+        kind: "Ethernet".into(),
+        operational_status: "Up".into(),
+    }];
+    enrolled
+        .device
+        .check_in(&report, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    server.devices.flush_check_ins().await.unwrap();
+    server.renew_token().await;
+    let later = server.palisade.now();
+    assert_eq!(
+        found(&find_by_ip(&server, "192.0.2.10", enrolled_at).await),
+        vec![id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "192.0.2.10", later).await).is_empty());
+    assert_eq!(
+        found(&find_by_ip(&server, "198.51.100.7", later).await),
+        vec![id.clone()]
+    );
+    // Check-ins that change no address keep the span open to the last one.
+    server.clock.advance(3_600);
+    enrolled
+        .device
+        .check_in(&report, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    server.devices.flush_check_ins().await.unwrap();
+    server.renew_token().await;
+    let last = server.palisade.now();
+    assert_eq!(
+        found(&find_by_ip(&server, "198.51.100.7", last).await),
+        vec![id]
+    );
+}
+
+/// A user limited to one device group finds only that group's machines.
+#[tokio::test]
+async fn find_by_ip_answers_only_visible_machines() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let t = server.palisade.now().plus_seconds(-60);
+    let mut shown = seen_at("10.5.5.5", t);
+    shown.rbac_group_id = 1;
+    let mut hidden = seen_at("10.5.5.5", t);
+    hidden.rbac_group_id = 2;
+    server.put_machines(&[shown.clone(), hidden.clone()]).await;
+    let mut both = vec![shown.id.clone(), hidden.id.clone()];
+    both.sort();
+    assert_eq!(found(&find_by_ip(&server, "10.5.5.5", t).await), both);
+    let token = server
+        .user_token(
+            "ws-ip@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    let path = format!("/api/machines/findbyip(ip='10.5.5.5',timestamp={t})");
+    let reply = server.get_as(Some(&token), &path).await;
+    assert_eq!(found(&reply), vec![shown.id.clone()]);
+}
+
+/// A malformed call is a 400 in MDE's shape, never a 500.
+#[tokio::test]
+async fn find_by_ip_refuses_malformed_calls() {
+    let (server, _) = server_with(OsPlatform::Windows11).await;
+    let t = "2026-01-01T00:00:00Z";
+    for (call, code) in [
+        ("findbyip()".to_string(), "MissingRequiredParameter"),
+        (
+            format!("findbyip(timestamp={t})"),
+            "MissingRequiredParameter",
+        ),
+        (format!("findbyip(ip=10.0.0.5,timestamp={t})"), "ODataError"),
+        (
+            format!("findbyip(ip='10.0.0.5,timestamp={t})"),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',ip='10.0.0.6')".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=yesterday)".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=2026-13-01T00:00:00Z)".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp='noon')".to_string(),
+            "InvalidInput",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=5)".to_string(),
+            "InvalidInput",
+        ),
+        (
+            format!("findbyip(ip='300.0.0.1',timestamp={t})"),
+            "InvalidIpAddress",
+        ),
+        (
+            format!("findbyip(ip=null,timestamp={t})"),
+            "InvalidIpAddress",
+        ),
+        (
+            format!("findbyip(ip='10.0.0.5',machine='x',timestamp={t})"),
+            "InvalidInput",
+        ),
+        (
+            format!("findbyip(ip='{}')", "1".repeat(2_000)),
+            "ODataError",
+        ),
+        ("findbyip(ip=%ZZ)".to_string(), "ODataError"),
+    ] {
+        let reply = server.get(&format!("/api/machines/{call}")).await;
+        reply.assert_error(400, code);
+    }
+}
