@@ -1458,3 +1458,76 @@ async fn find_by_ip_refuses_malformed_calls() {
         reply.assert_error(400, code);
     }
 }
+
+/// Ended address spans are forgotten once `findbyip` can no longer reach
+/// them (30 days and its 15 minutes); a machine's current ones stay.
+#[tokio::test]
+async fn ended_address_spans_are_forgotten_after_30_days() {
+    let server = TestServer::start().await;
+    let now = server.palisade.now();
+    let m = seen_at("10.7.7.7", now.plus_seconds(-7_200));
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let moved = Machine {
+        id: m.id.clone(),
+        ..seen_at("10.8.8.8", now.plus_seconds(-60))
+    };
+    server.put_machines(std::slice::from_ref(&moved)).await;
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+    // The span of 10.7.7.7 ended two hours ago: kept 30 days and 15 minutes from then.
+    server.clock.advance(30 * 86_400 - 7_200 + 14 * 60);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+    server.clock.advance(2 * 60);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 1);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+}
+
+/// The demo fleet can be tried with findbyip and Entra device ids: its
+/// machines' addresses are in the history, its Entra-joined ones have an id.
+#[tokio::test]
+async fn the_demo_fleet_answers_find_by_ip_and_entra_device_ids() {
+    let server = TestServer::start().await;
+    let credentials = palisade_server::demo::ensure_demo(&server.palisade, &server.origin)
+        .await
+        .unwrap();
+    let token = server
+        .send(reqwest::Client::new().post(&credentials.token_url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", credentials.client_id.as_str()),
+            ("client_secret", credentials.client_secret.as_str()),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ]))
+        .await;
+    let token = token.json["access_token"].as_str().unwrap().to_string();
+    let since = server.palisade.now().minus_days(1);
+    let list = server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines?$filter=lastSeen gt {since} and aadDeviceId ne null&$top=5"),
+        )
+        .await;
+    let machines = list.json["value"]
+        .as_array()
+        .expect("demo machines")
+        .clone();
+    assert!(!machines.is_empty(), "{}", list.text);
+    for m in machines {
+        let (ip, seen) = (
+            m["lastIpAddress"].as_str().unwrap(),
+            m["lastSeen"].as_str().unwrap(),
+        );
+        let path = format!("/api/machines/findbyip(ip='{ip}',timestamp={seen})");
+        let reply = server.get_as(Some(&token), &path).await;
+        assert!(
+            reply
+                .value_ids()
+                .contains(&m["id"].as_str().unwrap().to_string()),
+            "{}",
+            reply.text
+        );
+        let aad = m["aadDeviceId"].as_str().unwrap();
+        let reply = server
+            .get_as(Some(&token), &format!("/api/machines/{aad}"))
+            .await;
+        assert_eq!(reply.json["id"], m["id"], "{}", reply.text);
+    }
+}
