@@ -16,7 +16,8 @@ CREATE TABLE machine_ip_history (
     PRIMARY KEY (tenant_id, machine_id, ip, first_seen),
     FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id) ON DELETE CASCADE
 );
-CREATE INDEX machine_ip_history_by_ip ON machine_ip_history (tenant_id, ip, first_seen);
+-- Covering: findbyip reads the spans of one address from the index alone.
+CREATE INDEX machine_ip_history_by_ip ON machine_ip_history (tenant_id, ip, first_seen, last_seen);
 CREATE INDEX machine_ip_history_ended ON machine_ip_history (last_seen);
 -- What is known of the machines stored before: their last address, since first seen.
 INSERT INTO machine_ip_history (tenant_id, machine_id, ip, first_seen)

@@ -219,7 +219,7 @@ pub fn sync_ip_history(
     dialect: Dialect,
     tenant_id: &str,
     machine_id: &str,
-    sync: &IpHistorySync<'_>,
+    sync: &IpHistorySync,
 ) -> Vec<Sql> {
     let text = |s: &str| Value::Text(s.to_string());
     let mut left = Sql::new(dialect);

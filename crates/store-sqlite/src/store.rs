@@ -915,6 +915,25 @@ mod tests {
         );
     }
 
+    /// A machine named by its Entra device id is found through its index,
+    /// and findbyip reads the spans of one address, not the history.
+    #[test]
+    fn entra_device_ids_and_addresses_are_read_through_their_indexes() {
+        use crate::connection::query_plan;
+        let visibility = Visibility::whole_tenant("t1");
+        let by_aad = machine_lookup(&visibility, MachineKey::AadDeviceId("a"), MACHINE_PROBES);
+        let plan = query_plan(&by_aad.text);
+        assert!(plan.contains("INDEX machines_by_aad_device_id"), "{plan}");
+        let plan = query_plan(machines_seen_with_ip(Dialect::Sqlite));
+        assert!(
+            plan.contains("h USING COVERING INDEX machine_ip_history_by_ip")
+                && !plan.contains("SCAN"),
+            "{plan}"
+        );
+        let plan = query_plan(forget_ip_history(Dialect::Sqlite));
+        assert!(plan.contains("INDEX machine_ip_history_ended"), "{plan}");
+    }
+
     /// The time-out sweep runs every minute: it reads the stale Pending and
     /// InProgress actions through their partial indexes, not every action.
     #[test]

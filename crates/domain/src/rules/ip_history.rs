@@ -10,6 +10,7 @@
 
 use palisade_contract::{Machine, Timestamp};
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 /// How far before and after the asked timestamp a sighting counts.
 pub const WINDOW_SECONDS: i64 = 15 * 60;
@@ -17,8 +18,9 @@ pub const WINDOW_SECONDS: i64 = 15 * 60;
 pub const HISTORY_DAYS: u32 = 30;
 
 /// The internal addresses `machine` shows: its `lastIpAddress` and the
-/// addresses of its adapters that are up, loopback excepted.
-pub fn internal_addresses(machine: &Machine) -> BTreeSet<&str> {
+/// addresses of its adapters that are up, loopback excepted. Each is in its
+/// canonical form (`fe80::1`, not `FE80:0::1`), as `findbyip` asks for it.
+pub fn internal_addresses(machine: &Machine) -> BTreeSet<String> {
     let adapters = machine
         .ip_addresses
         .iter()
@@ -29,21 +31,21 @@ pub fn internal_addresses(machine: &Machine) -> BTreeSet<&str> {
         .as_deref()
         .into_iter()
         .chain(adapters)
-        .filter(|ip| !is_loopback(ip))
+        .filter_map(|text| match text.parse::<IpAddr>() {
+            Ok(ip) if ip.is_loopback() => None,
+            Ok(ip) => Some(ip.to_string()),
+            // Not an address: kept as reported, though no findbyip can name it.
+            Err(_) => Some(text.to_string()),
+        })
         .collect()
-}
-
-fn is_loopback(ip: &str) -> bool {
-    ip.parse::<std::net::IpAddr>()
-        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What storing a machine does to its address history: the spans of the
 /// addresses it no longer shows end at `left_at`; those of the addresses it
 /// shows (`addresses`) that have no open span open at `joined_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpHistorySync<'a> {
-    pub addresses: Vec<&'a str>,
+pub struct IpHistorySync {
+    pub addresses: Vec<String>,
     pub left_at: Timestamp,
     pub joined_at: Timestamp,
 }
@@ -54,7 +56,7 @@ pub struct IpHistorySync<'a> {
 /// that. Without `before` (a machine seeded, enrolled or taken over), what
 /// is stored decides: an address it newly shows it has held since it was
 /// first seen, all that a seed or a report tells.
-pub fn sync<'a>(before: Option<&Machine>, after: &'a Machine) -> Option<IpHistorySync<'a>> {
+pub fn sync(before: Option<&Machine>, after: &Machine) -> Option<IpHistorySync> {
     let addresses = internal_addresses(after);
     let (left_at, joined_at) = match before {
         Some(before) if internal_addresses(before) == addresses => return None,
@@ -112,12 +114,13 @@ mod tests {
                 adapter("172.16.0.1", "Ethernet", "Down"),
                 adapter("127.0.0.1", "SoftwareLoopback", "Up"),
                 adapter("::1", "Ethernet", "Up"),
+                adapter("FE80:0::1", "Ethernet", "Up"),
             ],
             0,
         );
         assert_eq!(
             internal_addresses(&m).into_iter().collect::<Vec<_>>(),
-            vec!["10.0.0.5", "192.168.1.9"]
+            vec!["10.0.0.5", "192.168.1.9", "fe80::1"]
         );
     }
 
@@ -128,7 +131,7 @@ mod tests {
         assert_eq!(
             sync(Some(&before), &after),
             Some(IpHistorySync {
-                addresses: vec!["10.0.0.9"],
+                addresses: vec!["10.0.0.9".to_string()],
                 left_at: Timestamp::from_ticks(100),
                 joined_at: Timestamp::from_ticks(200),
             })
