@@ -153,7 +153,7 @@ impl Palisade {
     }
 
     /// The machine `key` names (`MachineRef`), if the caller sees it.
-    async fn find_machine(
+    pub async fn get_machine(
         &self,
         caller: &Caller,
         key: &str,
@@ -163,20 +163,12 @@ impl Palisade {
         }
         let visibility = caller.visibility(self.clock.now());
         let machine = MachineRef::new(key);
-        for key in machine.keys() {
-            if let Some(found) = self.store.machine(&visibility, key).await? {
+        for lookup in machine.keys() {
+            if let Some(found) = self.store.machine(&visibility, lookup).await? {
                 return Ok(found);
             }
         }
         Err(MdeError::machine_not_found(key))
-    }
-
-    pub async fn get_machine(
-        &self,
-        caller: &Caller,
-        key: &str,
-    ) -> Result<SerializedMachine, MdeError> {
-        self.find_machine(caller, key).await
     }
 
     /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.
@@ -284,7 +276,7 @@ impl Palisade {
             return Err(MdeError::machine_not_found(key));
         }
         let mut machines: Vec<MachineRef> = keys.iter().map(|key| MachineRef::new(key)).collect();
-        // Ids are stored in lower case; MDE accepts them in any case.
+        // Each key once; an id in two cases is one id (MDE accepts any case).
         let mut seen = std::collections::HashSet::new();
         machines.retain(|m| seen.insert(m.id().unwrap_or(m.given()).to_string()));
         let visibility = caller.visibility(self.clock.now());
@@ -450,7 +442,7 @@ impl Palisade {
             let of_machine = Filter::Compare {
                 property: "machineId".into(),
                 op: CompareOp::Eq,
-                value: Literal::String(self.find_machine(caller, key).await?.id()),
+                value: Literal::String(self.get_machine(caller, key).await?.id()),
             };
             query.filter = Some(match query.filter.take() {
                 Some(filter) => Filter::And(Box::new(of_machine), Box::new(filter)),
