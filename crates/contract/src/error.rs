@@ -16,6 +16,7 @@ pub enum ErrorCode {
     InvalidInput,
     InvalidRequestBody,
     InvalidHashValue,
+    InvalidIpAddress,
     MaximumBatchSizeExceeded,
     MissingRequiredParameter,
     OsPlatformNotSupported,
@@ -45,6 +46,7 @@ impl ErrorCode {
             | InvalidInput
             | InvalidRequestBody
             | InvalidHashValue
+            | InvalidIpAddress
             | MaximumBatchSizeExceeded
             | MissingRequiredParameter
             | OsPlatformNotSupported

@@ -118,6 +118,17 @@ impl SerializedMachine {
     pub fn json(&self) -> &str {
         self.0.get()
     }
+
+    /// The machine's id, read back from its JSON (which a `Machine` wrote).
+    pub fn id(&self) -> String {
+        #[derive(Deserialize)]
+        struct Id {
+            id: String,
+        }
+        serde_json::from_str::<Id>(self.json())
+            .map(|m| m.id)
+            .expect("a serialized Machine has an id")
+    }
 }
 
 impl Serialize for SerializedMachine {

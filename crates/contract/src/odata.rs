@@ -233,12 +233,17 @@ impl ODataQuery {
 
 /// Decodes `%XX` escapes and `+` (form encoding for a space).
 fn percent_decode(s: &str) -> Result<String, ODataError> {
+    decode_escapes(s, true)
+}
+
+/// Decodes `%XX` escapes; with `plus_is_space`, `+` too (a query string's, not a path's).
+fn decode_escapes(s: &str, plus_is_space: bool) -> Result<String, ODataError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -1384,6 +1389,96 @@ impl<'a> Parser<'a> {
 // Tests
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Function parameters: `findbyip(ip='10.1.2.3',timestamp=2019-09-22T08:44:05Z)`
+// ---------------------------------------------------------------------------
+
+/// The longest parameter list of a function call accepted, in bytes.
+pub const MAX_FUNCTION_PARAMETERS_LEN: usize = 1024;
+
+/// Parses the parameters of an OData function call, the text between its
+/// parentheses as it stands in the path (still percent-encoded):
+/// `name=literal` pairs separated by commas, each literal as in `$filter`
+/// (`'text'` with `''` for a quote, a date/time, a number, `true`, `null`, a GUID).
+pub fn parse_function_parameters(raw: &str) -> Result<Vec<(String, Literal)>, ODataError> {
+    if raw.len() > MAX_FUNCTION_PARAMETERS_LEN {
+        return Err(ODataError(format!(
+            "The function parameters are too long ({} bytes); the limit is {MAX_FUNCTION_PARAMETERS_LEN} bytes.",
+            raw.len()
+        )));
+    }
+    let text = decode_escapes(raw, false)?;
+    let mut parameters: Vec<(String, Literal)> = Vec::new();
+    for part in split_outside_quotes(&text)? {
+        let part = part.trim_matches(is_space);
+        let Some((name, value)) = part.split_once('=') else {
+            return Err(ODataError(format!(
+                "Function parameter '{}' is not of the form name=value.",
+                shorten(part, 64)
+            )));
+        };
+        let name = name.trim_matches(is_space);
+        if !is_identifier(name) {
+            return Err(ODataError(format!(
+                "'{}' is not a parameter name.",
+                shorten(name, 64)
+            )));
+        }
+        if parameters.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(ODataError(format!(
+                "Function parameter '{name}' is given more than once."
+            )));
+        }
+        let value = value.trim_matches(is_space);
+        let literal = match tokenize(value)?.as_slice() {
+            [Token {
+                tok: Tok::Lit(literal),
+                ..
+            }, Token { tok: Tok::Eof, .. }] => literal.clone(),
+            _ => {
+                return Err(ODataError(format!(
+                    "The value of function parameter '{name}' is not a literal: '{}'; quote text ('10.1.2.3').",
+                    shorten(value, 64)
+                )))
+            }
+        };
+        parameters.push((name.to_string(), literal));
+    }
+    Ok(parameters)
+}
+
+/// `text` split at the commas outside single-quoted strings; none for blank text.
+fn split_outside_quotes(text: &str) -> Result<Vec<&str>, ODataError> {
+    if text.trim_matches(is_space).is_empty() {
+        return Ok(vec![]);
+    }
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            // `''` inside a string toggles twice: it stays a string.
+            b'\'' => quoted = !quoted,
+            b',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err(ODataError::new(
+            "A function parameter's string is missing its closing quote.",
+        ));
+    }
+    parts.push(&text[start..]);
+    Ok(parts)
+}
+
+/// A date/time as `$filter` literals and function parameters write it.
+pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    parse_datetime_text(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2306,6 +2401,41 @@ mod tests {
             &["'2018-13-01'", "date/time"],
         );
         assert_mentions(&filter_err("x eq datetime'abc"), &["closing quote"]);
+    }
+
+    #[test]
+    fn function_parameters() {
+        let parsed =
+            parse_function_parameters("ip='10.248.240.38',timestamp=2019-09-22T08:44:05Z").unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("ip".to_string(), Literal::String("10.248.240.38".into())),
+                (
+                    "timestamp".to_string(),
+                    Literal::DateTime(utc(2019, 9, 22, 8, 44, 5))
+                ),
+            ]
+        );
+        let encoded =
+            parse_function_parameters("ip=%27a,%20''b''%27,%20timestamp=2019-09-22T10:44:05+02:00")
+                .unwrap();
+        assert_eq!(encoded[0].1, Literal::String("a, 'b'".into()));
+        assert_eq!(encoded[1].1, Literal::DateTime(utc(2019, 9, 22, 8, 44, 5)));
+        assert_eq!(parse_function_parameters("").unwrap(), vec![]);
+        for bad in [
+            "ip=10.1.2.3",
+            "ip='x",
+            "ip",
+            "='x'",
+            "ip='a',ip='b'",
+            "ip='a' 'b'",
+            "timestamp=2019-13-01T00:00:00Z",
+            "ip='a',",
+            "%zz",
+        ] {
+            assert!(parse_function_parameters(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,8 +7,11 @@
 
 use crate::error::{ErrorCode, MdeError};
 use crate::machine::{wire_enum, DeviceValue};
+use crate::odata::{parse_datetime, parse_function_parameters, Literal};
+use crate::time::Timestamp;
 use serde::Deserialize;
 use std::fmt::Display;
+use std::net::IpAddr;
 use std::str::FromStr;
 use strum::VariantArray;
 use utoipa::ToSchema;
@@ -17,6 +20,9 @@ use utoipa::ToSchema;
 pub const MAX_BULK_MACHINES: usize = 500;
 /// Longest `Comment` accepted (the docs name no limit; this keeps rows bounded).
 pub const MAX_COMMENT_CHARS: usize = 4_000;
+/// Longest `ExternalId` and `Title` accepted (neither has a documented limit;
+/// correlation ids and titles are short, and this keeps rows bounded).
+pub const MAX_LABEL_CHARS: usize = 1_000;
 // The schemas' limits below are literals, as utoipa's attributes take no
 // constants; the OpenAPI test holds them equal to these and to
 // `rules::tags::MAX_TAG_CHARS`. A tag's pattern: no `char::is_control`.
@@ -58,13 +64,22 @@ fn text(field: &str, value: Option<String>) -> Result<Option<String>, MdeError> 
     }
 }
 
-fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
-    match text("Comment", value)? {
-        Some(text) if text.chars().count() > MAX_COMMENT_CHARS => Err(MdeError::invalid_input(
-            format!("Invalid input Comment: longer than {MAX_COMMENT_CHARS} characters."),
-        )),
+/// Free text of at most `max` characters.
+fn bounded_text(
+    field: &str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, MdeError> {
+    match text(field, value)? {
+        Some(text) if text.chars().count() > max => Err(MdeError::invalid_input(format!(
+            "Invalid input {field}: longer than {max} characters."
+        ))),
         other => Ok(other),
     }
+}
+
+fn comment(value: Option<String>) -> Result<Option<String>, MdeError> {
+    bounded_text("Comment", value, MAX_COMMENT_CHARS)
 }
 
 /// A request body that still has to be checked before the domain sees it.
@@ -167,9 +182,51 @@ pub enum ActionKind {
 pub struct ActionRequest {
     pub kind: ActionKind,
     pub comment: String,
-    pub external_id: Option<String>,
+    pub labels: Labels,
 }
 
+/// `ExternalId` and `Title`, validated: the optional properties MDE's
+/// `$metadata` declares on every machine action and on cancel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels {
+    pub external_id: Option<String>,
+    pub title: Option<String>,
+}
+
+impl Labels {
+    fn validate(external_id: Option<String>, title: Option<String>) -> Result<Labels, MdeError> {
+        Ok(Labels {
+            external_id: bounded_text("ExternalId", external_id, MAX_LABEL_CHARS)?,
+            title: bounded_text("Title", title, MAX_LABEL_CHARS)?,
+        })
+    }
+}
+
+/// Adds `ExternalId`, `Title` and `RequestSource` to a body struct. Written
+/// into each body rather than flattened in: serde's `flatten` would hide the
+/// name of a mistyped property from the 400 that reports it.
+macro_rules! labelled_body {
+    ($(#[$meta:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($body)*
+            /// The caller's correlation id: stored and echoed as `externalId`.
+            #[serde(rename = "ExternalId")]
+            #[schema(max_length = 1000)]
+            pub external_id: Option<String>,
+            /// Stored and echoed as `title`.
+            #[serde(rename = "Title")]
+            #[schema(max_length = 1000)]
+            pub title: Option<String>,
+            /// Accepted (a string, or null) and not stored: an action created
+            /// through the API has `requestSource` `PublicApi`.
+            #[serde(rename = "RequestSource")]
+            pub request_source: Option<String>,
+        }
+    };
+}
+
+labelled_body! {
 /// Body of `isolate`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct IsolateBody {
@@ -180,9 +237,7 @@ pub struct IsolateBody {
     #[serde(rename = "IsolationType")]
     #[schema(value_type = Option<IsolationType>)]
     pub isolation_type: Option<String>,
-    /// Stored and echoed as `externalId`, for correlation.
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for IsolateBody {
@@ -192,11 +247,12 @@ impl ValidateBody for IsolateBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind: ActionKind::Isolate(isolation.unwrap_or(IsolationType::Full)),
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of the actions that take only a comment (`unisolate`, `offboard`,
 /// `restrictCodeExecution`, `unrestrictCodeExecution`, `collectInvestigationPackage`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -204,8 +260,7 @@ pub struct CommentBody {
     #[serde(rename = "Comment")]
     #[schema(value_type = String, required = true, max_length = 4000)]
     pub comment: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl CommentBody {
@@ -213,11 +268,12 @@ impl CommentBody {
         Ok(ActionRequest {
             comment: required("Comment", comment(self.comment)?)?,
             kind,
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `runAntiVirusScan`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ScanBody {
@@ -228,8 +284,7 @@ pub struct ScanBody {
     #[serde(rename = "ScanType")]
     #[schema(value_type = ScanType, required = true)]
     pub scan_type: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for ScanBody {
@@ -240,11 +295,12 @@ impl ValidateBody for ScanBody {
         Ok(ActionRequest {
             comment,
             kind: ActionKind::RunAntiVirusScan(scan),
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `StopAndQuarantineFile`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StopAndQuarantineBody {
@@ -255,8 +311,7 @@ pub struct StopAndQuarantineBody {
     #[serde(rename = "Sha1")]
     #[schema(value_type = String, required = true, pattern = "^[0-9a-fA-F]{40}$")]
     pub sha1: Option<String>,
-    #[serde(rename = "ExternalID")]
-    pub external_id: Option<String>,
+}
 }
 
 impl ValidateBody for StopAndQuarantineBody {
@@ -275,22 +330,27 @@ impl ValidateBody for StopAndQuarantineBody {
             kind: ActionKind::StopAndQuarantineFile {
                 sha1: sha1.to_ascii_lowercase(),
             },
-            external_id: text("ExternalId", self.external_id)?,
+            labels: Labels::validate(self.external_id, self.title)?,
         })
     }
 }
 
+labelled_body! {
 /// Body of `POST /api/machineactions/{id}/cancel`; `Comment` is optional there.
+/// `ExternalId` and `Title` are checked as on the actions but not stored: the
+/// action keeps those of the request that created it.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct CancelBody {
     #[serde(rename = "Comment")]
     #[schema(max_length = 4000)]
     pub comment: Option<String>,
 }
+}
 
 impl ValidateBody for CancelBody {
     type Valid = Option<String>;
     fn validate(self) -> Result<Option<String>, MdeError> {
+        Labels::validate(self.external_id, self.title)?;
         comment(self.comment)
     }
 }
@@ -340,6 +400,66 @@ impl ValidateBody for DeviceValueBody {
     fn validate(self) -> Result<DeviceValue, MdeError> {
         required("DeviceValue", parse_enum("DeviceValue", self.device_value)?)
     }
+}
+
+/// The parameters of `GET /api/machines/findbyip(ip='…',timestamp=…)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindByIpRequest {
+    /// An internal address, IPv4 or IPv6.
+    pub ip: IpAddr,
+    /// When the machines were seen with it; absent: now.
+    pub timestamp: Option<Timestamp>,
+}
+
+impl FindByIpRequest {
+    /// From the function call's parameter list as it stands in the path.
+    pub fn parse(raw_parameters: &str) -> Result<FindByIpRequest, MdeError> {
+        let parameters = parse_function_parameters(raw_parameters)
+            .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0))?;
+        let (mut ip, mut timestamp) = (None, None);
+        for (name, value) in parameters {
+            match (name.to_ascii_lowercase().as_str(), value) {
+                ("ip", Literal::String(text)) => {
+                    ip = Some(text.trim().parse().map_err(|_| invalid_ip(&text))?);
+                }
+                ("ip", other) => return Err(invalid_ip(&format!("{other:?}"))),
+                ("timestamp", Literal::DateTime(at)) => {
+                    timestamp = Some(Timestamp::from_datetime(at));
+                }
+                ("timestamp", Literal::String(text)) => {
+                    let at = parse_datetime(&text).ok_or_else(|| invalid_timestamp(&text))?;
+                    timestamp = Some(Timestamp::from_datetime(at));
+                }
+                ("timestamp", other) => return Err(invalid_timestamp(&format!("{other:?}"))),
+                _ => {
+                    return Err(MdeError::invalid_input(format!(
+                        "Invalid input {name}: findbyip takes the parameters ip and timestamp."
+                    )))
+                }
+            }
+        }
+        Ok(FindByIpRequest {
+            ip: required("ip", ip)?,
+            timestamp,
+        })
+    }
+}
+
+fn invalid_ip(text: &str) -> MdeError {
+    MdeError::new(
+        ErrorCode::InvalidIpAddress,
+        format!(
+            "IP address {} is invalid.",
+            text.chars().take(64).collect::<String>()
+        ),
+    )
+}
+
+fn invalid_timestamp(text: &str) -> MdeError {
+    MdeError::invalid_input(format!(
+        "Invalid input timestamp {}: expected a date and time such as 2019-09-22T08:44:05Z.",
+        text.chars().take(64).collect::<String>()
+    ))
 }
 
 #[cfg(test)]

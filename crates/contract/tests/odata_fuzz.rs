@@ -9,8 +9,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use palisade_contract::odata::{
-    parse_filter, Filter, ODataQuery, MAX_CONDITIONS, MAX_DEPTH, MAX_FILTER_LEN, MAX_IN_VALUES,
-    MAX_TOP,
+    parse_filter, parse_function_parameters, Filter, ODataQuery, MAX_CONDITIONS, MAX_DEPTH,
+    MAX_FILTER_LEN, MAX_IN_VALUES, MAX_TOP,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -338,6 +338,56 @@ fn random_inputs_never_panic() {
     assert!(filters_ok > CASES / 50, "only {filters_ok} filters parsed");
     assert!(filters_ok < CASES * 9 / 10, "{filters_ok} filters parsed");
     assert!(queries_ok > CASES / 50, "only {queries_ok} queries parsed");
+}
+
+/// Parameter lists of OData function calls (`findbyip(...)`), as they stand in a path.
+const FUNCTION_PARAMETERS: &[&str] = &[
+    "ip='10.248.240.38',timestamp=2019-09-22T08:44:05Z",
+    "ip='10.1.2.3'",
+    "ip=%2710.1.2.3%27,timestamp=2019-09-22T10:44:05.1234567+02:00",
+    "IP='fe80::1',Timestamp='2019-09-22T08:44:05Z'",
+    "ip='it''s',timestamp=2019-09-22",
+    " ip = '10.0.0.1' , timestamp = 2019-09-22T08:44Z ",
+    "",
+];
+
+/// Function parameters never panic, and what parses names each parameter once.
+#[test]
+fn random_function_parameters_never_panic() {
+    let mut rng = StdRng::seed_from_u64(SEED ^ 0xF1);
+    let mut parsed = 0;
+    for _ in 0..CASES {
+        let input = match rng.random_range(0..10) {
+            0 => random_text(&mut rng, 64).into_iter().collect(),
+            1 => {
+                let base = *pick(&mut rng, FUNCTION_PARAMETERS);
+                encode_some(&mut rng, base)
+            }
+            _ => {
+                let base = *pick(&mut rng, FUNCTION_PARAMETERS);
+                mutate(&mut rng, base, FUNCTION_PARAMETERS)
+            }
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| parse_function_parameters(&input)))
+            .unwrap_or_else(|_| panic!("parse_function_parameters panicked on {input:?}"));
+        match result {
+            Ok(parameters) => {
+                parsed += 1;
+                for (i, (name, _)) in parameters.iter().enumerate() {
+                    assert!(is_identifier(name), "{name:?} from {input:?}");
+                    assert!(
+                        parameters[..i]
+                            .iter()
+                            .all(|(n, _)| !n.eq_ignore_ascii_case(name)),
+                        "{name:?} twice in {input:?}"
+                    );
+                }
+            }
+            Err(error) => assert!(!error.0.is_empty(), "empty message for {input:?}"),
+        }
+    }
+    assert!(parsed > CASES / 50, "only {parsed} parameter lists parsed");
+    assert!(parsed < CASES * 9 / 10, "{parsed} parameter lists parsed");
 }
 
 /// Asserts that `input` is rejected (speed is the benchmark's business, not a test's).

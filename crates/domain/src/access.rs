@@ -69,6 +69,7 @@ pub enum Operation {
     ListMachines,
     GetMachine,
     FindByTag,
+    FindMachinesByIp,
     UpdateMachine,
     TagMachine,
     TagMachines,
@@ -82,6 +83,7 @@ pub enum Operation {
     CollectInvestigationPackage,
     StopAndQuarantineFile,
     ListActions,
+    ListMachineActions,
     GetAction,
     CancelAction,
     ListAuditLog,
@@ -128,7 +130,8 @@ impl Operation {
     pub fn requirement(self) -> Requirement {
         use Operation::*;
         match self {
-            ListMachines | GetMachine | FindByTag | ListActions | GetAction => Requirement {
+            ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
+            | ListMachineActions | GetAction => Requirement {
                 app: READ_APP,
                 delegated: READ_DELEGATED,
                 roles: VIEW,
@@ -172,7 +175,14 @@ impl Operation {
         use Operation::*;
         !matches!(
             self,
-            ListMachines | GetMachine | FindByTag | ListActions | GetAction | ListAuditLog
+            ListMachines
+                | GetMachine
+                | FindByTag
+                | FindMachinesByIp
+                | ListActions
+                | ListMachineActions
+                | GetAction
+                | ListAuditLog
         )
     }
 

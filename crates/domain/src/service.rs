@@ -10,12 +10,13 @@ use crate::ids::is_machine_id;
 use crate::query::{ListQuery, LAMBDA_ELEMENT, PAGE_SIZE};
 use crate::rules;
 use crate::rules::audit::Subject;
-use crate::store::{MachineChange, MachineKey, Page, Store, StoreError, WriteError};
+use crate::rules::ip_history;
+use crate::store::{MachineChange, MachineRef, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
-    ActionRequest, BulkTagRequest, TagRequest, UpdateMachineRequest,
+    ActionRequest, BulkTagRequest, FindByIpRequest, TagRequest, UpdateMachineRequest,
 };
 use palisade_contract::{
     DeviceValue, ErrorCode, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
@@ -154,39 +155,35 @@ impl Palisade {
         Ok(self.store.machines(&visibility, &query).await?)
     }
 
+    /// The machine `key` names (`MachineRef`), if the caller sees it.
     pub async fn get_machine(
         &self,
         caller: &Caller,
-        id_or_name: &str,
+        key: &str,
     ) -> Result<SerializedMachine, MdeError> {
         let visibility = caller.visibility(self.clock.now());
-        self.find_machine(&visibility, id_or_name)
+        self.find_machine(&visibility, key)
             .await?
-            .ok_or_else(|| MdeError::machine_not_found(id_or_name))
+            .ok_or_else(|| MdeError::machine_not_found(key))
     }
 
-    /// By id, else by computer name (as MDE: `GET /api/machines/{id}` takes either).
+    /// By id, else by Entra device id, else by computer name (as MDE:
+    /// `GET /api/machines/{id}` takes any of them; see [`MachineRef`]).
     async fn find_machine(
         &self,
         visibility: &Visibility,
-        id_or_name: &str,
+        key: &str,
     ) -> Result<Option<SerializedMachine>, MdeError> {
-        if crate::ids::names_nothing(id_or_name) {
+        if crate::ids::names_nothing(key) {
             return Ok(None);
         }
-        let by_id = if is_machine_id(id_or_name) {
-            let id = id_or_name.to_ascii_lowercase();
-            self.store.machine(visibility, MachineKey::Id(&id)).await?
-        } else {
-            None
-        };
-        Ok(match by_id {
-            Some(machine) => Some(machine),
-            None => {
-                let name = MachineKey::Name(id_or_name);
-                self.store.machine(visibility, name).await?
+        let machine = MachineRef::new(key);
+        for lookup in machine.keys() {
+            if let Some(found) = self.store.machine(visibility, lookup).await? {
+                return Ok(Some(found));
             }
-        })
+        }
+        Ok(None)
     }
 
     /// `findbytag`: machines carrying `tag` exactly, or a tag starting with it.
@@ -226,11 +223,63 @@ impl Palisade {
         Ok(self.store.machines(&visibility, &query).await?.items)
     }
 
+    /// `findbyip`: the machines seen with internal address `ip` within 15
+    /// minutes of `at` (default now), which may be at most 30 days back.
+    pub async fn find_machines_by_ip(
+        &self,
+        caller: &Caller,
+        request: &FindByIpRequest,
+    ) -> Result<Vec<SerializedMachine>, MdeError> {
+        let now = self.clock.now();
+        let at = request.timestamp.unwrap_or(now);
+        if at < now.minus_days(ip_history::HISTORY_DAYS) {
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input timestamp {at}: it must be within the past {} days.",
+                ip_history::HISTORY_DAYS
+            )));
+        }
+        let window = ip_history::WINDOW_SECONDS;
+        let ids = self
+            .store
+            .machines_seen_with_ip(
+                &caller.tenant.id,
+                &request.ip.to_string(),
+                at.plus_seconds(-window),
+                at.plus_seconds(window),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // Through the machine list, so that visibility and retention apply as to every read.
+        let query = ListQuery {
+            filter: Some(Filter::In {
+                property: "id".into(),
+                values: ids.into_iter().map(Literal::String).collect(),
+            }),
+            limit: PAGE_SIZE,
+            ..ListQuery::default()
+        };
+        let visibility = caller.visibility(now);
+        Ok(self.store.machines(&visibility, &query).await?.items)
+    }
+
+    /// Forgets the address history `findbyip` can no longer ask about.
+    pub async fn forget_old_ip_history(&self) -> Result<u64, MdeError> {
+        let window = ip_history::WINDOW_SECONDS;
+        let before = self
+            .clock
+            .now()
+            .minus_days(ip_history::HISTORY_DAYS)
+            .plus_seconds(-window);
+        Ok(self.store.forget_ip_history(before).await?)
+    }
+
     /// Applies `change` to each machine, all or none, and returns them as stored.
     async fn change_machines<F>(
         &self,
         caller: &Caller,
-        mut machine_ids: Vec<String>,
+        keys: Vec<String>,
         mut change: F,
     ) -> Result<Vec<MachineChange>, MdeError>
     where
@@ -238,15 +287,13 @@ impl Palisade {
             + Send
             + 'static,
     {
-        if let Some(id) = machine_ids.iter().find(|id| crate::ids::names_nothing(id)) {
-            return Err(MdeError::machine_not_found(id));
+        if let Some(key) = keys.iter().find(|key| crate::ids::names_nothing(key)) {
+            return Err(MdeError::machine_not_found(key));
         }
-        // Ids are stored in lower case; MDE accepts them in any case.
-        for id in machine_ids.iter_mut().filter(|id| is_machine_id(id)) {
-            id.make_ascii_lowercase();
-        }
+        let mut machines: Vec<MachineRef> = keys.iter().map(|key| MachineRef::new(key)).collect();
+        // Each key once; an id in two cases is one id (MDE accepts any case).
         let mut seen = std::collections::HashSet::new();
-        machine_ids.retain(|id| seen.insert(id.clone()));
+        machines.retain(|m| seen.insert(m.id().unwrap_or(m.given()).to_string()));
         let visibility = caller.visibility(self.clock.now());
         let decide = Box::new(
             move |m: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
@@ -255,7 +302,7 @@ impl Palisade {
         );
         Ok(self
             .store
-            .change_machines(&visibility, machine_ids, decide)
+            .change_machines(&visibility, machines, decide)
             .await?)
     }
 
@@ -396,12 +443,27 @@ impl Palisade {
         Ok(action)
     }
 
+    /// Machine actions, newest first; with `machine`, that machine's only
+    /// (`GET /api/machines/{id}/machineactions`), and 404 for a machine the
+    /// caller does not see.
     pub async fn list_actions(
         &self,
         caller: &Caller,
+        machine: Option<&str>,
         query: &ODataQuery,
     ) -> Result<Page<MachineAction>, MdeError> {
-        let query = ListQuery::resolve(query, MACHINE_ACTION_QUERYABLE)?;
+        let mut query = ListQuery::resolve(query, MACHINE_ACTION_QUERYABLE)?;
+        if let Some(key) = machine {
+            let of_machine = Filter::Compare {
+                property: "machineId".into(),
+                op: CompareOp::Eq,
+                value: Literal::String(self.get_machine(caller, key).await?.id()),
+            };
+            query.filter = Some(match query.filter.take() {
+                Some(filter) => Filter::And(Box::new(of_machine), Box::new(filter)),
+                None => of_machine,
+            });
+        }
         let visibility = caller.visibility(self.clock.now());
         Ok(self.store.actions(&visibility, &query).await?)
     }

@@ -23,9 +23,54 @@ use std::sync::Arc;
 pub enum MachineKey<'a> {
     /// A 40-hex id, lower case.
     Id(&'a str),
+    /// The Entra device id (`aadDeviceId`): a lower-case hyphenated GUID,
+    /// matched case-insensitively; it repeats across re-onboarded devices,
+    /// and the most recently seen wins.
+    AadDeviceId(&'a str),
     /// Case-insensitive; names repeat across re-onboarded devices, and the most
     /// recently seen wins.
     Name(&'a str),
+}
+
+/// A machine as a client names it in `{id}`: MDE's `GET /api/machines/{id}`
+/// takes a machine id or a computer name, and responders send the Entra
+/// device id too. The one rule for every endpoint that takes a machine: its
+/// id (40 hex, any case), else its `aadDeviceId` when the text is a GUID,
+/// else its computer name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRef {
+    given: String,
+    id: Option<String>,
+    aad_device_id: Option<String>,
+}
+
+impl MachineRef {
+    pub fn new(given: &str) -> MachineRef {
+        MachineRef {
+            given: given.to_string(),
+            id: crate::ids::is_machine_id(given).then(|| given.to_ascii_lowercase()),
+            aad_device_id: uuid::Uuid::parse_str(given).ok().map(|g| g.to_string()),
+        }
+    }
+
+    /// As the client wrote it (for the 404 that names it).
+    pub fn given(&self) -> &str {
+        &self.given
+    }
+
+    /// The machine id it is, if it has an id's form.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The keys to try, in order; the first that finds a machine names it.
+    pub fn keys(&self) -> impl Iterator<Item = MachineKey<'_>> {
+        let id = self.id.as_deref().map(MachineKey::Id);
+        let aad = self.aad_device_id.as_deref().map(MachineKey::AadDeviceId);
+        id.into_iter()
+            .chain(aad)
+            .chain(std::iter::once(MachineKey::Name(&self.given)))
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -120,7 +165,21 @@ pub trait Store: Send + Sync + 'static {
         group: &DeviceGroup,
     ) -> Result<(), StoreError>;
     /// Creates or replaces machines (with their tags), as reported by devices or seeded.
+    /// This, `create_tenant`, `enroll_device` and `record_check_ins` keep
+    /// each machine's address history (`rules::ip_history::sync`).
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError>;
+    /// The ids of the tenant's machines seen with internal address `ip` at
+    /// some time from `from` to `to` (`rules::ip_history`), in id order,
+    /// whatever their visibility.
+    async fn machines_seen_with_ip(
+        &self,
+        tenant_id: &str,
+        ip: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Forgets, in all tenants, the address spans that ended before `before`; returns how many.
+    async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     async fn machines(
         &self,
@@ -132,11 +191,12 @@ pub trait Store: Send + Sync + 'static {
         visibility: &Visibility,
         key: MachineKey<'_>,
     ) -> Result<Option<SerializedMachine>, StoreError>;
-    /// Applies `decide` to each machine in one transaction: all change, or none.
+    /// Applies `decide` to each machine (each the first its keys find) in one
+    /// transaction: all change, or none.
     async fn change_machines(
         &self,
         visibility: &Visibility,
-        machine_ids: Vec<String>,
+        machines: Vec<MachineRef>,
         decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError>;
 

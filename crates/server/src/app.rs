@@ -220,7 +220,8 @@ pub fn redacted(database: &str) -> String {
 const ACTION_SWEEP_SECONDS: u64 = 60;
 
 /// Every minute, until the process stops: ends stale Pending actions with
-/// `TimeOut`, and forgets the rate-limit counts of idle callers.
+/// `TimeOut`, forgets the rate-limit counts of idle callers and the address
+/// history `findbyip` can no longer ask about.
 pub fn spawn_sweeper(state: &AppState) {
     let palisade = state.palisade.clone();
     let limiter = state.limiter.clone();
@@ -237,6 +238,9 @@ pub fn spawn_sweeper(state: &AppState) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(actions = n, "timed out actions no device picked up"),
                 Err(error) => tracing::warn!(%error, "could not time out stale actions"),
+            }
+            if let Err(error) = palisade.forget_old_ip_history().await {
+                tracing::warn!(%error, "could not forget address history older than 30 days");
             }
         }
     });

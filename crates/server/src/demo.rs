@@ -217,6 +217,7 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
     }
     let id_bytes: [u8; 20] = rng.random();
     let is_vm = server && rng.random_range(0..2) == 0;
+    let aad_joined = profile.platform.is_windows() && !server;
     Machine {
         id: palisade_domain::ids::hex(&id_bytes),
         merged_into_machine_id: None,
@@ -275,8 +276,15 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
                 ExposureLevel::High,
             ],
         )),
-        is_aad_joined: profile.platform.is_windows() && !server,
-        aad_device_id: None,
+        is_aad_joined: aad_joined,
+        // Derived from the id rather than drawn: the fleet stays the same for the same seed.
+        aad_device_id: aad_joined.then(|| {
+            let mut bytes = [0u8; 16];
+            bytes.copy_from_slice(&id_bytes[..16]);
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .to_string()
+        }),
         machine_tags: tags,
         defender_av_status: Some("Updated".into()),
         onboarding_status: if rng.random_range(0..40) == 0 {

@@ -8,7 +8,7 @@ use crate::rows::{
     action_from_row, get, json, machine_from_row, save_action, save_machine, ticks, ticks_opt,
     to_json, wire, Db, MACHINE_COLUMNS, MACHINE_FROM,
 };
-use crate::store::find_machine;
+use crate::store::{find_machine, save_ip_history};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -189,9 +189,13 @@ pub(crate) async fn enroll(
         hardware_enrolled,
     };
     let (mut stored, device) = enrollment::enroll(enrolled, machine, device);
-    let old_tags = existing.map(|m| m.machine_tags).unwrap_or_default();
+    let old_tags = existing
+        .as_ref()
+        .map(|m| m.machine_tags.clone())
+        .unwrap_or_default();
     device_groups::place(groups, &mut stored);
     save_machine(db, tenant_id, &stored, &old_tags).await?;
+    save_ip_history(db, tenant_id, existing.as_ref(), &stored).await?;
     save_device(db, &device).await?;
     Ok((stored, device))
 }
@@ -259,13 +263,17 @@ pub(crate) async fn record_check_ins(
         );
     }
     let mut changed: Vec<(Machine, Device)> = Vec::with_capacity(records.len());
+    // Each changed machine as it was, for its address history.
+    let mut before: Vec<Machine> = Vec::with_capacity(records.len());
     for record in records {
         let key = (record.tenant_id.clone(), record.machine_id.clone());
         let (Some(machine), Some(device)) = (machines.get_mut(&key), devices.get_mut(&key)) else {
             continue;
         };
+        let was = machine.clone();
         if device_report::apply(machine, device, record) {
             changed.push((machine.clone(), device.clone()));
+            before.push(was);
         }
     }
     if changed.is_empty() {
@@ -307,6 +315,9 @@ pub(crate) async fn record_check_ins(
         ],
     )
     .await?;
+    for ((machine, device), before) in changed.iter().zip(&before) {
+        save_ip_history(db, &device.tenant_id, Some(before), machine).await?;
+    }
     db.run(
         "UPDATE devices d SET isolation = u.isolation, isolation_at = u.isolation_at \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \

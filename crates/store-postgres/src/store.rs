@@ -18,13 +18,15 @@ use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{self, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
+use palisade_domain::rules::ip_history;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
-    StoreError, WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
+    Store, StoreError, WriteError,
 };
 use palisade_store_sql::{
-    audit_entries, time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS,
-    ACTION_COLUMNS, MACHINES,
+    audit_entries, forget_ip_history, machines_seen_with_ip, sync_ip_history,
+    time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS,
+    MACHINES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -105,6 +107,22 @@ pub(crate) async fn find_machine(
         .first()
         .map(machine_from_row)
         .transpose()
+}
+
+/// Brings `after`'s address history in line with it, `before` being the
+/// machine as stored until now, if known (`rules::ip_history::sync`).
+pub(crate) async fn save_ip_history(
+    db: &impl Db,
+    tenant_id: &str,
+    before: Option<&Machine>,
+    after: &Machine,
+) -> Result<(), StoreError> {
+    if let Some(sync) = ip_history::sync(before, after) {
+        for statement in sync_ip_history(Dialect::Postgres, tenant_id, &after.id, &sync) {
+            db.built(&statement).await?;
+        }
+    }
+    Ok(())
 }
 
 async fn find_action(
@@ -286,6 +304,7 @@ impl Store for PostgresStore {
                     let mut machine = machine.clone();
                     device_groups::place(groups, &mut machine);
                     save_machine(tx, &tenant.id, &machine, &[]).await?;
+                    save_ip_history(tx, &tenant.id, None, &machine).await?;
                 }
             }
             created
@@ -305,23 +324,44 @@ impl Store for PostgresStore {
 
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
         in_transaction!(self, |tx| {
+            let whole_tenant = Visibility::whole_tenant(tenant_id);
             let groups = load_groups(tx, tenant_id).await?;
             for machine in machines {
-                let old: Vec<String> = tx
-                    .rows(
-                        "SELECT tag FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
-                             ORDER BY position",
-                        &[&tenant_id, &machine.id],
-                    )
-                    .await?
-                    .iter()
-                    .map(|r| get(r, 0))
-                    .collect::<Result<_, _>>()?;
+                let key = MachineKey::Id(&machine.id);
+                let old = find_machine(tx, &whole_tenant, key, true).await?;
+                let old_tags = old.as_ref().map_or(&[][..], |m| &m.machine_tags);
                 let mut machine = machine.clone();
                 device_groups::place(&groups, &mut machine);
-                save_machine(tx, tenant_id, &machine, &old).await?;
+                save_machine(tx, tenant_id, &machine, old_tags).await?;
+                save_ip_history(tx, tenant_id, old.as_ref(), &machine).await?;
             }
         })
+    }
+
+    async fn machines_seen_with_ip(
+        &self,
+        tenant_id: &str,
+        ip: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        self.client()
+            .await?
+            .rows(
+                machines_seen_with_ip(Dialect::Postgres),
+                &[&tenant_id, &ip, &from.ticks(), &to.ticks()],
+            )
+            .await?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect()
+    }
+
+    async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.client()
+            .await?
+            .run(forget_ip_history(Dialect::Postgres), &[&before.ticks()])
+            .await
     }
 
     async fn machines(
@@ -356,14 +396,15 @@ impl Store for PostgresStore {
     async fn change_machines(
         &self,
         visibility: &Visibility,
-        machine_ids: Vec<String>,
+        machines: Vec<MachineRef>,
         mut decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
         in_transaction!(self, |tx| {
             let tenant_id = &visibility.tenant_id;
             // Locked in key order first, so that two bulk changes on other
-            // nodes wait for each other instead of deadlocking.
-            let mut sorted = machine_ids.clone();
+            // nodes wait for each other instead of deadlocking. A machine
+            // named otherwise than by its id is locked as it is found.
+            let mut sorted: Vec<&str> = machines.iter().filter_map(MachineRef::id).collect();
             sorted.sort_unstable();
             tx.run(
                 "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = ANY($2) \
@@ -371,12 +412,19 @@ impl Store for PostgresStore {
                 &[tenant_id, &sorted],
             )
             .await?;
-            let mut changes = Vec::with_capacity(machine_ids.len());
+            let mut changes = Vec::with_capacity(machines.len());
             let mut groups: Option<Vec<DeviceGroup>> = None;
-            for id in machine_ids {
-                let machine = find_machine(tx, visibility, MachineKey::Id(&id), false)
-                    .await?
-                    .ok_or(WriteError::MachineNotFound(id))?;
+            for wanted in machines {
+                let mut found = None;
+                for key in wanted.keys() {
+                    let locked = matches!(key, MachineKey::Id(_));
+                    found = find_machine(tx, visibility, key, !locked).await?;
+                    if found.is_some() {
+                        break;
+                    }
+                }
+                let machine =
+                    found.ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
                 let active = devices::open_actions(tx, tenant_id, &machine.id).await?;
                 let capabilities = devices::capabilities(tx, tenant_id, &machine.id).await?;
                 let mut change = decide(&machine, &active, &capabilities)?;

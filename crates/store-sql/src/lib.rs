@@ -6,6 +6,7 @@ use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
+use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::MachineKey;
 use std::sync::LazyLock;
 
@@ -36,6 +37,18 @@ impl Dialect {
             Dialect::Postgres => format!("${n}"),
         }
     }
+}
+
+/// `build`'s statement in `dialect`, built once per dialect.
+macro_rules! once_per_dialect {
+    ($dialect:expr, $build:expr) => {{
+        static SQLITE: LazyLock<String> = LazyLock::new(|| $build(Dialect::Sqlite));
+        static POSTGRES: LazyLock<String> = LazyLock::new(|| $build(Dialect::Postgres));
+        match $dialect {
+            Dialect::Sqlite => SQLITE.as_str(),
+            Dialect::Postgres => POSTGRES.as_str(),
+        }
+    }};
 }
 
 /// Which entity a query is about: its table alias, columns and default order.
@@ -179,12 +192,7 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
             updates.join(", ")
         )
     }
-    static SQLITE: LazyLock<String> = LazyLock::new(|| build(Dialect::Sqlite));
-    static POSTGRES: LazyLock<String> = LazyLock::new(|| build(Dialect::Postgres));
-    match dialect {
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Postgres => &POSTGRES,
-    }
+    once_per_dialect!(dialect, build)
 }
 
 /// Ends every stale open action with `TimeOut`: parameter 1 is now, 2 the
@@ -200,12 +208,90 @@ pub fn time_out_stale_actions(dialect: Dialect) -> &'static str {
                 OR (status = 'InProgress' AND last_update_time < {stale_before})"
         )
     }
-    static SQLITE: LazyLock<String> = LazyLock::new(|| build(Dialect::Sqlite));
-    static POSTGRES: LazyLock<String> = LazyLock::new(|| build(Dialect::Postgres));
-    match dialect {
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Postgres => &POSTGRES,
+    once_per_dialect!(dialect, build)
+}
+
+/// The statements that bring a machine's address history in line with
+/// `sync` (`rules::ip_history`): end the open spans of the addresses it no
+/// longer shows, open one for each address it shows that has none (or open
+/// again one that began at the same time).
+pub fn sync_ip_history(
+    dialect: Dialect,
+    tenant_id: &str,
+    machine_id: &str,
+    sync: &IpHistorySync,
+) -> Vec<Sql> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let mut left = Sql::new(dialect);
+    left.push("UPDATE machine_ip_history SET last_seen = ")
+        .bind(Value::Integer(sync.left_at.ticks()))
+        .push(" WHERE tenant_id = ")
+        .bind(text(tenant_id))
+        .push(" AND machine_id = ")
+        .bind(text(machine_id))
+        .push(" AND last_seen IS NULL");
+    if !sync.addresses.is_empty() {
+        left.push(" AND ip NOT IN (");
+        for (i, address) in sync.addresses.iter().enumerate() {
+            if i > 0 {
+                left.push(", ");
+            }
+            left.bind(text(address));
+        }
+        left.push(")");
     }
+    let mut statements = vec![left];
+    for address in &sync.addresses {
+        let mut joined = Sql::new(dialect);
+        joined
+            .push("INSERT INTO machine_ip_history (tenant_id, machine_id, ip, first_seen) SELECT ")
+            .bind(text(tenant_id))
+            .push(", ")
+            .bind(text(machine_id))
+            .push(", ")
+            .bind(text(address))
+            .push(", ")
+            .bind(Value::Integer(sync.joined_at.ticks()))
+            .push(" WHERE NOT EXISTS (SELECT 1 FROM machine_ip_history o WHERE o.tenant_id = ")
+            .bind(text(tenant_id))
+            .push(" AND o.machine_id = ")
+            .bind(text(machine_id))
+            .push(" AND o.ip = ")
+            .bind(text(address))
+            .push(" AND o.last_seen IS NULL) \
+                   ON CONFLICT (tenant_id, machine_id, ip, first_seen) DO UPDATE SET last_seen = NULL");
+        statements.push(joined);
+    }
+    statements
+}
+
+/// The ids of the tenant's machines seen with an address at some time in a
+/// span: parameters tenant, address, from, to. An open span ends at its
+/// machine's `lastSeen`. Read through the address index, whatever the fleet's size.
+pub fn machines_seen_with_ip(dialect: Dialect) -> &'static str {
+    once_per_dialect!(dialect, |d: Dialect| {
+        let p = |n| d.parameter(n);
+        format!(
+            "SELECT DISTINCT h.machine_id FROM machine_ip_history h \
+             JOIN machines m ON m.tenant_id = h.tenant_id AND m.id = h.machine_id \
+             WHERE h.tenant_id = {} AND h.ip = {} AND h.first_seen <= {} \
+             AND coalesce(h.last_seen, m.last_seen) >= {} ORDER BY h.machine_id",
+            p(1),
+            p(2),
+            p(4),
+            p(3)
+        )
+    })
+}
+
+/// Forgets the spans that ended before parameter 1 (in all tenants).
+pub fn forget_ip_history(dialect: Dialect) -> &'static str {
+    once_per_dialect!(dialect, |d: Dialect| {
+        format!(
+            "DELETE FROM machine_ip_history WHERE last_seen < {}",
+            d.parameter(1)
+        )
+    })
 }
 
 /// An audit entry's columns, in the order both stores read them.
@@ -352,6 +438,14 @@ impl Sql {
     pub fn machine_key(&mut self, key: MachineKey<'_>) -> &mut Self {
         match key {
             MachineKey::Id(id) => self.push(" AND m.id = ").bind(Value::Text(id.to_string())),
+            // Lower case already: the GUID as `MachineRef` wrote it.
+            MachineKey::AadDeviceId(aad_device_id) => self
+                .sqlite_or_postgres(
+                    " AND m.aad_device_id COLLATE NOCASE = ",
+                    " AND lower(m.aad_device_id) = ",
+                )
+                .bind(Value::Text(aad_device_id.to_string()))
+                .push(" ORDER BY m.last_seen DESC LIMIT 1"),
             MachineKey::Name(name) => self
                 .sqlite_or_postgres(
                     " AND m.computer_dns_name COLLATE NOCASE = ",

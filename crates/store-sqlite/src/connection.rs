@@ -18,6 +18,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0006_open_actions_index.sql")),
         M::up(include_str!("../migrations/0007_machine_revision.sql")),
         M::up(include_str!("../migrations/0008_in_progress_timeout.sql")),
+        M::up(include_str!("../migrations/0009_machine_lookups.sql")),
         M::up(include_str!(
             "../migrations/0010_duplicate_devices_and_audit_per_tenant.sql"
         )),

@@ -2,7 +2,7 @@
 //! transactions that touch a device, its machine and its actions together.
 
 use crate::rows::{action_from_row, json, save_action, save_machine, ticks, to_json, wire, Ticks};
-use crate::store::find_machine;
+use crate::store::{find_machine, save_ip_history};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::Visibility;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -159,9 +159,13 @@ pub(crate) fn enroll(
         hardware_enrolled,
     };
     let (mut stored, device) = enrollment::enroll(enrolled, machine, device);
-    let old_tags = existing.map(|m| m.machine_tags).unwrap_or_default();
+    let old_tags = existing
+        .as_ref()
+        .map(|m| m.machine_tags.clone())
+        .unwrap_or_default();
     device_groups::place(groups, &mut stored);
     save_machine(conn, tenant_id, &stored, &old_tags)?;
+    save_ip_history(conn, tenant_id, existing.as_ref(), &stored)?;
     save_device(conn, &device)?;
     Ok((stored, device))
 }
@@ -198,6 +202,7 @@ pub(crate) fn record_check_ins(
         ) else {
             continue;
         };
+        let before = machine.clone();
         if !device_report::apply(&mut machine, &mut device, record) {
             continue;
         }
@@ -211,6 +216,7 @@ pub(crate) fn record_check_ins(
             machine.health_status.as_str(),
             machine.agent_version,
         ])?;
+        save_ip_history(conn, tenant_id, Some(&before), &machine)?;
         update_device.execute(params![
             tenant_id,
             machine_id,

@@ -18,13 +18,14 @@ use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{CallLogs, RateKey, RateLimits, Throttled};
 use palisade_domain::rules::device_groups;
+use palisade_domain::rules::ip_history;
 use palisade_domain::store::{
-    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, Page, Store,
-    StoreError, WriteError,
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
+    Store, StoreError, WriteError,
 };
 use palisade_store_sql::{
-    audit_entries, time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS,
-    MACHINES,
+    audit_entries, forget_ip_history, machines_seen_with_ip, sync_ip_history,
+    time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -70,6 +71,23 @@ fn sqlite_value(value: &Value) -> rusqlite::types::Value {
         Value::Real(x) => rusqlite::types::Value::Real(*x),
         Value::Null => rusqlite::types::Value::Null,
     }
+}
+
+/// Brings `after`'s address history in line with it, `before` being the
+/// machine as stored until now, if known (`rules::ip_history::sync`).
+pub(crate) fn save_ip_history(
+    conn: &Connection,
+    tenant_id: &str,
+    before: Option<&Machine>,
+    after: &Machine,
+) -> rusqlite::Result<()> {
+    if let Some(sync) = ip_history::sync(before, after) {
+        for statement in sync_ip_history(Dialect::Sqlite, tenant_id, &after.id, &sync) {
+            conn.prepare_cached(&statement.text)?
+                .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn query_rows<T>(
@@ -284,6 +302,7 @@ impl Store for SqliteStore {
                         let mut machine = machine.clone();
                         device_groups::place(&groups, &mut machine);
                         save_machine(conn, &tenant.id, &machine, &[]).map_err(sql_failure)?;
+                        save_ip_history(conn, &tenant.id, None, &machine).map_err(sql_failure)?;
                     }
                 }
                 Ok(created)
@@ -311,26 +330,47 @@ impl Store for SqliteStore {
         let (tenant_id, machines) = (tenant_id.to_string(), machines.to_vec());
         self.writer
             .write(move |conn| {
-                let mut existing_tags = conn
-                    .prepare_cached(
-                        "SELECT tag FROM machine_tags WHERE tenant_id = ?1 AND machine_id = ?2 \
-                         ORDER BY position",
-                    )
-                    .map_err(sql_failure)?;
+                let whole_tenant = Visibility::whole_tenant(&tenant_id);
                 let groups = load_groups(conn, &tenant_id).map_err(sql_failure)?;
                 for machine in &machines {
-                    let old: Vec<String> = existing_tags
-                        .query_map(params![tenant_id, machine.id], |r| r.get(0))
-                        .and_then(|rows| rows.collect())
+                    let old = find_machine(conn, &whole_tenant, MachineKey::Id(&machine.id))
                         .map_err(sql_failure)?;
+                    let old_tags = old.as_ref().map_or(&[][..], |m| &m.machine_tags);
                     let mut machine = machine.clone();
                     device_groups::place(&groups, &mut machine);
-                    save_machine(conn, &tenant_id, &machine, &old).map_err(sql_failure)?;
+                    save_machine(conn, &tenant_id, &machine, old_tags).map_err(sql_failure)?;
+                    save_ip_history(conn, &tenant_id, old.as_ref(), &machine)
+                        .map_err(sql_failure)?;
                 }
                 Ok(())
             })
             .await
             .map_err(into_store_error)
+    }
+
+    async fn machines_seen_with_ip(
+        &self,
+        tenant_id: &str,
+        ip: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        self.readers
+            .read_now(|conn| {
+                conn.prepare_cached(machines_seen_with_ip(Dialect::Sqlite))?
+                    .query_map(params![tenant_id, ip, Ticks(from), Ticks(to)], |r| r.get(0))?
+                    .collect()
+            })
+            .await
+    }
+
+    async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.write_store(move |conn| {
+            conn.prepare_cached(forget_ip_history(Dialect::Sqlite))?
+                .execute(params![Ticks(before)])
+                .map(|n| n as u64)
+        })
+        .await
     }
 
     async fn machines(
@@ -359,7 +399,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<SerializedMachine>, StoreError> {
         let probe_table = match key {
             MachineKey::Id(_) => MACHINE_PROBE_BY_ID,
-            MachineKey::Name(_) => MACHINE_PROBES,
+            MachineKey::AadDeviceId(_) | MachineKey::Name(_) => MACHINE_PROBES,
         };
         let probe = machine_lookup(visibility, key, probe_table);
         self.readers
@@ -377,18 +417,24 @@ impl Store for SqliteStore {
     async fn change_machines(
         &self,
         visibility: &Visibility,
-        machine_ids: Vec<String>,
+        machines: Vec<MachineRef>,
         mut decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
         let visibility = visibility.clone();
         self.writer
             .write(move |conn| {
-                let mut changes = Vec::with_capacity(machine_ids.len());
+                let mut changes = Vec::with_capacity(machines.len());
                 let mut groups: Option<Vec<DeviceGroup>> = None;
-                for id in machine_ids {
-                    let machine = find_machine(conn, &visibility, MachineKey::Id(&id))
-                        .map_err(sql_failure)?
-                        .ok_or(WriteError::MachineNotFound(id))?;
+                for wanted in machines {
+                    let mut found = None;
+                    for key in wanted.keys() {
+                        found = find_machine(conn, &visibility, key).map_err(sql_failure)?;
+                        if found.is_some() {
+                            break;
+                        }
+                    }
+                    let machine = found
+                        .ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
                     let active = devices::open_actions(conn, &visibility.tenant_id, &machine.id)
                         .map_err(sql_failure)?;
                     let capabilities =
@@ -868,6 +914,25 @@ mod tests {
                 && !plan.contains("TEMP B-TREE"),
             "{plan}"
         );
+    }
+
+    /// A machine named by its Entra device id is found through its index,
+    /// and findbyip reads the spans of one address, not the history.
+    #[test]
+    fn entra_device_ids_and_addresses_are_read_through_their_indexes() {
+        use crate::connection::query_plan;
+        let visibility = Visibility::whole_tenant("t1");
+        let by_aad = machine_lookup(&visibility, MachineKey::AadDeviceId("a"), MACHINE_PROBES);
+        let plan = query_plan(&by_aad.text);
+        assert!(plan.contains("INDEX machines_by_aad_device_id"), "{plan}");
+        let plan = query_plan(machines_seen_with_ip(Dialect::Sqlite));
+        assert!(
+            plan.contains("h USING COVERING INDEX machine_ip_history_by_ip")
+                && !plan.contains("SCAN"),
+            "{plan}"
+        );
+        let plan = query_plan(forget_ip_history(Dialect::Sqlite));
+        assert!(plan.contains("INDEX machine_ip_history_ended"), "{plan}");
     }
 
     /// The time-out sweep runs every minute: it reads the stale Pending and

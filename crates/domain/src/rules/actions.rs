@@ -69,7 +69,7 @@ pub fn create(
     Ok(MachineAction {
         id: new_action_id(),
         action_type,
-        title: None,
+        title: request.labels.title.clone(),
         requestor: requestor.to_string(),
         requestor_comment: Some(request.comment.clone()),
         status: ActionStatus::Pending,
@@ -82,7 +82,7 @@ pub fn create(
         cancellation_date_time_utc: None,
         error_h_result: 0,
         scope,
-        external_id: request.external_id.clone(),
+        external_id: request.labels.external_id.clone(),
         request_source: REQUEST_SOURCE.into(),
         related_file_info,
         commands: vec![],

@@ -36,9 +36,8 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         TagMachines => Subject::Machines(target.split(',').filter(|k| !k.is_empty()).collect()),
         CancelAction => Subject::Action(target),
         // Reads are not audited.
-        ListMachines | GetMachine | FindByTag | ListActions | GetAction | ListAuditLog => {
-            Subject::Nothing
-        }
+        ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
+        | ListMachineActions | GetAction | ListAuditLog => Subject::Nothing,
     }
 }
 

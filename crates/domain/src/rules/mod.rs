@@ -6,5 +6,6 @@ pub mod device_actions;
 pub mod device_groups;
 pub mod device_report;
 pub mod enrollment;
+pub mod ip_history;
 pub mod platform;
 pub mod tags;

@@ -6,6 +6,7 @@ use crate::http::extract::{JsonBody, OData, RequestBase};
 use crate::http::odata::{collection, Entity, Selection};
 use axum::extract::{Path, State};
 use axum::response::Response;
+use palisade_contract::odata::ODataQuery;
 use palisade_contract::requests::{CancelBody, ValidateBody};
 use palisade_contract::{ErrorBody, MachineAction};
 use palisade_domain::Caller;
@@ -30,8 +31,45 @@ pub async fn list_actions(
     base: RequestBase,
     OData(query): OData,
 ) -> ApiResult<Response> {
+    action_collection(app, caller, base, None, query).await
+}
+
+/// List one machine's actions (the `machineactions` navigation property of
+/// MDE's Machine), newest first, with the OData options of `/api/machineactions`.
+#[utoipa::path(get, path = "/api/machines/{id}/machineactions", tag = "Machine actions",
+    params(
+        ("id" = String, Path, description = "Machine id, Entra device id or computerDnsName"),
+        ("$filter" = Option<String>, Query, description = "OData filter"),
+        ("$top" = Option<u32>, Query, description = "At most 10,000"),
+        ("$skip" = Option<u64>, Query),
+        ("$orderby" = Option<String>, Query),
+        ("$count" = Option<bool>, Query),
+        ("$select" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "A collection of MachineAction (`value`)", body = [MachineAction]),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "No such machine (or not seen within retention)", body = ErrorBody),
+    ))]
+pub async fn list_machine_actions(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+    OData(query): OData,
+) -> ApiResult<Response> {
+    action_collection(app, caller, base, Some(&id), query).await
+}
+
+async fn action_collection(
+    app: AppState,
+    caller: Caller,
+    base: RequestBase,
+    machine: Option<&str>,
+    query: ODataQuery,
+) -> ApiResult<Response> {
     let selection = Selection::resolve::<MachineAction>(&query)?;
-    let page = app.palisade.list_actions(&caller, &query).await?;
+    let page = app.palisade.list_actions(&caller, machine, &query).await?;
     collection(&base, &query, selection, page)
 }
 

@@ -5,11 +5,13 @@ use crate::http::auth::AuditTarget;
 use crate::http::error::ApiResult;
 use crate::http::extract::{JsonBody, OData, RequestBase};
 use crate::http::odata::{collection, list, Entity, Selection};
+use crate::http::paths::FunctionParameters;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use axum::Extension;
 use palisade_contract::requests::{
-    ActionKind, ActionRequest, BulkTagBody, CommentBody, DeviceValueBody, IsolateBody, ScanBody,
-    StopAndQuarantineBody, TagBody, UpdateMachineBody, ValidateBody,
+    ActionKind, ActionRequest, BulkTagBody, CommentBody, DeviceValueBody, FindByIpRequest,
+    IsolateBody, ScanBody, StopAndQuarantineBody, TagBody, UpdateMachineBody, ValidateBody,
 };
 use palisade_contract::{ErrorBody, Machine, MachineAction, MdeError, SerializedMachine};
 use palisade_domain::Caller;
@@ -111,6 +113,26 @@ pub async fn find_by_tag(
         .palisade
         .find_machines_by_tag(&caller, &tag, starts_with)
         .await?;
+    list(&base, machines)
+}
+
+/// Find the machines seen with an internal IP address within 15 minutes before
+/// or after a timestamp of the past 30 days (default now). Called as an OData
+/// function: `GET /api/machines/findbyip(ip='10.248.240.38',timestamp=2019-09-22T08:44:05Z)`.
+#[utoipa::path(get, path = "/api/machines/findbyip()", tag = "Machines",
+    responses(
+        (status = 200, description = "A collection of Machine (`value`)", body = [Machine]),
+        (status = 400, description = "No or an invalid ip, a timestamp older than 30 days, or a malformed parameter list", body = ErrorBody),
+    ))]
+pub async fn find_machines_by_ip(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    parameters: Option<Extension<FunctionParameters>>,
+) -> ApiResult<Response> {
+    let raw = parameters.as_ref().map_or("", |Extension(p)| p.0.as_str());
+    let request = FindByIpRequest::parse(raw)?;
+    let machines = app.palisade.find_machines_by_ip(&caller, &request).await?;
     list(&base, machines)
 }
 

@@ -155,7 +155,7 @@ async fn check_endpoint(
     let a = assert_new_action(&server, &reply, &m, action_type, scope, &comment);
     assert!(
         a["externalId"].is_null(),
-        "externalId without ExternalID: {}",
+        "externalId without ExternalId: {}",
         reply.text
     );
     // The action is stored as answered.
@@ -347,8 +347,11 @@ async fn scan_without_scan_type_is_missing_required_parameter() {
     assert!(actions(&server, "").await.is_empty());
 }
 
+/// `ExternalId` and `Title` (as MDE's `$metadata` spells them) are stored
+/// and echoed by every action endpoint, in its answer, its GET and the list;
+/// `RequestSource` is accepted, null or a string, and the action stays `PublicApi`.
 #[tokio::test]
-async fn external_id_is_echoed_on_every_action() {
+async fn external_id_and_title_are_echoed_on_every_action() {
     let cases: [(&str, Value); 8] = [
         ("isolate", json!({"Comment": "c", "IsolationType": "Full"})),
         ("unisolate", json!({"Comment": "c"})),
@@ -366,11 +369,18 @@ async fn external_id_is_echoed_on_every_action() {
         ),
     ];
     let server = TestServer::start().await;
-    for (endpoint, mut body) in cases {
+    for (n, (endpoint, mut body)) in cases.into_iter().enumerate() {
         let m = machine(OsPlatform::Windows11);
         server.put_machines(std::slice::from_ref(&m)).await;
         let external = format!("corr-{endpoint}-42");
-        body["ExternalID"] = json!(external);
+        let title = format!("Incident 7: {endpoint}");
+        body["ExternalId"] = json!(external);
+        body["Title"] = json!(title);
+        body["RequestSource"] = if n % 2 == 0 {
+            Value::Null
+        } else {
+            json!("PublicApi")
+        };
         let reply = act(&server, &m.id, endpoint, body).await;
         let a = created(&reply);
         assert_eq!(
@@ -379,10 +389,73 @@ async fn external_id_is_echoed_on_every_action() {
             "{endpoint}: {}",
             reply.text
         );
+        assert_eq!(a["title"], title.as_str(), "{endpoint}: {}", reply.text);
+        assert_eq!(a["requestSource"], "PublicApi", "{endpoint}");
         let id = a["id"].as_str().unwrap();
         let got = server.get(&format!("/api/machineactions/{id}")).await;
         assert_eq!(got.json["externalId"], external.as_str(), "{endpoint}");
+        assert_eq!(got.json["title"], title.as_str(), "{endpoint}");
+        let listed = actions(&server, &format!("?$filter=id eq '{id}'")).await;
+        assert_eq!(listed[0]["externalId"], external.as_str(), "{endpoint}");
+        assert_eq!(listed[0]["title"], title.as_str(), "{endpoint}");
     }
+}
+
+/// A non-string `ExternalId`, `Title` or `RequestSource` is a bad body, and
+/// one too long is invalid input: nothing is created.
+#[tokio::test]
+async fn external_id_and_title_must_be_short_strings() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    for (property, value) in [
+        ("ExternalId", json!(42)),
+        ("ExternalId", json!({"id": "x"})),
+        ("Title", json!(["t"])),
+        ("RequestSource", json!(1)),
+    ] {
+        let mut body = json!({"Comment": "c"});
+        body[property] = value;
+        let reply = act(&server, &m.id, "isolate", body).await;
+        let message = reply.assert_error(400, "InvalidRequestBody");
+        assert!(message.contains(property), "{message}");
+    }
+    for property in ["ExternalId", "Title"] {
+        let mut body = json!({"Comment": "c"});
+        body[property] = json!("x".repeat(1_001));
+        let reply = act(&server, &m.id, "isolate", body).await;
+        let message = reply.assert_error(400, "InvalidInput");
+        assert!(message.contains(property), "{message}");
+    }
+    assert!(actions(&server, "").await.is_empty());
+}
+
+/// Cancel accepts `ExternalId`, `Title` and `RequestSource` too (MDE's
+/// metadata declares them there): checked as on the actions, and the action
+/// keeps those of the request that created it.
+#[tokio::test]
+async fn cancel_takes_external_id_and_title_and_keeps_the_actions_own() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    let a = created(
+        &act(
+            &server,
+            &m.id,
+            "isolate",
+            json!({"Comment": "c", "ExternalId": "corr-1", "Title": "contain"}),
+        )
+        .await,
+    );
+    let path = format!("/api/machineactions/{}/cancel", a["id"].as_str().unwrap());
+    let refused = server.post(&path, json!({"ExternalId": 7})).await;
+    refused.assert_error(400, "InvalidRequestBody");
+    let reply = server
+        .post(
+            &path,
+            json!({"Comment": "stop", "ExternalId": "corr-2", "Title": "undo", "RequestSource": null}),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 200, "body: {}", reply.text);
+    assert_eq!(reply.json["status"], "Cancelled");
+    assert_eq!(reply.json["externalId"], "corr-1");
+    assert_eq!(reply.json["title"], "contain");
 }
 
 #[tokio::test]
@@ -754,6 +827,102 @@ async fn five_actions(server: &TestServer) -> (Machine, Machine, Vec<Value>) {
     ];
     created_actions.push(unisolate(server, &a.id).await);
     (a, b, created_actions)
+}
+
+/// `GET /api/machines/{id}/machineactions` (the navigation property of
+/// MDE's Machine): that machine's actions, newest first, with the OData
+/// options of `/api/machineactions`; by id or name, under /api/v1.0 too.
+#[tokio::test]
+async fn a_machines_actions_are_its_navigation_property() {
+    let server = TestServer::start().await;
+    let (a, b, made) = five_actions(&server).await;
+    let of_a: Vec<String> = [4, 3, 0]
+        .iter()
+        .map(|&n| made[n]["id"].as_str().unwrap().to_string())
+        .collect();
+    for path in [
+        format!("/api/machines/{}/machineactions", a.id),
+        format!(
+            "/api/v1.0/Machines/{}/MachineActions",
+            a.id.to_ascii_uppercase()
+        ),
+        format!("/api/machines/{}/machineactions", a.computer_dns_name),
+    ] {
+        let reply = server.get(&path).await;
+        assert_eq!(reply.status.as_u16(), 200, "{path}: {}", reply.text);
+        assert_eq!(
+            reply.json["@odata.context"],
+            format!("{}/api/$metadata#MachineActions", server.origin)
+        );
+        assert_eq!(reply.value_ids(), of_a, "{path}");
+    }
+    let path = format!("/api/machines/{}/machineactions", b.id);
+    let isolations = server
+        .get(&format!("{path}?$filter=type eq 'Isolate'&$count=true"))
+        .await;
+    assert_eq!(isolations.status.as_u16(), 200, "{}", isolations.text);
+    assert_eq!(
+        isolations.value_ids(),
+        vec![made[2]["id"].as_str().unwrap()]
+    );
+    assert_eq!(isolations.json["@odata.count"], 1);
+    // Another machine's id in the filter finds nothing: the path decides.
+    let crossed = server
+        .get(&format!("{path}?$filter=machineId eq '{}'", a.id))
+        .await;
+    assert!(crossed.value_ids().is_empty(), "{}", crossed.text);
+    let newest = server.get(&format!("{path}?$top=1&$select=id,type")).await;
+    assert_eq!(
+        newest.json["value"],
+        json!([{"id": made[2]["id"], "type": "Isolate"}])
+    );
+
+    server
+        .get(&format!("{path}?$filter=nope eq 1"))
+        .await
+        .assert_error(400, "ODataError");
+    let message = server
+        .get(&format!("/api/machines/{}/machineactions", "f".repeat(40)))
+        .await
+        .assert_error(404, "ResourceNotFound");
+    assert_eq!(message, format!("Machine {} was not found", "f".repeat(40)));
+}
+
+/// A user limited to one device group gets 404 for another group's machine.
+#[tokio::test]
+async fn a_machines_actions_are_not_shown_to_who_cannot_see_it() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let mut hidden = machine(OsPlatform::WindowsServer2022);
+    hidden.rbac_group_id = 2;
+    let mut shown = machine(OsPlatform::Windows11);
+    shown.rbac_group_id = 1;
+    server.put_machines(&[hidden.clone(), shown.clone()]).await;
+    isolate(&server, &hidden.id).await;
+    let own = isolate(&server, &shown.id).await;
+    let token = server
+        .user_token(
+            "ws-reader@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines/{}/machineactions", hidden.id),
+        )
+        .await
+        .assert_error(404, "ResourceNotFound");
+    let reply = server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines/{}/machineactions", shown.id),
+        )
+        .await;
+    assert_eq!(reply.value_ids(), vec![own["id"].as_str().unwrap()]);
 }
 
 #[tokio::test]

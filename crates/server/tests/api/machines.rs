@@ -487,6 +487,131 @@ async fn a_40_hex_key_is_an_id_first_then_a_name() {
     assert_eq!(reply.json["id"], hex_named.id);
 }
 
+/// A machine's Entra device id (`aadDeviceId`) names it wherever a machine
+/// id does (GET, tags, PATCH, setDeviceValue, the actions, bulk tags), in
+/// any case and GUID form; several machines with one, the most recently seen.
+#[tokio::test]
+async fn an_entra_device_id_names_the_machine_everywhere() {
+    let server = TestServer::start().await;
+    let aad = "0b8e31a2-4d4b-4f1a-9a39-3f7c2e9d1e55";
+    let now = Timestamp::now();
+    let mut m = machine(OsPlatform::Windows11);
+    m.is_aad_joined = true;
+    m.aad_device_id = Some(aad.into());
+    m.last_seen = now.plus_seconds(-30);
+    // The same device onboarded before: seen earlier, reachable by its id only.
+    let mut earlier = m.clone();
+    earlier.id = format!("{:040x}", u128::MAX);
+    earlier.computer_dns_name = "old-record".into();
+    earlier.last_seen = now.minus_days(3);
+    let other = machine(OsPlatform::Windows11);
+    server
+        .put_machines(&[earlier.clone(), m.clone(), other.clone()])
+        .await;
+
+    for key in [
+        aad.to_string(),
+        aad.to_ascii_uppercase(),
+        aad.replace('-', ""),
+        format!("{{{aad}}}"),
+    ] {
+        let reply = get_machine(&server, &key).await;
+        assert_eq!(reply.status, 200, "{key}: {}", reply.text);
+        assert_eq!(reply.json["id"], m.id, "{key}");
+    }
+
+    let reply = tag(&server, &aad.to_ascii_uppercase(), "by-aad", "Add").await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(stored_tags(&server, &m.id).await, vec!["by-aad"]);
+    let reply = server
+        .patch(
+            &format!("/api/machines/{aad}"),
+            json!({"deviceValue": "High"}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["id"], m.id);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/setDeviceValue"),
+            json!({"DeviceValue": "Low"}),
+        )
+        .await;
+    assert_eq!(reply.json["deviceValue"], "Low", "{}", reply.text);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/isolate"),
+            json!({"Comment": "contain"}),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    assert_eq!(reply.json["machineId"], m.id);
+    let reply = server
+        .post(
+            &format!("/api/machines/{aad}/runAntiVirusScan"),
+            json!({"Comment": "scan", "ScanType": "Quick"}),
+        )
+        .await;
+    assert_eq!(reply.json["machineId"], m.id, "{}", reply.text);
+    let reply = bulk(&server, "bulk", "Add", &[aad, &other.id]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let mut expected = vec![m.id.clone(), other.id.clone()];
+    expected.sort();
+    assert_eq!(ids_of(&reply), expected);
+    assert_eq!(
+        stored_tags(&server, &earlier.id).await,
+        Vec::<String>::new()
+    );
+
+    // A GUID no machine has is no machine, named as given.
+    let unknown = "5c6d8a1e-0f2b-4c3d-8e9f-a0b1c2d3e4f5";
+    let message = get_machine(&server, unknown)
+        .await
+        .assert_error(404, "ResourceNotFound");
+    assert_eq!(message, format!("Machine {unknown} was not found"));
+    tag(&server, unknown, "x", "Add")
+        .await
+        .assert_error(404, "ResourceNotFound");
+}
+
+/// A user limited to one device group cannot reach a machine of another by
+/// its Entra device id either.
+#[tokio::test]
+async fn an_entra_device_id_does_not_reach_an_invisible_machine() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let aad = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    let mut m = machine(OsPlatform::WindowsServer2022);
+    m.rbac_group_id = 2;
+    m.aad_device_id = Some(aad.into());
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let token = server
+        .user_token(
+            "ws-only@contoso.example",
+            &[
+                palisade_domain::Role::ViewData,
+                palisade_domain::Role::ManageSecuritySettings,
+            ],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    let reply = server
+        .get_as(Some(&token), &format!("/api/machines/{aad}"))
+        .await;
+    reply.assert_error(404, "ResourceNotFound");
+    let reply = server
+        .post_as(
+            &token,
+            &format!("/api/machines/{aad}/tags"),
+            json!({"Value": "x", "Action": "Add"}),
+        )
+        .await;
+    reply.assert_error(404, "ResourceNotFound");
+    assert_eq!(stored_tags(&server, &m.id).await, Vec::<String>::new());
+}
+
 // ---------------------------------------------------------------------------
 // POST /api/machines/{id}/tags
 // ---------------------------------------------------------------------------
@@ -1083,4 +1208,326 @@ async fn bulk_tagging_refused_by_a_rule_on_one_machine_changes_none() {
         json!([]),
         "the first machine was not changed"
     );
+}
+
+// ---------------------------------------------------------------------------
+// GET /api/machines/findbyip(ip='…',timestamp=…)
+// ---------------------------------------------------------------------------
+
+async fn find_by_ip(server: &TestServer, ip: &str, at: Timestamp) -> Reply {
+    server
+        .get(&format!("/api/machines/findbyip(ip='{ip}',timestamp={at})"))
+        .await
+}
+
+#[track_caller]
+fn found(reply: &Reply) -> Vec<String> {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    ids_of(reply)
+}
+
+fn seen_at(ip: &str, last_seen: Timestamp) -> Machine {
+    let mut m = machine(OsPlatform::Windows11);
+    m.last_ip_address = Some(ip.into());
+    m.ip_addresses[0].ip_address = ip.into();
+    m.last_seen = last_seen;
+    m
+}
+
+/// Seen at an address at T: found from T-15 to T+15 minutes, not at T+20;
+/// an OData collection of full machines, as `/api/machines` answers.
+#[tokio::test]
+async fn find_by_ip_answers_the_machines_seen_within_15_minutes() {
+    let server = TestServer::start().await;
+    let t = server.palisade.now().plus_seconds(-3_600);
+    let m = seen_at("10.20.30.40", t);
+    let elsewhere = seen_at("10.20.30.41", t);
+    server.put_machines(&[m.clone(), elsewhere]).await;
+
+    for minutes in [-10, 0, 10, 14] {
+        let reply = find_by_ip(&server, "10.20.30.40", t.plus_seconds(minutes * 60)).await;
+        assert_eq!(found(&reply), vec![m.id.clone()], "T{minutes:+} min");
+    }
+    let reply = find_by_ip(&server, "10.20.30.40", t).await;
+    assert_eq!(
+        reply.json["@odata.context"],
+        format!("{}/api/$metadata#Machines", server.origin)
+    );
+    assert_eq!(reply.json["value"][0]["lastIpAddress"], "10.20.30.40");
+    assert_eq!(
+        reply.json["value"][0]["computerDnsName"],
+        m.computer_dns_name
+    );
+    let later = find_by_ip(&server, "10.20.30.40", t.plus_seconds(20 * 60)).await;
+    assert!(found(&later).is_empty(), "{}", later.text);
+    let other = find_by_ip(&server, "10.20.30.42", t).await;
+    assert!(found(&other).is_empty());
+
+    // Versioned, any case, the timestamp quoted or with an offset, or left out (now).
+    let path = format!(
+        "/api/v1.0/Machines/FindByIp(IP='10.20.30.40',Timestamp='{}')",
+        t
+    );
+    assert_eq!(found(&server.get(&path).await), vec![m.id.clone()]);
+    // The same instant two hours east of UTC.
+    let east = t.plus_seconds(7_200).to_string().replace('Z', "+02:00");
+    let path = format!("/api/machines/findbyip(ip='10.20.30.40',timestamp={east})");
+    assert_eq!(
+        found(&server.get(&path).await),
+        vec![m.id.clone()],
+        "{path}"
+    );
+    let now = server.get("/api/machines/findbyip(ip='10.20.30.40')").await;
+    assert!(
+        found(&now).is_empty(),
+        "last seen an hour ago: {}",
+        now.text
+    );
+}
+
+/// Timestamps up to 30 days back; older is a 400.
+#[tokio::test]
+async fn find_by_ip_looks_back_30_days() {
+    let server = TestServer::start().await;
+    let now = server.palisade.now();
+    let mut m = seen_at("10.9.9.9", now.plus_seconds(-60));
+    m.first_seen = now.minus_days(60);
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let reply = find_by_ip(&server, "10.9.9.9", now.minus_days(29)).await;
+    assert_eq!(found(&reply), vec![m.id.clone()]);
+    let reply = find_by_ip(&server, "10.9.9.9", now.minus_days(31)).await;
+    let message = reply.assert_error(400, "InvalidInput");
+    assert!(message.contains("30 days"), "{message}");
+}
+
+/// A machine that moved is found by its old address at the old time and by
+/// its new one after, whether the move was stored or reported by its device.
+#[tokio::test]
+async fn a_machine_that_moved_is_found_by_its_old_address_at_the_old_time() {
+    let mut server = TestServer::start().await;
+    let now = server.palisade.now();
+    let (t1, t2) = (now.plus_seconds(-3 * 3_600), now.plus_seconds(-3_600));
+    let m = seen_at("10.1.1.1", t1);
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let moved = seen_at("10.2.2.2", t2);
+    let moved = Machine {
+        id: m.id.clone(),
+        computer_dns_name: m.computer_dns_name.clone(),
+        ..moved
+    };
+    server.put_machines(std::slice::from_ref(&moved)).await;
+    assert_eq!(
+        found(&find_by_ip(&server, "10.1.1.1", t1).await),
+        vec![m.id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "10.1.1.1", t2).await).is_empty());
+    assert_eq!(
+        found(&find_by_ip(&server, "10.2.2.2", t2).await),
+        vec![m.id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "10.2.2.2", t1).await).is_empty());
+
+    // A device enrolls at 192.0.2.10 and two hours later reports another address.
+    let enrolled = server.enroll_windows("pc-moves").await;
+    let id = enrolled.enrollment.machine_id.clone();
+    let enrolled_at = server.palisade.now();
+    server.clock.advance(2 * 3_600);
+    let mut report = crate::device_plane::report(palisade_device::Isolation::None);
+    report.ip_addresses = vec![palisade_contract::IpAddress {
+        ip_address: "198.51.100.7".into(),
+        mac_address: Some("0A0000000001".into()),
+        kind: "Ethernet".into(),
+        operational_status: "Up".into(),
+    }];
+    enrolled
+        .device
+        .check_in(&report, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    server.devices.flush_check_ins().await.unwrap();
+    server.renew_token().await;
+    let later = server.palisade.now();
+    assert_eq!(
+        found(&find_by_ip(&server, "192.0.2.10", enrolled_at).await),
+        vec![id.clone()]
+    );
+    assert!(found(&find_by_ip(&server, "192.0.2.10", later).await).is_empty());
+    assert_eq!(
+        found(&find_by_ip(&server, "198.51.100.7", later).await),
+        vec![id.clone()]
+    );
+    // Check-ins that change no address keep the span open to the last one.
+    server.clock.advance(3_600);
+    enrolled
+        .device
+        .check_in(&report, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    server.devices.flush_check_ins().await.unwrap();
+    server.renew_token().await;
+    let last = server.palisade.now();
+    assert_eq!(
+        found(&find_by_ip(&server, "198.51.100.7", last).await),
+        vec![id]
+    );
+}
+
+/// A user limited to one device group finds only that group's machines.
+#[tokio::test]
+async fn find_by_ip_answers_only_visible_machines() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Workstations").await;
+    server.put_group(2, "Servers").await;
+    let t = server.palisade.now().plus_seconds(-60);
+    let mut shown = seen_at("10.5.5.5", t);
+    shown.rbac_group_id = 1;
+    let mut hidden = seen_at("10.5.5.5", t);
+    hidden.rbac_group_id = 2;
+    server.put_machines(&[shown.clone(), hidden.clone()]).await;
+    let mut both = vec![shown.id.clone(), hidden.id.clone()];
+    both.sort();
+    assert_eq!(found(&find_by_ip(&server, "10.5.5.5", t).await), both);
+    let token = server
+        .user_token(
+            "ws-ip@contoso.example",
+            &[palisade_domain::Role::ViewData],
+            Some(vec![1]),
+            &all_permissions(),
+        )
+        .await;
+    let path = format!("/api/machines/findbyip(ip='10.5.5.5',timestamp={t})");
+    let reply = server.get_as(Some(&token), &path).await;
+    assert_eq!(found(&reply), vec![shown.id.clone()]);
+}
+
+/// A malformed call is a 400 in MDE's shape, never a 500.
+#[tokio::test]
+async fn find_by_ip_refuses_malformed_calls() {
+    let (server, _) = server_with(OsPlatform::Windows11).await;
+    let t = "2026-01-01T00:00:00Z";
+    for (call, code) in [
+        ("findbyip()".to_string(), "MissingRequiredParameter"),
+        (
+            format!("findbyip(timestamp={t})"),
+            "MissingRequiredParameter",
+        ),
+        (format!("findbyip(ip=10.0.0.5,timestamp={t})"), "ODataError"),
+        (
+            format!("findbyip(ip='10.0.0.5,timestamp={t})"),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',ip='10.0.0.6')".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=yesterday)".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=2026-13-01T00:00:00Z)".to_string(),
+            "ODataError",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp='noon')".to_string(),
+            "InvalidInput",
+        ),
+        (
+            "findbyip(ip='10.0.0.5',timestamp=5)".to_string(),
+            "InvalidInput",
+        ),
+        (
+            format!("findbyip(ip='300.0.0.1',timestamp={t})"),
+            "InvalidIpAddress",
+        ),
+        (
+            format!("findbyip(ip=null,timestamp={t})"),
+            "InvalidIpAddress",
+        ),
+        (
+            format!("findbyip(ip='10.0.0.5',machine='x',timestamp={t})"),
+            "InvalidInput",
+        ),
+        (
+            format!("findbyip(ip='{}')", "1".repeat(2_000)),
+            "ODataError",
+        ),
+        ("findbyip(ip=%ZZ)".to_string(), "ODataError"),
+    ] {
+        let reply = server.get(&format!("/api/machines/{call}")).await;
+        reply.assert_error(400, code);
+    }
+}
+
+/// Ended address spans are forgotten once `findbyip` can no longer reach
+/// them (30 days and its 15 minutes); a machine's current ones stay.
+#[tokio::test]
+async fn ended_address_spans_are_forgotten_after_30_days() {
+    let server = TestServer::start().await;
+    let now = server.palisade.now();
+    let m = seen_at("10.7.7.7", now.plus_seconds(-7_200));
+    server.put_machines(std::slice::from_ref(&m)).await;
+    let moved = Machine {
+        id: m.id.clone(),
+        ..seen_at("10.8.8.8", now.plus_seconds(-60))
+    };
+    server.put_machines(std::slice::from_ref(&moved)).await;
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+    // The span of 10.7.7.7 ended two hours ago: kept 30 days and 15 minutes from then.
+    server.clock.advance(30 * 86_400 - 7_200 + 14 * 60);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+    server.clock.advance(2 * 60);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 1);
+    assert_eq!(server.palisade.forget_old_ip_history().await.unwrap(), 0);
+}
+
+/// The demo fleet can be tried with findbyip and Entra device ids: its
+/// machines' addresses are in the history, its Entra-joined ones have an id.
+#[tokio::test]
+async fn the_demo_fleet_answers_find_by_ip_and_entra_device_ids() {
+    let server = TestServer::start().await;
+    let credentials = palisade_server::demo::ensure_demo(&server.palisade, &server.origin)
+        .await
+        .unwrap();
+    let token = server
+        .send(reqwest::Client::new().post(&credentials.token_url).form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", credentials.client_id.as_str()),
+            ("client_secret", credentials.client_secret.as_str()),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ]))
+        .await;
+    let token = token.json["access_token"].as_str().unwrap().to_string();
+    let since = server.palisade.now().minus_days(1);
+    let list = server
+        .get_as(
+            Some(&token),
+            &format!("/api/machines?$filter=lastSeen gt {since} and aadDeviceId ne null&$top=5"),
+        )
+        .await;
+    let machines = list.json["value"]
+        .as_array()
+        .expect("demo machines")
+        .clone();
+    assert!(!machines.is_empty(), "{}", list.text);
+    for m in machines {
+        let (ip, seen) = (
+            m["lastIpAddress"].as_str().unwrap(),
+            m["lastSeen"].as_str().unwrap(),
+        );
+        let path = format!("/api/machines/findbyip(ip='{ip}',timestamp={seen})");
+        let reply = server.get_as(Some(&token), &path).await;
+        assert!(
+            reply
+                .value_ids()
+                .contains(&m["id"].as_str().unwrap().to_string()),
+            "{}",
+            reply.text
+        );
+        let aad = m["aadDeviceId"].as_str().unwrap();
+        let reply = server
+            .get_as(Some(&token), &format!("/api/machines/{aad}"))
+            .await;
+        assert_eq!(reply.json["id"], m["id"], "{}", reply.text);
+    }
 }
