@@ -395,10 +395,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_signal().await;
         stop_polls.stop_waiting();
     };
-    tracing::info!(
-        max_connections = limits.max_connections,
-        "connection limits set"
-    );
     transport::serve(listener, router, tls.map(|t| t.config), limits, shutdown).await?;
     if let Err(error) = devices.flush_check_ins().await {
         tracing::warn!(%error, "could not write the last device check-ins");
