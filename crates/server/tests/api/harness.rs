@@ -226,18 +226,30 @@ impl TestServer {
 
     /// Registers an app with `permissions` and gets it a token from the token service.
     pub async fn app_token(&self, name: &str, permissions: &[Permission]) -> String {
+        self.app_token_in(&self.tenant_id, name, permissions).await
+    }
+
+    /// The same, in `tenant_id` (another tenant than the test's own).
+    pub async fn app_token_in(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        permissions: &[Permission],
+    ) -> String {
         let (app, secret) = self
             .admin
-            .put_app(&self.tenant_id, None, name, permissions)
+            .put_app(tenant_id, None, name, permissions)
             .await
             .unwrap();
+        let url = self.url(&format!("/{tenant_id}/oauth2/v2.0/token"));
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", secret.as_str()),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ];
         let reply = self
-            .token_request(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", &app.client_id),
-                ("client_secret", &secret),
-                ("scope", "https://api.securitycenter.microsoft.com/.default"),
-            ])
+            .send(reqwest::Client::new().post(url).form(&form))
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json["access_token"].as_str().unwrap().to_string()

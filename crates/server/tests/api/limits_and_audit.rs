@@ -333,25 +333,9 @@ async fn each_tenant_numbers_its_audit_entries_without_gaps() {
         .put_machines(&other.id, std::slice::from_ref(&theirs))
         .await
         .unwrap();
-    let (app, secret) = server
-        .admin
-        .put_app(&other.id, None, "Fabrikam app", &all_permissions())
-        .await
-        .unwrap();
-    let reply = server
-        .send(
-            reqwest::Client::new()
-                .post(server.url(&format!("/{}/oauth2/v2.0/token", other.id)))
-                .form(&[
-                    ("grant_type", "client_credentials"),
-                    ("client_id", app.client_id.as_str()),
-                    ("client_secret", secret.as_str()),
-                    ("scope", "https://api.securitycenter.microsoft.com/.default"),
-                ]),
-        )
+    let token = server
+        .app_token_in(&other.id, "Fabrikam app", &all_permissions())
         .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    let token = reply.json["access_token"].as_str().unwrap().to_string();
     for n in 0..5 {
         let body = json!({"Value": format!("t{n}"), "Action": "Add"});
         let ours = server
