@@ -183,8 +183,17 @@ async fn connection<IO>(
         let in_flight = InFlight::start(&state);
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(ConnectInfo(peer));
-        let body = TimedBody::new(body, limits.body_read_timeout, &mut parts.extensions);
-        let request = hyper::Request::from_parts(parts, Body::new(body));
+        // A request without a body (most GETs) has nothing to time.
+        let body = if hyper::body::Body::is_end_stream(&body) {
+            Body::new(body)
+        } else {
+            Body::new(TimedBody::new(
+                body,
+                limits.body_read_timeout,
+                &mut parts.extensions,
+            ))
+        };
+        let request = hyper::Request::from_parts(parts, body);
         let app = app.clone();
         async move {
             let response = app.oneshot(request).await?;
@@ -262,7 +271,6 @@ struct Watched<IO> {
     state: Arc<Mutex<ConnectionState>>,
     limits: Limits,
     read_timer: Pin<Box<Sleep>>,
-    read_deadline: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
     write_stalled: bool,
     /// An error response written in place of hyper's bare one, not yet sent.
@@ -284,7 +292,6 @@ impl<IO> Watched<IO> {
             })),
             limits,
             read_timer: Box::pin(tokio::time::sleep_until(now)),
-            read_deadline: None,
             write_timer: Box::pin(tokio::time::sleep_until(now)),
             write_stalled: false,
             replacement: None,
@@ -348,15 +355,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
                 let Some(deadline) = deadline else {
                     return Poll::Pending;
                 };
-                if this.read_deadline != Some(deadline) {
-                    this.read_deadline = Some(deadline);
+                // Moving a timer costs a visit to the timer wheel, and every
+                // request moves the idle deadline later: the timer is moved
+                // only when the deadline comes earlier, or when it fires
+                // before the deadline (then it is set to the deadline).
+                if deadline < this.read_timer.deadline() {
                     this.read_timer.as_mut().reset(deadline);
                 }
-                match this.read_timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out(
-                        "the client sent no complete request in time",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                loop {
+                    ready!(this.read_timer.as_mut().poll(cx));
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Err(timed_out(
+                            "the client sent no complete request in time",
+                        )));
+                    }
+                    this.read_timer.as_mut().reset(deadline);
                 }
             }
         }
