@@ -515,25 +515,32 @@ impl Palisade {
 
     /// Appends the audit entry of an API change by `operation`, with the
     /// machines it is about (`rules::audit::subject`), so that the log shows
-    /// a caller limited to device groups only entries about its machines. A
-    /// key that names no machine (or a lookup that fails) is kept as given:
-    /// it matches none, which hides the entry from such callers rather than
-    /// losing it.
-    pub async fn audit(&self, entry: &AuditEntry, operation: Operation) -> Result<(), MdeError> {
-        let whole_tenant = Visibility::whole_tenant(&entry.tenant_id);
+    /// a caller limited to device groups only entries about its machines.
+    /// Keys are looked up as the change looked them up, with `caller`'s
+    /// visibility: a name or Entra device id several machines share names
+    /// the one the caller acted on. A key that names no machine the caller
+    /// sees (or a lookup that fails) is kept as given: it matches none, which
+    /// hides the entry from group-limited callers rather than losing it.
+    pub async fn audit(
+        &self,
+        caller: &Caller,
+        entry: &AuditEntry,
+        operation: Operation,
+    ) -> Result<(), MdeError> {
+        let visibility = caller.visibility(self.clock.now());
         let machine_ids = match rules::audit::subject(operation, entry.target.as_deref()) {
             Subject::Nothing => vec![],
             Subject::Machines(keys) => {
                 let mut ids = Vec::with_capacity(keys.len());
                 for key in keys {
-                    let id = self.machine_id_of(&whole_tenant, key).await;
+                    let id = self.machine_id_of(&visibility, key).await;
                     ids.push(id.unwrap_or_else(|| key.to_string()));
                 }
                 ids
             }
             Subject::Action(key) => {
                 let action = match parse_action_id(key) {
-                    Ok(id) => self.store.action(&whole_tenant, &id).await.ok().flatten(),
+                    Ok(id) => self.store.action(&visibility, &id).await.ok().flatten(),
                     Err(_) => None,
                 };
                 vec![action.map_or_else(|| key.to_string(), |a| a.machine_id)]

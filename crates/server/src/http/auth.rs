@@ -278,7 +278,7 @@ async fn audit(
         result,
         request_id,
     };
-    if let Err(error) = app.palisade.audit(&entry, operation).await {
+    if let Err(error) = app.palisade.audit(caller, &entry, operation).await {
         tracing::error!(%error, ?entry, "could not write an audit entry");
     }
 }

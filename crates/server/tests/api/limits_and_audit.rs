@@ -309,6 +309,56 @@ async fn a_user_limited_to_a_device_group_reads_only_audit_entries_about_its_mac
     );
 }
 
+/// A name two machines share is audited as the machine the caller acted on,
+/// the one it sees, not the tenant's most recently seen one.
+#[tokio::test]
+async fn a_change_by_a_shared_name_is_audited_as_the_machine_the_caller_sees() {
+    let server = TestServer::start().await;
+    server.put_group(7, "Finance").await;
+    server.put_group(8, "Research").await;
+    let name = "shared-pc.contoso.local";
+    let mut mine = machine(OsPlatform::Windows11);
+    mine.rbac_group_id = 7;
+    mine.computer_dns_name = name.into();
+    let mut theirs = machine(OsPlatform::Windows11);
+    theirs.rbac_group_id = 8;
+    theirs.computer_dns_name = name.into();
+    theirs.last_seen = mine.last_seen.plus_seconds(30);
+    server.put_machines(&[mine.clone(), theirs.clone()]).await;
+
+    let finance = server
+        .user_token(
+            "finance@contoso.example",
+            &[
+                palisade_domain::Role::ViewData,
+                palisade_domain::Role::ManageSecuritySettings,
+            ],
+            Some(vec![7]),
+            &all_permissions(),
+        )
+        .await;
+    let tagged = server
+        .post_as(
+            &finance,
+            &format!("/api/machines/{name}/tags"),
+            json!({"Value": "mine", "Action": "Add"}),
+        )
+        .await;
+    assert_eq!(tagged.status, 200, "{}", tagged.text);
+    assert_eq!(tagged.json["id"], mine.id.as_str());
+
+    let log = server.get_as(Some(&finance), "/api/auditlog").await;
+    assert_eq!(log.status, 200, "{}", log.text);
+    let own: Vec<&serde_json::Value> = log.json["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "TagMachine")
+        .collect();
+    assert_eq!(own.len(), 1, "{}", log.text);
+    assert_eq!(own[0]["target"], name);
+}
+
 /// Audit entry ids are each tenant's own sequence: a tenant's log counts
 /// from 1 without gaps however the tenants' writes interleave.
 #[tokio::test]
