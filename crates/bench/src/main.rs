@@ -455,6 +455,7 @@ async fn start_server(database: &str, args: &Args) -> anyhow::Result<Served> {
             &tenant_id,
             TokenVersion::V2,
             &origin,
+            local.ip(),
             TokenRequest {
                 grant_type: Some("client_credentials".into()),
                 client_id: Some(bench_app.client_id),

@@ -3,7 +3,7 @@
 //! scripts work by changing only the authority.
 
 use crate::keys::{self, Jwks};
-use crate::lockout::{Account, AccountKind, Locked, Lockout};
+use crate::lockout::{Account, AccountKind, Attempt, Locked, Lockout};
 use crate::sealing::KeySealer;
 use crate::secrets::check_secret;
 use crate::tokens::{
@@ -14,6 +14,7 @@ use palisade_domain::identity::{AppRegistration, SigningKey};
 use palisade_domain::{Clock, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -138,7 +139,7 @@ const OIDC_SCOPES: [&str; 4] = ["openid", "profile", "offline_access", "email"];
 pub struct TokenService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// Failed secrets and passwords, per app and per user name.
+    /// Failed secrets and passwords, per app and per user name, and per place.
     lockout: Lockout,
     /// Seals signing keys before they are stored, and opens them to sign.
     sealer: KeySealer,
@@ -197,12 +198,14 @@ impl TokenService {
         Ok(key)
     }
 
-    /// Answers a token request to `/{tenant}/oauth2/token` (v1) or `/oauth2/v2.0/token` (v2).
+    /// Answers a token request to `/{tenant}/oauth2/token` (v1) or `/oauth2/v2.0/token` (v2)
+    /// from `source`, the caller's address (where its wrong secrets are counted).
     pub async fn issue(
         &self,
         tenant_id: &str,
         version: TokenVersion,
         origin: &str,
+        source: IpAddr,
         request: TokenRequest,
     ) -> Result<TokenResponse, OAuthError> {
         if self.store.tenant(tenant_id).await?.is_none() {
@@ -266,15 +269,17 @@ impl TokenService {
         // Every app is a confidential client: both grants authenticate it, so a
         // user cannot borrow the permissions of an app they hold no secret of.
         let app_account = Account::new(tenant_id, AccountKind::App, &app.client_id);
-        self.lockout
-            .check(&app_account)
-            .map_err(|locked| app_locked(&app, locked))?;
-        let checked = check_client_secret(&app, request.client_secret.as_deref()).await;
-        if checked.is_err() && request.client_secret.is_some() {
-            self.lockout.failed(&app_account);
+        // Counted before the check: a request without a secret guesses nothing.
+        let attempt = if request.client_secret.is_some() {
+            let attempt = self.lockout.begin(&app_account, source);
+            Some(attempt.map_err(|locked| app_locked(&app, locked))?)
+        } else {
+            None
+        };
+        check_client_secret(&app, request.client_secret.as_deref()).await?;
+        if let Some(attempt) = attempt {
+            attempt.succeeded();
         }
-        checked?;
-        self.lockout.succeeded(&app_account);
         if grant == "client_credentials" {
             claims.sub = app.client_id.clone();
             claims.oid = Some(app.client_id.clone());
@@ -298,7 +303,10 @@ impl TokenService {
             // Counted by the name asked for, known or not: a lock must not
             // tell which user names exist.
             let user_account = Account::new(tenant_id, AccountKind::User, username);
-            self.lockout.check(&user_account).map_err(user_locked)?;
+            let attempt = self
+                .lockout
+                .begin(&user_account, source)
+                .map_err(user_locked)?;
             let user = self.store.user_by_name(tenant_id, username).await?;
             // An unknown user costs the same hash check as a known one.
             let hash = user.as_ref().map(|u| u.password_hash.as_str());
@@ -306,7 +314,7 @@ impl TokenService {
             let user = match user {
                 Some(user) if matches => user,
                 _ => {
-                    self.lockout.failed(&user_account);
+                    drop(attempt);
                     return Err(OAuthError::new(
                         400,
                         "invalid_grant",
@@ -315,7 +323,7 @@ impl TokenService {
                     ));
                 }
             };
-            self.lockout.succeeded(&user_account);
+            attempt.succeeded();
             let mut scopes: Vec<Permission> = Vec::new();
             for permission in app.permissions.iter().map(|p| p.delegated()) {
                 let wanted = requested.as_ref().is_none_or(|r| r.contains(&permission));

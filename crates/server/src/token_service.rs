@@ -6,7 +6,7 @@ use crate::http::envelope::RequestId;
 use crate::http::extract::origin;
 use crate::http::{read_body, BodyError, MAX_BODY_BYTES};
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use axum::{Extension, Json, Router};
 use base64::Engine;
 use palisade_identity::service::{canonical_guid, OAuthError, TokenRequest};
 use palisade_identity::TokenVersion;
+use std::net::SocketAddr;
 
 /// Marks a response whose error body is the token service's own (OAuth2),
 /// which the envelope must leave as it is.
@@ -91,6 +92,7 @@ async fn token(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     route: MatchedPath,
     uri: Uri,
     headers: HeaderMap,
@@ -140,7 +142,11 @@ async fn token(
         form.client_secret.get_or_insert(secret);
     }
     let origin = origin(&app, &uri, &headers);
-    match app.tokens.issue(&tenant, version, &origin, form).await {
+    match app
+        .tokens
+        .issue(&tenant, version, &origin, peer.ip(), form)
+        .await
+    {
         Ok(token) => {
             let mut response = Json(token).into_response();
             response.headers_mut().insert(

@@ -86,6 +86,20 @@ pub struct Options {
     pub public_urls: Vec<PublicUrl>,
 }
 
+/// Reads a response whole.
+pub async fn server_reply(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
 /// A response as a test looks at it.
 #[derive(Debug)]
 pub struct Reply {
@@ -291,8 +305,22 @@ impl TestServer {
 
     /// POSTs a form to this tenant's v2 token endpoint, with no bearer token.
     pub async fn token_request(&self, form: &[(&str, &str)]) -> Reply {
+        self.token_request_from(std::net::Ipv4Addr::LOCALHOST.into(), form)
+            .await
+    }
+
+    /// A token request from the loopback address `source` (127.0.0.0/8 are all this host's).
+    pub async fn token_request_from(
+        &self,
+        source: std::net::IpAddr,
+        form: &[(&str, &str)],
+    ) -> Reply {
         let url = self.url(&format!("/{}/oauth2/v2.0/token", self.tenant_id));
-        self.send(reqwest::Client::new().post(url).form(form)).await
+        let client = reqwest::Client::builder()
+            .local_address(source)
+            .build()
+            .unwrap();
+        self.send(client.post(url).form(form)).await
     }
 
     /// GET as the holder of `token` (`None`: no Authorization header).
@@ -334,17 +362,7 @@ impl TestServer {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            text,
-            json,
-        }
+        server_reply(request.send().await.unwrap()).await
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -986,6 +986,75 @@ async fn wrong_secrets_and_passwords_lock_the_account_for_a_while() {
 }
 
 #[tokio::test]
+async fn wrong_secrets_from_elsewhere_do_not_lock_out_the_account_here() {
+    let server = TestServer::start().await;
+    let (app, secret) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Target", &all_permissions())
+        .await
+        .unwrap();
+    let attacker: std::net::IpAddr = [127, 0, 0, 2].into();
+    let here: std::net::IpAddr = [127, 0, 0, 1].into();
+    let form = |secret: &'static str| {
+        [
+            ("grant_type", "client_credentials"),
+            ("client_id", app.client_id.as_str()),
+            ("client_secret", secret),
+            ("scope", "https://api.securitycenter.microsoft.com/.default"),
+        ]
+    };
+    let right = Box::leak(secret.into_boxed_str());
+    for _ in 0..palisade_identity::lockout::THRESHOLD {
+        let reply = server.token_request_from(attacker, &form("wrong")).await;
+        assert_eq!(entra_error(&reply, 401, "invalid_client"), [7000215]);
+    }
+    let locked = server.token_request_from(attacker, &form(right)).await;
+    assert_eq!(entra_error(&locked, 429, "invalid_client"), [50053]);
+    // The app's own caller, elsewhere, still signs in, and can still be locked on its own.
+    let reply = server.token_request_from(here, &form(right)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn wrong_secrets_sent_side_by_side_are_counted_before_they_are_checked() {
+    let server = TestServer::start().await;
+    let (app, _) = server
+        .admin
+        .put_app(&server.tenant_id, None, "Target", &all_permissions())
+        .await
+        .unwrap();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", app.client_id.as_str()),
+        ("client_secret", "wrong"),
+        ("scope", "https://api.securitycenter.microsoft.com/.default"),
+    ];
+    let threshold = palisade_identity::lockout::THRESHOLD as usize;
+    let url = server.url(&format!("/{}/oauth2/v2.0/token", server.tenant_id));
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..threshold * 4 {
+        let request = reqwest::Client::new().post(&url).form(&form);
+        attempts.spawn(async move { server_reply(request.send().await.unwrap()).await });
+    }
+    let replies = attempts.join_all().await;
+    let checked = replies
+        .iter()
+        .filter(|reply| reply.status == 401)
+        .inspect(|reply| assert_eq!(entra_error(reply, 401, "invalid_client"), [7000215]))
+        .count();
+    let refused = replies
+        .iter()
+        .filter(|reply| reply.status == 429)
+        .inspect(|reply| assert_eq!(entra_error(reply, 429, "invalid_client"), [50053]))
+        .count();
+    assert_eq!(checked + refused, replies.len(), "only checked or refused");
+    assert!(
+        checked <= threshold,
+        "{checked} wrong secrets were checked: at most {threshold} may be"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_client_or_user_takes_as_long_to_refuse_as_a_wrong_secret() {
     let server = TestServer::start().await;
     let server = &server;
