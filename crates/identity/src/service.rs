@@ -3,7 +3,7 @@
 //! scripts work by changing only the authority.
 
 use crate::keys::{self, Jwks};
-use crate::lockout::{Account, AccountKind, Attempt, Locked, Lockout};
+use crate::lockout::{Account, AccountKind, Locked, Lockout};
 use crate::sealing::KeySealer;
 use crate::secrets::check_secret;
 use crate::tokens::{
