@@ -5,8 +5,7 @@ use crate::app::AppState;
 use crate::http::envelope::RequestId;
 use crate::http::extract::origin;
 use crate::http::{read_body, BodyError, MAX_BODY_BYTES};
-use axum::body::Body;
-use axum::extract::{ConnectInfo, MatchedPath, Path, State};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
 use axum::http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -94,10 +93,10 @@ async fn token(
     Extension(RequestId(request_id)): Extension<RequestId>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     route: MatchedPath,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let (uri, headers) = (&parts.uri, &parts.headers);
     let version = version(&route);
     let tenant = canonical_guid(&tenant);
     let form_type = headers
@@ -135,13 +134,13 @@ async fn token(
         }
     };
     // client_secret_basic (RFC 6749 §2.3.1): id and secret, form-encoded, in Basic auth.
-    let basic = basic_credentials(&headers);
+    let basic = basic_credentials(headers);
     let sent_basic = basic.is_some();
     if let Some((id, secret)) = basic {
         form.client_id.get_or_insert(id);
         form.client_secret.get_or_insert(secret);
     }
-    let origin = origin(&app, &uri, &headers);
+    let origin = origin(&app, uri, headers);
     match app
         .tokens
         .issue(&tenant, version, &origin, peer.ip(), form)
