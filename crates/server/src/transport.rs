@@ -15,6 +15,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -197,12 +198,12 @@ async fn connection<IO>(
         let app = app.clone();
         async move {
             let response = app.oneshot(request).await?;
+            in_flight.responding();
             Ok::<_, std::convert::Infallible>(response.map(|body| {
-                Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-                    // Moved in: the response is over when its body is dropped.
-                    let _ = &in_flight;
-                    frame
-                }))
+                Body::new(ResponseBody {
+                    inner: body,
+                    in_flight,
+                })
             }))
         }
     });
@@ -227,10 +228,20 @@ struct ConnectionState {
     /// The read waiting while a request was served: woken when the last
     /// response ends, so that it starts the idle clock.
     reader: Option<std::task::Waker>,
+    /// HTTP/2 responses waiting for the client to take their next bytes
+    /// (flow control), by request, with the time since when: a client that
+    /// never opens its window must not hold the connection for ever.
+    waiting_on_client: HashMap<u64, Instant>,
 }
 
 /// Counts a request in flight until dropped (with its response body).
-struct InFlight(Arc<Mutex<ConnectionState>>);
+struct InFlight {
+    state: Arc<Mutex<ConnectionState>>,
+    /// The request's number on its connection.
+    request: u64,
+    /// Over HTTP/2, where the client's flow control paces the response.
+    http2: bool,
+}
 
 impl InFlight {
     fn start(state: &Arc<Mutex<ConnectionState>>) -> InFlight {
@@ -238,14 +249,76 @@ impl InFlight {
         s.in_flight += 1;
         s.requests += 1;
         s.head_started = None;
+        let (request, http2) = (s.requests, s.http2 == Some(true));
         drop(s);
-        InFlight(state.clone())
+        InFlight {
+            state: state.clone(),
+            request,
+            http2,
+        }
+    }
+
+    /// The response is ready: from now its bytes wait on the client.
+    fn responding(&self) {
+        self.waiting_on_client(true);
+    }
+
+    /// Notes whether the response's next bytes wait on the client (they are
+    /// made and not yet taken) or on the server (they are being made).
+    fn waiting_on_client(&self, waiting: bool) {
+        if !self.http2 {
+            return;
+        }
+        let mut s = lock(&self.state);
+        if waiting {
+            s.waiting_on_client.insert(self.request, Instant::now());
+            // The read may be waiting without a deadline: it sets one now.
+            if let Some(reader) = s.reader.take() {
+                reader.wake();
+            }
+        } else {
+            s.waiting_on_client.remove(&self.request);
+        }
+    }
+}
+
+/// A response body, which tells its connection when it waits on the client.
+struct ResponseBody {
+    inner: Body,
+    in_flight: InFlight,
+}
+
+impl hyper::body::Body for ResponseBody {
+    type Data = hyper::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        // Pending: the server makes the next bytes; a frame: the client must take it.
+        this.in_flight
+            .waiting_on_client(matches!(frame, Poll::Ready(Some(Ok(_)))));
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut s = lock(&self.0);
+        let mut s = lock(&self.state);
+        if self.http2 {
+            s.waiting_on_client.remove(&self.request);
+        }
         s.in_flight -= 1;
         if s.in_flight == 0 {
             s.idle_since = Instant::now();
@@ -289,6 +362,7 @@ impl<IO> Watched<IO> {
                 head_started: None,
                 http2,
                 reader: None,
+                waiting_on_client: HashMap::new(),
             })),
             limits,
             read_timer: Box::pin(tokio::time::sleep_until(now)),
@@ -298,13 +372,18 @@ impl<IO> Watched<IO> {
         }
     }
 
-    /// When the next request's head must have arrived; `None` while one is
-    /// served, and then the read is woken when it ends.
+    /// When the next request's head must have arrived; while one is served,
+    /// `None` (the read is woken when it ends), except over HTTP/2 when a
+    /// response has waited on the client: then the client must take it
+    /// within the body read timeout.
     fn read_deadline(&self, cx: &Context<'_>) -> Option<Instant> {
         let mut s = lock(&self.state);
         if s.in_flight > 0 {
-            s.reader = Some(cx.waker().clone());
-            return None;
+            let waiting_since = s.waiting_on_client.values().min().copied();
+            if waiting_since.is_none() {
+                s.reader = Some(cx.waker().clone());
+            }
+            return waiting_since.map(|since| since + self.limits.body_read_timeout);
         }
         if s.requests == 0 {
             return Some(s.idle_since + self.limits.header_read_timeout);
@@ -351,22 +430,25 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let deadline = this.read_deadline(cx);
-                let Some(deadline) = deadline else {
-                    return Poll::Pending;
-                };
                 // Moving a timer costs a visit to the timer wheel, and every
                 // request moves the idle deadline later: the timer is moved
                 // only when the deadline comes earlier, or when it fires
-                // before the deadline (then it is set to the deadline).
+                // before the deadline (then it is set to the deadline, as it
+                // is when it fires).
+                let Some(deadline) = this.read_deadline(cx) else {
+                    return Poll::Pending;
+                };
                 if deadline < this.read_timer.deadline() {
                     this.read_timer.as_mut().reset(deadline);
                 }
                 loop {
                     ready!(this.read_timer.as_mut().poll(cx));
+                    let Some(deadline) = this.read_deadline(cx) else {
+                        return Poll::Pending;
+                    };
                     if Instant::now() >= deadline {
                         return Poll::Ready(Err(timed_out(
-                            "the client sent no complete request in time",
+                            "the client sent no complete request, or took no response, in time",
                         )));
                     }
                     this.read_timer.as_mut().reset(deadline);

@@ -375,3 +375,84 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0_over_https() {
     let tls = dir.path().join("tls");
     sigterm_finishes_requests_in_flight(&["--tls-self-signed", tls.to_str().unwrap()]).await;
 }
+
+/// An HTTP/2 connection to `server` whose streams never open their flow-control
+/// window: the server can send a response's head, never its body.
+async fn http2_with_closed_windows(
+    server: &TestServer,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    tokio::task::JoinHandle<Result<(), hyper::Error>>,
+) {
+    let io = hyper_util::rt::TokioIo::new(connect(server).await);
+    let (sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .adaptive_window(false)
+            .handshake(io)
+            .await
+            .unwrap();
+    (sender, tokio::spawn(connection))
+}
+
+fn http2_get(
+    server: &TestServer,
+    path: &str,
+) -> hyper::Request<http_body_util::Empty<hyper::body::Bytes>> {
+    hyper::Request::get(format!("{}{path}", server.origin))
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_takes_its_response_is_cut_off_at_the_body_timeout() {
+    let server = TestServer::start_with(short(|limits| {
+        limits.idle_timeout = Duration::from_secs(30);
+    }))
+    .await;
+    let (mut sender, connection) = http2_with_closed_windows(&server).await;
+    let started = Instant::now();
+    let response = sender
+        .send_request(http2_get(&server, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the head is sent");
+    // The body waits for a window that never opens; the response is held.
+    let ended = tokio::time::timeout(Duration::from_secs(10), connection).await;
+    assert!(
+        ended.is_ok(),
+        "the server kept the connection for 10 s with a response the client never took"
+    );
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_secs(1),
+        "cut off after {after:?}, before the body timeout"
+    );
+    drop(response);
+}
+
+#[tokio::test]
+async fn an_http2_long_poll_longer_than_the_body_timeout_completes() {
+    let server = TestServer::start_with(short(|_| {})).await;
+    let enrolled = server.enroll_windows("long-poll-h2.test").await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let poll =
+        DeviceClient::new(client, &server.origin).with_credential(&enrolled.enrollment.credential);
+    let started = Instant::now();
+    let instructions = poll
+        .check_in(
+            &crate::device_plane::report(palisade_device::Isolation::None),
+            Duration::from_secs(3),
+        )
+        .await
+        .expect("the long poll answers");
+    assert!(instructions.actions.is_empty());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
