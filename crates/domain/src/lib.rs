@@ -4,6 +4,8 @@
 //! the action life cycle, device-group visibility) are written once here as
 //! plain functions; [`service::Palisade`] applies them for every front end, and
 //! [`store::Store`] is the one interface the SQLite and PostgreSQL back ends fill.
+//! The stores' writes are written once, in [`writes`], over the rows a
+//! [`writes::Transaction`] of either database loads and saves.
 
 pub mod access;
 pub mod caller;
@@ -16,6 +18,7 @@ pub mod rate_limit;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod writes;
 
 pub use access::{Operation, Role};
 pub use caller::{Caller, DeviceGroupAccess, Principal, Tenant};

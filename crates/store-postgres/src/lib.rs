@@ -16,6 +16,7 @@ mod identity;
 mod listen;
 mod rows;
 mod store;
+mod transaction;
 
 pub use connection::PoolSettings;
 pub use store::PostgresStore;

@@ -4,10 +4,8 @@ use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::listen;
-use crate::rows::{
-    action_from_row, get, machine_from_row, save_action, save_machine, Db, MACHINE_COLUMNS,
-    MACHINE_FROM,
-};
+use crate::rows::{action_from_row, get, machine_from_row, Db, MACHINE_COLUMNS, MACHINE_FROM};
+use crate::transaction::PostgresTransaction;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
@@ -17,16 +15,14 @@ use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, Onbo
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{self, RateKey, RateLimits, Throttled};
-use palisade_domain::rules::device_groups;
-use palisade_domain::rules::ip_history;
 use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
     Store, StoreError, WriteError,
 };
+use palisade_domain::writes;
 use palisade_store_sql::{
-    audit_entries, forget_ip_history, machines_seen_with_ip, sync_ip_history,
-    time_out_stale_actions, Dialect, Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS,
-    MACHINES,
+    audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
+    Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -46,6 +42,17 @@ macro_rules! in_transaction {
         transaction.commit().await.map_err(pg_error)?;
         Ok(value)
     }};
+}
+
+/// Runs one of the domain's writes (`palisade_domain::writes`) in a
+/// transaction, as `in_transaction!` does.
+macro_rules! write {
+    ($store:expr, |$tx:ident| $write:expr) => {
+        in_transaction!($store, |transaction| {
+            let $tx = &mut PostgresTransaction::new(transaction);
+            $write.await?
+        })
+    };
 }
 
 /// The channel a node announces a new action on: payload `"{tenant} {machine}"`.
@@ -109,23 +116,7 @@ pub(crate) async fn find_machine(
         .transpose()
 }
 
-/// Brings `after`'s address history in line with it, `before` being the
-/// machine as stored until now, if known (`rules::ip_history::sync`).
-pub(crate) async fn save_ip_history(
-    db: &impl Db,
-    tenant_id: &str,
-    before: Option<&Machine>,
-    after: &Machine,
-) -> Result<(), StoreError> {
-    if let Some(sync) = ip_history::sync(before, after) {
-        for statement in sync_ip_history(Dialect::Postgres, tenant_id, &after.id, &sync) {
-            db.built(&statement).await?;
-        }
-    }
-    Ok(())
-}
-
-async fn find_action(
+pub(crate) async fn find_action(
     db: &impl Db,
     visibility: &Visibility,
     id: &str,
@@ -177,7 +168,7 @@ async fn list<T>(
     Ok(Page { items, count, more })
 }
 
-async fn save_device_group(
+pub(crate) async fn save_device_group(
     db: &impl Db,
     tenant_id: &str,
     group: &DeviceGroup,
@@ -205,38 +196,15 @@ fn group_from_row(row: &Row) -> Result<DeviceGroup, StoreError> {
 const GROUPS_SQL: &str =
     "SELECT id, name, rank, rules FROM device_groups WHERE tenant_id = $1 ORDER BY id";
 
-async fn load_groups(db: &impl Db, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+pub(crate) async fn load_groups(
+    db: &impl Db,
+    tenant_id: &str,
+) -> Result<Vec<DeviceGroup>, StoreError> {
     db.rows(GROUPS_SQL, &[&tenant_id])
         .await?
         .iter()
         .map(group_from_row)
         .collect()
-}
-
-/// Places every machine of the tenant in its group again, after its groups changed.
-async fn place_all(db: &impl Db, tenant_id: &str) -> Result<(), StoreError> {
-    let groups = load_groups(db, tenant_id).await?;
-    let rows = db
-        .rows(
-            &format!(
-                "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE m.tenant_id = $1 \
-                 ORDER BY m.id FOR UPDATE OF m"
-            ),
-            &[&tenant_id],
-        )
-        .await?;
-    for row in &rows {
-        let machine = machine_from_row(row)?;
-        let (group, _) = device_groups::assign(&groups, &machine);
-        if group != machine.rbac_group_id {
-            db.run(
-                "UPDATE machines SET rbac_group_id = $3 WHERE tenant_id = $1 AND id = $2",
-                &[&tenant_id, &machine.id, &group],
-            )
-            .await?;
-        }
-    }
-    Ok(())
 }
 
 fn tenant_from_row(row: &Row) -> Result<Tenant, StoreError> {
@@ -282,33 +250,10 @@ impl Store for PostgresStore {
         groups: &[DeviceGroup],
         machines: &[Machine],
     ) -> Result<bool, StoreError> {
-        in_transaction!(self, |tx| {
-            let created = tx
-                .run(
-                    "INSERT INTO tenants (id, name, retention_days, created_at) \
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                    &[
-                        &tenant.id,
-                        &tenant.name,
-                        &i64::from(tenant.retention_days),
-                        &Timestamp::now().ticks(),
-                    ],
-                )
-                .await?
-                == 1;
-            if created {
-                for group in groups {
-                    save_device_group(tx, &tenant.id, group).await?;
-                }
-                for machine in machines {
-                    let mut machine = machine.clone();
-                    device_groups::place(groups, &mut machine);
-                    save_machine(tx, &tenant.id, &machine, &[]).await?;
-                    save_ip_history(tx, &tenant.id, None, &machine).await?;
-                }
-            }
-            created
-        })
+        let now = Timestamp::now();
+        write!(self, |tx| writes::create_tenant(
+            tx, tenant, groups, machines, now
+        ))
     }
 
     async fn put_device_group(
@@ -316,26 +261,11 @@ impl Store for PostgresStore {
         tenant_id: &str,
         group: &DeviceGroup,
     ) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| {
-            save_device_group(tx, tenant_id, group).await?;
-            place_all(tx, tenant_id).await?
-        })
+        write!(self, |tx| writes::put_device_group(tx, tenant_id, group))
     }
 
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| {
-            let whole_tenant = Visibility::whole_tenant(tenant_id);
-            let groups = load_groups(tx, tenant_id).await?;
-            for machine in machines {
-                let key = MachineKey::Id(&machine.id);
-                let old = find_machine(tx, &whole_tenant, key, true).await?;
-                let old_tags = old.as_ref().map_or(&[][..], |m| &m.machine_tags);
-                let mut machine = machine.clone();
-                device_groups::place(&groups, &mut machine);
-                save_machine(tx, tenant_id, &machine, old_tags).await?;
-                save_ip_history(tx, tenant_id, old.as_ref(), &machine).await?;
-            }
-        })
+        write!(self, |tx| writes::put_machines(tx, tenant_id, machines))
     }
 
     async fn machines_seen_with_ip(
@@ -397,59 +327,11 @@ impl Store for PostgresStore {
         &self,
         visibility: &Visibility,
         machines: Vec<MachineRef>,
-        mut decide: MachineDecision,
+        decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
-        in_transaction!(self, |tx| {
-            let tenant_id = &visibility.tenant_id;
-            // Locked in key order first, so that two bulk changes on other
-            // nodes wait for each other instead of deadlocking. A machine
-            // named otherwise than by its id is locked as it is found.
-            let mut sorted: Vec<&str> = machines.iter().filter_map(MachineRef::id).collect();
-            sorted.sort_unstable();
-            tx.run(
-                "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = ANY($2) \
-                     ORDER BY id FOR UPDATE",
-                &[tenant_id, &sorted],
-            )
-            .await?;
-            let mut changes = Vec::with_capacity(machines.len());
-            let mut groups: Option<Vec<DeviceGroup>> = None;
-            for wanted in machines {
-                let mut found = None;
-                for key in wanted.keys() {
-                    let locked = matches!(key, MachineKey::Id(_));
-                    found = find_machine(tx, visibility, key, !locked).await?;
-                    if found.is_some() {
-                        break;
-                    }
-                }
-                let machine =
-                    found.ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
-                let active = devices::open_actions(tx, tenant_id, &machine.id).await?;
-                let capabilities = devices::capabilities(tx, tenant_id, &machine.id).await?;
-                let mut change = decide(&machine, &active, &capabilities)?;
-                if device_groups::may_move(&machine, &change.machine) {
-                    if groups.is_none() {
-                        groups = Some(load_groups(tx, tenant_id).await?);
-                    }
-                    device_groups::place(groups.as_deref().unwrap_or(&[]), &mut change.machine);
-                }
-                if change.machine != machine {
-                    save_machine(tx, tenant_id, &change.machine, &machine.machine_tags).await?;
-                }
-                if let Some(action) = &change.new_action {
-                    save_action(tx, tenant_id, action).await?;
-                    // Delivered at commit, to every node's LISTEN connection.
-                    tx.run(
-                        "SELECT pg_notify($1, $2 || ' ' || $3)",
-                        &[&NEW_ACTION_CHANNEL, tenant_id, &action.machine_id],
-                    )
-                    .await?;
-                }
-                changes.push(change);
-            }
-            changes
-        })
+        write!(self, |tx| writes::change_machines(
+            tx, visibility, machines, decide
+        ))
     }
 
     async fn actions(
@@ -499,14 +381,7 @@ impl Store for PostgresStore {
         id: &str,
         decide: ActionDecision,
     ) -> Result<MachineAction, WriteError> {
-        in_transaction!(self, |tx| {
-            let action = find_action(tx, visibility, id, true)
-                .await?
-                .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
-            let changed = decide(&action)?;
-            save_action(tx, &visibility.tenant_id, &changed).await?;
-            changed
-        })
+        write!(self, |tx| writes::change_action(tx, visibility, id, decide))
     }
 
     async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError> {
@@ -685,10 +560,12 @@ impl Store for PostgresStore {
         device: &Device,
         presented_credential_id: Option<&str>,
     ) -> Result<(Machine, Device), StoreError> {
-        in_transaction!(self, |tx| {
-            let groups = load_groups(tx, &device.tenant_id).await?;
-            devices::enroll(tx, &groups, machine, device, presented_credential_id).await?
-        })
+        write!(self, |tx| writes::enroll_device(
+            tx,
+            machine,
+            device,
+            presented_credential_id
+        ))
     }
 
     async fn device_by_credential(
@@ -708,9 +585,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
-        in_transaction!(self, |tx| {
-            devices::record_check_ins(tx, check_ins).await?
-        })
+        write!(self, |tx| writes::record_check_ins(tx, check_ins))
     }
 
     async fn claim_device_actions(
@@ -738,9 +613,9 @@ impl Store for PostgresStore {
         action_id: &str,
         decide: DeviceActionDecision,
     ) -> Result<MachineAction, WriteError> {
-        in_transaction!(self, |tx| {
-            devices::change_action(tx, device, action_id, decide).await?
-        })
+        write!(self, |tx| writes::change_device_action(
+            tx, device, action_id, decide
+        ))
     }
 
     /// In the database, so that every node counts the same calls. The key's

@@ -15,6 +15,7 @@ mod identity;
 mod machine_cache;
 mod rows;
 mod store;
+mod transaction;
 mod workers;
 
 pub use connection::{open_connection, MIGRATIONS};

@@ -5,9 +5,9 @@ use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
-    action_from_row, machine_from_row, save_action, save_machine, Ticks, MACHINE_PROBES,
-    MACHINE_PROBE_BY_ID, MACHINE_ROWS,
+    action_from_row, machine_from_row, Ticks, MACHINE_PROBES, MACHINE_PROBE_BY_ID, MACHINE_ROWS,
 };
+use crate::transaction::{run_now, SqliteTransaction};
 use crate::workers::{store_error, Readers, Writer};
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
@@ -17,15 +17,14 @@ use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, Onbo
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{CallLogs, RateKey, RateLimits, Throttled};
-use palisade_domain::rules::device_groups;
-use palisade_domain::rules::ip_history;
 use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
     Store, StoreError, WriteError,
 };
+use palisade_domain::writes;
 use palisade_store_sql::{
-    audit_entries, forget_ip_history, machines_seen_with_ip, sync_ip_history,
-    time_out_stale_actions, Dialect, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
+    ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -64,30 +63,13 @@ impl SqliteStore {
 }
 
 /// A shared-SQL parameter as rusqlite binds it.
-fn sqlite_value(value: &Value) -> rusqlite::types::Value {
+pub(crate) fn sqlite_value(value: &Value) -> rusqlite::types::Value {
     match value {
         Value::Text(text) => rusqlite::types::Value::Text(text.clone()),
         Value::Integer(n) => rusqlite::types::Value::Integer(*n),
         Value::Real(x) => rusqlite::types::Value::Real(*x),
         Value::Null => rusqlite::types::Value::Null,
     }
-}
-
-/// Brings `after`'s address history in line with it, `before` being the
-/// machine as stored until now, if known (`rules::ip_history::sync`).
-pub(crate) fn save_ip_history(
-    conn: &Connection,
-    tenant_id: &str,
-    before: Option<&Machine>,
-    after: &Machine,
-) -> rusqlite::Result<()> {
-    if let Some(sync) = ip_history::sync(before, after) {
-        for statement in sync_ip_history(Dialect::Sqlite, tenant_id, &after.id, &sync) {
-            conn.prepare_cached(&statement.text)?
-                .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn query_rows<T>(
@@ -126,7 +108,7 @@ fn list<T>(
 
 const ACTION_FROM: &str = "machine_actions a";
 
-fn machine_select((columns, from): (&str, &str)) -> String {
+pub(crate) fn machine_select((columns, from): (&str, &str)) -> String {
     format!("SELECT {columns} FROM {from}")
 }
 
@@ -161,7 +143,7 @@ pub(crate) fn find_machine(
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
 
-fn find_action(
+pub(crate) fn find_action(
     conn: &Connection,
     visibility: &Visibility,
     id: &str,
@@ -171,21 +153,6 @@ fn find_action(
     sql.action_visibility(visibility);
     sql.push(" AND a.id = ").bind(Value::Text(id.to_string()));
     Ok(query_rows(conn, &sql, action_from_row)?.pop())
-}
-
-fn save_device_group(
-    conn: &Connection,
-    tenant_id: &str,
-    group: &DeviceGroup,
-) -> rusqlite::Result<()> {
-    let rules = serde_json::to_string(&group.rules).expect("rules serialise");
-    conn.prepare_cached(
-        "INSERT INTO device_groups (tenant_id, id, name, rank, rules) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (tenant_id, id) DO UPDATE SET name = excluded.name, rank = excluded.rank, \
-         rules = excluded.rules",
-    )?
-    .execute(params![tenant_id, group.id, group.name, group.rank, rules])?;
-    Ok(())
 }
 
 fn group_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
@@ -203,33 +170,13 @@ fn group_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
 const GROUPS_SQL: &str =
     "SELECT id, name, rank, rules FROM device_groups WHERE tenant_id = ?1 ORDER BY id";
 
-fn load_groups(conn: &Connection, tenant_id: &str) -> rusqlite::Result<Vec<DeviceGroup>> {
+pub(crate) fn load_groups(
+    conn: &Connection,
+    tenant_id: &str,
+) -> rusqlite::Result<Vec<DeviceGroup>> {
     conn.prepare_cached(GROUPS_SQL)?
         .query_map([tenant_id], group_from_row)?
         .collect()
-}
-
-/// Places every machine of the tenant in its group again, after its groups changed.
-fn place_all(conn: &Connection, tenant_id: &str) -> rusqlite::Result<()> {
-    let groups = load_groups(conn, tenant_id)?;
-    let machines: Vec<Machine> = conn
-        .prepare(&format!(
-            "{} WHERE m.tenant_id = ?1",
-            machine_select(MACHINE_ROWS)
-        ))?
-        .query_map([tenant_id], machine_from_row)?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut update = conn.prepare_cached(
-        "UPDATE machines SET rbac_group_id = ?3, revision = random() \
-         WHERE tenant_id = ?1 AND id = ?2",
-    )?;
-    for machine in machines {
-        let (group, _) = device_groups::assign(&groups, &machine);
-        if group != machine.rbac_group_id {
-            update.execute(params![tenant_id, machine.id, group])?;
-        }
-    }
-    Ok(())
 }
 
 fn sql_failure(error: rusqlite::Error) -> WriteError {
@@ -279,36 +226,12 @@ impl Store for SqliteStore {
         machines: &[Machine],
     ) -> Result<bool, StoreError> {
         let (tenant, groups, machines) = (tenant.clone(), groups.to_vec(), machines.to_vec());
-        self.writer
-            .write(move |conn| {
-                let created = conn
-                    .execute(
-                        "INSERT INTO tenants (id, name, retention_days, created_at) \
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
-                        params![
-                            tenant.id,
-                            tenant.name,
-                            tenant.retention_days,
-                            Ticks(Timestamp::now())
-                        ],
-                    )
-                    .map_err(sql_failure)?
-                    == 1;
-                if created {
-                    for group in &groups {
-                        save_device_group(conn, &tenant.id, group).map_err(sql_failure)?;
-                    }
-                    for machine in &machines {
-                        let mut machine = machine.clone();
-                        device_groups::place(&groups, &mut machine);
-                        save_machine(conn, &tenant.id, &machine, &[]).map_err(sql_failure)?;
-                        save_ip_history(conn, &tenant.id, None, &machine).map_err(sql_failure)?;
-                    }
-                }
-                Ok(created)
-            })
-            .await
-            .map_err(into_store_error)
+        self.write(move |tx| {
+            let now = Timestamp::now();
+            run_now(writes::create_tenant(tx, &tenant, &groups, &machines, now))
+        })
+        .await
+        .map_err(into_store_error)
     }
 
     async fn put_device_group(
@@ -317,33 +240,14 @@ impl Store for SqliteStore {
         group: &DeviceGroup,
     ) -> Result<(), StoreError> {
         let (tenant_id, group) = (tenant_id.to_string(), group.clone());
-        self.writer
-            .write(move |conn| {
-                save_device_group(conn, &tenant_id, &group).map_err(sql_failure)?;
-                place_all(conn, &tenant_id).map_err(sql_failure)
-            })
+        self.write(move |tx| run_now(writes::put_device_group(tx, &tenant_id, &group)))
             .await
             .map_err(into_store_error)
     }
 
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
         let (tenant_id, machines) = (tenant_id.to_string(), machines.to_vec());
-        self.writer
-            .write(move |conn| {
-                let whole_tenant = Visibility::whole_tenant(&tenant_id);
-                let groups = load_groups(conn, &tenant_id).map_err(sql_failure)?;
-                for machine in &machines {
-                    let old = find_machine(conn, &whole_tenant, MachineKey::Id(&machine.id))
-                        .map_err(sql_failure)?;
-                    let old_tags = old.as_ref().map_or(&[][..], |m| &m.machine_tags);
-                    let mut machine = machine.clone();
-                    device_groups::place(&groups, &mut machine);
-                    save_machine(conn, &tenant_id, &machine, old_tags).map_err(sql_failure)?;
-                    save_ip_history(conn, &tenant_id, old.as_ref(), &machine)
-                        .map_err(sql_failure)?;
-                }
-                Ok(())
-            })
+        self.write(move |tx| run_now(writes::put_machines(tx, &tenant_id, &machines)))
             .await
             .map_err(into_store_error)
     }
@@ -418,53 +322,10 @@ impl Store for SqliteStore {
         &self,
         visibility: &Visibility,
         machines: Vec<MachineRef>,
-        mut decide: MachineDecision,
+        decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
         let visibility = visibility.clone();
-        self.writer
-            .write(move |conn| {
-                let mut changes = Vec::with_capacity(machines.len());
-                let mut groups: Option<Vec<DeviceGroup>> = None;
-                for wanted in machines {
-                    let mut found = None;
-                    for key in wanted.keys() {
-                        found = find_machine(conn, &visibility, key).map_err(sql_failure)?;
-                        if found.is_some() {
-                            break;
-                        }
-                    }
-                    let machine = found
-                        .ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
-                    let active = devices::open_actions(conn, &visibility.tenant_id, &machine.id)
-                        .map_err(sql_failure)?;
-                    let capabilities =
-                        devices::capabilities(conn, &visibility.tenant_id, &machine.id)
-                            .map_err(sql_failure)?;
-                    let mut change = decide(&machine, &active, &capabilities)?;
-                    if device_groups::may_move(&machine, &change.machine) {
-                        if groups.is_none() {
-                            groups = Some(
-                                load_groups(conn, &visibility.tenant_id).map_err(sql_failure)?,
-                            );
-                        }
-                        device_groups::place(groups.as_deref().unwrap_or(&[]), &mut change.machine);
-                    }
-                    if change.machine != machine {
-                        save_machine(
-                            conn,
-                            &visibility.tenant_id,
-                            &change.machine,
-                            &machine.machine_tags,
-                        )
-                        .map_err(sql_failure)?;
-                    }
-                    if let Some(action) = &change.new_action {
-                        save_action(conn, &visibility.tenant_id, action).map_err(sql_failure)?;
-                    }
-                    changes.push(change);
-                }
-                Ok(changes)
-            })
+        self.write(move |tx| run_now(writes::change_machines(tx, &visibility, machines, decide)))
             .await
     }
 
@@ -524,15 +385,7 @@ impl Store for SqliteStore {
         decide: ActionDecision,
     ) -> Result<MachineAction, WriteError> {
         let (visibility, id) = (visibility.clone(), id.to_string());
-        self.writer
-            .write(move |conn| {
-                let action = find_action(conn, &visibility, &id)
-                    .map_err(sql_failure)?
-                    .ok_or(WriteError::ActionNotFound(id))?;
-                let changed = decide(&action)?;
-                save_action(conn, &visibility.tenant_id, &changed).map_err(sql_failure)?;
-                Ok(changed)
-            })
+        self.write(move |tx| run_now(writes::change_action(tx, &visibility, &id, decide)))
             .await
     }
 
@@ -717,11 +570,12 @@ impl Store for SqliteStore {
     ) -> Result<(Machine, Device), StoreError> {
         let (machine, device) = (machine.clone(), device.clone());
         let presented = presented_credential_id.map(str::to_string);
-        self.write_store(move |conn| {
-            let groups = load_groups(conn, &device.tenant_id)?;
-            devices::enroll(conn, &groups, &machine, &device, presented.as_deref())
+        self.write(move |tx| {
+            let presented = presented.as_deref();
+            run_now(writes::enroll_device(tx, &machine, &device, presented))
         })
         .await
+        .map_err(into_store_error)
     }
 
     async fn device_by_credential(
@@ -744,8 +598,9 @@ impl Store for SqliteStore {
 
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
         let records = check_ins.to_vec();
-        self.write_store(move |conn| devices::record_check_ins(conn, &records))
+        self.write(move |tx| run_now(writes::record_check_ins(tx, &records)))
             .await
+            .map_err(into_store_error)
     }
 
     async fn claim_device_actions(
@@ -780,9 +635,12 @@ impl Store for SqliteStore {
         decide: DeviceActionDecision,
     ) -> Result<MachineAction, WriteError> {
         let (device, action_id) = (device.clone(), action_id.to_string());
-        self.writer
-            .write(move |conn| devices::change_action(conn, &device, &action_id, decide))
-            .await
+        self.write(move |tx| {
+            run_now(writes::change_device_action(
+                tx, &device, &action_id, decide,
+            ))
+        })
+        .await
     }
 
     /// In memory: an SQLite file serves one node, so this process sees every call.
@@ -833,6 +691,19 @@ impl Store for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs one of the domain's writes (`palisade_domain::writes`) in the next batch.
+    async fn write<T: Send + 'static, E>(
+        &self,
+        work: impl FnOnce(&mut SqliteTransaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, WriteError>
+    where
+        WriteError: From<E>,
+    {
+        self.writer
+            .write(move |conn| work(&mut SqliteTransaction::new(conn)).map_err(WriteError::from))
+            .await
+    }
+
     /// A write that the domain does not decide on: it fails only if the store does.
     async fn write_store<T: Send + 'static>(
         &self,

@@ -1,0 +1,431 @@
+//! The store's writes, written once for both databases. Each runs inside one
+//! transaction of its store, through the rows that a [`Transaction`] loads,
+//! locks and saves; the rules decide in between. A store only opens the
+//! transaction, runs the write in it and commits: it decides nothing.
+
+use crate::caller::{Tenant, Visibility};
+use crate::devices::{CheckInRecord, Device, DeviceActionDecision};
+use crate::rules::ip_history::{self, IpHistorySync};
+use crate::rules::{device_actions, device_groups, device_report, enrollment};
+use crate::store::{
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef,
+    StoreError, WriteError,
+};
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use std::collections::HashMap;
+use std::future::Future;
+
+/// What the writes need of a database, inside one transaction. A row read
+/// stays as read until the transaction ends: PostgreSQL locks it (where a
+/// method says so, or `lock` asks), SQLite's single writer holds the whole
+/// database. Locks are taken machine first, then its device, then its
+/// actions, so that concurrent transactions wait for each other rather than
+/// deadlock.
+pub trait Transaction {
+    /// The machine `key` names among those `visibility` shows; `lock`ed
+    /// unless [`Transaction::lock_machines`] locked it already.
+    fn machine(
+        &mut self,
+        visibility: &Visibility,
+        key: MachineKey<'_>,
+        lock: bool,
+    ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send;
+    /// Locks the tenant's machines of `ids` (sorted) that exist.
+    fn lock_machines(
+        &mut self,
+        tenant_id: &str,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every machine of the tenant, locked.
+    fn tenant_machines(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send;
+    /// The machine's Pending and InProgress actions, oldest first.
+    fn open_actions(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send;
+    /// The action `id` among those `visibility` shows, locked.
+    fn action(
+        &mut self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send;
+    /// The device enrolled as the machine (offboarded or not); `lock`ed if asked.
+    fn device_of_machine(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        lock: bool,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+    fn device_by_credential(
+        &mut self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+    /// Whether a device of this hardware is enrolled and not offboarded.
+    fn hardware_enrolled(
+        &mut self,
+        tenant_id: &str,
+        hardware_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Makes enrollments of this hardware take turns, until the transaction ends.
+    fn lock_hardware(
+        &mut self,
+        tenant_id: &str,
+        hardware_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant's device groups, by id.
+    fn device_groups(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeviceGroup>, StoreError>> + Send;
+    /// The machines of `keys` (tenant and machine ids, sorted, without
+    /// repeats) that have a device, with it, both locked.
+    fn reporting_machines(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> impl Future<Output = Result<Vec<(Machine, Device)>, StoreError>> + Send;
+
+    /// Creates the tenant unless one with its id exists; whether it did.
+    fn insert_tenant(
+        &mut self,
+        tenant: &Tenant,
+        created_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn save_device_group(
+        &mut self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates or overwrites the machine's row, and brings its tags from
+    /// `old_tags` (as stored) to the machine's.
+    fn save_machine(
+        &mut self,
+        tenant_id: &str,
+        machine: &Machine,
+        old_tags: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Moves each machine of `moves` (id, device group id) to its group.
+    fn move_machines(
+        &mut self,
+        tenant_id: &str,
+        moves: &[(&str, i64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes what check-ins change: each machine's report fields
+    /// (`rules::device_report::apply`) and its device's isolation.
+    fn save_reports(
+        &mut self,
+        reports: &[(&Machine, &Device)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save_ip_history(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        sync: &IpHistorySync,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates or overwrites the action's row.
+    fn save_action(
+        &mut self,
+        tenant_id: &str,
+        action: &MachineAction,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Tells every node, once the transaction commits, that the machine has
+    /// a new action (its device's long poll ends).
+    fn announce_new_action(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save_device(
+        &mut self,
+        device: &Device,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Stores `after` over `before` (the machine as loaded, if it was stored),
+/// with its tags and its address history (`rules::ip_history::sync`).
+async fn save_machine(
+    tx: &mut impl Transaction,
+    tenant_id: &str,
+    before: Option<&Machine>,
+    after: &Machine,
+) -> Result<(), StoreError> {
+    let old_tags = before.map_or(&[][..], |m| &m.machine_tags);
+    tx.save_machine(tenant_id, after, old_tags).await?;
+    if let Some(sync) = ip_history::sync(before, after) {
+        tx.save_ip_history(tenant_id, &after.id, &sync).await?;
+    }
+    Ok(())
+}
+
+/// `Store::create_tenant`.
+pub async fn create_tenant(
+    tx: &mut impl Transaction,
+    tenant: &Tenant,
+    groups: &[DeviceGroup],
+    machines: &[Machine],
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    if !tx.insert_tenant(tenant, now).await? {
+        return Ok(false);
+    }
+    for group in groups {
+        tx.save_device_group(&tenant.id, group).await?;
+    }
+    for machine in machines {
+        let mut machine = machine.clone();
+        device_groups::place(groups, &mut machine);
+        save_machine(tx, &tenant.id, None, &machine).await?;
+    }
+    Ok(true)
+}
+
+/// `Store::put_device_group`: the group, and every machine of the tenant in its group again.
+pub async fn put_device_group(
+    tx: &mut impl Transaction,
+    tenant_id: &str,
+    group: &DeviceGroup,
+) -> Result<(), StoreError> {
+    tx.save_device_group(tenant_id, group).await?;
+    let groups = tx.device_groups(tenant_id).await?;
+    let machines = tx.tenant_machines(tenant_id).await?;
+    let moves: Vec<(&str, i64)> = machines
+        .iter()
+        .filter_map(|machine| {
+            let (group, _) = device_groups::assign(&groups, machine);
+            (group != machine.rbac_group_id).then_some((machine.id.as_str(), group))
+        })
+        .collect();
+    if moves.is_empty() {
+        return Ok(());
+    }
+    tx.move_machines(tenant_id, &moves).await
+}
+
+/// `Store::put_machines`.
+pub async fn put_machines(
+    tx: &mut impl Transaction,
+    tenant_id: &str,
+    machines: &[Machine],
+) -> Result<(), StoreError> {
+    let whole_tenant = Visibility::whole_tenant(tenant_id);
+    let groups = tx.device_groups(tenant_id).await?;
+    for machine in machines {
+        let before = tx
+            .machine(&whole_tenant, MachineKey::Id(&machine.id), true)
+            .await?;
+        let mut machine = machine.clone();
+        device_groups::place(&groups, &mut machine);
+        save_machine(tx, tenant_id, before.as_ref(), &machine).await?;
+    }
+    Ok(())
+}
+
+/// `Store::change_machines`.
+pub async fn change_machines(
+    tx: &mut impl Transaction,
+    visibility: &Visibility,
+    machines: Vec<MachineRef>,
+    mut decide: MachineDecision,
+) -> Result<Vec<MachineChange>, WriteError> {
+    let tenant_id = &visibility.tenant_id;
+    // Locked in key order first, so that two bulk changes wait for each
+    // other instead of deadlocking. A machine named otherwise than by its id
+    // is locked as it is found.
+    let mut sorted: Vec<&str> = machines.iter().filter_map(MachineRef::id).collect();
+    sorted.sort_unstable();
+    tx.lock_machines(tenant_id, &sorted).await?;
+    let mut changes = Vec::with_capacity(machines.len());
+    let mut groups: Option<Vec<DeviceGroup>> = None;
+    for wanted in &machines {
+        let mut found = None;
+        for key in wanted.keys() {
+            let locked = matches!(key, MachineKey::Id(_));
+            found = tx.machine(visibility, key, !locked).await?;
+            if found.is_some() {
+                break;
+            }
+        }
+        let machine =
+            found.ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
+        let active = tx.open_actions(tenant_id, &machine.id).await?;
+        let device = tx.device_of_machine(tenant_id, &machine.id, false).await?;
+        let capabilities = device_actions::capabilities_in_force(device);
+        let mut change = decide(&machine, &active, &capabilities)?;
+        if device_groups::may_move(&machine, &change.machine) {
+            if groups.is_none() {
+                groups = Some(tx.device_groups(tenant_id).await?);
+            }
+            device_groups::place(groups.as_deref().unwrap_or(&[]), &mut change.machine);
+        }
+        if change.machine != machine {
+            save_machine(tx, tenant_id, Some(&machine), &change.machine).await?;
+        }
+        if let Some(action) = &change.new_action {
+            tx.save_action(tenant_id, action).await?;
+            tx.announce_new_action(tenant_id, &action.machine_id)
+                .await?;
+        }
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// `Store::change_action`.
+pub async fn change_action(
+    tx: &mut impl Transaction,
+    visibility: &Visibility,
+    id: &str,
+    decide: ActionDecision,
+) -> Result<MachineAction, WriteError> {
+    let action = tx
+        .action(visibility, id)
+        .await?
+        .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
+    let changed = decide(&action)?;
+    tx.save_action(&visibility.tenant_id, &changed).await?;
+    Ok(changed)
+}
+
+fn vanished(what: &str) -> StoreError {
+    StoreError::Internal(format!("{what} vanished inside its transaction"))
+}
+
+/// `Store::enroll_device`, as `rules::enrollment::enroll` decides.
+pub async fn enroll_device(
+    tx: &mut impl Transaction,
+    machine: &Machine,
+    device: &Device,
+    presented_credential_id: Option<&str>,
+) -> Result<(Machine, Device), StoreError> {
+    let tenant_id = &device.tenant_id;
+    // One enrollment of a piece of hardware at a time: the second sees the
+    // first's device (and is a potential duplicate of it).
+    tx.lock_hardware(tenant_id, &device.hardware_id).await?;
+    let groups = tx.device_groups(tenant_id).await?;
+    let presented = match presented_credential_id {
+        Some(credential_id) => tx.device_by_credential(tenant_id, credential_id).await?,
+        None => None,
+    };
+    // Machine first, then its device (the lock order), checked again once locked.
+    let (mut presenting, mut existing) = (None, None);
+    if let Some(presented) = presented.filter(|d| d.offboarded_at.is_none()) {
+        let whole_tenant = Visibility::whole_tenant(tenant_id);
+        let machine = tx
+            .machine(&whole_tenant, MachineKey::Id(&presented.machine_id), true)
+            .await?
+            .ok_or_else(|| vanished("the machine of an enrolled device"))?;
+        presenting = tx
+            .device_of_machine(tenant_id, &machine.id, true)
+            .await?
+            .filter(|d| d.credential_id == presented.credential_id && d.offboarded_at.is_none());
+        existing = presenting.is_some().then_some(machine);
+    }
+    let hardware_enrolled = tx.hardware_enrolled(tenant_id, &device.hardware_id).await?;
+    let enrolled = enrollment::Enrolled {
+        presenting: presenting.as_ref().zip(existing.as_ref()),
+        hardware_enrolled,
+    };
+    let (mut stored, device) = enrollment::enroll(enrolled, machine, device);
+    device_groups::place(&groups, &mut stored);
+    save_machine(tx, tenant_id, existing.as_ref(), &stored).await?;
+    tx.save_device(&device).await?;
+    Ok((stored, device))
+}
+
+/// `Store::record_check_ins`: the machines and devices read at once, each
+/// report applied in turn (`rules::device_report::apply`), and what changed
+/// written back at once.
+pub async fn record_check_ins(
+    tx: &mut impl Transaction,
+    records: &[CheckInRecord],
+) -> Result<(), StoreError> {
+    let mut keys: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r.tenant_id.as_str(), r.machine_id.as_str()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut reporting: HashMap<(String, String), (Machine, Device)> = tx
+        .reporting_machines(&keys)
+        .await?
+        .into_iter()
+        .map(|(machine, device)| {
+            (
+                (device.tenant_id.clone(), machine.id.clone()),
+                (machine, device),
+            )
+        })
+        .collect();
+    // Each changed machine as it was before this batch, for its address history.
+    let mut before: HashMap<(String, String), Machine> = HashMap::new();
+    for record in records {
+        let key = (record.tenant_id.clone(), record.machine_id.clone());
+        let Some((machine, device)) = reporting.get_mut(&key) else {
+            continue;
+        };
+        let was = machine.clone();
+        if device_report::apply(machine, device, record) {
+            before.entry(key).or_insert(was);
+        }
+    }
+    if before.is_empty() {
+        return Ok(());
+    }
+    let mut changed: Vec<(&(String, String), &Machine)> = before.iter().collect();
+    changed.sort_unstable_by_key(|(key, _)| *key);
+    let reports: Vec<(&Machine, &Device)> = changed
+        .iter()
+        .map(|(key, _)| {
+            let (machine, device) = &reporting[*key];
+            (machine, device)
+        })
+        .collect();
+    tx.save_reports(&reports).await?;
+    for ((tenant_id, machine_id), was) in changed {
+        let (now, _) = &reporting[&(tenant_id.clone(), machine_id.clone())];
+        if let Some(sync) = ip_history::sync(Some(was), now) {
+            tx.save_ip_history(tenant_id, machine_id, &sync).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `Store::change_device_action`: the device's report on one of its
+/// machine's actions.
+pub async fn change_device_action(
+    tx: &mut impl Transaction,
+    device: &Device,
+    action_id: &str,
+    decide: DeviceActionDecision,
+) -> Result<MachineAction, WriteError> {
+    let (tenant_id, machine_id) = (&device.tenant_id, &device.machine_id);
+    let whole_tenant = Visibility::whole_tenant(tenant_id);
+    let machine = tx
+        .machine(&whole_tenant, MachineKey::Id(machine_id), true)
+        .await?
+        .ok_or_else(|| WriteError::MachineNotFound(machine_id.clone()))?;
+    let current = device_actions::still_enrolled(
+        tx.device_of_machine(tenant_id, machine_id, true).await?,
+        device,
+    )?;
+    let action = tx
+        .action(&whole_tenant, action_id)
+        .await?
+        .filter(|action| action.machine_id == *machine_id)
+        .ok_or_else(|| WriteError::ActionNotFound(action_id.to_string()))?;
+    let change = decide(&action, &machine, &current)?;
+    if change.action != action {
+        tx.save_action(tenant_id, &change.action).await?;
+    }
+    if let Some(changed) = &change.machine {
+        save_machine(tx, tenant_id, Some(&machine), changed).await?;
+    }
+    if let Some(changed) = &change.device {
+        tx.save_device(changed).await?;
+    }
+    Ok(change.action)
+}

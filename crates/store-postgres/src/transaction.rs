@@ -1,0 +1,330 @@
+//! The domain's writes (`palisade_domain::writes`) on PostgreSQL: the rows a
+//! write loads, locks and saves, in one transaction of a pooled connection.
+
+use crate::devices::DEVICE_COLUMNS;
+use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
+use crate::rows::{get, machine_from_row, save_action, save_machine, to_json, Db};
+use crate::rows::{MACHINE_COLUMNS, MACHINE_FROM};
+use crate::store::{find_action, find_machine, load_groups, save_device_group, NEW_ACTION_CHANNEL};
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::Device;
+use palisade_domain::rules::ip_history::IpHistorySync;
+use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
+use palisade_domain::writes::Transaction;
+use palisade_store_sql::{sync_ip_history, Dialect};
+use std::collections::HashMap;
+use std::future::Future;
+
+pub(crate) struct PostgresTransaction<'a> {
+    tx: &'a deadpool_postgres::Transaction<'a>,
+}
+
+impl<'a> PostgresTransaction<'a> {
+    pub(crate) fn new(tx: &'a deadpool_postgres::Transaction<'a>) -> Self {
+        PostgresTransaction { tx }
+    }
+}
+
+impl Transaction for PostgresTransaction<'_> {
+    fn machine(
+        &mut self,
+        visibility: &Visibility,
+        key: MachineKey<'_>,
+        lock: bool,
+    ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send {
+        find_machine(self.tx, visibility, key, lock)
+    }
+
+    async fn lock_machines(&mut self, tenant_id: &str, ids: &[&str]) -> Result<(), StoreError> {
+        self.tx
+            .run(
+                "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = ANY($2) \
+                 ORDER BY id FOR UPDATE",
+                &[&tenant_id, &ids],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn tenant_machines(&mut self, tenant_id: &str) -> Result<Vec<Machine>, StoreError> {
+        self.tx
+            .rows(
+                &format!(
+                    "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE m.tenant_id = $1 \
+                     ORDER BY m.id FOR UPDATE OF m"
+                ),
+                &[&tenant_id],
+            )
+            .await?
+            .iter()
+            .map(machine_from_row)
+            .collect()
+    }
+
+    fn open_actions(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send {
+        open_actions(self.tx, tenant_id, machine_id)
+    }
+
+    fn action(
+        &mut self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send {
+        find_action(self.tx, visibility, id, true)
+    }
+
+    fn device_of_machine(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        lock: bool,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send {
+        device_by_machine(self.tx, tenant_id, machine_id, lock)
+    }
+
+    fn device_by_credential(
+        &mut self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send {
+        device_by_credential(self.tx, tenant_id, credential_id)
+    }
+
+    async fn hardware_enrolled(
+        &mut self,
+        tenant_id: &str,
+        hardware_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .tx
+            .row(
+                "SELECT 1 FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
+                 AND offboarded_at IS NULL LIMIT 1",
+                &[&tenant_id, &hardware_id],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn lock_hardware(
+        &mut self,
+        tenant_id: &str,
+        hardware_id: &str,
+    ) -> Result<(), StoreError> {
+        // Across nodes: an advisory lock on the hardware, held to the commit.
+        self.tx
+            .run(
+                "SELECT pg_advisory_xact_lock(hashtext($1 || ' ' || $2))",
+                &[&tenant_id, &hardware_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn device_groups(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeviceGroup>, StoreError>> + Send {
+        load_groups(self.tx, tenant_id)
+    }
+
+    async fn reporting_machines(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<(Machine, Device)>, StoreError> {
+        let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+        let machine_ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let machine_rows = self
+            .tx
+            .rows(
+                &format!(
+                    "SELECT {MACHINE_COLUMNS}, m.tenant_id FROM {MACHINE_FROM} \
+                     WHERE (m.tenant_id, m.id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                     ORDER BY m.tenant_id, m.id FOR UPDATE OF m"
+                ),
+                &[&tenants, &machine_ids],
+            )
+            .await?;
+        let mut machines = HashMap::with_capacity(machine_rows.len());
+        for row in &machine_rows {
+            let tenant_id: String = get(row, 32)?;
+            let machine = machine_from_row(row)?;
+            machines.insert((tenant_id, machine.id.clone()), machine);
+        }
+        let device_rows = self
+            .tx
+            .rows(
+                &format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices \
+                     WHERE (tenant_id, machine_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                     ORDER BY tenant_id, machine_id FOR UPDATE"
+                ),
+                &[&tenants, &machine_ids],
+            )
+            .await?;
+        let mut found = Vec::with_capacity(device_rows.len());
+        for row in &device_rows {
+            let device = crate::devices::device_from_row(row)?;
+            let key = (device.tenant_id.clone(), device.machine_id.clone());
+            if let Some(machine) = machines.remove(&key) {
+                found.push((machine, device));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn insert_tenant(
+        &mut self,
+        tenant: &Tenant,
+        created_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let inserted = self
+            .tx
+            .run(
+                "INSERT INTO tenants (id, name, retention_days, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                &[
+                    &tenant.id,
+                    &tenant.name,
+                    &i64::from(tenant.retention_days),
+                    &created_at.ticks(),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    fn save_device_group(
+        &mut self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        save_device_group(self.tx, tenant_id, group)
+    }
+
+    fn save_machine(
+        &mut self,
+        tenant_id: &str,
+        machine: &Machine,
+        old_tags: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        save_machine(self.tx, tenant_id, machine, old_tags)
+    }
+
+    async fn move_machines(
+        &mut self,
+        tenant_id: &str,
+        moves: &[(&str, i64)],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<&str> = moves.iter().map(|m| m.0).collect();
+        let groups: Vec<i64> = moves.iter().map(|m| m.1).collect();
+        self.tx
+            .run(
+                "UPDATE machines m SET rbac_group_id = u.rbac_group_id \
+                 FROM unnest($2::text[], $3::int8[]) AS u(id, rbac_group_id) \
+                 WHERE m.tenant_id = $1 AND m.id = u.id",
+                &[&tenant_id, &ids, &groups],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn save_reports(&mut self, reports: &[(&Machine, &Device)]) -> Result<(), StoreError> {
+        let column =
+            |f: fn(&(&Machine, &Device)) -> String| reports.iter().map(f).collect::<Vec<_>>();
+        let optional = |f: fn(&(&Machine, &Device)) -> Option<String>| {
+            reports.iter().map(f).collect::<Vec<_>>()
+        };
+        let tenant_ids = column(|(_, d)| d.tenant_id.clone());
+        let ids = column(|(m, _)| m.id.clone());
+        let last_seen: Vec<i64> = reports.iter().map(|(m, _)| m.last_seen.ticks()).collect();
+        let ip_addresses = column(|(m, _)| to_json(&m.ip_addresses));
+        let last_ip = optional(|(m, _)| m.last_ip_address.clone());
+        let last_external_ip = optional(|(m, _)| m.last_external_ip_address.clone());
+        let health = column(|(m, _)| m.health_status.as_str().to_string());
+        let agent_version = optional(|(m, _)| m.agent_version.clone());
+        let isolation = column(|(_, d)| d.isolation.as_str().to_string());
+        let isolation_at: Vec<i64> = reports
+            .iter()
+            .map(|(_, d)| d.isolation_at.ticks())
+            .collect();
+        self.tx
+            .run(
+                "UPDATE machines m SET last_seen = u.last_seen, ip_addresses = u.ip_addresses, \
+                 last_ip_address = u.last_ip, last_external_ip_address = u.last_external_ip, \
+                 health_status = u.health, agent_version = u.agent_version \
+                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+                             $7::text[], $8::text[]) \
+                      AS u(tenant_id, id, last_seen, ip_addresses, last_ip, last_external_ip, health, agent_version) \
+                 WHERE m.tenant_id = u.tenant_id AND m.id = u.id",
+                &[
+                    &tenant_ids,
+                    &ids,
+                    &last_seen,
+                    &ip_addresses,
+                    &last_ip,
+                    &last_external_ip,
+                    &health,
+                    &agent_version,
+                ],
+            )
+            .await?;
+        self.tx
+            .run(
+                "UPDATE devices d SET isolation = u.isolation, isolation_at = u.isolation_at \
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[]) \
+                      AS u(tenant_id, machine_id, isolation, isolation_at) \
+                 WHERE d.tenant_id = u.tenant_id AND d.machine_id = u.machine_id",
+                &[&tenant_ids, &ids, &isolation, &isolation_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn save_ip_history(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        sync: &IpHistorySync,
+    ) -> Result<(), StoreError> {
+        for statement in sync_ip_history(Dialect::Postgres, tenant_id, machine_id, sync) {
+            self.tx.built(&statement).await?;
+        }
+        Ok(())
+    }
+
+    fn save_action(
+        &mut self,
+        tenant_id: &str,
+        action: &MachineAction,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        save_action(self.tx, tenant_id, action)
+    }
+
+    async fn announce_new_action(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<(), StoreError> {
+        // Delivered at commit, to every node's LISTEN connection.
+        self.tx
+            .run(
+                "SELECT pg_notify($1, $2 || ' ' || $3)",
+                &[&NEW_ACTION_CHANNEL, &tenant_id, &machine_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn save_device(
+        &mut self,
+        device: &Device,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        save_device(self.tx, device)
+    }
+}

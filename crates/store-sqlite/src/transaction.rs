@@ -1,0 +1,309 @@
+//! The domain's writes (`palisade_domain::writes`) on SQLite: the rows a
+//! write loads and saves, on the writer thread's connection, inside the
+//! batch's savepoint. The single writer holds the database for the whole
+//! write, so nothing needs a lock.
+
+use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
+use crate::rows::{save_action, save_machine, to_json, Ticks};
+use crate::store::{find_action, find_machine, load_groups, machine_select, sqlite_value};
+use crate::workers::store_error;
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::Device;
+use palisade_domain::rules::ip_history::IpHistorySync;
+use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
+use palisade_domain::writes::Transaction;
+use palisade_store_sql::{sync_ip_history, Dialect};
+use rusqlite::{params, params_from_iter, Connection};
+use std::future::{ready, Future, Ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::rows::MACHINE_ROWS;
+
+pub(crate) struct SqliteTransaction<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> SqliteTransaction<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Self {
+        SqliteTransaction { conn }
+    }
+}
+
+/// Runs one of the domain's writes to its end on this thread. Every step
+/// of [`SqliteTransaction`] is done by the time it returns, so the write
+/// never waits and one poll finishes it. (No executor: there is nothing to
+/// wait for, and a blocking one would hide a write that waited, stalling
+/// the writer thread.)
+pub(crate) fn run_now<T, E: From<StoreError>>(
+    write: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let write = pin!(write);
+    match write.poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(outcome) => outcome,
+        Poll::Pending => Err(StoreError::Internal("a SQLite write waited".into()).into()),
+    }
+}
+
+fn done<T>(outcome: rusqlite::Result<T>) -> Ready<Result<T, StoreError>> {
+    ready(outcome.map_err(store_error))
+}
+
+impl Transaction for SqliteTransaction<'_> {
+    fn machine(
+        &mut self,
+        visibility: &Visibility,
+        key: MachineKey<'_>,
+        _lock: bool,
+    ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send {
+        done(find_machine(self.conn, visibility, key))
+    }
+
+    fn lock_machines(
+        &mut self,
+        _tenant_id: &str,
+        _ids: &[&str],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+
+    fn tenant_machines(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send {
+        done((|| {
+            self.conn
+                .prepare(&format!(
+                    "{} WHERE m.tenant_id = ?1",
+                    machine_select(MACHINE_ROWS)
+                ))?
+                .query_map([tenant_id], crate::rows::machine_from_row)?
+                .collect()
+        })())
+    }
+
+    fn open_actions(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send {
+        done(open_actions(self.conn, tenant_id, machine_id))
+    }
+
+    fn action(
+        &mut self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send {
+        done(find_action(self.conn, visibility, id))
+    }
+
+    fn device_of_machine(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        _lock: bool,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send {
+        done(device_by_machine(self.conn, tenant_id, machine_id))
+    }
+
+    fn device_by_credential(
+        &mut self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send {
+        done(device_by_credential(self.conn, tenant_id, credential_id))
+    }
+
+    fn hardware_enrolled(
+        &mut self,
+        tenant_id: &str,
+        hardware_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        done(
+            self.conn
+                .prepare_cached(
+                    "SELECT 1 FROM devices WHERE tenant_id = ?1 AND hardware_id = ?2 \
+                     AND offboarded_at IS NULL LIMIT 1",
+                )
+                .and_then(|mut s| s.exists([tenant_id, hardware_id])),
+        )
+    }
+
+    fn lock_hardware(
+        &mut self,
+        _tenant_id: &str,
+        _hardware_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+
+    fn device_groups(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeviceGroup>, StoreError>> + Send {
+        done(load_groups(self.conn, tenant_id))
+    }
+
+    fn reporting_machines(
+        &mut self,
+        keys: &[(&str, &str)],
+    ) -> impl Future<Output = Result<Vec<(Machine, Device)>, StoreError>> + Send {
+        done((|| {
+            let mut found = Vec::with_capacity(keys.len());
+            for (tenant_id, machine_id) in keys {
+                let whole_tenant = Visibility::whole_tenant(tenant_id);
+                let device = device_by_machine(self.conn, tenant_id, machine_id)?;
+                let machine = find_machine(self.conn, &whole_tenant, MachineKey::Id(machine_id))?;
+                if let (Some(machine), Some(device)) = (machine, device) {
+                    found.push((machine, device));
+                }
+            }
+            Ok(found)
+        })())
+    }
+
+    fn insert_tenant(
+        &mut self,
+        tenant: &Tenant,
+        created_at: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        done(
+            self.conn
+                .execute(
+                    "INSERT INTO tenants (id, name, retention_days, created_at) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
+                    params![
+                        tenant.id,
+                        tenant.name,
+                        tenant.retention_days,
+                        Ticks(created_at)
+                    ],
+                )
+                .map(|inserted| inserted == 1),
+        )
+    }
+
+    fn save_device_group(
+        &mut self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let rules = serde_json::to_string(&group.rules).expect("rules serialise");
+        done(
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO device_groups (tenant_id, id, name, rank, rules) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, id) DO UPDATE SET \
+                     name = excluded.name, rank = excluded.rank, rules = excluded.rules",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![tenant_id, group.id, group.name, group.rank, rules])
+                })
+                .map(drop),
+        )
+    }
+
+    fn save_machine(
+        &mut self,
+        tenant_id: &str,
+        machine: &Machine,
+        old_tags: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(save_machine(self.conn, tenant_id, machine, old_tags))
+    }
+
+    fn move_machines(
+        &mut self,
+        tenant_id: &str,
+        moves: &[(&str, i64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done((|| {
+            let mut update = self.conn.prepare_cached(
+                "UPDATE machines SET rbac_group_id = ?3, revision = random() \
+                 WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            for (machine_id, group) in moves {
+                update.execute(params![tenant_id, machine_id, group])?;
+            }
+            Ok(())
+        })())
+    }
+
+    fn save_reports(
+        &mut self,
+        reports: &[(&Machine, &Device)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done((|| {
+            let mut update_machine = self.conn.prepare_cached(
+                "UPDATE machines SET last_seen = ?3, ip_addresses = ?4, last_ip_address = ?5, \
+                 last_external_ip_address = ?6, health_status = ?7, agent_version = ?8, \
+                 revision = random() WHERE tenant_id = ?1 AND id = ?2",
+            )?;
+            let mut update_device = self.conn.prepare_cached(
+                "UPDATE devices SET isolation = ?3, isolation_at = ?4 \
+                 WHERE tenant_id = ?1 AND machine_id = ?2",
+            )?;
+            for (machine, device) in reports {
+                update_machine.execute(params![
+                    device.tenant_id,
+                    machine.id,
+                    Ticks(machine.last_seen),
+                    to_json(&machine.ip_addresses),
+                    machine.last_ip_address,
+                    machine.last_external_ip_address,
+                    machine.health_status.as_str(),
+                    machine.agent_version,
+                ])?;
+                update_device.execute(params![
+                    device.tenant_id,
+                    device.machine_id,
+                    device.isolation.as_str(),
+                    Ticks(device.isolation_at),
+                ])?;
+            }
+            Ok(())
+        })())
+    }
+
+    fn save_ip_history(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        sync: &IpHistorySync,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done((|| {
+            for statement in sync_ip_history(Dialect::Sqlite, tenant_id, machine_id, sync) {
+                self.conn
+                    .prepare_cached(&statement.text)?
+                    .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
+            }
+            Ok(())
+        })())
+    }
+
+    fn save_action(
+        &mut self,
+        tenant_id: &str,
+        action: &MachineAction,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(save_action(self.conn, tenant_id, action))
+    }
+
+    /// SQLite serves one node, whose own wakeups are woken directly.
+    fn announce_new_action(
+        &mut self,
+        _tenant_id: &str,
+        _machine_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        ready(Ok(()))
+    }
+
+    fn save_device(
+        &mut self,
+        device: &Device,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(save_device(self.conn, device))
+    }
+}
