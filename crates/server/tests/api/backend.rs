@@ -5,6 +5,7 @@
 //! server the PostgreSQL run is skipped with a message, except under
 //! CI=true, where it fails.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio_postgres::NoTls;
@@ -77,7 +78,10 @@ async fn create_database() -> String {
             panic!("CI=true but PostgreSQL at {server} is not reachable: {error}")
         }
         Err(error) => {
-            eprintln!(
+            // To stderr itself: the test harness captures eprintln!, and
+            // the exit would discard what it captured.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: the PostgreSQL run of the API tests: no PostgreSQL at {server} ({error}); \
                  set PALISADE_TEST_POSTGRES to a server's URL to run it"
             );
@@ -105,7 +109,7 @@ fn uuid_like() -> String {
     format!("{nanos:x}_{}", CREATED.load(Ordering::SeqCst))
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.connect_timeout(std::time::Duration::from_secs(3));
     let (client, connection) = config.connect(NoTls).await?;

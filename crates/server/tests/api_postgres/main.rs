@@ -47,3 +47,5 @@ mod transport;
 /// Only here: several nodes share a PostgreSQL database, not an SQLite file.
 mod multi_node;
 mod outage;
+/// Only here: it needs PostgreSQL as much as SQLite.
+mod schema;
