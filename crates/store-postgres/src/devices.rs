@@ -4,11 +4,12 @@
 //! Lock order, to keep concurrent transactions from deadlocking: machines,
 //! then devices, then actions; several rows of one table in key order.
 
-use crate::rows::{action_from_row, get, json, ticks, ticks_opt, to_json, wire, Db};
+use crate::rows::{
+    action_columns, action_from_row, get, json, ticks, ticks_opt, to_json, wire, Db,
+};
 use palisade_contract::{MachineAction, Timestamp};
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::store::StoreError;
-use palisade_store_sql::ACTION_COLUMNS;
 use tokio_postgres::Row;
 
 pub(crate) const TOKEN_COLUMNS: &str =
@@ -127,9 +128,10 @@ pub(crate) async fn open_actions(
     tenant_id: &str,
     machine_id: &str,
 ) -> Result<Vec<MachineAction>, StoreError> {
+    let action_columns = action_columns();
     db.rows(
         &format!(
-            "SELECT {ACTION_COLUMNS} FROM machine_actions a \
+            "SELECT {action_columns} FROM machine_actions a \
              WHERE a.tenant_id = $1 AND a.machine_id = $2 \
              AND a.status IN ('Pending', 'InProgress') ORDER BY a.creation_time, a.id"
         ),
@@ -171,13 +173,14 @@ pub(crate) async fn claim_actions(
     now: Timestamp,
     held_until: Timestamp,
 ) -> Result<Vec<MachineAction>, StoreError> {
+    let action_columns = action_columns();
     let rows = db
         .rows(
             &format!(
                 "UPDATE machine_actions a SET delivered_until = $4 \
                  WHERE (a.tenant_id, a.id) IN (SELECT a.tenant_id, a.id FROM machine_actions a \
                      WHERE {DELIVERABLE} FOR UPDATE SKIP LOCKED) \
-                 RETURNING {ACTION_COLUMNS}"
+                 RETURNING {action_columns}"
             ),
             &[&tenant_id, &machine_id, &now.ticks(), &held_until.ticks()],
         )

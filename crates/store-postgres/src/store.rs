@@ -4,7 +4,7 @@ use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::listen;
-use crate::rows::{action_from_row, get, machine_from_row, Db, MACHINE_COLUMNS, MACHINE_FROM};
+use crate::rows::{action_columns, action_from_row, get, machine_columns, machine_from_row, Db};
 use crate::transaction::PostgresTransaction;
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
@@ -20,9 +20,10 @@ use palisade_domain::store::{
     Store, StoreError, WriteError,
 };
 use palisade_domain::writes;
+use palisade_store_sql::fields::MACHINE_FROM;
 use palisade_store_sql::{
     audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
-    Entity, ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    Entity, ListSql, Sql, Value, ACTIONS, MACHINES,
 };
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -103,7 +104,8 @@ pub(crate) async fn find_machine(
 ) -> Result<Option<Machine>, StoreError> {
     let mut sql = Sql::new(Dialect::Postgres);
     sql.push(&format!(
-        "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE "
+        "SELECT {} FROM {MACHINE_FROM} WHERE ",
+        machine_columns()
     ));
     sql.machine_visibility(visibility).machine_key(key);
     if lock {
@@ -124,7 +126,8 @@ pub(crate) async fn find_action(
 ) -> Result<Option<MachineAction>, StoreError> {
     let mut sql = Sql::new(Dialect::Postgres);
     sql.push(&format!(
-        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE "
+        "SELECT {} FROM machine_actions a WHERE ",
+        action_columns()
     ));
     sql.action_visibility(visibility);
     sql.push(" AND a.id = ").bind(Value::Text(id.to_string()));
@@ -302,7 +305,7 @@ impl Store for PostgresStore {
         list(
             &self.client().await?,
             &MACHINES,
-            (MACHINE_COLUMNS, MACHINE_FROM),
+            (machine_columns(), MACHINE_FROM),
             |sql| {
                 sql.machine_visibility(visibility);
             },
@@ -342,7 +345,7 @@ impl Store for PostgresStore {
         list(
             &self.client().await?,
             &ACTIONS,
-            (ACTION_COLUMNS, "machine_actions a"),
+            (action_columns(), "machine_actions a"),
             |sql| {
                 sql.action_visibility(visibility);
             },

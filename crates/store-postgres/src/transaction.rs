@@ -3,8 +3,8 @@
 
 use crate::devices::DEVICE_COLUMNS;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
+use crate::rows::machine_columns;
 use crate::rows::{get, machine_from_row, save_action, save_machine, to_json, Db};
-use crate::rows::{MACHINE_COLUMNS, MACHINE_FROM};
 use crate::store::{find_action, find_machine, load_groups, save_device_group, NEW_ACTION_CHANNEL};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
@@ -12,6 +12,7 @@ use palisade_domain::devices::Device;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
+use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
 use palisade_store_sql::{sync_ip_history, Dialect};
 use std::collections::HashMap;
 use std::future::Future;
@@ -51,8 +52,9 @@ impl Transaction for PostgresTransaction<'_> {
         self.tx
             .rows(
                 &format!(
-                    "SELECT {MACHINE_COLUMNS} FROM {MACHINE_FROM} WHERE m.tenant_id = $1 \
-                     ORDER BY m.id FOR UPDATE OF m"
+                    "SELECT {} FROM {MACHINE_FROM} WHERE m.tenant_id = $1 \
+                     ORDER BY m.id FOR UPDATE OF m",
+                    machine_columns()
                 ),
                 &[&tenant_id],
             )
@@ -143,16 +145,17 @@ impl Transaction for PostgresTransaction<'_> {
             .tx
             .rows(
                 &format!(
-                    "SELECT {MACHINE_COLUMNS}, m.tenant_id FROM {MACHINE_FROM} \
+                    "SELECT {}, m.tenant_id FROM {MACHINE_FROM} \
                      WHERE (m.tenant_id, m.id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
-                     ORDER BY m.tenant_id, m.id FOR UPDATE OF m"
+                     ORDER BY m.tenant_id, m.id FOR UPDATE OF m",
+                    machine_columns()
                 ),
                 &[&tenants, &machine_ids],
             )
             .await?;
         let mut machines = HashMap::with_capacity(machine_rows.len());
         for row in &machine_rows {
-            let tenant_id: String = get(row, 32)?;
+            let tenant_id: String = get(row, machine_fields::READ_COLUMNS)?;
             let machine = machine_from_row(row)?;
             machines.insert((tenant_id, machine.id.clone()), machine);
         }

@@ -8,7 +8,6 @@ use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::MachineKey;
-use std::sync::LazyLock;
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +15,8 @@ pub enum Value {
     Text(String),
     Integer(i64),
     Real(f64),
+    /// SQLite binds it as 0 or 1.
+    Boolean(bool),
     Null,
 }
 
@@ -42,14 +43,18 @@ impl Dialect {
 /// `build`'s statement in `dialect`, built once per dialect.
 macro_rules! once_per_dialect {
     ($dialect:expr, $build:expr) => {{
-        static SQLITE: LazyLock<String> = LazyLock::new(|| $build(Dialect::Sqlite));
-        static POSTGRES: LazyLock<String> = LazyLock::new(|| $build(Dialect::Postgres));
+        static SQLITE: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| $build(Dialect::Sqlite));
+        static POSTGRES: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| $build(Dialect::Postgres));
         match $dialect {
             Dialect::Sqlite => SQLITE.as_str(),
             Dialect::Postgres => POSTGRES.as_str(),
         }
     }};
 }
+
+pub mod fields;
 
 /// Which entity a query is about: its table alias, columns and default order.
 pub struct Entity {
@@ -78,25 +83,10 @@ pub struct TagRowsTable {
 }
 
 pub const MACHINES: Entity = Entity {
-    column: |property| {
-        Some(match property {
-            "id" => "m.id",
-            "computerDnsName" => "m.computer_dns_name",
-            "version" => "m.version",
-            "deviceValue" => "m.device_value",
-            "aadDeviceId" => "m.aad_device_id",
-            "lastSeen" => "m.last_seen",
-            "exposureLevel" => "m.exposure_level",
-            "onboardingStatus" => "m.onboarding_status",
-            "lastIpAddress" => "m.last_ip_address",
-            "healthStatus" => "m.health_status",
-            "osPlatform" => "m.os_platform",
-            "riskScore" => "m.risk_score",
-            "rbacGroupId" => "m.rbac_group_id",
-            // Inside machineTags/any(...): the tag row of the subquery.
-            LAMBDA_ELEMENT => "t.tag",
-            _ => return None,
-        })
+    column: |property| match property {
+        // Inside machineTags/any(...): the tag row of the subquery.
+        LAMBDA_ELEMENT => Some("t.tag"),
+        property => fields::machine_fields::column(property),
     },
     default_order: "m.id",
     tags: Some(TagRowsTable {
@@ -107,93 +97,11 @@ pub const MACHINES: Entity = Entity {
 };
 
 pub const ACTIONS: Entity = Entity {
-    column: |property| {
-        Some(match property {
-            "id" => "a.id",
-            "status" => "a.status",
-            "machineId" => "a.machine_id",
-            "type" => "a.type",
-            "requestor" => "a.requestor",
-            "creationDateTimeUtc" => "a.creation_time",
-            _ => return None,
-        })
-    },
+    column: fields::action_fields::column,
     // Newest first (decisions: machine actions).
     default_order: "a.creation_time DESC, a.id",
     tags: None,
 };
-
-/// The `machines` columns a save writes, in the order its parameters bind
-/// (the tenant id first, then the machine's fields).
-const MACHINE_WRITE_COLUMNS: [&str; 31] = [
-    "tenant_id",
-    "id",
-    "merged_into_machine_id",
-    "is_potential_duplication",
-    "is_excluded",
-    "exclusion_reason",
-    "computer_dns_name",
-    "first_seen",
-    "last_seen",
-    "os_platform",
-    "os_version",
-    "os_processor",
-    "version",
-    "last_ip_address",
-    "last_external_ip_address",
-    "agent_version",
-    "os_build",
-    "health_status",
-    "device_value",
-    "rbac_group_id",
-    "risk_score",
-    "exposure_level",
-    "is_aad_joined",
-    "aad_device_id",
-    "defender_av_status",
-    "onboarding_status",
-    "os_architecture",
-    "managed_by",
-    "managed_by_status",
-    "ip_addresses",
-    "vm_metadata",
-];
-
-/// The columns each store's `action_from_row` reads, in its order; `a` is `machine_actions`.
-pub const ACTION_COLUMNS: &str = "a.id, a.type, a.title, a.requestor, \
-    a.requestor_comment, a.status, a.machine_id, a.computer_dns_name, a.creation_time, \
-    a.last_update_time, a.cancellation_requestor, a.cancellation_comment, \
-    a.cancellation_time, a.error_hresult, a.scope, a.external_id, a.request_source, \
-    a.related_file_info, a.commands, a.troubleshoot_info";
-
-/// Inserts a machine row or replaces the stored one (its tags are rows of
-/// their own, see [`TagRows`]). Parameters 1 to 31 bind in
-/// `MACHINE_WRITE_COLUMNS` order; each store binds them with its driver.
-pub fn machine_upsert(dialect: Dialect) -> &'static str {
-    fn build(dialect: Dialect) -> String {
-        let placeholders: Vec<String> = (1..=MACHINE_WRITE_COLUMNS.len())
-            .map(|n| dialect.parameter(n))
-            .collect();
-        let mut columns = MACHINE_WRITE_COLUMNS.to_vec();
-        let mut values = placeholders;
-        // SQLite's rows carry a revision for its machine cache: a new one with every write.
-        if dialect == Dialect::Sqlite {
-            columns.push("revision");
-            values.push("random()".into());
-        }
-        let updates: Vec<String> = columns[2..]
-            .iter()
-            .map(|column| format!("{column} = excluded.{column}"))
-            .collect();
-        format!(
-            "INSERT INTO machines ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
-            columns.join(", "),
-            values.join(", "),
-            updates.join(", ")
-        )
-    }
-    once_per_dialect!(dialect, build)
-}
 
 /// Ends every stale open action with `TimeOut`: parameter 1 is now, 2 the
 /// time before which an action is stale (Pending: created; InProgress: last
@@ -354,6 +262,7 @@ impl Sql {
                     Value::Text(_) | Value::Null => "text",
                     Value::Integer(_) => "int8",
                     Value::Real(_) => "float8",
+                    Value::Boolean(_) => "bool",
                 };
                 let n = self.params.len() + 1;
                 self.text.push_str(&format!("${n}::{cast}"));

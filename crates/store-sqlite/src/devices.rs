@@ -1,10 +1,9 @@
 //! Rows of the device plane: onboarding tokens and enrolled devices, and the
 //! transactions that touch a device, its machine and its actions together.
 
-use crate::rows::{action_from_row, json, ticks, to_json, wire, Ticks};
+use crate::rows::{action_columns, action_from_row, json, ticks, to_json, wire, Ticks};
 use palisade_contract::{MachineAction, Timestamp};
 use palisade_domain::devices::{Device, OnboardingToken};
-use palisade_store_sql::ACTION_COLUMNS;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 pub(crate) const TOKEN_COLUMNS: &str =
@@ -112,8 +111,9 @@ pub(crate) fn device_by_credential(
 /// which SQLite needs to use that index (migration 0006).
 fn open_actions_query(and: &str) -> String {
     format!(
-        "SELECT {ACTION_COLUMNS} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
-         AND a.status IN ('Pending', 'InProgress'){and} ORDER BY a.creation_time, a.id"
+        "SELECT {} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
+         AND a.status IN ('Pending', 'InProgress'){and} ORDER BY a.creation_time, a.id",
+        action_columns()
     )
 }
 

@@ -5,7 +5,8 @@ use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
 use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
-    action_from_row, machine_from_row, Ticks, MACHINE_PROBES, MACHINE_PROBE_BY_ID, MACHINE_ROWS,
+    action_columns, action_from_row, machine_from_row, machine_rows, Ticks, MACHINE_PROBES,
+    MACHINE_PROBE_BY_ID,
 };
 use crate::transaction::{run_now, SqliteTransaction};
 use crate::workers::{store_error, Readers, Writer};
@@ -24,7 +25,7 @@ use palisade_domain::store::{
 use palisade_domain::writes;
 use palisade_store_sql::{
     audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
-    ListSql, Sql, Value, ACTIONS, ACTION_COLUMNS, MACHINES,
+    ListSql, Sql, Value, ACTIONS, MACHINES,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 use std::path::Path;
@@ -68,6 +69,7 @@ pub(crate) fn sqlite_value(value: &Value) -> rusqlite::types::Value {
         Value::Text(text) => rusqlite::types::Value::Text(text.clone()),
         Value::Integer(n) => rusqlite::types::Value::Integer(*n),
         Value::Real(x) => rusqlite::types::Value::Real(*x),
+        Value::Boolean(b) => rusqlite::types::Value::Integer(i64::from(*b)),
         Value::Null => rusqlite::types::Value::Null,
     }
 }
@@ -113,7 +115,7 @@ pub(crate) fn machine_select((columns, from): (&str, &str)) -> String {
 }
 
 fn action_select() -> String {
-    format!("SELECT {ACTION_COLUMNS} FROM {ACTION_FROM}")
+    format!("SELECT {} FROM {ACTION_FROM}", action_columns())
 }
 
 /// `table`'s columns of the page (and count) of machines `query` asks for,
@@ -139,7 +141,7 @@ pub(crate) fn find_machine(
     visibility: &Visibility,
     key: MachineKey<'_>,
 ) -> rusqlite::Result<Option<Machine>> {
-    let sql = machine_lookup(visibility, key, MACHINE_ROWS);
+    let sql = machine_lookup(visibility, key, machine_rows());
     Ok(query_rows(conn, &sql, machine_from_row)?.pop())
 }
 
@@ -289,7 +291,7 @@ impl Store for SqliteStore {
                 let probe = machine_list(&visibility, &query, MACHINE_PROBES);
                 list(conn, &probe, &query, |page| {
                     cache.read(conn, &visibility.tenant_id, page, || {
-                        machine_list(&visibility, &query, MACHINE_ROWS).page
+                        machine_list(&visibility, &query, machine_rows()).page
                     })
                 })
             })
@@ -311,7 +313,7 @@ impl Store for SqliteStore {
                 let found = self
                     .machine_cache
                     .read(conn, &visibility.tenant_id, &probe, || {
-                        machine_lookup(visibility, key, MACHINE_ROWS)
+                        machine_lookup(visibility, key, machine_rows())
                     })?;
                 Ok(found.into_iter().next())
             })
@@ -340,7 +342,7 @@ impl Store for SqliteStore {
                 let visible = |sql: &mut Sql| {
                     sql.action_visibility(&visibility);
                 };
-                let table = (ACTION_COLUMNS, ACTION_FROM);
+                let table = (action_columns(), ACTION_FROM);
                 let tenant_id = &visibility.tenant_id;
                 let sql =
                     ListSql::new(Dialect::Sqlite, &ACTIONS, table, visible, tenant_id, &query);

@@ -4,7 +4,7 @@
 //! write, so nothing needs a lock.
 
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
-use crate::rows::{save_action, save_machine, to_json, Ticks};
+use crate::rows::{machine_rows, save_action, save_machine, to_json, Ticks};
 use crate::store::{find_action, find_machine, load_groups, machine_select, sqlite_value};
 use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
@@ -18,8 +18,6 @@ use rusqlite::{params, params_from_iter, Connection};
 use std::future::{ready, Future, Ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-
-use crate::rows::MACHINE_ROWS;
 
 pub(crate) struct SqliteTransaction<'c> {
     conn: &'c Connection,
@@ -76,7 +74,7 @@ impl Transaction for SqliteTransaction<'_> {
             self.conn
                 .prepare(&format!(
                     "{} WHERE m.tenant_id = ?1",
-                    machine_select(MACHINE_ROWS)
+                    machine_select(machine_rows())
                 ))?
                 .query_map([tenant_id], crate::rows::machine_from_row)?
                 .collect()

@@ -1,0 +1,368 @@
+//! One field table per stored entity: each field's column, how it is stored
+//! (its [`Codec`]) and the OData property it answers to. The column lists a
+//! read selects, the decoder of a row, the values a save binds and the
+//! OData column map are all derived from it ([`stored_entity!`]), so that a
+//! field cannot be read, written and queried by lists that disagree.
+//!
+//! A row of either database is read through [`StoredRow`], which each store
+//! implements for its driver's row in a few lines.
+
+use crate::{Dialect, Value};
+use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::store::StoreError;
+use std::str::FromStr;
+
+/// A row of either database, column by column.
+pub trait StoredRow {
+    fn text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    fn integer(&self, index: usize) -> Result<Option<i64>, StoreError>;
+    /// SQLite stores booleans as 0 and 1; PostgreSQL as `boolean`.
+    fn boolean(&self, index: usize) -> Result<Option<bool>, StoreError>;
+}
+
+/// A column that does not read back as what was stored: a fault, not a retry.
+pub fn unreadable(index: usize, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("column {index} does not read back: {error}"))
+}
+
+fn required<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
+    value.ok_or_else(|| unreadable(index, "NULL in a column that holds a value"))
+}
+
+/// How a field of type `T` is stored in one column.
+pub trait Codec<T> {
+    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError>;
+    fn value(field: &T) -> Value;
+}
+
+/// Text, integers and booleans as themselves; `None` as NULL.
+pub struct Plain;
+/// Timestamps as integer ticks.
+pub struct Ticks;
+/// The contract's wire enums as their wire text.
+pub struct Wire;
+/// Structured values as JSON text; `None` as NULL.
+pub struct Json;
+
+macro_rules! plain {
+    ($type:ty, $read:ident, $variant:ident) => {
+        impl Codec<$type> for Plain {
+            fn read(row: &impl StoredRow, index: usize) -> Result<$type, StoreError> {
+                required(row.$read(index)?, index)
+            }
+            fn value(field: &$type) -> Value {
+                Value::$variant(field.clone())
+            }
+        }
+        impl Codec<Option<$type>> for Plain {
+            fn read(row: &impl StoredRow, index: usize) -> Result<Option<$type>, StoreError> {
+                row.$read(index)
+            }
+            fn value(field: &Option<$type>) -> Value {
+                field.clone().map_or(Value::Null, Value::$variant)
+            }
+        }
+    };
+}
+
+plain!(String, text, Text);
+plain!(i64, integer, Integer);
+plain!(bool, boolean, Boolean);
+
+impl Codec<Timestamp> for Ticks {
+    fn read(row: &impl StoredRow, index: usize) -> Result<Timestamp, StoreError> {
+        required(row.integer(index)?, index).map(Timestamp::from_ticks)
+    }
+    fn value(field: &Timestamp) -> Value {
+        Value::Integer(field.ticks())
+    }
+}
+
+impl Codec<Option<Timestamp>> for Ticks {
+    fn read(row: &impl StoredRow, index: usize) -> Result<Option<Timestamp>, StoreError> {
+        Ok(row.integer(index)?.map(Timestamp::from_ticks))
+    }
+    fn value(field: &Option<Timestamp>) -> Value {
+        field.map_or(Value::Null, |t| Value::Integer(t.ticks()))
+    }
+}
+
+/// A wire enum of the contract: parsed from, and written as, its wire text.
+pub trait WireText: FromStr + Copy + Into<&'static str> {}
+impl<T: FromStr + Copy + Into<&'static str>> WireText for T {}
+
+fn parse<T: FromStr>(text: &str, index: usize) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| unreadable(index, format!("unknown value '{text}'")))
+}
+
+impl<T: WireText> Codec<T> for Wire {
+    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
+        parse(&required(row.text(index)?, index)?, index)
+    }
+    fn value(field: &T) -> Value {
+        let text: &'static str = (*field).into();
+        Value::Text(text.to_string())
+    }
+}
+
+/// An optional wire enum: `None` as NULL.
+pub struct WireOpt;
+
+impl<T: WireText> Codec<Option<T>> for WireOpt {
+    fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
+        row.text(index)?.map(|text| parse(&text, index)).transpose()
+    }
+    fn value(field: &Option<T>) -> Value {
+        field.map_or(Value::Null, |v| {
+            let text: &'static str = v.into();
+            Value::Text(text.to_string())
+        })
+    }
+}
+
+/// Values stored as JSON text. `Option`s are NULL when `None` (not `null`),
+/// so this codec is for a field's own type, and [`JsonOpt`] for an `Option`.
+pub struct JsonOpt;
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
+    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
+        let text = required(row.text(index)?, index)?;
+        serde_json::from_str(&text).map_err(|e| unreadable(index, e))
+    }
+    fn value(field: &T) -> Value {
+        Value::Text(serde_json::to_string(field).expect("stored values serialise"))
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<Option<T>> for JsonOpt {
+    fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
+        row.text(index)?
+            .map(|text| serde_json::from_str(&text).map_err(|e| unreadable(index, e)))
+            .transpose()
+    }
+    fn value(field: &Option<T>) -> Value {
+        field.as_ref().map_or(Value::Null, |v| {
+            Value::Text(serde_json::to_string(v).expect("stored values serialise"))
+        })
+    }
+}
+
+/// Declares an entity's field table and derives from it:
+/// - `COLUMNS`: the columns saved, in bind order (the tenant id comes first, apart);
+/// - `select(dialect)`: the expressions a read selects, in `from_row` order
+///   (saved columns, and `<-` ones computed by the read: a joined name, a
+///   tag list);
+/// - `READ_COLUMNS`: how many `select` yields;
+/// - `from_row`: the entity from a row of `select`;
+/// - `values`: the values a save binds, in `COLUMNS` order;
+/// - `column(property)`: the column of a queryable OData property.
+macro_rules! stored_entity {
+    (
+        $(#[$meta:meta])*
+        pub mod $module:ident for $entity:ident, alias $alias:literal {
+            $( $field:ident: $codec:ident
+                $( = $column:literal $( , query $property:literal )? )?
+                $( <- $read:expr )? ; )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+
+            pub const COLUMNS: &[&str] = &[ $( $( $column, )? )* ];
+
+            pub const READ_COLUMNS: usize = [ $( stringify!($field), )* ].len();
+
+            /// The expressions a read selects, in `from_row` order.
+            pub fn select(dialect: Dialect) -> &'static str {
+                fn build(dialect: Dialect) -> String {
+                    // Read by the `<-` fields, if the entity has any.
+                    let _ = dialect;
+                    let parts: Vec<String> = vec![
+                        $(
+                            $( concat!($alias, ".", $column).to_string(), )?
+                            $( ($read)(dialect), )?
+                        )*
+                    ];
+                    parts.join(", ")
+                }
+                once_per_dialect!(dialect, build)
+            }
+
+            /// The entity from a row of `select`'s columns, from `first` on.
+            pub fn from_row(
+                row: &impl StoredRow,
+                first: usize,
+            ) -> Result<$entity, StoreError> {
+                let mut index = first;
+                let mut next = || {
+                    index += 1;
+                    index - 1
+                };
+                // Fields are read in the order written, which is `select`'s.
+                Ok($entity {
+                    $( $field: <$codec as Codec<_>>::read(row, next())?, )*
+                })
+            }
+
+            /// The values a save binds, in `COLUMNS` order.
+            pub fn values(entity: &$entity) -> Vec<Value> {
+                let mut values = Vec::with_capacity(COLUMNS.len());
+                $( $( let _ = $column; values.push(<$codec as Codec<_>>::value(&entity.$field)); )? )*
+                values
+            }
+
+            /// The column of a queryable property (canonical name, see `ListQuery`).
+            pub fn column(property: &str) -> Option<&'static str> {
+                Some(match property {
+                    $( $( $( $property => concat!($alias, ".", $column), )? )? )*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+/// The machine's tags, in order, as a JSON array.
+fn machine_tags(dialect: Dialect) -> String {
+    match dialect {
+        Dialect::Sqlite => "(SELECT json_group_array(tag) FROM (SELECT t.tag FROM machine_tags t \
+            WHERE t.tenant_id = m.tenant_id AND t.machine_id = m.id ORDER BY t.position))"
+            .into(),
+        Dialect::Postgres => "(SELECT COALESCE(json_agg(t.tag ORDER BY t.position), '[]')::text \
+            FROM machine_tags t WHERE t.tenant_id = m.tenant_id AND t.machine_id = m.id)"
+            .into(),
+    }
+}
+
+stored_entity! {
+    /// `machines m`, with `g` its device group (joined on `rbac_group_id`).
+    pub mod machine_fields for Machine, alias "m" {
+        id: Plain = "id", query "id";
+        merged_into_machine_id: Plain = "merged_into_machine_id";
+        is_potential_duplication: Plain = "is_potential_duplication";
+        is_excluded: Plain = "is_excluded";
+        exclusion_reason: Plain = "exclusion_reason";
+        computer_dns_name: Plain = "computer_dns_name", query "computerDnsName";
+        first_seen: Ticks = "first_seen";
+        last_seen: Ticks = "last_seen", query "lastSeen";
+        os_platform: Wire = "os_platform", query "osPlatform";
+        os_version: Plain = "os_version";
+        os_processor: Plain = "os_processor";
+        version: Plain = "version", query "version";
+        last_ip_address: Plain = "last_ip_address", query "lastIpAddress";
+        last_external_ip_address: Plain = "last_external_ip_address";
+        agent_version: Plain = "agent_version";
+        os_build: Plain = "os_build";
+        health_status: Wire = "health_status", query "healthStatus";
+        device_value: WireOpt = "device_value", query "deviceValue";
+        rbac_group_id: Plain = "rbac_group_id", query "rbacGroupId";
+        rbac_group_name: Plain <- |_| "g.name".to_string();
+        risk_score: WireOpt = "risk_score", query "riskScore";
+        exposure_level: WireOpt = "exposure_level", query "exposureLevel";
+        is_aad_joined: Plain = "is_aad_joined";
+        aad_device_id: Plain = "aad_device_id", query "aadDeviceId";
+        machine_tags: Json <- machine_tags;
+        defender_av_status: Plain = "defender_av_status";
+        onboarding_status: Wire = "onboarding_status", query "onboardingStatus";
+        os_architecture: Plain = "os_architecture";
+        managed_by: Plain = "managed_by";
+        managed_by_status: Plain = "managed_by_status";
+        ip_addresses: Json = "ip_addresses";
+        vm_metadata: JsonOpt = "vm_metadata";
+    }
+}
+
+/// Where a machine's read selects from: `machines m` and its device group `g`.
+pub const MACHINE_FROM: &str = "machines m LEFT JOIN device_groups g \
+    ON g.tenant_id = m.tenant_id AND g.id = m.rbac_group_id";
+
+stored_entity! {
+    /// `machine_actions a`.
+    pub mod action_fields for MachineAction, alias "a" {
+        id: Plain = "id", query "id";
+        action_type: Wire = "type", query "type";
+        title: Plain = "title";
+        requestor: Plain = "requestor", query "requestor";
+        requestor_comment: Plain = "requestor_comment";
+        status: Wire = "status", query "status";
+        machine_id: Plain = "machine_id", query "machineId";
+        computer_dns_name: Plain = "computer_dns_name";
+        creation_date_time_utc: Ticks = "creation_time", query "creationDateTimeUtc";
+        last_update_date_time_utc: Ticks = "last_update_time";
+        cancellation_requestor: Plain = "cancellation_requestor";
+        cancellation_comment: Plain = "cancellation_comment";
+        cancellation_date_time_utc: Ticks = "cancellation_time";
+        error_h_result: Plain = "error_hresult";
+        scope: Plain = "scope";
+        external_id: Plain = "external_id";
+        request_source: Plain = "request_source";
+        related_file_info: JsonOpt = "related_file_info";
+        commands: Json = "commands";
+        troubleshoot_info: JsonOpt = "troubleshoot_info";
+    }
+}
+
+/// Inserts a row of `table` (the tenant id, then `columns`) or replaces the
+/// stored one with the same key (`tenant_id`, `id`).
+fn upsert(dialect: Dialect, table: &str, columns: &[&str], extra: &[(&str, &str)]) -> String {
+    let mut names = vec!["tenant_id"];
+    names.extend_from_slice(columns);
+    let mut values: Vec<String> = (1..=names.len()).map(|n| dialect.parameter(n)).collect();
+    for (column, value) in extra {
+        names.push(column);
+        values.push(value.to_string());
+    }
+    let updates: Vec<String> = names[2..]
+        .iter()
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+        names.join(", "),
+        values.join(", "),
+        updates.join(", ")
+    )
+}
+
+/// Saves a machine row (its tags are rows of their own, see `TagRows`):
+/// parameter 1 is the tenant id, then `machine_fields::values`.
+pub fn machine_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        // SQLite's rows carry a revision for its machine cache: a new one with every write.
+        let extra: &[(&str, &str)] = match dialect {
+            Dialect::Sqlite => &[("revision", "random()")],
+            Dialect::Postgres => &[],
+        };
+        upsert(dialect, "machines", machine_fields::COLUMNS, extra)
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves an action row: parameter 1 is the tenant id, then `action_fields::values`.
+pub fn action_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        upsert(dialect, "machine_actions", action_fields::COLUMNS, &[])
+    }
+    once_per_dialect!(dialect, build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_read_and_every_saved_column_bound() {
+        assert_eq!(machine_fields::READ_COLUMNS, 32);
+        assert_eq!(machine_fields::COLUMNS.len(), 30);
+        assert_eq!(action_fields::READ_COLUMNS, action_fields::COLUMNS.len());
+        assert_eq!(machine_fields::column("riskScore"), Some("m.risk_score"));
+        assert_eq!(
+            action_fields::column("creationDateTimeUtc"),
+            Some("a.creation_time")
+        );
+        assert_eq!(machine_fields::column("firstSeen"), None, "not queryable");
+    }
+}
