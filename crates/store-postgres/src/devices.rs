@@ -4,89 +4,37 @@
 //! Lock order, to keep concurrent transactions from deadlocking: machines,
 //! then devices, then actions; several rows of one table in key order.
 
-use crate::rows::{
-    action_columns, action_from_row, get, json, ticks, ticks_opt, to_json, wire, Db,
-};
+use crate::rows::{action_columns, action_from_row, run_values, Db, PostgresRow};
 use palisade_contract::{MachineAction, Timestamp};
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::store::StoreError;
+use palisade_store_sql::fields::{device_fields, device_upsert, token_fields, token_upsert};
+use palisade_store_sql::Dialect;
 use tokio_postgres::Row;
 
-pub(crate) const TOKEN_COLUMNS: &str =
-    "tenant_id, id, description, secret_hash, created_at, revoked_at";
-
 pub(crate) fn token_from_row(row: &Row) -> Result<OnboardingToken, StoreError> {
-    Ok(OnboardingToken {
-        tenant_id: get(row, 0)?,
-        id: get(row, 1)?,
-        description: get(row, 2)?,
-        secret_hash: get(row, 3)?,
-        created_at: ticks(row, 4)?,
-        revoked_at: ticks_opt(row, 5)?,
-    })
+    token_fields::from_row(&PostgresRow(row), 0)
 }
 
 pub(crate) async fn save_token(db: &impl Db, token: &OnboardingToken) -> Result<(), StoreError> {
-    db.run(
-        "INSERT INTO onboarding_tokens (tenant_id, id, description, secret_hash, created_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-         description = excluded.description, secret_hash = excluded.secret_hash, \
-         created_at = excluded.created_at, revoked_at = excluded.revoked_at",
-        &[
-            &token.tenant_id,
-            &token.id,
-            &token.description,
-            &token.secret_hash,
-            &token.created_at.ticks(),
-            &token.revoked_at.map(Timestamp::ticks),
-        ],
+    run_values(
+        db,
+        token_upsert(Dialect::Postgres),
+        token_fields::values(token),
     )
     .await?;
     Ok(())
 }
 
-pub(crate) const DEVICE_COLUMNS: &str = "tenant_id, machine_id, credential_id, credential_hash, \
-    hardware_id, onboarding_token_id, capabilities, enrolled_at, offboarded_at, isolation, isolation_at";
-
 pub(crate) fn device_from_row(row: &Row) -> Result<Device, StoreError> {
-    Ok(Device {
-        tenant_id: get(row, 0)?,
-        machine_id: get(row, 1)?,
-        credential_id: get(row, 2)?,
-        credential_hash: get(row, 3)?,
-        hardware_id: get(row, 4)?,
-        onboarding_token_id: get(row, 5)?,
-        capabilities: json(row, 6)?,
-        enrolled_at: ticks(row, 7)?,
-        offboarded_at: ticks_opt(row, 8)?,
-        isolation: wire(row, 9)?,
-        isolation_at: ticks(row, 10)?,
-    })
+    device_fields::from_row(&PostgresRow(row), 0)
 }
 
 pub(crate) async fn save_device(db: &impl Db, device: &Device) -> Result<(), StoreError> {
-    db.run(
-        &format!(
-            "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-             ON CONFLICT (tenant_id, machine_id) DO UPDATE SET credential_id = excluded.credential_id, \
-             credential_hash = excluded.credential_hash, hardware_id = excluded.hardware_id, \
-             onboarding_token_id = excluded.onboarding_token_id, capabilities = excluded.capabilities, \
-             enrolled_at = excluded.enrolled_at, offboarded_at = excluded.offboarded_at, \
-             isolation = excluded.isolation, isolation_at = excluded.isolation_at"
-        ),
-        &[
-            &device.tenant_id,
-            &device.machine_id,
-            &device.credential_id,
-            &device.credential_hash,
-            &device.hardware_id,
-            &device.onboarding_token_id,
-            &to_json(&device.capabilities),
-            &device.enrolled_at.ticks(),
-            &device.offboarded_at.map(Timestamp::ticks),
-            &device.isolation.as_str(),
-            &device.isolation_at.ticks(),
-        ],
+    run_values(
+        db,
+        device_upsert(Dialect::Postgres),
+        device_fields::values(device),
     )
     .await?;
     Ok(())
@@ -101,7 +49,8 @@ pub(crate) async fn device_by_machine(
 ) -> Result<Option<Device>, StoreError> {
     let sql = format!(
         "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND machine_id = $2{}",
-        if lock { " FOR UPDATE" } else { "" }
+        if lock { " FOR UPDATE" } else { "" },
+        DEVICE_COLUMNS = device_fields::select(Dialect::Postgres)
     );
     db.row(&sql, &[&tenant_id, &machine_id])
         .await?
@@ -114,8 +63,10 @@ pub(crate) async fn device_by_credential(
     tenant_id: &str,
     credential_id: &str,
 ) -> Result<Option<Device>, StoreError> {
-    let sql =
-        format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2");
+    let sql = format!(
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 AND credential_id = $2",
+        DEVICE_COLUMNS = device_fields::select(Dialect::Postgres)
+    );
     db.row(&sql, &[&tenant_id, &credential_id])
         .await?
         .map(|row| device_from_row(&row))

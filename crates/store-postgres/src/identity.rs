@@ -1,108 +1,39 @@
 //! Rows of the identity tables (apps, users, signing keys) and the audit log.
 
-use crate::rows::{get, json, ticks, ticks_opt, to_json, Db};
-use palisade_domain::caller::DeviceGroupAccess;
+use crate::rows::{get, run_values, ticks, Db, PostgresRow};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::StoreError;
+use palisade_store_sql::fields::{
+    app_fields, app_upsert, key_fields, key_insert, user_fields, user_upsert,
+};
+use palisade_store_sql::Dialect;
 use tokio_postgres::Row;
 
-const ALL_GROUPS: &str = "all";
-
-fn device_groups_text(access: &DeviceGroupAccess) -> String {
-    match access {
-        DeviceGroupAccess::All => ALL_GROUPS.into(),
-        DeviceGroupAccess::Only(ids) => to_json(ids),
-    }
-}
-
-fn device_groups_from(row: &Row, index: usize) -> Result<DeviceGroupAccess, StoreError> {
-    if get::<String>(row, index)? == ALL_GROUPS {
-        return Ok(DeviceGroupAccess::All);
-    }
-    json(row, index).map(DeviceGroupAccess::Only)
-}
-
-pub(crate) const APP_COLUMNS: &str =
-    "tenant_id, client_id, display_name, permissions, secret_hash, created_at";
-
 pub(crate) fn app_from_row(row: &Row) -> Result<AppRegistration, StoreError> {
-    Ok(AppRegistration {
-        tenant_id: get(row, 0)?,
-        client_id: get(row, 1)?,
-        display_name: get(row, 2)?,
-        permissions: json(row, 3)?,
-        secret_hash: get(row, 4)?,
-        created_at: ticks(row, 5)?,
-    })
+    app_fields::from_row(&PostgresRow(row), 0)
 }
 
 pub(crate) async fn save_app(db: &impl Db, app: &AppRegistration) -> Result<(), StoreError> {
-    db.run(
-        "INSERT INTO apps (tenant_id, client_id, display_name, permissions, secret_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, client_id) DO UPDATE SET \
-         display_name = excluded.display_name, permissions = excluded.permissions, \
-         secret_hash = excluded.secret_hash",
-        &[
-            &app.tenant_id,
-            &app.client_id,
-            &app.display_name,
-            &to_json(&app.permissions),
-            &app.secret_hash,
-            &app.created_at.ticks(),
-        ],
-    )
-    .await?;
+    run_values(db, app_upsert(Dialect::Postgres), app_fields::values(app)).await?;
     Ok(())
 }
 
-pub(crate) const USER_COLUMNS: &str =
-    "tenant_id, id, username, roles, device_groups, password_hash, created_at";
-
 pub(crate) fn user_from_row(row: &Row) -> Result<User, StoreError> {
-    Ok(User {
-        tenant_id: get(row, 0)?,
-        id: get(row, 1)?,
-        username: get(row, 2)?,
-        roles: json(row, 3)?,
-        device_groups: device_groups_from(row, 4)?,
-        password_hash: get(row, 5)?,
-        created_at: ticks(row, 6)?,
-    })
+    user_fields::from_row(&PostgresRow(row), 0)
 }
 
 pub(crate) async fn save_user(db: &impl Db, user: &User) -> Result<(), StoreError> {
-    db.run(
-        "INSERT INTO users (tenant_id, id, username, roles, device_groups, password_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-         username = excluded.username, roles = excluded.roles, \
-         device_groups = excluded.device_groups, password_hash = excluded.password_hash",
-        &[
-            &user.tenant_id,
-            &user.id,
-            &user.username,
-            &to_json(&user.roles),
-            &device_groups_text(&user.device_groups),
-            &user.password_hash,
-            &user.created_at.ticks(),
-        ],
+    run_values(
+        db,
+        user_upsert(Dialect::Postgres),
+        user_fields::values(user),
     )
     .await?;
     Ok(())
 }
 
-pub(crate) const KEY_COLUMNS: &str =
-    "tenant_id, kid, private_key_pem, modulus, exponent, created_at, retired_at";
-
 pub(crate) fn key_from_row(row: &Row) -> Result<SigningKey, StoreError> {
-    Ok(SigningKey {
-        tenant_id: get(row, 0)?,
-        kid: get(row, 1)?,
-        private_key: get(row, 2)?,
-        modulus: get(row, 3)?,
-        exponent: get(row, 4)?,
-        created_at: ticks(row, 5)?,
-        retired_at: ticks_opt(row, 6)?,
-    })
+    key_fields::from_row(&PostgresRow(row), 0)
 }
 
 pub(crate) async fn rotate_key(db: &impl Db, key: &SigningKey) -> Result<(), StoreError> {
@@ -111,19 +42,7 @@ pub(crate) async fn rotate_key(db: &impl Db, key: &SigningKey) -> Result<(), Sto
         &[&key.tenant_id, &key.created_at.ticks()],
     )
     .await?;
-    db.run(
-        "INSERT INTO signing_keys (tenant_id, kid, private_key_pem, modulus, exponent, created_at, retired_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, NULL)",
-        &[
-            &key.tenant_id,
-            &key.kid,
-            &key.private_key,
-            &key.modulus,
-            &key.exponent,
-            &key.created_at.ticks(),
-        ],
-    )
-    .await?;
+    run_values(db, key_insert(Dialect::Postgres), key_fields::values(key)).await?;
     Ok(())
 }
 

@@ -8,7 +8,6 @@ use palisade_store_sql::fields::{
     action_fields, action_upsert, machine_fields, machine_upsert, unreadable, StoredRow,
 };
 use palisade_store_sql::{Dialect, Sql, TagRows, Value};
-use std::str::FromStr;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
@@ -81,13 +80,6 @@ pub(crate) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row.try_get(index).map_err(|e| unreadable(index, e))
 }
 
-/// A column holding one of the contract's wire enums, stored as its wire text.
-pub(crate) fn wire<T: FromStr>(row: &Row, index: usize) -> Result<T, StoreError> {
-    let text: String = get(row, index)?;
-    text.parse()
-        .map_err(|_| unreadable(index, format!("unknown value '{text}'")))
-}
-
 pub(crate) fn json<T: serde::de::DeserializeOwned>(
     row: &Row,
     index: usize,
@@ -105,12 +97,8 @@ pub(crate) fn ticks(row: &Row, index: usize) -> Result<Timestamp, StoreError> {
     get::<i64>(row, index).map(Timestamp::from_ticks)
 }
 
-pub(crate) fn ticks_opt(row: &Row, index: usize) -> Result<Option<Timestamp>, StoreError> {
-    Ok(get::<Option<i64>>(row, index)?.map(Timestamp::from_ticks))
-}
-
 /// A row as the field tables (`store_sql::fields`) read it.
-struct PostgresRow<'a>(&'a Row);
+pub(crate) struct PostgresRow<'a>(pub(crate) &'a Row);
 
 impl StoredRow for PostgresRow<'_> {
     fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
@@ -160,6 +148,15 @@ fn bound(tenant_id: &str, values: Vec<Value>) -> Vec<Bound> {
         .chain(values)
         .map(Bound)
         .collect()
+}
+
+/// Runs `sql` with field-table values bound.
+pub(crate) async fn run_values(
+    db: &impl Db,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<u64, StoreError> {
+    run_bound(db, sql, &values.into_iter().map(Bound).collect::<Vec<_>>()).await
 }
 
 async fn run_bound(db: &impl Db, sql: &str, values: &[Bound]) -> Result<u64, StoreError> {

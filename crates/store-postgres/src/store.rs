@@ -1,8 +1,8 @@
 //! `Store` on PostgreSQL.
 
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
-use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
-use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::devices;
+use crate::identity;
 use crate::listen;
 use crate::rows::{action_columns, action_from_row, get, machine_columns, machine_from_row, Db};
 use crate::transaction::PostgresTransaction;
@@ -21,6 +21,9 @@ use palisade_domain::store::{
 };
 use palisade_domain::writes;
 use palisade_store_sql::fields::MACHINE_FROM;
+use palisade_store_sql::fields::{
+    app_fields, device_fields, key_fields, token_fields, user_fields,
+};
 use palisade_store_sql::{
     audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
     Entity, ListSql, Sql, Value, ACTIONS, MACHINES,
@@ -399,7 +402,10 @@ impl Store for PostgresStore {
         self.client()
             .await?
             .row(
-                &format!("SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 AND client_id = $2"),
+                &format!(
+                    "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 AND client_id = $2",
+                    APP_COLUMNS = app_fields::select(Dialect::Postgres)
+                ),
                 &[&tenant_id, &client_id],
             )
             .await?
@@ -410,7 +416,8 @@ impl Store for PostgresStore {
 
     async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError> {
         let sql = format!(
-            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 ORDER BY display_name, client_id"
+            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = $1 ORDER BY display_name, client_id",
+            APP_COLUMNS = app_fields::select(Dialect::Postgres)
         );
         self.all_rows(&sql, tenant_id, identity::app_from_row).await
     }
@@ -435,7 +442,10 @@ impl Store for PostgresStore {
         self.client()
             .await?
             .row(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"),
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2",
+                    USER_COLUMNS = user_fields::select(Dialect::Postgres)
+                ),
                 &[&tenant_id, &id],
             )
             .await?
@@ -454,7 +464,8 @@ impl Store for PostgresStore {
             .row(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM users \
-                     WHERE tenant_id = $1 AND lower(username) = lower($2)"
+                     WHERE tenant_id = $1 AND lower(username) = lower($2)",
+                    USER_COLUMNS = user_fields::select(Dialect::Postgres)
                 ),
                 &[&tenant_id, &username],
             )
@@ -465,8 +476,10 @@ impl Store for PostgresStore {
     }
 
     async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
-        let sql =
-            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY username",
+            USER_COLUMNS = user_fields::select(Dialect::Postgres)
+        );
         self.all_rows(&sql, tenant_id, identity::user_from_row)
             .await
     }
@@ -485,8 +498,7 @@ impl Store for PostgresStore {
 
     async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at DESC, kid"
-        );
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = $1 ORDER BY created_at DESC, kid", KEY_COLUMNS = key_fields::select(Dialect::Postgres));
         self.all_rows(&sql, tenant_id, identity::key_from_row).await
     }
 
@@ -521,8 +533,7 @@ impl Store for PostgresStore {
             .await?
             .row(
                 &format!(
-                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 AND id = $2"
-                ),
+                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 AND id = $2", TOKEN_COLUMNS = token_fields::select(Dialect::Postgres)),
                 &[&tenant_id, &id],
             )
             .await?
@@ -533,8 +544,7 @@ impl Store for PostgresStore {
 
     async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError> {
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 ORDER BY created_at, id"
-        );
+            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = $1 ORDER BY created_at, id", TOKEN_COLUMNS = token_fields::select(Dialect::Postgres));
         self.all_rows(&sql, tenant_id, devices::token_from_row)
             .await
     }
@@ -581,8 +591,7 @@ impl Store for PostgresStore {
 
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
         let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 ORDER BY enrolled_at DESC, machine_id"
-        );
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = $1 ORDER BY enrolled_at DESC, machine_id", DEVICE_COLUMNS = device_fields::select(Dialect::Postgres));
         self.all_rows(&sql, tenant_id, devices::device_from_row)
             .await
     }

@@ -1,7 +1,6 @@
 //! The domain's writes (`palisade_domain::writes`) on PostgreSQL: the rows a
 //! write loads, locks and saves, in one transaction of a pooled connection.
 
-use crate::devices::DEVICE_COLUMNS;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
 use crate::rows::machine_columns;
 use crate::rows::{get, machine_from_row, save_action, save_machine, to_json, Db};
@@ -12,6 +11,7 @@ use palisade_domain::devices::Device;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
+use palisade_store_sql::fields::device_fields;
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
 use palisade_store_sql::{sync_ip_history, Dialect};
 use std::collections::HashMap;
@@ -165,8 +165,7 @@ impl Transaction for PostgresTransaction<'_> {
                 &format!(
                     "SELECT {DEVICE_COLUMNS} FROM devices \
                      WHERE (tenant_id, machine_id) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
-                     ORDER BY tenant_id, machine_id FOR UPDATE"
-                ),
+                     ORDER BY tenant_id, machine_id FOR UPDATE", DEVICE_COLUMNS = device_fields::select(Dialect::Postgres)),
                 &[&tenants, &machine_ids],
             )
             .await?;

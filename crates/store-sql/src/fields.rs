@@ -9,6 +9,9 @@
 
 use crate::{Dialect, Value};
 use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_domain::caller::DeviceGroupAccess;
+use palisade_domain::devices::{Device, OnboardingToken};
+use palisade_domain::identity::{AppRegistration, SigningKey, User};
 use palisade_domain::store::StoreError;
 use std::str::FromStr;
 
@@ -216,10 +219,10 @@ macro_rules! stored_entity {
 
             /// The column of a queryable property (canonical name, see `ListQuery`).
             pub fn column(property: &str) -> Option<&'static str> {
-                Some(match property {
-                    $( $( $( $property => concat!($alias, ".", $column), )? )? )*
-                    _ => return None,
-                })
+                match property {
+                    $( $( $( $property => Some(concat!($alias, ".", $column)), )? )? )*
+                    _ => None,
+                }
             }
         }
     };
@@ -305,26 +308,43 @@ stored_entity! {
     }
 }
 
-/// Inserts a row of `table` (the tenant id, then `columns`) or replaces the
-/// stored one with the same key (`tenant_id`, `id`).
-fn upsert(dialect: Dialect, table: &str, columns: &[&str], extra: &[(&str, &str)]) -> String {
-    let mut names = vec!["tenant_id"];
-    names.extend_from_slice(columns);
+/// Inserts a row of `table` or, where one with the same `key` is stored,
+/// replaces its columns but `key` and `keep`. `extra` columns take SQL
+/// expressions rather than parameters.
+fn upsert(
+    dialect: Dialect,
+    table: &str,
+    columns: &[&str],
+    key: &[&str],
+    keep: &[&str],
+    extra: &[(&str, &str)],
+) -> String {
+    let mut names = columns.to_vec();
     let mut values: Vec<String> = (1..=names.len()).map(|n| dialect.parameter(n)).collect();
     for (column, value) in extra {
         names.push(column);
         values.push(value.to_string());
     }
-    let updates: Vec<String> = names[2..]
+    let updates: Vec<String> = names
         .iter()
+        .filter(|column| !key.contains(column) && !keep.contains(column))
         .map(|column| format!("{column} = excluded.{column}"))
         .collect();
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT (tenant_id, id) DO UPDATE SET {}",
+        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
         names.join(", "),
         values.join(", "),
+        key.join(", "),
         updates.join(", ")
     )
+}
+
+/// The tenant id's column, then `columns`: how machines and actions are
+/// saved (their entities do not carry their tenant).
+fn with_tenant(columns: &[&'static str]) -> Vec<&'static str> {
+    std::iter::once("tenant_id")
+        .chain(columns.iter().copied())
+        .collect()
 }
 
 /// Saves a machine row (its tags are rows of their own, see `TagRows`):
@@ -336,7 +356,15 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
             Dialect::Sqlite => &[("revision", "random()")],
             Dialect::Postgres => &[],
         };
-        upsert(dialect, "machines", machine_fields::COLUMNS, extra)
+        let columns = with_tenant(machine_fields::COLUMNS);
+        upsert(
+            dialect,
+            "machines",
+            &columns,
+            &["tenant_id", "id"],
+            &[],
+            extra,
+        )
     }
     once_per_dialect!(dialect, build)
 }
@@ -344,7 +372,177 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
 /// Saves an action row: parameter 1 is the tenant id, then `action_fields::values`.
 pub fn action_upsert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
-        upsert(dialect, "machine_actions", action_fields::COLUMNS, &[])
+        let columns = with_tenant(action_fields::COLUMNS);
+        upsert(
+            dialect,
+            "machine_actions",
+            &columns,
+            &["tenant_id", "id"],
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Who a user may see: `all`, or the JSON list of their device group ids.
+pub struct GroupAccess;
+
+const ALL_GROUPS: &str = "all";
+
+impl Codec<DeviceGroupAccess> for GroupAccess {
+    fn read(row: &impl StoredRow, index: usize) -> Result<DeviceGroupAccess, StoreError> {
+        let text = required(row.text(index)?, index)?;
+        if text == ALL_GROUPS {
+            return Ok(DeviceGroupAccess::All);
+        }
+        serde_json::from_str(&text)
+            .map(DeviceGroupAccess::Only)
+            .map_err(|e| unreadable(index, e))
+    }
+    fn value(field: &DeviceGroupAccess) -> Value {
+        match field {
+            DeviceGroupAccess::All => Value::Text(ALL_GROUPS.into()),
+            DeviceGroupAccess::Only(ids) => Json::value(ids),
+        }
+    }
+}
+
+stored_entity! {
+    /// `apps`: app registrations.
+    pub mod app_fields for AppRegistration, alias "apps" {
+        tenant_id: Plain = "tenant_id";
+        client_id: Plain = "client_id";
+        display_name: Plain = "display_name";
+        permissions: Json = "permissions";
+        secret_hash: Plain = "secret_hash";
+        created_at: Ticks = "created_at";
+    }
+}
+
+stored_entity! {
+    /// `users`.
+    pub mod user_fields for User, alias "users" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        username: Plain = "username";
+        roles: Json = "roles";
+        device_groups: GroupAccess = "device_groups";
+        password_hash: Plain = "password_hash";
+        created_at: Ticks = "created_at";
+    }
+}
+
+stored_entity! {
+    /// `signing_keys`.
+    pub mod key_fields for SigningKey, alias "signing_keys" {
+        tenant_id: Plain = "tenant_id";
+        kid: Plain = "kid";
+        private_key: Plain = "private_key_pem";
+        modulus: Plain = "modulus";
+        exponent: Plain = "exponent";
+        created_at: Ticks = "created_at";
+        retired_at: Ticks = "retired_at";
+    }
+}
+
+stored_entity! {
+    /// `onboarding_tokens`.
+    pub mod token_fields for OnboardingToken, alias "onboarding_tokens" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        description: Plain = "description";
+        secret_hash: Plain = "secret_hash";
+        created_at: Ticks = "created_at";
+        revoked_at: Ticks = "revoked_at";
+    }
+}
+
+stored_entity! {
+    /// `devices`: enrolled devices, one per machine.
+    pub mod device_fields for Device, alias "devices" {
+        tenant_id: Plain = "tenant_id";
+        machine_id: Plain = "machine_id";
+        credential_id: Plain = "credential_id";
+        credential_hash: Plain = "credential_hash";
+        hardware_id: Plain = "hardware_id";
+        onboarding_token_id: Plain = "onboarding_token_id";
+        capabilities: Json = "capabilities";
+        enrolled_at: Ticks = "enrolled_at";
+        offboarded_at: Ticks = "offboarded_at";
+        isolation: Wire = "isolation";
+        isolation_at: Ticks = "isolation_at";
+    }
+}
+
+/// Saves an app (`app_fields::values`); a replaced one keeps its creation time.
+pub fn app_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "client_id"];
+        upsert(
+            dialect,
+            "apps",
+            app_fields::COLUMNS,
+            &key,
+            &["created_at"],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves a user (`user_fields::values`); a replaced one keeps its creation time.
+pub fn user_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "id"];
+        upsert(
+            dialect,
+            "users",
+            user_fields::COLUMNS,
+            &key,
+            &["created_at"],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Adds a signing key (`key_fields::values`).
+pub fn key_insert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let values: Vec<String> = (1..=key_fields::COLUMNS.len())
+            .map(|n| dialect.parameter(n))
+            .collect();
+        format!(
+            "INSERT INTO signing_keys ({}) VALUES ({})",
+            key_fields::COLUMNS.join(", "),
+            values.join(", ")
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves an onboarding token (`token_fields::values`).
+pub fn token_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "id"];
+        upsert(
+            dialect,
+            "onboarding_tokens",
+            token_fields::COLUMNS,
+            &key,
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves a device (`device_fields::values`).
+pub fn device_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "machine_id"];
+        upsert(dialect, "devices", device_fields::COLUMNS, &key, &[], &[])
     }
     once_per_dialect!(dialect, build)
 }

@@ -1,84 +1,30 @@
 //! Rows of the device plane: onboarding tokens and enrolled devices, and the
 //! transactions that touch a device, its machine and its actions together.
 
-use crate::rows::{action_columns, action_from_row, json, ticks, to_json, wire, Ticks};
+use crate::rows::{action_columns, action_from_row, bind, decoding, SqliteRow, Ticks};
 use palisade_contract::{MachineAction, Timestamp};
 use palisade_domain::devices::{Device, OnboardingToken};
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-pub(crate) const TOKEN_COLUMNS: &str =
-    "tenant_id, id, description, secret_hash, created_at, revoked_at";
+use palisade_store_sql::fields::{device_fields, device_upsert, token_fields, token_upsert};
+use palisade_store_sql::Dialect;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 pub(crate) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<OnboardingToken> {
-    Ok(OnboardingToken {
-        tenant_id: row.get(0)?,
-        id: row.get(1)?,
-        description: row.get(2)?,
-        secret_hash: row.get(3)?,
-        created_at: ticks(row, 4)?,
-        revoked_at: row.get::<_, Option<Ticks>>(5)?.map(|t| t.0),
-    })
+    token_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
 
 pub(crate) fn save_token(conn: &Connection, token: &OnboardingToken) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO onboarding_tokens (tenant_id, id, description, secret_hash, created_at, revoked_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-         description = excluded.description, secret_hash = excluded.secret_hash, \
-         created_at = excluded.created_at, revoked_at = excluded.revoked_at",
-    )?
-    .execute(params![
-        token.tenant_id,
-        token.id,
-        token.description,
-        token.secret_hash,
-        Ticks(token.created_at),
-        token.revoked_at.map(Ticks),
-    ])?;
+    conn.prepare_cached(token_upsert(Dialect::Sqlite))?
+        .execute(params_from_iter(bind(token_fields::values(token))))?;
     Ok(())
 }
 
-pub(crate) const DEVICE_COLUMNS: &str = "tenant_id, machine_id, credential_id, credential_hash, \
-    hardware_id, onboarding_token_id, capabilities, enrolled_at, offboarded_at, isolation, isolation_at";
-
 pub(crate) fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
-    Ok(Device {
-        tenant_id: row.get(0)?,
-        machine_id: row.get(1)?,
-        credential_id: row.get(2)?,
-        credential_hash: row.get(3)?,
-        hardware_id: row.get(4)?,
-        onboarding_token_id: row.get(5)?,
-        capabilities: json(row, 6)?,
-        enrolled_at: ticks(row, 7)?,
-        offboarded_at: row.get::<_, Option<Ticks>>(8)?.map(|t| t.0),
-        isolation: wire(row, 9)?,
-        isolation_at: ticks(row, 10)?,
-    })
+    device_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
 
 pub(crate) fn save_device(conn: &Connection, device: &Device) -> rusqlite::Result<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-         ON CONFLICT (tenant_id, machine_id) DO UPDATE SET credential_id = excluded.credential_id, \
-         credential_hash = excluded.credential_hash, hardware_id = excluded.hardware_id, \
-         onboarding_token_id = excluded.onboarding_token_id, capabilities = excluded.capabilities, \
-         enrolled_at = excluded.enrolled_at, offboarded_at = excluded.offboarded_at, \
-         isolation = excluded.isolation, isolation_at = excluded.isolation_at"
-    ))?
-    .execute(params![
-        device.tenant_id,
-        device.machine_id,
-        device.credential_id,
-        device.credential_hash,
-        device.hardware_id,
-        device.onboarding_token_id,
-        to_json(&device.capabilities),
-        Ticks(device.enrolled_at),
-        device.offboarded_at.map(Ticks),
-        device.isolation.as_str(),
-        Ticks(device.isolation_at),
-    ])?;
+    conn.prepare_cached(device_upsert(Dialect::Sqlite))?
+        .execute(params_from_iter(bind(device_fields::values(device))))?;
     Ok(())
 }
 
@@ -88,7 +34,8 @@ pub(crate) fn device_by_machine(
     machine_id: &str,
 ) -> rusqlite::Result<Option<Device>> {
     conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND machine_id = ?2"
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND machine_id = ?2",
+        DEVICE_COLUMNS = device_fields::select(Dialect::Sqlite)
     ))?
     .query_row([tenant_id, machine_id], device_from_row)
     .optional()
@@ -100,7 +47,8 @@ pub(crate) fn device_by_credential(
     credential_id: &str,
 ) -> rusqlite::Result<Option<Device>> {
     conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2"
+        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2",
+        DEVICE_COLUMNS = device_fields::select(Dialect::Sqlite)
     ))?
     .query_row([tenant_id, credential_id], device_from_row)
     .optional()

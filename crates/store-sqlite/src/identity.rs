@@ -1,117 +1,35 @@
 //! Rows of the identity tables (apps, users, signing keys) and the audit log.
 
-use crate::rows::Ticks;
-use palisade_domain::caller::DeviceGroupAccess;
+use crate::rows::{bind, decoding, SqliteRow, Ticks};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, Row};
-
-fn from_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, e.into()))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("identity values serialise")
-}
-
-const ALL_GROUPS: &str = "all";
-
-fn device_groups_text(access: &DeviceGroupAccess) -> String {
-    match access {
-        DeviceGroupAccess::All => ALL_GROUPS.into(),
-        DeviceGroupAccess::Only(ids) => to_json(ids),
-    }
-}
-
-fn device_groups_from(row: &Row<'_>, index: usize) -> rusqlite::Result<DeviceGroupAccess> {
-    let text: String = row.get(index)?;
-    if text == ALL_GROUPS {
-        return Ok(DeviceGroupAccess::All);
-    }
-    from_json(row, index).map(DeviceGroupAccess::Only)
-}
-
-pub(crate) const APP_COLUMNS: &str =
-    "tenant_id, client_id, display_name, permissions, secret_hash, created_at";
+use palisade_store_sql::fields::{
+    app_fields, app_upsert, key_fields, key_insert, user_fields, user_upsert,
+};
+use palisade_store_sql::Dialect;
+use rusqlite::{params, params_from_iter, Connection, Row};
 
 pub(crate) fn app_from_row(row: &Row<'_>) -> rusqlite::Result<AppRegistration> {
-    Ok(AppRegistration {
-        tenant_id: row.get(0)?,
-        client_id: row.get(1)?,
-        display_name: row.get(2)?,
-        permissions: from_json(row, 3)?,
-        secret_hash: row.get(4)?,
-        created_at: row.get::<_, Ticks>(5)?.0,
-    })
+    app_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
 
 pub(crate) fn save_app(conn: &Connection, app: &AppRegistration) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO apps (tenant_id, client_id, display_name, permissions, secret_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tenant_id, client_id) DO UPDATE SET \
-         display_name = excluded.display_name, permissions = excluded.permissions, \
-         secret_hash = excluded.secret_hash",
-    )?
-    .execute(params![
-        app.tenant_id,
-        app.client_id,
-        app.display_name,
-        to_json(&app.permissions),
-        app.secret_hash,
-        Ticks(app.created_at)
-    ])?;
+    conn.prepare_cached(app_upsert(Dialect::Sqlite))?
+        .execute(params_from_iter(bind(app_fields::values(app))))?;
     Ok(())
 }
 
-pub(crate) const USER_COLUMNS: &str =
-    "tenant_id, id, username, roles, device_groups, password_hash, created_at";
-
 pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
-    Ok(User {
-        tenant_id: row.get(0)?,
-        id: row.get(1)?,
-        username: row.get(2)?,
-        roles: from_json(row, 3)?,
-        device_groups: device_groups_from(row, 4)?,
-        password_hash: row.get(5)?,
-        created_at: row.get::<_, Ticks>(6)?.0,
-    })
+    user_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
 
 pub(crate) fn save_user(conn: &Connection, user: &User) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO users (tenant_id, id, username, roles, device_groups, password_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-         username = excluded.username, roles = excluded.roles, \
-         device_groups = excluded.device_groups, password_hash = excluded.password_hash",
-    )?
-    .execute(params![
-        user.tenant_id,
-        user.id,
-        user.username,
-        to_json(&user.roles),
-        device_groups_text(&user.device_groups),
-        user.password_hash,
-        Ticks(user.created_at)
-    ])?;
+    conn.prepare_cached(user_upsert(Dialect::Sqlite))?
+        .execute(params_from_iter(bind(user_fields::values(user))))?;
     Ok(())
 }
 
-pub(crate) const KEY_COLUMNS: &str =
-    "tenant_id, kid, private_key_pem, modulus, exponent, created_at, retired_at";
-
 pub(crate) fn key_from_row(row: &Row<'_>) -> rusqlite::Result<SigningKey> {
-    Ok(SigningKey {
-        tenant_id: row.get(0)?,
-        kid: row.get(1)?,
-        private_key: row.get(2)?,
-        modulus: row.get(3)?,
-        exponent: row.get(4)?,
-        created_at: row.get::<_, Ticks>(5)?.0,
-        retired_at: row.get::<_, Option<Ticks>>(6)?.map(|t| t.0),
-    })
+    key_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
 
 pub(crate) fn rotate_key(conn: &Connection, key: &SigningKey) -> rusqlite::Result<()> {
@@ -119,18 +37,8 @@ pub(crate) fn rotate_key(conn: &Connection, key: &SigningKey) -> rusqlite::Resul
         "UPDATE signing_keys SET retired_at = ?2 WHERE tenant_id = ?1 AND retired_at IS NULL",
     )?
     .execute(params![key.tenant_id, Ticks(key.created_at)])?;
-    conn.prepare_cached(
-        "INSERT INTO signing_keys (tenant_id, kid, private_key_pem, modulus, exponent, created_at, retired_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
-    )?
-    .execute(params![
-        key.tenant_id,
-        key.kid,
-        key.private_key,
-        key.modulus,
-        key.exponent,
-        Ticks(key.created_at)
-    ])?;
+    conn.prepare_cached(key_insert(Dialect::Sqlite))?
+        .execute(params_from_iter(bind(key_fields::values(key))))?;
     Ok(())
 }
 

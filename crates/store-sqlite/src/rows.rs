@@ -10,30 +10,7 @@ use palisade_store_sql::fields::{
 use palisade_store_sql::{Dialect, TagRows, Value};
 use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, Row, ToSql};
-use std::str::FromStr;
 use std::sync::LazyLock;
-
-/// A column holding one of the contract's wire enums, stored as its wire text.
-pub(crate) fn wire<T: FromStr>(row: &Row<'_>, index: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    text.parse().map_err(|_| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            format!("unknown value '{text}'").into(),
-        )
-    })
-}
-
-pub(crate) fn json<T: serde::de::DeserializeOwned>(
-    row: &Row<'_>,
-    index: usize,
-) -> rusqlite::Result<T> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
-    })
-}
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("contract types serialise")
@@ -54,12 +31,8 @@ impl ToSql for Ticks {
     }
 }
 
-pub(crate) fn ticks(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
-    Ok(row.get::<_, Ticks>(index)?.0)
-}
-
 /// A row as the field tables (`store_sql::fields`) read it.
-struct SqliteRow<'a, 'b>(&'a Row<'b>);
+pub(crate) struct SqliteRow<'a, 'b>(pub(crate) &'a Row<'b>);
 
 impl StoredRow for SqliteRow<'_, '_> {
     fn text(&self, index: usize) -> Result<Option<String>, StoreError> {
@@ -76,7 +49,7 @@ impl StoredRow for SqliteRow<'_, '_> {
 }
 
 /// A field-table decoding error, as rusqlite's row mappers must answer.
-fn decoding(error: StoreError) -> rusqlite::Error {
+pub(crate) fn decoding(error: StoreError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
         0,
         rusqlite::types::Type::Null,
@@ -115,9 +88,14 @@ pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
 
 /// The tenant id, then `values`, as rusqlite binds them.
 fn bound(tenant_id: &str, values: Vec<Value>) -> impl Iterator<Item = rusqlite::types::Value> {
-    std::iter::once(Value::Text(tenant_id.to_string()))
-        .chain(values)
-        .map(|value| sqlite_value(&value))
+    bind(std::iter::once(Value::Text(tenant_id.to_string())).chain(values))
+}
+
+/// Field-table values as rusqlite binds them.
+pub(crate) fn bind(
+    values: impl IntoIterator<Item = Value>,
+) -> impl Iterator<Item = rusqlite::types::Value> {
+    values.into_iter().map(|value| sqlite_value(&value))
 }
 
 /// Creates or overwrites a machine row, then brings its tags from `old_tags` to the machine's.

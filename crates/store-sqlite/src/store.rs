@@ -1,8 +1,8 @@
 //! `Store` on SQLite.
 
 use crate::connection::{open_connection, MIGRATIONS};
-use crate::devices::{self, DEVICE_COLUMNS, TOKEN_COLUMNS};
-use crate::identity::{self, APP_COLUMNS, KEY_COLUMNS, USER_COLUMNS};
+use crate::devices;
+use crate::identity;
 use crate::machine_cache::{MachineCache, MACHINE_CACHE_BYTES};
 use crate::rows::{
     action_columns, action_from_row, machine_from_row, machine_rows, Ticks, MACHINE_PROBES,
@@ -23,6 +23,9 @@ use palisade_domain::store::{
     Store, StoreError, WriteError,
 };
 use palisade_domain::writes;
+use palisade_store_sql::fields::{
+    app_fields, device_fields, key_fields, token_fields, user_fields,
+};
 use palisade_store_sql::{
     audit_entries, forget_ip_history, machines_seen_with_ip, time_out_stale_actions, Dialect,
     ListSql, Sql, Value, ACTIONS, MACHINES,
@@ -405,7 +408,8 @@ impl Store for SqliteStore {
         self.readers
             .read_now(|conn| {
                 let sql = format!(
-                    "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 AND client_id = ?2"
+                    "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 AND client_id = ?2",
+                    APP_COLUMNS = app_fields::select(Dialect::Sqlite)
                 );
                 conn.prepare_cached(&sql)?
                     .query_row([tenant_id, client_id], identity::app_from_row)
@@ -416,7 +420,8 @@ impl Store for SqliteStore {
 
     async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError> {
         let sql = format!(
-            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 ORDER BY display_name, client_id"
+            "SELECT {APP_COLUMNS} FROM apps WHERE tenant_id = ?1 ORDER BY display_name, client_id",
+            APP_COLUMNS = app_fields::select(Dialect::Sqlite)
         );
         self.all_rows(sql, tenant_id, identity::app_from_row).await
     }
@@ -442,8 +447,10 @@ impl Store for SqliteStore {
     async fn user(&self, tenant_id: &str, id: &str) -> Result<Option<User>, StoreError> {
         self.readers
             .read_now(|conn| {
-                let sql =
-                    format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 AND id = ?2");
+                let sql = format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 AND id = ?2",
+                    USER_COLUMNS = user_fields::select(Dialect::Sqlite)
+                );
                 conn.prepare_cached(&sql)?
                     .query_row([tenant_id, id], identity::user_from_row)
                     .optional()
@@ -460,7 +467,8 @@ impl Store for SqliteStore {
             .read_now(|conn| {
                 let sql = format!(
                     "SELECT {USER_COLUMNS} FROM users \
-                     WHERE tenant_id = ?1 AND username = ?2 COLLATE NOCASE"
+                     WHERE tenant_id = ?1 AND username = ?2 COLLATE NOCASE",
+                    USER_COLUMNS = user_fields::select(Dialect::Sqlite)
                 );
                 conn.prepare_cached(&sql)?
                     .query_row([tenant_id, username], identity::user_from_row)
@@ -470,8 +478,10 @@ impl Store for SqliteStore {
     }
 
     async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
-        let sql =
-            format!("SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 ORDER BY username");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = ?1 ORDER BY username",
+            USER_COLUMNS = user_fields::select(Dialect::Sqlite)
+        );
         self.all_rows(sql, tenant_id, identity::user_from_row).await
     }
 
@@ -489,8 +499,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
         let sql = format!(
-            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, kid"
-        );
+            "SELECT {KEY_COLUMNS} FROM signing_keys WHERE tenant_id = ?1 ORDER BY created_at DESC, kid", KEY_COLUMNS = key_fields::select(Dialect::Sqlite));
         self.all_rows(sql, tenant_id, identity::key_from_row).await
     }
 
@@ -531,8 +540,7 @@ impl Store for SqliteStore {
         self.readers
             .read_now(|conn| {
                 let sql = format!(
-                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 AND id = ?2"
-                );
+                    "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 AND id = ?2", TOKEN_COLUMNS = token_fields::select(Dialect::Sqlite));
                 conn.prepare_cached(&sql)?
                     .query_row([tenant_id, id], devices::token_from_row)
                     .optional()
@@ -542,8 +550,7 @@ impl Store for SqliteStore {
 
     async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError> {
         let sql = format!(
-            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 ORDER BY created_at, id"
-        );
+            "SELECT {TOKEN_COLUMNS} FROM onboarding_tokens WHERE tenant_id = ?1 ORDER BY created_at, id", TOKEN_COLUMNS = token_fields::select(Dialect::Sqlite));
         self.all_rows(sql, tenant_id, devices::token_from_row).await
     }
 
@@ -592,8 +599,7 @@ impl Store for SqliteStore {
 
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
         let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 ORDER BY enrolled_at DESC, machine_id"
-        );
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 ORDER BY enrolled_at DESC, machine_id", DEVICE_COLUMNS = device_fields::select(Dialect::Sqlite));
         self.all_rows(sql, tenant_id, devices::device_from_row)
             .await
     }
