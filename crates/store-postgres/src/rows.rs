@@ -4,7 +4,7 @@ use crate::connection::pg_error;
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::store::StoreError;
-use palisade_store_sql::{machine_upsert, Dialect, Sql, TagRows, Value};
+use palisade_store_sql::{Sql, Value};
 use std::str::FromStr;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -180,101 +180,6 @@ pub(crate) fn machine_from_row(row: &Row) -> Result<Machine, StoreError> {
         ip_addresses: json(row, 30)?,
         vm_metadata: json_opt(row, 31)?,
     })
-}
-
-/// Creates or overwrites a machine row, then brings its tags from `old_tags` to the machine's.
-pub(crate) async fn save_machine(
-    db: &impl Db,
-    tenant_id: &str,
-    machine: &Machine,
-    old_tags: &[String],
-) -> Result<(), StoreError> {
-    let m = machine;
-    let ip_addresses = to_json(&m.ip_addresses);
-    let vm_metadata = m.vm_metadata.as_ref().map(to_json);
-    db.run(
-        machine_upsert(Dialect::Postgres),
-        &[
-            &tenant_id,
-            &m.id,
-            &m.merged_into_machine_id,
-            &m.is_potential_duplication,
-            &m.is_excluded,
-            &m.exclusion_reason,
-            &m.computer_dns_name,
-            &m.first_seen.ticks(),
-            &m.last_seen.ticks(),
-            &m.os_platform.as_str(),
-            &m.os_version,
-            &m.os_processor,
-            &m.version,
-            &m.last_ip_address,
-            &m.last_external_ip_address,
-            &m.agent_version,
-            &m.os_build,
-            &m.health_status.as_str(),
-            &m.device_value.map(|v| v.as_str()),
-            &m.rbac_group_id,
-            &m.risk_score.map(|v| v.as_str()),
-            &m.exposure_level.map(|v| v.as_str()),
-            &m.is_aad_joined,
-            &m.aad_device_id,
-            &m.defender_av_status,
-            &m.onboarding_status.as_str(),
-            &m.os_architecture,
-            &m.managed_by,
-            &m.managed_by_status,
-            &ip_addresses,
-            &vm_metadata,
-        ],
-    )
-    .await?;
-    sync_tags(db, tenant_id, &m.id, old_tags, &m.machine_tags).await
-}
-
-/// Brings a machine's tag rows from `old` to `new` (`TagRows`).
-async fn sync_tags(
-    db: &impl Db,
-    tenant_id: &str,
-    machine_id: &str,
-    old: &[String],
-    new: &[String],
-) -> Result<(), StoreError> {
-    let inserted = match TagRows::between(old, new) {
-        TagRows::Unchanged => return Ok(()),
-        TagRows::InPlace { removed, appended } => {
-            if !removed.is_empty() {
-                db.run(
-                    "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
-                     AND tag = ANY($3)",
-                    &[&tenant_id, &machine_id, &removed],
-                )
-                .await?;
-            }
-            appended
-        }
-        TagRows::Rewrite(all) => {
-            db.run(
-                "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2",
-                &[&tenant_id, &machine_id],
-            )
-            .await?;
-            all
-        }
-    };
-    if !inserted.is_empty() {
-        // In the given order, after the machine's last position.
-        db.run(
-            "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) \
-             SELECT $1, $2, base.next + added.ordinality - 1, added.tag \
-             FROM (SELECT COALESCE(MAX(position), -1) + 1 AS next FROM machine_tags \
-                   WHERE tenant_id = $1 AND machine_id = $2) base, \
-                  unnest($3::text[]) WITH ORDINALITY AS added(tag, ordinality)",
-            &[&tenant_id, &machine_id, &inserted],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 pub(crate) fn action_from_row(row: &Row) -> Result<MachineAction, StoreError> {
