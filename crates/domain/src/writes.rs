@@ -194,7 +194,7 @@ async fn put_placed_machines(
     groups: &[DeviceGroup],
     machines: &[Machine],
 ) -> Result<(), StoreError> {
-    for run in runs_without_repeats(machines) {
+    for run in runs_without_repeats(machines, |m| m.id.as_str()) {
         let mut ids: Vec<&str> = run.iter().map(|m| m.id.as_str()).collect();
         ids.sort_unstable();
         let mut stored: HashMap<String, Machine> = tx
@@ -220,21 +220,21 @@ async fn put_placed_machines(
     Ok(())
 }
 
-/// `machines` cut, in order, into the longest runs in which no id repeats.
-fn runs_without_repeats(machines: &[Machine]) -> Vec<&[Machine]> {
+/// `items` cut, in order, into the longest runs in which no `id` repeats.
+fn runs_without_repeats<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&[T]> {
     let mut runs = Vec::new();
     let mut start = 0;
     let mut ids = HashSet::new();
-    for (i, machine) in machines.iter().enumerate() {
-        if !ids.insert(machine.id.as_str()) {
-            runs.push(&machines[start..i]);
+    for (i, item) in items.iter().enumerate() {
+        if !ids.insert(id(item)) {
+            runs.push(&items[start..i]);
             start = i;
             ids.clear();
-            ids.insert(machine.id.as_str());
+            ids.insert(id(item));
         }
     }
-    if start < machines.len() {
-        runs.push(&machines[start..]);
+    if start < items.len() {
+        runs.push(&items[start..]);
     }
     runs
 }
@@ -500,4 +500,26 @@ pub async fn change_device_action(
         tx.save_device(changed).await?;
     }
     Ok(change.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_without_repeats;
+
+    fn runs(ids: &[&'static str]) -> Vec<Vec<&'static str>> {
+        runs_without_repeats(ids, |id| id)
+            .into_iter()
+            .map(<[_]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_id_starts_a_new_run() {
+        assert!(runs(&[]).is_empty());
+        assert_eq!(runs(&["a", "b", "c"]), vec![vec!["a", "b", "c"]]);
+        assert_eq!(
+            runs(&["a", "b", "a", "c", "b", "b"]),
+            vec![vec!["a", "b"], vec!["a", "c", "b"], vec!["b"]]
+        );
+    }
 }
