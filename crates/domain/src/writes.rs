@@ -12,7 +12,7 @@ use crate::store::{
     StoreError, WriteError,
 };
 use palisade_contract::{Machine, MachineAction, Timestamp};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 /// What the writes need of a database, inside one transaction. A row read
@@ -30,6 +30,13 @@ pub trait Transaction {
         key: MachineKey<'_>,
         lock: bool,
     ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send;
+    /// The tenant's machines of `ids` (sorted, without repeats) that are
+    /// stored, locked, in id order.
+    fn stored_machines(
+        &mut self,
+        tenant_id: &str,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send;
     /// Locks the tenant's machines of `ids` (sorted) that exist.
     fn lock_machines(
         &mut self,
@@ -100,13 +107,12 @@ pub trait Transaction {
         tenant_id: &str,
         group: &DeviceGroup,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Creates or overwrites the machine's row, and brings its tags from
-    /// `old_tags` (as stored) to the machine's.
-    fn save_machine(
+    /// Creates or overwrites each machine's row (no id twice), and brings
+    /// its tags from the old tags beside it (as stored) to the machine's.
+    fn save_machines(
         &mut self,
         tenant_id: &str,
-        machine: &Machine,
-        old_tags: &[String],
+        machines: &[(&Machine, &[String])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Moves each machine of `moves` (id, device group id) to its group.
     fn move_machines(
@@ -120,11 +126,12 @@ pub trait Transaction {
         &mut self,
         reports: &[(&Machine, &Device)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Brings the address history of each machine (by id, no id twice) in
+    /// line with its sync.
     fn save_ip_history(
         &mut self,
         tenant_id: &str,
-        machine_id: &str,
-        sync: &IpHistorySync,
+        syncs: &[(&str, IpHistorySync)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Creates or overwrites the action's row.
     fn save_action(
@@ -145,20 +152,91 @@ pub trait Transaction {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Stores `after` over `before` (the machine as loaded, if it was stored),
-/// with its tags and its address history (`rules::ip_history::sync`).
+/// Stores each `after` over its `before` (the machine as loaded, if it was
+/// stored; no id twice), with its tags and its address history
+/// (`rules::ip_history::sync`).
+async fn save_machines(
+    tx: &mut impl Transaction,
+    tenant_id: &str,
+    changes: &[(Option<&Machine>, &Machine)],
+) -> Result<(), StoreError> {
+    let rows: Vec<(&Machine, &[String])> = changes
+        .iter()
+        .map(|(before, after)| (*after, before.map_or(&[][..], |m| &m.machine_tags[..])))
+        .collect();
+    tx.save_machines(tenant_id, &rows).await?;
+    let syncs: Vec<(&str, IpHistorySync)> = changes
+        .iter()
+        .filter_map(|(before, after)| Some((after.id.as_str(), ip_history::sync(*before, after)?)))
+        .collect();
+    if !syncs.is_empty() {
+        tx.save_ip_history(tenant_id, &syncs).await?;
+    }
+    Ok(())
+}
+
+/// Stores `after` over `before`, as [`save_machines`] does.
 async fn save_machine(
     tx: &mut impl Transaction,
     tenant_id: &str,
     before: Option<&Machine>,
     after: &Machine,
 ) -> Result<(), StoreError> {
-    let old_tags = before.map_or(&[][..], |m| &m.machine_tags);
-    tx.save_machine(tenant_id, after, old_tags).await?;
-    if let Some(sync) = ip_history::sync(before, after) {
-        tx.save_ip_history(tenant_id, &after.id, &sync).await?;
+    save_machines(tx, tenant_id, &[(before, after)]).await
+}
+
+/// Stores `machines`, each placed in its device group (`groups`), over the
+/// stored ones: a few statements for many machines. A machine given twice
+/// is stored twice, in order, as if by two calls.
+async fn put_placed_machines(
+    tx: &mut impl Transaction,
+    tenant_id: &str,
+    groups: &[DeviceGroup],
+    machines: &[Machine],
+) -> Result<(), StoreError> {
+    for run in runs_without_repeats(machines, |m| m.id.as_str()) {
+        let mut ids: Vec<&str> = run.iter().map(|m| m.id.as_str()).collect();
+        ids.sort_unstable();
+        let mut stored: HashMap<String, Machine> = tx
+            .stored_machines(tenant_id, &ids)
+            .await?
+            .into_iter()
+            .map(|machine| (machine.id.clone(), machine))
+            .collect();
+        let placed: Vec<(Option<Machine>, Machine)> = run
+            .iter()
+            .map(|machine| {
+                let mut machine = machine.clone();
+                device_groups::place(groups, &mut machine);
+                (stored.remove(&machine.id), machine)
+            })
+            .collect();
+        let changes: Vec<(Option<&Machine>, &Machine)> = placed
+            .iter()
+            .map(|(before, after)| (before.as_ref(), after))
+            .collect();
+        save_machines(tx, tenant_id, &changes).await?;
     }
     Ok(())
+}
+
+/// `items` cut, in order, into the longest runs in which no `id` repeats.
+fn runs_without_repeats<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    let mut ids = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        if !ids.insert(id(item)) {
+            runs.push(&items[start..i]);
+            start = i;
+            ids.clear();
+            ids.insert(id(item));
+        }
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
 }
 
 /// `Store::create_tenant`.
@@ -175,11 +253,7 @@ pub async fn create_tenant(
     for group in groups {
         tx.save_device_group(&tenant.id, group).await?;
     }
-    for machine in machines {
-        let mut machine = machine.clone();
-        device_groups::place(groups, &mut machine);
-        save_machine(tx, &tenant.id, None, &machine).await?;
-    }
+    put_placed_machines(tx, &tenant.id, groups, machines).await?;
     Ok(true)
 }
 
@@ -211,17 +285,8 @@ pub async fn put_machines(
     tenant_id: &str,
     machines: &[Machine],
 ) -> Result<(), StoreError> {
-    let whole_tenant = Visibility::whole_tenant(tenant_id);
     let groups = tx.device_groups(tenant_id).await?;
-    for machine in machines {
-        let before = tx
-            .machine(&whole_tenant, MachineKey::Id(&machine.id), true)
-            .await?;
-        let mut machine = machine.clone();
-        device_groups::place(&groups, &mut machine);
-        save_machine(tx, tenant_id, before.as_ref(), &machine).await?;
-    }
-    Ok(())
+    put_placed_machines(tx, tenant_id, &groups, machines).await
 }
 
 /// `Store::change_machines`.
@@ -385,10 +450,17 @@ pub async fn record_check_ins(
         })
         .collect();
     tx.save_reports(&reports).await?;
-    for ((tenant_id, machine_id), was) in changed {
-        let (now, _) = &reporting[&(tenant_id.clone(), machine_id.clone())];
-        if let Some(sync) = ip_history::sync(Some(was), now) {
-            tx.save_ip_history(tenant_id, machine_id, &sync).await?;
+    // In key order, so each tenant's machines come together.
+    for tenant in changed.chunk_by(|((a, _), _), ((b, _), _)| a == b) {
+        let syncs: Vec<(&str, IpHistorySync)> = tenant
+            .iter()
+            .filter_map(|(key, was)| {
+                let (now, _) = &reporting[*key];
+                Some((key.1.as_str(), ip_history::sync(Some(was), now)?))
+            })
+            .collect();
+        if !syncs.is_empty() {
+            tx.save_ip_history(&tenant[0].0 .0, &syncs).await?;
         }
     }
     Ok(())
@@ -428,4 +500,26 @@ pub async fn change_device_action(
         tx.save_device(changed).await?;
     }
     Ok(change.action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_without_repeats;
+
+    fn runs(ids: &[&'static str]) -> Vec<Vec<&'static str>> {
+        runs_without_repeats(ids, |id| id)
+            .into_iter()
+            .map(<[_]>::to_vec)
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_id_starts_a_new_run() {
+        assert!(runs(&[]).is_empty());
+        assert_eq!(runs(&["a", "b", "c"]), vec![vec!["a", "b", "c"]]);
+        assert_eq!(
+            runs(&["a", "b", "a", "c", "b", "b"]),
+            vec![vec!["a", "b"], vec!["a", "c", "b"], vec!["b"]]
+        );
+    }
 }

@@ -14,6 +14,7 @@ mod connection;
 mod devices;
 mod identity;
 mod listen;
+mod machine_writes;
 mod rows;
 mod store;
 mod transaction;

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::store::StoreError;
 use palisade_store_sql::fields::{
-    action_fields, action_upsert, machine_fields, machine_upsert, unreadable, StoredRow,
+    action_fields, action_upsert, machine_fields, unreadable, StoredRow,
 };
-use palisade_store_sql::{Dialect, Sql, TagRows, Value};
+use palisade_store_sql::{Dialect, Sql, Value};
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::Row;
 
@@ -171,63 +171,6 @@ pub(crate) fn machine_columns() -> &'static str {
 
 pub(crate) fn machine_from_row(row: &Row) -> Result<Machine, StoreError> {
     machine_fields::from_row(&PostgresRow(row), 0)
-}
-
-/// Creates or overwrites a machine row, then brings its tags from `old_tags` to the machine's.
-pub(crate) async fn save_machine(
-    db: &impl Db,
-    tenant_id: &str,
-    machine: &Machine,
-    old_tags: &[String],
-) -> Result<(), StoreError> {
-    let values = bound(tenant_id, machine_fields::values(machine));
-    run_bound(db, machine_upsert(Dialect::Postgres), &values).await?;
-    sync_tags(db, tenant_id, &machine.id, old_tags, &machine.machine_tags).await
-}
-
-/// Brings a machine's tag rows from `old` to `new` (`TagRows`).
-async fn sync_tags(
-    db: &impl Db,
-    tenant_id: &str,
-    machine_id: &str,
-    old: &[String],
-    new: &[String],
-) -> Result<(), StoreError> {
-    let inserted = match TagRows::between(old, new) {
-        TagRows::Unchanged => return Ok(()),
-        TagRows::InPlace { removed, appended } => {
-            if !removed.is_empty() {
-                db.run(
-                    "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2 \
-                     AND tag = ANY($3)",
-                    &[&tenant_id, &machine_id, &removed],
-                )
-                .await?;
-            }
-            appended
-        }
-        TagRows::Rewrite(all) => {
-            db.run(
-                "DELETE FROM machine_tags WHERE tenant_id = $1 AND machine_id = $2",
-                &[&tenant_id, &machine_id],
-            )
-            .await?;
-            all
-        }
-    };
-    if !inserted.is_empty() {
-        // In the given order, after the machine's last position.
-        db.run(
-            "INSERT INTO machine_tags (tenant_id, machine_id, position, tag) \
-             SELECT $1, $2, base.next + added.ordinality - 1, added.tag \
-             FROM (SELECT COALESCE(MAX(position), -1) + 1 AS next FROM machine_tags \
-                   WHERE tenant_id = $1 AND machine_id = $2) base, \
-                  unnest($3::text[]) WITH ORDINALITY AS added(tag, ordinality)",
-            &[&tenant_id, &machine_id, &inserted],
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// The columns `action_from_row` reads.

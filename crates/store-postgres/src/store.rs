@@ -81,6 +81,37 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// After a bulk write of `written` machines: gathers the planner's
+    /// statistics of the machine tables when the write grew them by more than
+    /// a tenth of what the statistics counted (or they have none), as
+    /// autovacuum would in a while (and never does where it is off). Without
+    /// them every index that begins with the tenant looks as good as the
+    /// primary key for a lookup by id, and a plan chosen while the tables
+    /// were small stays cached on its connection: the foreign-key checks of
+    /// each tag and address row then read the whole tenant.
+    async fn analyze_after_bulk_write(&self, written: usize) -> Result<(), StoreError> {
+        // Below this, the statistics' row count does not change a plan.
+        const FEWEST: usize = 1_000;
+        if written < FEWEST {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let counted: f32 = client
+            .row(
+                "SELECT reltuples FROM pg_class WHERE oid = 'machines'::regclass",
+                &[],
+            )
+            .await?
+            .map_or(Ok(-1.0), |row| get(&row, 0))?;
+        if counted < 0.0 || written as f32 > counted / 10.0 {
+            client
+                .batch_execute("ANALYZE machines, machine_tags, machine_ip_history")
+                .await
+                .map_err(pg_error)?;
+        }
+        Ok(())
+    }
+
     /// Every row `sql` (with the tenant as `$1`) selects.
     async fn all_rows<T>(
         &self,
@@ -257,9 +288,11 @@ impl Store for PostgresStore {
         machines: &[Machine],
     ) -> Result<bool, StoreError> {
         let now = Timestamp::now();
-        write!(self, |tx| writes::create_tenant(
+        let created: bool = write!(self, |tx| writes::create_tenant(
             tx, tenant, groups, machines, now
-        ))
+        ))?;
+        self.analyze_after_bulk_write(machines.len()).await?;
+        Ok(created)
     }
 
     async fn put_device_group(
@@ -271,7 +304,8 @@ impl Store for PostgresStore {
     }
 
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
-        write!(self, |tx| writes::put_machines(tx, tenant_id, machines))
+        write!(self, |tx| writes::put_machines(tx, tenant_id, machines))?;
+        self.analyze_after_bulk_write(machines.len()).await
     }
 
     async fn machines_seen_with_ip(

@@ -2,8 +2,9 @@
 //! write loads, locks and saves, in one transaction of a pooled connection.
 
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
+use crate::machine_writes::{save_ip_history, save_machines};
 use crate::rows::machine_columns;
-use crate::rows::{get, machine_from_row, save_action, save_machine, to_json, Db};
+use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use crate::store::{find_action, find_machine, load_groups, save_device_group, NEW_ACTION_CHANNEL};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
@@ -13,7 +14,7 @@ use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
 use palisade_store_sql::fields::device_fields;
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
-use palisade_store_sql::{sync_ip_history, Dialect};
+use palisade_store_sql::Dialect;
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -35,6 +36,26 @@ impl Transaction for PostgresTransaction<'_> {
         lock: bool,
     ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send {
         find_machine(self.tx, visibility, key, lock)
+    }
+
+    async fn stored_machines(
+        &mut self,
+        tenant_id: &str,
+        ids: &[&str],
+    ) -> Result<Vec<Machine>, StoreError> {
+        self.tx
+            .rows(
+                &format!(
+                    "SELECT {} FROM {MACHINE_FROM} \
+                     WHERE m.tenant_id = $1 AND m.id = ANY($2) ORDER BY m.id FOR UPDATE OF m",
+                    machine_columns()
+                ),
+                &[&tenant_id, &ids],
+            )
+            .await?
+            .iter()
+            .map(machine_from_row)
+            .collect()
     }
 
     async fn lock_machines(&mut self, tenant_id: &str, ids: &[&str]) -> Result<(), StoreError> {
@@ -209,13 +230,12 @@ impl Transaction for PostgresTransaction<'_> {
         save_device_group(self.tx, tenant_id, group)
     }
 
-    fn save_machine(
+    fn save_machines(
         &mut self,
         tenant_id: &str,
-        machine: &Machine,
-        old_tags: &[String],
+        machines: &[(&Machine, &[String])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        save_machine(self.tx, tenant_id, machine, old_tags)
+        save_machines(self.tx, tenant_id, machines)
     }
 
     async fn move_machines(
@@ -288,16 +308,12 @@ impl Transaction for PostgresTransaction<'_> {
         Ok(())
     }
 
-    async fn save_ip_history(
+    fn save_ip_history(
         &mut self,
         tenant_id: &str,
-        machine_id: &str,
-        sync: &IpHistorySync,
-    ) -> Result<(), StoreError> {
-        for statement in sync_ip_history(Dialect::Postgres, tenant_id, machine_id, sync) {
-            self.tx.built(&statement).await?;
-        }
-        Ok(())
+        syncs: &[(&str, IpHistorySync)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        save_ip_history(self.tx, tenant_id, syncs)
     }
 
     fn save_action(

@@ -32,8 +32,32 @@ fn required<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
     value.ok_or_else(|| unreadable(index, "NULL in a column that holds a value"))
 }
 
+/// What a column holds, as PostgreSQL types an array of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Integer,
+    Boolean,
+}
+
+impl Kind {
+    pub fn postgres_type(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Integer => "int8",
+            Kind::Boolean => "bool",
+        }
+    }
+}
+
+/// The kind of the column a field (named by `field`, which returns it) is stored in.
+pub fn kind_of<C: Codec<T>, T, E>(_field: fn(&E) -> &T) -> Kind {
+    C::KIND
+}
+
 /// How a field of type `T` is stored in one column.
 pub trait Codec<T> {
+    const KIND: Kind;
     fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError>;
     fn value(field: &T) -> Value;
 }
@@ -50,6 +74,7 @@ pub struct Json;
 macro_rules! plain {
     ($type:ty, $read:ident, $variant:ident) => {
         impl Codec<$type> for Plain {
+            const KIND: Kind = Kind::$variant;
             fn read(row: &impl StoredRow, index: usize) -> Result<$type, StoreError> {
                 required(row.$read(index)?, index)
             }
@@ -58,6 +83,7 @@ macro_rules! plain {
             }
         }
         impl Codec<Option<$type>> for Plain {
+            const KIND: Kind = Kind::$variant;
             fn read(row: &impl StoredRow, index: usize) -> Result<Option<$type>, StoreError> {
                 row.$read(index)
             }
@@ -73,6 +99,7 @@ plain!(i64, integer, Integer);
 plain!(bool, boolean, Boolean);
 
 impl Codec<Timestamp> for Ticks {
+    const KIND: Kind = Kind::Integer;
     fn read(row: &impl StoredRow, index: usize) -> Result<Timestamp, StoreError> {
         required(row.integer(index)?, index).map(Timestamp::from_ticks)
     }
@@ -82,6 +109,7 @@ impl Codec<Timestamp> for Ticks {
 }
 
 impl Codec<Option<Timestamp>> for Ticks {
+    const KIND: Kind = Kind::Integer;
     fn read(row: &impl StoredRow, index: usize) -> Result<Option<Timestamp>, StoreError> {
         Ok(row.integer(index)?.map(Timestamp::from_ticks))
     }
@@ -100,6 +128,7 @@ fn parse<T: FromStr>(text: &str, index: usize) -> Result<T, StoreError> {
 }
 
 impl<T: WireText> Codec<T> for Wire {
+    const KIND: Kind = Kind::Text;
     fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
         parse(&required(row.text(index)?, index)?, index)
     }
@@ -113,6 +142,7 @@ impl<T: WireText> Codec<T> for Wire {
 pub struct WireOpt;
 
 impl<T: WireText> Codec<Option<T>> for WireOpt {
+    const KIND: Kind = Kind::Text;
     fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
         row.text(index)?.map(|text| parse(&text, index)).transpose()
     }
@@ -129,6 +159,7 @@ impl<T: WireText> Codec<Option<T>> for WireOpt {
 pub struct JsonOpt;
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
+    const KIND: Kind = Kind::Text;
     fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
         let text = required(row.text(index)?, index)?;
         serde_json::from_str(&text).map_err(|e| unreadable(index, e))
@@ -139,6 +170,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
 }
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<Option<T>> for JsonOpt {
+    const KIND: Kind = Kind::Text;
     fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
         row.text(index)?
             .map(|text| serde_json::from_str(&text).map_err(|e| unreadable(index, e)))
@@ -215,6 +247,16 @@ macro_rules! stored_entity {
                 let mut values = Vec::with_capacity(COLUMNS.len());
                 $( $( let _ = $column; values.push(<$codec as Codec<_>>::value(&entity.$field)); )? )*
                 values
+            }
+
+            /// The kinds of `COLUMNS`, in order.
+            pub fn kinds() -> Vec<Kind> {
+                let mut kinds = Vec::with_capacity(COLUMNS.len());
+                $( $(
+                    let _ = $column;
+                    kinds.push(kind_of::<$codec, _, $entity>(|entity| &entity.$field));
+                )? )*
+                kinds
             }
 
             /// The column of a queryable property (canonical name, see `ListQuery`).
@@ -325,15 +367,23 @@ fn upsert(
         names.push(column);
         values.push(value.to_string());
     }
-    let updates: Vec<String> = names
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({}){}",
+        names.join(", "),
+        values.join(", "),
+        on_conflict(&names, key, keep)
+    )
+}
+
+/// An upsert's `ON CONFLICT`: every column written but `key` and `keep` replaced.
+fn on_conflict(columns: &[&str], key: &[&str], keep: &[&str]) -> String {
+    let updates: Vec<String> = columns
         .iter()
         .filter(|column| !key.contains(column) && !keep.contains(column))
         .map(|column| format!("{column} = excluded.{column}"))
         .collect();
     format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
-        names.join(", "),
-        values.join(", "),
+        " ON CONFLICT ({}) DO UPDATE SET {}",
         key.join(", "),
         updates.join(", ")
     )
@@ -369,6 +419,28 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
     once_per_dialect!(dialect, build)
 }
 
+/// [`machine_upsert`] for many machines in one statement, on PostgreSQL:
+/// parameter 1 is the tenant id, then one array per column of
+/// `machine_fields::COLUMNS` (one element per machine). No id twice: a
+/// statement updates a row once.
+pub fn machines_upsert_unnest() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let arrays: Vec<String> = machine_fields::kinds()
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| format!("${}::{}[]", i + 2, kind.postgres_type()))
+            .collect();
+        let columns = with_tenant(machine_fields::COLUMNS);
+        format!(
+            "INSERT INTO machines ({}) SELECT $1, u.* FROM unnest({}) AS u{}",
+            columns.join(", "),
+            arrays.join(", "),
+            on_conflict(&columns, &["tenant_id", "id"], &[])
+        )
+    });
+    SQL.as_str()
+}
+
 /// Saves an action row: parameter 1 is the tenant id, then `action_fields::values`.
 pub fn action_upsert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
@@ -391,6 +463,7 @@ pub struct GroupAccess;
 const ALL_GROUPS: &str = "all";
 
 impl Codec<DeviceGroupAccess> for GroupAccess {
+    const KIND: Kind = Kind::Text;
     fn read(row: &impl StoredRow, index: usize) -> Result<DeviceGroupAccess, StoreError> {
         let text = required(row.text(index)?, index)?;
         if text == ALL_GROUPS {
@@ -562,5 +635,16 @@ mod tests {
             Some("a.creation_time")
         );
         assert_eq!(machine_fields::column("firstSeen"), None, "not queryable");
+        let kinds = machine_fields::kinds();
+        assert_eq!(kinds.len(), machine_fields::COLUMNS.len());
+        let kind = |column| {
+            kinds[machine_fields::COLUMNS
+                .iter()
+                .position(|c| *c == column)
+                .unwrap()]
+        };
+        assert_eq!(kind("first_seen"), Kind::Integer);
+        assert_eq!(kind("is_excluded"), Kind::Boolean);
+        assert_eq!(kind("vm_metadata"), Kind::Text);
     }
 }

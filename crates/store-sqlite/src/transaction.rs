@@ -58,6 +58,21 @@ impl Transaction for SqliteTransaction<'_> {
         done(find_machine(self.conn, visibility, key))
     }
 
+    fn stored_machines(
+        &mut self,
+        tenant_id: &str,
+        ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send {
+        let whole_tenant = Visibility::whole_tenant(tenant_id);
+        done(
+            ids.iter()
+                .filter_map(|id| {
+                    find_machine(self.conn, &whole_tenant, MachineKey::Id(id)).transpose()
+                })
+                .collect(),
+        )
+    }
+
     fn lock_machines(
         &mut self,
         _tenant_id: &str,
@@ -203,13 +218,14 @@ impl Transaction for SqliteTransaction<'_> {
         )
     }
 
-    fn save_machine(
+    fn save_machines(
         &mut self,
         tenant_id: &str,
-        machine: &Machine,
-        old_tags: &[String],
+        machines: &[(&Machine, &[String])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        done(save_machine(self.conn, tenant_id, machine, old_tags))
+        done(machines.iter().try_for_each(|(machine, old_tags)| {
+            save_machine(self.conn, tenant_id, machine, old_tags)
+        }))
     }
 
     fn move_machines(
@@ -268,14 +284,15 @@ impl Transaction for SqliteTransaction<'_> {
     fn save_ip_history(
         &mut self,
         tenant_id: &str,
-        machine_id: &str,
-        sync: &IpHistorySync,
+        syncs: &[(&str, IpHistorySync)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         done((|| {
-            for statement in sync_ip_history(Dialect::Sqlite, tenant_id, machine_id, sync) {
-                self.conn
-                    .prepare_cached(&statement.text)?
-                    .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
+            for (machine_id, sync) in syncs {
+                for statement in sync_ip_history(Dialect::Sqlite, tenant_id, machine_id, sync) {
+                    self.conn
+                        .prepare_cached(&statement.text)?
+                        .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
+                }
             }
             Ok(())
         })())

@@ -10,6 +10,7 @@ mod harness;
 
 mod admin_cli;
 mod agent;
+mod bulk_writes;
 mod device_groups;
 mod device_plane;
 mod durability;

@@ -9,6 +9,8 @@ mod admin_cli;
 mod agent;
 #[path = "../api/backend.rs"]
 mod backend;
+#[path = "../api/bulk_writes.rs"]
+mod bulk_writes;
 #[path = "../api/device_groups.rs"]
 mod device_groups;
 #[path = "../api/device_plane.rs"]
