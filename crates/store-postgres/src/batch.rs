@@ -306,6 +306,17 @@ impl Savepoints {
         sql
     }
 
+    /// What commits the transaction. The commit may wait for locks too (a
+    /// deferred constraint's check; the queue of notifications, which a
+    /// transaction committing its own holds until its commit is durable):
+    /// held by transactions about to end, as long as it takes.
+    fn commit(&self) -> &'static str {
+        match self.lock_wait {
+            LockWait::Unbounded => "COMMIT",
+            LockWait::GiveWay => "SET LOCAL lock_timeout TO DEFAULT; COMMIT",
+        }
+    }
+
     /// Undoes what was written since the savepoint, and ends it.
     async fn roll_back(&mut self, client: &Object) -> Result<(), StoreError> {
         client
@@ -427,7 +438,10 @@ async fn commit_batch(
         None => {
             async {
                 announce(&client, &announced).await?;
-                client.batch_execute("COMMIT").await.map_err(pg_error)
+                client
+                    .batch_execute(savepoints.commit())
+                    .await
+                    .map_err(pg_error)
             }
             .await
         }
@@ -799,6 +813,59 @@ mod tests {
         assert_ne!(waited, before);
         assert_eq!(attempts.load(Ordering::SeqCst), 2);
         assert_eq!(db.marks().await, ["before", "busy", "gate", "x", "y"]);
+        db.drop().await;
+    }
+
+    /// The commit of a batch whose later writes give way to locks waits for
+    /// the locks the commit itself needs: here a deferred unique check, of a
+    /// key another transaction has written and not yet committed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_commits_after_waiting_for_the_locks_of_its_commit() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let client = connect(&db.url).await.unwrap();
+        client
+            .batch_execute("CREATE TABLE checked (name TEXT UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+            .await
+            .unwrap();
+        let batches = db.batches(1);
+        let (holder, first) = held_writer(&db, &batches, "gate").await;
+        let before = marked(&batches, "before");
+        queued(&batches, 1).await;
+        let checked = {
+            let batches = batches.clone();
+            tokio::spawn(async move {
+                batches
+                    .write(
+                        || true,
+                        |tx| {
+                            Box::pin(async move {
+                                let sql = "INSERT INTO checked (name) VALUES ('k')";
+                                tx.db().run(sql, &[]).await?;
+                                Ok(())
+                            })
+                        },
+                    )
+                    .await
+            })
+        };
+        queued(&batches, 2).await;
+        let other = connect(&db.url).await.unwrap();
+        other
+            .batch_execute("BEGIN; INSERT INTO checked (name) VALUES ('k')")
+            .await
+            .unwrap();
+        holder.batch_execute("ROLLBACK").await.unwrap();
+        answer(first).await.unwrap();
+        // The commit waits for the other transaction, longer than a later write would.
+        waiting_for_locks(&db, 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!before.is_finished());
+        other.batch_execute("ROLLBACK").await.unwrap();
+        answer(before).await.unwrap();
+        answer(checked).await.unwrap();
+        assert_eq!(db.marks().await, ["before", "gate", "x", "y"]);
         db.drop().await;
     }
 
