@@ -299,16 +299,19 @@ pub async fn change_machines(
     let tenant_id = &visibility.tenant_id;
     // Locked in key order first, so that two bulk changes wait for each
     // other instead of deadlocking. A machine named otherwise than by its id
-    // is locked as it is found.
+    // is locked as it is found, and so is a single one (a statement fewer).
     let mut sorted: Vec<&str> = machines.iter().filter_map(MachineRef::id).collect();
     sorted.sort_unstable();
-    tx.lock_machines(tenant_id, &sorted).await?;
+    let prelocked = sorted.len() > 1;
+    if prelocked {
+        tx.lock_machines(tenant_id, &sorted).await?;
+    }
     let mut changes = Vec::with_capacity(machines.len());
     let mut groups: Option<Vec<DeviceGroup>> = None;
     for wanted in &machines {
         let mut found = None;
         for key in wanted.keys() {
-            let locked = matches!(key, MachineKey::Id(_));
+            let locked = prelocked && matches!(key, MachineKey::Id(_));
             found = tx.machine(visibility, key, !locked).await?;
             if found.is_some() {
                 break;

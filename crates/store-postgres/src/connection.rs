@@ -102,8 +102,11 @@ pub(crate) async fn migrate(config: &tokio_postgres::Config) -> Result<(), Store
 pub(crate) fn pg_error(error: tokio_postgres::Error) -> StoreError {
     let transient = match error.code() {
         // 08: connection exception, 53: insufficient resources, 57: operator
-        // intervention (shutdown, cancel), 40: rollback (deadlock, serialization).
-        Some(code) => matches!(&code.code()[..2], "08" | "53" | "57" | "40"),
+        // intervention (shutdown, cancel), 40: rollback (deadlock, serialization),
+        // 55P03: a lock waited for longer than `lock_timeout`.
+        Some(code) => {
+            matches!(&code.code()[..2], "08" | "53" | "57" | "40") || code.code() == "55P03"
+        }
         None => {
             error.is_closed()
                 || std::error::Error::source(&error).is_some_and(|s| s.is::<std::io::Error>())

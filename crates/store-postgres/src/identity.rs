@@ -80,35 +80,57 @@ pub(crate) fn audit_from_row(row: &Row) -> Result<AuditEntry, StoreError> {
     })
 }
 
-/// One statement: the tenant's next id (its `audit_sequences` row, locked
-/// until the entry is written), the entry, and the machines it is about.
-pub(crate) async fn append_audit(
+/// Entries of one tenant, in one statement: their ids (the next of the
+/// tenant's `audit_sequences` row, locked until the commit), the entries,
+/// and the machines each is about.
+pub(crate) async fn append_audits(
     db: &impl Db,
-    entry: &AuditEntry,
-    machine_ids: &[String],
+    tenant_id: &str,
+    entries: &[(&AuditEntry, &[String])],
 ) -> Result<(), StoreError> {
+    let column =
+        |f: fn(&AuditEntry) -> String| entries.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
+    let times: Vec<i64> = entries.iter().map(|(e, _)| e.time.ticks()).collect();
+    let targets: Vec<Option<&str>> = entries.iter().map(|(e, _)| e.target.as_deref()).collect();
+    let results: Vec<i64> = entries.iter().map(|(e, _)| i64::from(e.result)).collect();
+    // Each machine with the position of its entry (from 1, as WITH ORDINALITY counts).
+    let (positions, machines): (Vec<i64>, Vec<&str>) = entries
+        .iter()
+        .zip(1..)
+        .flat_map(|((_, ids), n)| ids.iter().map(move |id| (n, id.as_str())))
+        .unzip();
     db.run(
         "WITH next AS ( \
-             INSERT INTO audit_sequences AS s (tenant_id, last_id) VALUES ($1, 1) \
-             ON CONFLICT (tenant_id) DO UPDATE SET last_id = s.last_id + 1 RETURNING last_id \
-         ), entry AS ( \
+             INSERT INTO audit_sequences AS s (tenant_id, last_id) \
+             VALUES ($1, cardinality($2::int8[])) \
+             ON CONFLICT (tenant_id) DO UPDATE SET last_id = s.last_id + excluded.last_id \
+             RETURNING last_id - cardinality($2::int8[]) AS base \
+         ), entries AS ( \
              INSERT INTO audit_log (tenant_id, id, time, actor_type, actor_id, actor_name, \
                  operation, target, result, request_id) \
-             SELECT $1, last_id, $2, $3, $4, $5, $6, $7, $8, $9 FROM next RETURNING id \
+             SELECT $1, next.base + e.n, e.time, e.actor_type, e.actor_id, e.actor_name, \
+                 e.operation, e.target, e.result, e.request_id \
+             FROM next, unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                 $7::text[], $8::int8[], $9::text[]) WITH ORDINALITY \
+                 AS e(time, actor_type, actor_id, actor_name, operation, target, result, \
+                     request_id, n) \
+             RETURNING id \
          ) \
          INSERT INTO audit_machines (tenant_id, entry_id, machine_id) \
-         SELECT DISTINCT $1, entry.id, m FROM entry, unnest($10::text[]) AS m",
+         SELECT DISTINCT $1, next.base + m.n, m.machine_id \
+         FROM next, unnest($10::int8[], $11::text[]) AS m(n, machine_id)",
         &[
-            &entry.tenant_id,
-            &entry.time.ticks(),
-            &entry.actor_type,
-            &entry.actor_id,
-            &entry.actor_name,
-            &entry.operation,
-            &entry.target,
-            &i64::from(entry.result),
-            &entry.request_id,
-            &machine_ids,
+            &tenant_id,
+            &times,
+            &column(|e| e.actor_type.clone()),
+            &column(|e| e.actor_id.clone()),
+            &column(|e| e.actor_name.clone()),
+            &column(|e| e.operation.clone()),
+            &targets,
+            &results,
+            &column(|e| e.request_id.clone()),
+            &positions,
+            &machines,
         ],
     )
     .await?;

@@ -10,6 +10,7 @@
 //! across nodes as it does on the single SQLite writer; action delivery skips
 //! rows another node is delivering (`FOR UPDATE SKIP LOCKED`).
 
+mod batch;
 mod connection;
 mod devices;
 mod identity;

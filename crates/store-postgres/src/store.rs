@@ -1,14 +1,15 @@
 //! `Store` on PostgreSQL.
 
+use crate::batch::{Batches, Decision};
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices;
 use crate::identity;
 use crate::listen;
 use crate::rows::{action_columns, action_from_row, get, machine_columns, machine_from_row, Db};
-use crate::transaction::PostgresTransaction;
+use crate::transaction::{announce, PostgresTransaction};
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
-use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
+use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -49,14 +50,32 @@ macro_rules! in_transaction {
 }
 
 /// Runs one of the domain's writes (`palisade_domain::writes`) in a
-/// transaction, as `in_transaction!` does.
+/// transaction of its own, as `in_transaction!` does: the bulk writes, each
+/// a batch already (the rest go to `Batches`).
 macro_rules! write {
     ($store:expr, |$tx:ident| $write:expr) => {
         in_transaction!($store, |transaction| {
-            let $tx = &mut PostgresTransaction::new(transaction);
-            $write.await?
+            let mut write = PostgresTransaction::new(transaction);
+            let value = {
+                let $tx = &mut write;
+                $write.await?
+            };
+            announce(transaction, &write.announced()).await?;
+            value
         })
     };
+}
+
+/// Writer tasks per node: one runs its batch while another commits its
+/// own; at most half the pool, so that reads keep connections.
+const WRITERS: usize = 2;
+
+/// The answer of a write that refuses nothing but store failures.
+fn store_failure(error: WriteError) -> StoreError {
+    match error {
+        WriteError::Store(error) => error,
+        other => StoreError::Internal(other.to_string()),
+    }
 }
 
 /// The channel a node announces a new action on: payload `"{tenant} {machine}"`.
@@ -65,6 +84,7 @@ pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    batches: Batches,
 }
 
 impl PostgresStore {
@@ -74,7 +94,13 @@ impl PostgresStore {
         let config = connection::config(url, &settings)?;
         connection::migrate(&config).await?;
         let pool = connection::pool(config.clone(), &settings)?;
-        Ok(PostgresStore { pool, config })
+        let writers = (settings.max_connections / 2).clamp(1, WRITERS);
+        let batches = Batches::spawn(pool.clone(), writers);
+        Ok(PostgresStore {
+            pool,
+            config,
+            batches,
+        })
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -244,6 +270,13 @@ pub(crate) async fn load_groups(
         .collect()
 }
 
+/// A decision called at most once (its type is `FnOnce`); called again, a fault.
+fn once<D>(decide: &mut Option<D>) -> Result<D, MdeError> {
+    decide
+        .take()
+        .ok_or_else(|| MdeError::internal("a write's decision was asked for twice"))
+}
+
 fn tenant_from_row(row: &Row) -> Result<Tenant, StoreError> {
     Ok(Tenant {
         id: get(row, 0)?,
@@ -369,9 +402,20 @@ impl Store for PostgresStore {
         machines: Vec<MachineRef>,
         decide: MachineDecision,
     ) -> Result<Vec<MachineChange>, WriteError> {
-        write!(self, |tx| writes::change_machines(
-            tx, visibility, machines, decide
-        ))
+        let visibility = visibility.clone();
+        let decision = Decision::new(decide);
+        self.batches
+            .write(decision.may_retry(), move |tx| {
+                let (visibility, machines) = (visibility.clone(), machines.clone());
+                let decision = decision.clone();
+                let decide: MachineDecision = Box::new(move |machine, active, capabilities| {
+                    decision.call(|decide| decide(machine, active, capabilities))
+                });
+                Box::pin(
+                    async move { writes::change_machines(tx, &visibility, machines, decide).await },
+                )
+            })
+            .await
     }
 
     async fn actions(
@@ -421,7 +465,17 @@ impl Store for PostgresStore {
         id: &str,
         decide: ActionDecision,
     ) -> Result<MachineAction, WriteError> {
-        write!(self, |tx| writes::change_action(tx, visibility, id, decide))
+        let (visibility, id) = (visibility.clone(), id.to_string());
+        let decision = Decision::new(Some(decide));
+        self.batches
+            .write(decision.may_retry(), move |tx| {
+                let (visibility, id) = (visibility.clone(), id.clone());
+                let decision = decision.clone();
+                let decide: ActionDecision =
+                    Box::new(move |action| decision.call(|decide| once(decide)?(action)));
+                Box::pin(async move { writes::change_action(tx, &visibility, &id, decide).await })
+            })
+            .await
     }
 
     async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError> {
@@ -607,12 +661,25 @@ impl Store for PostgresStore {
         device: &Device,
         presented_credential_id: Option<&str>,
     ) -> Result<(Machine, Device), StoreError> {
-        write!(self, |tx| writes::enroll_device(
-            tx,
-            machine,
-            device,
-            presented_credential_id
-        ))
+        let (machine, device) = (machine.clone(), device.clone());
+        let presented = presented_credential_id.map(str::to_string);
+        // Nothing decided but in the write: every attempt starts afresh.
+        self.batches
+            .write(
+                || true,
+                move |tx| {
+                    let (machine, device, presented) =
+                        (machine.clone(), device.clone(), presented.clone());
+                    Box::pin(async move {
+                        Ok(
+                            writes::enroll_device(tx, &machine, &device, presented.as_deref())
+                                .await?,
+                        )
+                    })
+                },
+            )
+            .await
+            .map_err(store_failure)
     }
 
     async fn device_by_credential(
@@ -659,9 +726,20 @@ impl Store for PostgresStore {
         action_id: &str,
         decide: DeviceActionDecision,
     ) -> Result<MachineAction, WriteError> {
-        write!(self, |tx| writes::change_device_action(
-            tx, device, action_id, decide
-        ))
+        let (device, action_id) = (device.clone(), action_id.to_string());
+        let decision = Decision::new(Some(decide));
+        self.batches
+            .write(decision.may_retry(), move |tx| {
+                let (device, action_id) = (device.clone(), action_id.clone());
+                let decision = decision.clone();
+                let decide: DeviceActionDecision = Box::new(move |action, machine, current| {
+                    decision.call(|decide| once(decide)?(action, machine, current))
+                });
+                Box::pin(async move {
+                    writes::change_device_action(tx, &device, &action_id, decide).await
+                })
+            })
+            .await
     }
 
     /// In the database, so that every node counts the same calls. The key's
@@ -727,7 +805,9 @@ impl Store for PostgresStore {
         entry: &AuditEntry,
         machine_ids: &[String],
     ) -> Result<(), StoreError> {
-        identity::append_audit(&self.client().await?, entry, machine_ids).await
+        self.batches
+            .append_audit(entry.clone(), machine_ids.to_vec())
+            .await
     }
 
     async fn audit_entries(

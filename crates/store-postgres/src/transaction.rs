@@ -1,5 +1,6 @@
 //! The domain's writes (`palisade_domain::writes`) on PostgreSQL: the rows a
-//! write loads, locks and saves, in one transaction of a pooled connection.
+//! write loads, locks and saves, in a transaction of a pooled connection (a
+//! write of its own, or one savepoint of a batch: `batch`).
 
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
 use crate::machine_writes::{save_ip_history, save_machines};
@@ -18,17 +19,49 @@ use palisade_store_sql::Dialect;
 use std::collections::HashMap;
 use std::future::Future;
 
-pub(crate) struct PostgresTransaction<'a> {
-    tx: &'a deadpool_postgres::Transaction<'a>,
+/// A write inside an open transaction of `tx`.
+pub(crate) struct PostgresTransaction<'a, D> {
+    tx: &'a D,
+    /// The machines with a new action, `"{tenant} {machine}"`: announced
+    /// once the write has succeeded, together, just before the commit.
+    announced: Vec<String>,
 }
 
-impl<'a> PostgresTransaction<'a> {
-    pub(crate) fn new(tx: &'a deadpool_postgres::Transaction<'a>) -> Self {
-        PostgresTransaction { tx }
+impl<'a, D: Db> PostgresTransaction<'a, D> {
+    pub(crate) fn new(tx: &'a D) -> Self {
+        PostgresTransaction {
+            tx,
+            announced: Vec::new(),
+        }
+    }
+
+    /// The connection, for the tests' own statements.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &'a D {
+        self.tx
+    }
+
+    /// What the write announced, for [`announce`] before its commit.
+    pub(crate) fn announced(self) -> Vec<String> {
+        self.announced
     }
 }
 
-impl Transaction for PostgresTransaction<'_> {
+/// Sends the announcements of the writes of a transaction (one statement);
+/// `NOTIFY` is transactional: delivered to every node's `LISTEN` connection
+/// at the commit, and never if the transaction rolls back.
+pub(crate) async fn announce(db: &impl Db, announced: &[String]) -> Result<(), StoreError> {
+    if !announced.is_empty() {
+        db.run(
+            "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload",
+            &[&NEW_ACTION_CHANNEL, &announced],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     fn machine(
         &mut self,
         visibility: &Visibility,
@@ -329,13 +362,7 @@ impl Transaction for PostgresTransaction<'_> {
         tenant_id: &str,
         machine_id: &str,
     ) -> Result<(), StoreError> {
-        // Delivered at commit, to every node's LISTEN connection.
-        self.tx
-            .run(
-                "SELECT pg_notify($1, $2 || ' ' || $3)",
-                &[&NEW_ACTION_CHANNEL, &tenant_id, &machine_id],
-            )
-            .await?;
+        self.announced.push(format!("{tenant_id} {machine_id}"));
         Ok(())
     }
 

@@ -144,3 +144,137 @@ async fn acknowledged_writes_survive_kill_9() {
     let restarted = ServerProcess::start_in(dir.path(), &[]).await;
     assert_kept(&restarted, &acknowledged).await;
 }
+
+/// Writes in flight together commit together (both stores batch them). A
+/// refused one among them, a bulk tag that names a machine that exists and
+/// then one that does not, is undone alone: the first machine is not left
+/// tagged. Every acknowledged write, and the audit entry of every answered
+/// request (written before the answer), survives a kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_among_concurrent_ones_is_undone_alone_and_the_rest_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start_in(dir.path(), &[]).await;
+    let (client, origin) = (server.client.clone(), server.origin.clone());
+    let machines = demo_machine_ids(&client, &origin, 8).await;
+    assert_eq!(machines.len(), 8, "the demo fleet has Windows 11 machines");
+    let missing = "f".repeat(40);
+
+    // (machine, tag, request id) acknowledged; (tag, request id) refused.
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String, String)>::new()));
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let mut writers = Vec::new();
+    for worker in 0..16 {
+        let (client, origin, machines) = (client.clone(), origin.clone(), machines.clone());
+        let (acknowledged, refused, missing) =
+            (acknowledged.clone(), refused.clone(), missing.clone());
+        writers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let machine = &machines[(worker + n) % machines.len()];
+                let refusing = n % 4 == 3;
+                let tag = match refusing {
+                    true => format!("refused-w{worker}-n{n}"),
+                    false => format!("w{worker}-n{n}"),
+                };
+                let request = match refusing {
+                    true => client
+                        .post(format!(
+                            "{origin}/api/machines/AddOrRemoveTagForMultipleMachines"
+                        ))
+                        .json(&json!({"Value": tag, "Action": "Add",
+                                      "MachineIds": [machine, missing]})),
+                    false => client
+                        .post(format!("{origin}/api/machines/{machine}/tags"))
+                        .json(&json!({"Value": tag, "Action": "Add"})),
+                };
+                let Ok(reply) = request.send().await else {
+                    return; // the server is gone
+                };
+                let request_id = reply.headers()["request-id"].to_str().unwrap().to_string();
+                match (refusing, reply.status().as_u16()) {
+                    (false, 200) => {
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push((machine.clone(), tag, request_id));
+                    }
+                    (true, 404) => refused.lock().unwrap().push((tag, request_id)),
+                    (_, status) => panic!("unexpected status {status} for {tag}"),
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 300 || refused.lock().unwrap().len() < 50 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let restarted = ServerProcess::start_in(dir.path(), &[]).await;
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let refused = refused.lock().unwrap().clone();
+    for machine in &machines {
+        let body: Value = restarted
+            .client
+            .get(format!("{}/api/machines/{machine}", restarted.origin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let tags: Vec<&str> = body["machineTags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        for (_, tag, _) in acknowledged.iter().filter(|(m, _, _)| m == machine) {
+            assert!(
+                tags.contains(&tag.as_str()),
+                "acknowledged tag {tag} lost on {machine}"
+            );
+        }
+        let undone: Vec<_> = tags.iter().filter(|t| t.starts_with("refused-")).collect();
+        assert!(
+            undone.is_empty(),
+            "refused tags kept on {machine}: {undone:?}"
+        );
+    }
+    let log: Value = restarted
+        .client
+        .get(format!("{}/api/auditlog", restarted.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let audited: std::collections::HashMap<&str, u64> = log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["requestId"].as_str().unwrap(),
+                e["result"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (_, tag, request_id) in &acknowledged {
+        assert_eq!(
+            audited.get(request_id.as_str()),
+            Some(&200),
+            "audit of {tag}"
+        );
+    }
+    for (tag, request_id) in &refused {
+        assert_eq!(
+            audited.get(request_id.as_str()),
+            Some(&404),
+            "audit of {tag}"
+        );
+    }
+}
