@@ -1,7 +1,8 @@
 //! The store's writes, written once for both databases. Each runs inside one
 //! transaction of its store, through the rows that a [`Transaction`] loads,
 //! locks and saves; the rules decide in between. A store only opens the
-//! transaction, runs the write in it and commits: it decides nothing.
+//! transaction, runs the write in it ([`Write::attempt`]) and commits: it
+//! decides nothing.
 
 use crate::caller::{Tenant, Visibility};
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision};
@@ -11,7 +12,8 @@ use crate::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef,
     StoreError, WriteError,
 };
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
+use palisade_device::Capability;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
@@ -152,6 +154,21 @@ pub trait Transaction {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// One of the writes below with what it was asked, as a store runs it:
+/// attempted in a transaction of the store's, perhaps more than once (a
+/// PostgreSQL batch runs again a write that gave way to another
+/// transaction's lock), but only while [`Write::may_retry`] says so.
+pub trait Write: Send + 'static {
+    type Output: Send + 'static;
+    fn attempt<'t, T: Transaction + Send>(
+        &'t mut self,
+        tx: &'t mut T,
+    ) -> impl Future<Output = Result<Self::Output, WriteError>> + Send + 't;
+    /// Whether a failed attempt may be made again: not once it has asked
+    /// for its decision, which may decide otherwise the next time.
+    fn may_retry(&self) -> bool;
+}
+
 /// Stores each `after` over its `before` (the machine as loaded, if it was
 /// stored; no id twice), with its tags and its address history
 /// (`rules::ip_history::sync`).
@@ -240,7 +257,30 @@ fn runs_without_repeats<T>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<&[T]> {
 }
 
 /// `Store::create_tenant`.
-pub async fn create_tenant(
+pub struct CreateTenant {
+    pub tenant: Tenant,
+    pub groups: Vec<DeviceGroup>,
+    pub machines: Vec<Machine>,
+    pub now: Timestamp,
+}
+
+impl Write for CreateTenant {
+    type Output = bool;
+    async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<bool, WriteError> {
+        let CreateTenant {
+            tenant,
+            groups,
+            machines,
+            now,
+        } = self;
+        Ok(create_tenant(tx, tenant, groups, machines, *now).await?)
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+async fn create_tenant(
     tx: &mut impl Transaction,
     tenant: &Tenant,
     groups: &[DeviceGroup],
@@ -258,7 +298,22 @@ pub async fn create_tenant(
 }
 
 /// `Store::put_device_group`: the group, and every machine of the tenant in its group again.
-pub async fn put_device_group(
+pub struct PutDeviceGroup {
+    pub tenant_id: String,
+    pub group: DeviceGroup,
+}
+
+impl Write for PutDeviceGroup {
+    type Output = ();
+    async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<(), WriteError> {
+        Ok(put_device_group(tx, &self.tenant_id, &self.group).await?)
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+async fn put_device_group(
     tx: &mut impl Transaction,
     tenant_id: &str,
     group: &DeviceGroup,
@@ -280,7 +335,22 @@ pub async fn put_device_group(
 }
 
 /// `Store::put_machines`.
-pub async fn put_machines(
+pub struct PutMachines {
+    pub tenant_id: String,
+    pub machines: Vec<Machine>,
+}
+
+impl Write for PutMachines {
+    type Output = ();
+    async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<(), WriteError> {
+        Ok(put_machines(tx, &self.tenant_id, &self.machines).await?)
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+async fn put_machines(
     tx: &mut impl Transaction,
     tenant_id: &str,
     machines: &[Machine],
@@ -290,11 +360,44 @@ pub async fn put_machines(
 }
 
 /// `Store::change_machines`.
-pub async fn change_machines(
+pub struct ChangeMachines {
+    pub visibility: Visibility,
+    pub machines: Vec<MachineRef>,
+    pub decide: MachineDecision,
+    /// Whether an attempt has asked for the decision.
+    pub decided: bool,
+}
+
+impl Write for ChangeMachines {
+    type Output = Vec<MachineChange>;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<Vec<MachineChange>, WriteError> {
+        let ChangeMachines {
+            visibility,
+            machines,
+            decide,
+            decided,
+        } = self;
+        let mut decide =
+            |machine: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
+                *decided = true;
+                decide(machine, active, capabilities)
+            };
+        change_machines(tx, visibility, machines, &mut decide).await
+    }
+    fn may_retry(&self) -> bool {
+        !self.decided
+    }
+}
+
+async fn change_machines(
     tx: &mut impl Transaction,
     visibility: &Visibility,
-    machines: Vec<MachineRef>,
-    mut decide: MachineDecision,
+    machines: &[MachineRef],
+    decide: &mut (impl FnMut(&Machine, &[MachineAction], &[Capability]) -> Result<MachineChange, MdeError>
+              + Send),
 ) -> Result<Vec<MachineChange>, WriteError> {
     let tenant_id = &visibility.tenant_id;
     // Locked in key order first, so that two bulk changes wait for each
@@ -308,7 +411,7 @@ pub async fn change_machines(
     }
     let mut changes = Vec::with_capacity(machines.len());
     let mut groups: Option<Vec<DeviceGroup>> = None;
-    for wanted in &machines {
+    for wanted in machines {
         let mut found = None;
         for key in wanted.keys() {
             let locked = prelocked && matches!(key, MachineKey::Id(_));
@@ -342,20 +445,44 @@ pub async fn change_machines(
     Ok(changes)
 }
 
+/// A decision of a write asked for once (its type is `FnOnce`): taken
+/// when it is asked for, so that an attempt that failed before can be made
+/// again with it.
+fn decision<D>(decide: &mut Option<D>) -> Result<D, WriteError> {
+    decide
+        .take()
+        .ok_or_else(|| StoreError::Internal("a write's decision was asked for twice".into()).into())
+}
+
 /// `Store::change_action`.
-pub async fn change_action(
-    tx: &mut impl Transaction,
-    visibility: &Visibility,
-    id: &str,
-    decide: ActionDecision,
-) -> Result<MachineAction, WriteError> {
-    let action = tx
-        .action(visibility, id)
-        .await?
-        .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
-    let changed = decide(&action)?;
-    tx.save_action(&visibility.tenant_id, &changed).await?;
-    Ok(changed)
+pub struct ChangeAction {
+    pub visibility: Visibility,
+    pub id: String,
+    pub decide: Option<ActionDecision>,
+}
+
+impl Write for ChangeAction {
+    type Output = MachineAction;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<MachineAction, WriteError> {
+        let ChangeAction {
+            visibility,
+            id,
+            decide,
+        } = self;
+        let action = tx
+            .action(visibility, id)
+            .await?
+            .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
+        let changed = decision(decide)?(&action)?;
+        tx.save_action(&visibility.tenant_id, &changed).await?;
+        Ok(changed)
+    }
+    fn may_retry(&self) -> bool {
+        self.decide.is_some()
+    }
 }
 
 fn vanished(what: &str) -> StoreError {
@@ -363,7 +490,28 @@ fn vanished(what: &str) -> StoreError {
 }
 
 /// `Store::enroll_device`, as `rules::enrollment::enroll` decides.
-pub async fn enroll_device(
+pub struct EnrollDevice {
+    pub machine: Machine,
+    pub device: Device,
+    pub presented_credential_id: Option<String>,
+}
+
+impl Write for EnrollDevice {
+    type Output = (Machine, Device);
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<(Machine, Device), WriteError> {
+        let presented = self.presented_credential_id.as_deref();
+        Ok(enroll_device(tx, &self.machine, &self.device, presented).await?)
+    }
+    /// Nothing is decided but in the write: every attempt starts afresh.
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+async fn enroll_device(
     tx: &mut impl Transaction,
     machine: &Machine,
     device: &Device,
@@ -407,7 +555,19 @@ pub async fn enroll_device(
 /// `Store::record_check_ins`: the machines and devices read at once, each
 /// report applied in turn (`rules::device_report::apply`), and what changed
 /// written back at once.
-pub async fn record_check_ins(
+pub struct RecordCheckIns(pub Vec<CheckInRecord>);
+
+impl Write for RecordCheckIns {
+    type Output = ();
+    async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<(), WriteError> {
+        Ok(record_check_ins(tx, &self.0).await?)
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+async fn record_check_ins(
     tx: &mut impl Transaction,
     records: &[CheckInRecord],
 ) -> Result<(), StoreError> {
@@ -471,11 +631,35 @@ pub async fn record_check_ins(
 
 /// `Store::change_device_action`: the device's report on one of its
 /// machine's actions.
-pub async fn change_device_action(
+pub struct ChangeDeviceAction {
+    pub device: Device,
+    pub action_id: String,
+    pub decide: Option<DeviceActionDecision>,
+}
+
+impl Write for ChangeDeviceAction {
+    type Output = MachineAction;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<MachineAction, WriteError> {
+        let ChangeDeviceAction {
+            device,
+            action_id,
+            decide,
+        } = self;
+        change_device_action(tx, device, action_id, decide).await
+    }
+    fn may_retry(&self) -> bool {
+        self.decide.is_some()
+    }
+}
+
+async fn change_device_action(
     tx: &mut impl Transaction,
     device: &Device,
     action_id: &str,
-    decide: DeviceActionDecision,
+    decide: &mut Option<DeviceActionDecision>,
 ) -> Result<MachineAction, WriteError> {
     let (tenant_id, machine_id) = (&device.tenant_id, &device.machine_id);
     let whole_tenant = Visibility::whole_tenant(tenant_id);
@@ -492,7 +676,7 @@ pub async fn change_device_action(
         .await?
         .filter(|action| action.machine_id == *machine_id)
         .ok_or_else(|| WriteError::ActionNotFound(action_id.to_string()))?;
-    let change = decide(&action, &machine, &current)?;
+    let change = decision(decide)?(&action, &machine, &current)?;
     if change.action != action {
         tx.save_action(tenant_id, &change.action).await?;
     }

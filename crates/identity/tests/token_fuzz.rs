@@ -30,7 +30,7 @@ use palisade_identity::keys;
 use palisade_identity::tokens::{self, issuer, Claims, TokenVersion, ACCEPTED_AUDIENCES};
 use palisade_identity::validate::MAX_TOKEN_BYTES;
 use palisade_identity::{bearer_token, check_token_syntax, TokenError, Validator};
-use palisade_store_sqlite::SqliteStore;
+use palisade_store_sqlite as sqlite;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -998,7 +998,7 @@ fn variant(error: &TokenError) -> String {
 /// guard) with one tenant and its signing key, and a validator reading it.
 async fn tenant_with_key() -> (tempfile::TempDir, Validator, SigningKey, Timestamp) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("fuzz.db")).unwrap());
+    let store = Arc::new(sqlite::open(&dir.path().join("fuzz.db")).unwrap());
     let tenant = Tenant {
         id: TENANT_ID.into(),
         name: "Fuzz".into(),

@@ -18,8 +18,8 @@ use palisade_domain::rate_limit::{RateLimiter, RateLimits};
 use palisade_domain::{Palisade, Store, Tenant};
 use palisade_identity::sealing::{self, KeySealer};
 use palisade_identity::{ExternalIssuer, TokenService, Validator};
-use palisade_store_postgres::{PoolSettings, PostgresStore};
-use palisade_store_sqlite::SqliteStore;
+use palisade_store_postgres::PoolSettings;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -118,13 +118,13 @@ pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
 /// embedded default; or `postgres://...`, for several nodes sharing one database.
 pub async fn open_store(database: &str, pool: PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
     if is_postgres(database) {
-        let store = PostgresStore::connect(database, pool)
+        let store = palisade_store_postgres::connect(database, pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redacted(database)))?;
         return Ok(Arc::new(store));
     }
     let path = sqlite_path(database);
-    let store = SqliteStore::open(&PathBuf::from(path))
+    let store = palisade_store_sqlite::open(&PathBuf::from(path))
         .map_err(|e| anyhow::anyhow!("cannot open the database {path}: {e}"))?;
     Ok(Arc::new(store))
 }

@@ -25,16 +25,17 @@
 //! - New actions are announced (`NOTIFY`) just before the commit, for the
 //!   writes that succeeded: PostgreSQL delivers them at the commit only.
 
+use crate::audit::append_audits;
 use crate::connection::{pg_error, pool_error};
-use crate::identity::append_audits;
 use crate::transaction::{announce, PostgresTransaction};
 use deadpool_postgres::{Object, Pool};
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::store::{StoreError, WriteError};
+use palisade_domain::writes::Write;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::{pin, Pin};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,6 +53,33 @@ const GIVE_WAY: &str = "2ms";
 /// One attempt of a write on a batch's transaction.
 pub(crate) type Attempt<'t, T> = Pin<Box<dyn Future<Output = Result<T, WriteError>> + Send + 't>>;
 
+/// What a batch runs: a write on its transaction.
+pub(crate) trait Work: Send + 'static {
+    type Output: Send + 'static;
+    fn attempt<'t, 'c>(
+        &'t mut self,
+        tx: &'t mut PostgresTransaction<'c, Object>,
+    ) -> Attempt<'t, Self::Output>;
+    /// Whether a failed attempt may be made again.
+    fn may_retry(&self) -> bool;
+}
+
+/// One of the domain's writes (`palisade_domain::writes`), as batches run it.
+pub(crate) struct Domain<W>(pub W);
+
+impl<W: Write> Work for Domain<W> {
+    type Output = W::Output;
+    fn attempt<'t, 'c>(
+        &'t mut self,
+        tx: &'t mut PostgresTransaction<'c, Object>,
+    ) -> Attempt<'t, W::Output> {
+        Box::pin(self.0.attempt(tx))
+    }
+    fn may_retry(&self) -> bool {
+        self.0.may_retry()
+    }
+}
+
 /// A write queued for the writer tasks.
 trait BatchJob: Send {
     /// Runs the write once, in its savepoint; keeps its value for the answer.
@@ -65,26 +93,18 @@ trait BatchJob: Send {
     fn answer(self: Box<Self>, outcome: Result<(), WriteError>);
 }
 
-struct Job<T, W, R> {
+struct Job<W: Work> {
     work: W,
-    may_retry: R,
-    value: Option<T>,
-    reply: oneshot::Sender<Result<T, WriteError>>,
+    value: Option<W::Output>,
+    reply: oneshot::Sender<Result<W::Output, WriteError>>,
 }
 
-impl<T, W, R> BatchJob for Job<T, W, R>
-where
-    T: Send + 'static,
-    W: for<'t, 'c> FnMut(&'t mut PostgresTransaction<'c, Object>) -> Attempt<'t, T>
-        + Send
-        + 'static,
-    R: Fn() -> bool + Send + 'static,
-{
+impl<W: Work> BatchJob for Job<W> {
     fn attempt<'t, 'c>(
         &'t mut self,
         tx: &'t mut PostgresTransaction<'c, Object>,
     ) -> Attempt<'t, ()> {
-        let attempt = (self.work)(tx);
+        let attempt = self.work.attempt(tx);
         let value = &mut self.value;
         Box::pin(async move {
             *value = Some(attempt.await?);
@@ -93,7 +113,7 @@ where
     }
 
     fn may_retry(&self) -> bool {
-        (self.may_retry)()
+        self.work.may_retry()
     }
 
     fn answer(self: Box<Self>, outcome: Result<(), WriteError>) {
@@ -118,44 +138,6 @@ enum Queued {
     Audit(Box<AuditJob>),
 }
 
-/// A write's decision, shared by its attempts: an attempt that gave way to
-/// another transaction's lock is made again only while the decision has
-/// not been asked for (a decision may change what it decides next time).
-pub(crate) struct Decision<D> {
-    decide: Arc<Mutex<(D, bool)>>,
-}
-
-impl<D> Clone for Decision<D> {
-    fn clone(&self) -> Self {
-        Decision {
-            decide: self.decide.clone(),
-        }
-    }
-}
-
-impl<D> Decision<D> {
-    pub(crate) fn new(decide: D) -> Self {
-        Decision {
-            decide: Arc::new(Mutex::new((decide, false))),
-        }
-    }
-
-    pub(crate) fn call<T>(&self, call: impl FnOnce(&mut D) -> T) -> T {
-        let mut decide = self.decide.lock().unwrap_or_else(PoisonError::into_inner);
-        decide.1 = true;
-        call(&mut decide.0)
-    }
-
-    /// Whether a failed attempt may be made again: until the decision is asked for.
-    pub(crate) fn may_retry(&self) -> impl Fn() -> bool + Send + 'static
-    where
-        D: Send + 'static,
-    {
-        let decide = self.decide.clone();
-        move || !decide.lock().unwrap_or_else(PoisonError::into_inner).1
-    }
-}
-
 fn stopped() -> StoreError {
     StoreError::Unavailable("the store is shutting down".into())
 }
@@ -178,20 +160,12 @@ impl Batches {
     }
 
     /// Runs `work` in the next batch (again, first in the one after, if it
-    /// gave way to a lock while `may_retry` says so); answers once that
+    /// gave way to a lock while it may be retried); answers once that
     /// batch has committed.
-    pub(crate) async fn write<T, W, R>(&self, may_retry: R, work: W) -> Result<T, WriteError>
-    where
-        T: Send + 'static,
-        W: for<'t, 'c> FnMut(&'t mut PostgresTransaction<'c, Object>) -> Attempt<'t, T>
-            + Send
-            + 'static,
-        R: Fn() -> bool + Send + 'static,
-    {
+    pub(crate) async fn write<W: Work>(&self, work: W) -> Result<W::Output, WriteError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             work,
-            may_retry,
             value: None,
             reply,
         };
@@ -582,8 +556,86 @@ mod tests {
         }
     }
 
+    /// A write given as a closure, for the tests' own statements.
+    struct Closure<F, T> {
+        attempt: F,
+        may_retry: bool,
+        output: std::marker::PhantomData<fn() -> T>,
+    }
+
+    impl<F, T> Work for Closure<F, T>
+    where
+        T: Send + 'static,
+        F: for<'t, 'c> FnMut(&'t mut PostgresTransaction<'c, Object>) -> Attempt<'t, T>
+            + Send
+            + 'static,
+    {
+        type Output = T;
+        fn attempt<'t, 'c>(
+            &'t mut self,
+            tx: &'t mut PostgresTransaction<'c, Object>,
+        ) -> Attempt<'t, T> {
+            (self.attempt)(tx)
+        }
+        fn may_retry(&self) -> bool {
+            self.may_retry
+        }
+    }
+
+    impl Batches {
+        fn write_closure<F, T>(
+            &self,
+            may_retry: bool,
+            attempt: F,
+        ) -> impl Future<Output = Result<T, WriteError>> + Send + '_
+        where
+            T: Send + 'static,
+            F: for<'t, 'c> FnMut(&'t mut PostgresTransaction<'c, Object>) -> Attempt<'t, T>
+                + Send
+                + 'static,
+        {
+            let output = std::marker::PhantomData;
+            self.write(Closure {
+                attempt,
+                may_retry,
+                output,
+            })
+        }
+    }
+
     /// Writes `name` to the marks (refused after it, if `refuse`); answers
     /// the id of the transaction it ran in, and counts its attempts.
+    struct Mark {
+        name: &'static str,
+        refuse: bool,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    impl Work for Mark {
+        type Output = i64;
+        fn attempt<'t, 'c>(
+            &'t mut self,
+            tx: &'t mut PostgresTransaction<'c, Object>,
+        ) -> Attempt<'t, i64> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            let (name, refuse) = (self.name, self.refuse);
+            Box::pin(async move {
+                let db = tx.db();
+                db.run("INSERT INTO marks (name) VALUES ($1)", &[&name])
+                    .await?;
+                let row = db.row("SELECT txid_current()", &[]).await?.unwrap();
+                if refuse {
+                    let refusal = MdeError::new(ErrorCode::BadRequest, "refused");
+                    return Err(WriteError::Rejected(refusal));
+                }
+                Ok(get::<i64>(&row, 0)?)
+            })
+        }
+        fn may_retry(&self) -> bool {
+            true
+        }
+    }
+
     fn mark(
         batches: &Arc<Batches>,
         name: &'static str,
@@ -591,27 +643,12 @@ mod tests {
         attempts: Arc<AtomicUsize>,
     ) -> JoinHandle<Result<i64, WriteError>> {
         let batches = batches.clone();
-        tokio::spawn(async move {
-            batches
-                .write(
-                    || true,
-                    move |tx| {
-                        attempts.fetch_add(1, Ordering::SeqCst);
-                        Box::pin(async move {
-                            let db = tx.db();
-                            db.run("INSERT INTO marks (name) VALUES ($1)", &[&name])
-                                .await?;
-                            let row = db.row("SELECT txid_current()", &[]).await?.unwrap();
-                            if refuse {
-                                let refusal = MdeError::new(ErrorCode::BadRequest, "refused");
-                                return Err(WriteError::Rejected(refusal));
-                            }
-                            Ok(get::<i64>(&row, 0)?)
-                        })
-                    },
-                )
-                .await
-        })
+        let mark = Mark {
+            name,
+            refuse,
+            attempts,
+        };
+        tokio::spawn(async move { batches.write(mark).await })
     }
 
     fn marked(batches: &Arc<Batches>, name: &'static str) -> JoinHandle<Result<i64, WriteError>> {
@@ -725,17 +762,14 @@ mod tests {
             let batches = batches.clone();
             tokio::spawn(async move {
                 batches
-                    .write(
-                        || true,
-                        |tx| {
-                            Box::pin(async move {
-                                tx.db()
-                                    .run("SELECT pg_terminate_backend(pg_backend_pid())", &[])
-                                    .await?;
-                                Ok(())
-                            })
-                        },
-                    )
+                    .write_closure(true, |tx| {
+                        Box::pin(async move {
+                            tx.db()
+                                .run("SELECT pg_terminate_backend(pg_backend_pid())", &[])
+                                .await?;
+                            Ok(())
+                        })
+                    })
                     .await
             })
         };
@@ -780,16 +814,13 @@ mod tests {
             let batches = batches.clone();
             tokio::spawn(async move {
                 batches
-                    .write(
-                        || false,
-                        |tx| {
-                            Box::pin(async move {
-                                let sql = "INSERT INTO marks (name) VALUES ('busy')";
-                                tx.db().run(sql, &[]).await?;
-                                Ok(())
-                            })
-                        },
-                    )
+                    .write_closure(false, |tx| {
+                        Box::pin(async move {
+                            let sql = "INSERT INTO marks (name) VALUES ('busy')";
+                            tx.db().run(sql, &[]).await?;
+                            Ok(())
+                        })
+                    })
                     .await
             })
         };
@@ -837,16 +868,13 @@ mod tests {
             let batches = batches.clone();
             tokio::spawn(async move {
                 batches
-                    .write(
-                        || true,
-                        |tx| {
-                            Box::pin(async move {
-                                let sql = "INSERT INTO checked (name) VALUES ('k')";
-                                tx.db().run(sql, &[]).await?;
-                                Ok(())
-                            })
-                        },
-                    )
+                    .write_closure(true, |tx| {
+                        Box::pin(async move {
+                            let sql = "INSERT INTO checked (name) VALUES ('k')";
+                            tx.db().run(sql, &[]).await?;
+                            Ok(())
+                        })
+                    })
                     .await
             })
         };
@@ -878,20 +906,17 @@ mod tests {
         let batches = batches.clone();
         tokio::spawn(async move {
             batches
-                .write(
-                    || true,
-                    move |tx| {
-                        let meet = meet.clone();
-                        Box::pin(async move {
-                            let sql = "UPDATE marks SET n = n + 1 WHERE name = $1";
-                            tx.db().run(sql, &[&name]).await?;
-                            if let Some(meet) = meet {
-                                meet.wait().await;
-                            }
-                            Ok(())
-                        })
-                    },
-                )
+                .write_closure(true, move |tx| {
+                    let meet = meet.clone();
+                    Box::pin(async move {
+                        let sql = "UPDATE marks SET n = n + 1 WHERE name = $1";
+                        tx.db().run(sql, &[&name]).await?;
+                        if let Some(meet) = meet {
+                            meet.wait().await;
+                        }
+                        Ok(())
+                    })
+                })
                 .await
         })
     }

@@ -1,30 +1,16 @@
-//! Rows of the device plane: onboarding tokens, enrolled devices, and the
-//! delivery of their actions.
+//! Rows of the device plane that PostgreSQL reads and writes its own way:
+//! enrolled devices inside a write (locked), and the delivery of actions.
 //!
 //! Lock order, to keep concurrent transactions from deadlocking: machines,
 //! then devices, then actions; several rows of one table in key order.
 
 use crate::rows::{action_columns, action_from_row, run_values, Db, PostgresRow};
 use palisade_contract::{MachineAction, Timestamp};
-use palisade_domain::devices::{Device, OnboardingToken};
+use palisade_domain::devices::Device;
 use palisade_domain::store::StoreError;
-use palisade_store_sql::fields::{device_fields, device_upsert, token_fields, token_upsert};
-use palisade_store_sql::Dialect;
+use palisade_store_sql::fields::{device_fields, device_upsert};
+use palisade_store_sql::{Dialect, DELIVERABLE_ACTIONS};
 use tokio_postgres::Row;
-
-pub(crate) fn token_from_row(row: &Row) -> Result<OnboardingToken, StoreError> {
-    token_fields::from_row(&PostgresRow(row), 0)
-}
-
-pub(crate) async fn save_token(db: &impl Db, token: &OnboardingToken) -> Result<(), StoreError> {
-    run_values(
-        db,
-        token_upsert(Dialect::Postgres),
-        token_fields::values(token),
-    )
-    .await?;
-    Ok(())
-}
 
 pub(crate) fn device_from_row(row: &Row) -> Result<Device, StoreError> {
     device_fields::from_row(&PostgresRow(row), 0)
@@ -79,39 +65,14 @@ pub(crate) async fn open_actions(
     tenant_id: &str,
     machine_id: &str,
 ) -> Result<Vec<MachineAction>, StoreError> {
-    let action_columns = action_columns();
     db.rows(
-        &format!(
-            "SELECT {action_columns} FROM machine_actions a \
-             WHERE a.tenant_id = $1 AND a.machine_id = $2 \
-             AND a.status IN ('Pending', 'InProgress') ORDER BY a.creation_time, a.id"
-        ),
+        palisade_store_sql::open_actions(Dialect::Postgres),
         &[&tenant_id, &machine_id],
     )
     .await?
     .iter()
     .map(action_from_row)
     .collect()
-}
-
-const DELIVERABLE: &str = "a.tenant_id = $1 AND a.machine_id = $2 \
-    AND a.status IN ('Pending', 'InProgress') \
-    AND (a.delivered_until IS NULL OR a.delivered_until <= $3)";
-
-/// Whether any open action is free to deliver at `now` (a read, no lock).
-pub(crate) async fn any_deliverable(
-    db: &impl Db,
-    tenant_id: &str,
-    machine_id: &str,
-    now: Timestamp,
-) -> Result<bool, StoreError> {
-    Ok(db
-        .row(
-            &format!("SELECT 1 FROM machine_actions a WHERE {DELIVERABLE} LIMIT 1"),
-            &[&tenant_id, &machine_id, &now.ticks()],
-        )
-        .await?
-        .is_some())
 }
 
 /// Holds the deliverable actions until `held_until` and returns them. Rows
@@ -130,8 +91,9 @@ pub(crate) async fn claim_actions(
             &format!(
                 "UPDATE machine_actions a SET delivered_until = $4 \
                  WHERE (a.tenant_id, a.id) IN (SELECT a.tenant_id, a.id FROM machine_actions a \
-                     WHERE {DELIVERABLE} FOR UPDATE SKIP LOCKED) \
-                 RETURNING {action_columns}"
+                     WHERE {deliverable} FOR UPDATE SKIP LOCKED) \
+                 RETURNING {action_columns}",
+                deliverable = Dialect::Postgres.numbered(DELIVERABLE_ACTIONS)
             ),
             &[&tenant_id, &machine_id, &now.ticks(), &held_until.ticks()],
         )

@@ -10,15 +10,15 @@
 //! across nodes as it does on the single SQLite writer; action delivery skips
 //! rows another node is delivering (`FOR UPDATE SKIP LOCKED`).
 
+mod audit;
 mod batch;
 mod connection;
+mod database;
 mod devices;
-mod identity;
 mod listen;
 mod machine_writes;
 mod rows;
-mod store;
 mod transaction;
 
 pub use connection::PoolSettings;
-pub use store::PostgresStore;
+pub use database::{connect, PostgresDatabase, PostgresStore};

@@ -1,7 +1,7 @@
 //! Each node's `LISTEN` connection: news of actions other nodes created
 //! wakes the devices waiting here.
 
-use crate::store::NEW_ACTION_CHANNEL;
+use crate::database::NEW_ACTION_CHANNEL;
 use palisade_domain::devices::wakeups::Wakeups;
 use std::sync::Arc;
 use std::time::Duration;

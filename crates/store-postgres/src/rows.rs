@@ -2,7 +2,7 @@
 
 use crate::connection::pg_error;
 use async_trait::async_trait;
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Machine, MachineAction};
 use palisade_domain::store::StoreError;
 use palisade_store_sql::fields::{
     action_fields, action_upsert, machine_fields, unreadable, StoredRow,
@@ -80,21 +80,8 @@ pub(crate) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row.try_get(index).map_err(|e| unreadable(index, e))
 }
 
-pub(crate) fn json<T: serde::de::DeserializeOwned>(
-    row: &Row,
-    index: usize,
-) -> Result<T, StoreError> {
-    let text: String = get(row, index)?;
-    serde_json::from_str(&text).map_err(|e| unreadable(index, e))
-}
-
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("stored values serialise")
-}
-
-/// Timestamps are stored as BIGINT ticks.
-pub(crate) fn ticks(row: &Row, index: usize) -> Result<Timestamp, StoreError> {
-    get::<i64>(row, index).map(Timestamp::from_ticks)
 }
 
 /// A row as the field tables (`store_sql::fields`) read it.
@@ -148,6 +135,23 @@ fn bound(tenant_id: &str, values: Vec<Value>) -> Vec<Bound> {
         .chain(values)
         .map(Bound)
         .collect()
+}
+
+/// The rows of a statement of the shared SQL: a fixed one prepared once
+/// per connection, a built one sent with its types.
+pub(crate) async fn query(db: &impl Db, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+    if !sql.prepared {
+        return db.built(sql).await;
+    }
+    let values: Vec<Bound> = sql.params.iter().cloned().map(Bound).collect();
+    let params: Vec<Param<'_>> = values.iter().map(|v| v as Param<'_>).collect();
+    db.rows(&sql.text, &params).await
+}
+
+/// Runs a statement of the shared SQL; how many rows it changed.
+pub(crate) async fn execute(db: &impl Db, sql: &Sql) -> Result<u64, StoreError> {
+    let values: Vec<Bound> = sql.params.iter().cloned().map(Bound).collect();
+    run_bound(db, &sql.text, &values).await
 }
 
 /// Runs `sql` with field-table values bound.

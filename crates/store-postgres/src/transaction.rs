@@ -2,20 +2,20 @@
 //! write loads, locks and saves, in a transaction of a pooled connection (a
 //! write of its own, or one savepoint of a batch: `batch`).
 
+use crate::database::NEW_ACTION_CHANNEL;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
 use crate::machine_writes::{save_ip_history, save_machines};
-use crate::rows::machine_columns;
+use crate::rows::{action_from_row, machine_columns, query, run_values, PostgresRow};
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
-use crate::store::{find_action, find_machine, load_groups, save_device_group, NEW_ACTION_CHANNEL};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::Device;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
-use palisade_store_sql::fields::device_fields;
+use palisade_store_sql::fields::{device_fields, group_fields, group_upsert};
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
-use palisade_store_sql::Dialect;
+use palisade_store_sql::{action_lookup, machine_lookup, Dialect, Value};
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -62,13 +62,16 @@ pub(crate) async fn announce(db: &impl Db, announced: &[String]) -> Result<(), S
 }
 
 impl<D: Db> Transaction for PostgresTransaction<'_, D> {
-    fn machine(
+    async fn machine(
         &mut self,
         visibility: &Visibility,
         key: MachineKey<'_>,
         lock: bool,
-    ) -> impl Future<Output = Result<Option<Machine>, StoreError>> + Send {
-        find_machine(self.tx, visibility, key, lock)
+    ) -> Result<Option<Machine>, StoreError> {
+        let table = (machine_columns(), MACHINE_FROM);
+        let sql = machine_lookup(Dialect::Postgres, visibility, key, table, lock);
+        let rows = query(self.tx, &sql).await?;
+        rows.first().map(machine_from_row).transpose()
     }
 
     async fn stored_machines(
@@ -126,12 +129,14 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         open_actions(self.tx, tenant_id, machine_id)
     }
 
-    fn action(
+    async fn action(
         &mut self,
         visibility: &Visibility,
         id: &str,
-    ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send {
-        find_action(self.tx, visibility, id, true)
+    ) -> Result<Option<MachineAction>, StoreError> {
+        let sql = action_lookup(Dialect::Postgres, visibility, id, true);
+        let rows = query(self.tx, &sql).await?;
+        rows.first().map(action_from_row).transpose()
     }
 
     fn device_of_machine(
@@ -182,11 +187,15 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         Ok(())
     }
 
-    fn device_groups(
-        &mut self,
-        tenant_id: &str,
-    ) -> impl Future<Output = Result<Vec<DeviceGroup>, StoreError>> + Send {
-        load_groups(self.tx, tenant_id)
+    async fn device_groups(&mut self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM device_groups WHERE tenant_id = $1 ORDER BY id",
+            group_fields::select(Dialect::Postgres)
+        );
+        let rows = self.tx.rows(&sql, &[&tenant_id]).await?;
+        rows.iter()
+            .map(|row| group_fields::from_row(&PostgresRow(row), 0))
+            .collect()
     }
 
     async fn reporting_machines(
@@ -255,12 +264,16 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         Ok(inserted == 1)
     }
 
-    fn save_device_group(
+    async fn save_device_group(
         &mut self,
         tenant_id: &str,
         group: &DeviceGroup,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        save_device_group(self.tx, tenant_id, group)
+    ) -> Result<(), StoreError> {
+        let values = std::iter::once(Value::Text(tenant_id.to_string()))
+            .chain(group_fields::values(group))
+            .collect();
+        run_values(self.tx, group_upsert(Dialect::Postgres), values).await?;
+        Ok(())
     }
 
     fn save_machines(

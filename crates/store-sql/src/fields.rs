@@ -10,9 +10,10 @@
 use crate::{Dialect, Value};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::DeviceGroupAccess;
+use palisade_domain::caller::Tenant;
 use palisade_domain::devices::{Device, OnboardingToken};
-use palisade_domain::identity::{AppRegistration, SigningKey, User};
-use palisade_domain::store::StoreError;
+use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::store::{DeviceGroup, StoreError};
 use std::str::FromStr;
 
 /// A row of either database, column by column.
@@ -58,7 +59,7 @@ pub fn kind_of<C: Codec<T>, T, E>(_field: fn(&E) -> &T) -> Kind {
 /// How a field of type `T` is stored in one column.
 pub trait Codec<T> {
     const KIND: Kind;
-    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError>;
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<T, StoreError>;
     fn value(field: &T) -> Value;
 }
 
@@ -75,7 +76,7 @@ macro_rules! plain {
     ($type:ty, $read:ident, $variant:ident) => {
         impl Codec<$type> for Plain {
             const KIND: Kind = Kind::$variant;
-            fn read(row: &impl StoredRow, index: usize) -> Result<$type, StoreError> {
+            fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<$type, StoreError> {
                 required(row.$read(index)?, index)
             }
             fn value(field: &$type) -> Value {
@@ -84,7 +85,10 @@ macro_rules! plain {
         }
         impl Codec<Option<$type>> for Plain {
             const KIND: Kind = Kind::$variant;
-            fn read(row: &impl StoredRow, index: usize) -> Result<Option<$type>, StoreError> {
+            fn read(
+                row: &(impl StoredRow + ?Sized),
+                index: usize,
+            ) -> Result<Option<$type>, StoreError> {
                 row.$read(index)
             }
             fn value(field: &Option<$type>) -> Value {
@@ -98,9 +102,28 @@ plain!(String, text, Text);
 plain!(i64, integer, Integer);
 plain!(bool, boolean, Boolean);
 
+/// Narrower integers, stored as integers and checked as they are read back.
+macro_rules! narrow {
+    ($type:ty) => {
+        impl Codec<$type> for Plain {
+            const KIND: Kind = Kind::Integer;
+            fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<$type, StoreError> {
+                let wide = required(row.integer(index)?, index)?;
+                <$type>::try_from(wide).map_err(|e| unreadable(index, e))
+            }
+            fn value(field: &$type) -> Value {
+                Value::Integer(i64::from(*field))
+            }
+        }
+    };
+}
+
+narrow!(u16);
+narrow!(u32);
+
 impl Codec<Timestamp> for Ticks {
     const KIND: Kind = Kind::Integer;
-    fn read(row: &impl StoredRow, index: usize) -> Result<Timestamp, StoreError> {
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<Timestamp, StoreError> {
         required(row.integer(index)?, index).map(Timestamp::from_ticks)
     }
     fn value(field: &Timestamp) -> Value {
@@ -110,7 +133,10 @@ impl Codec<Timestamp> for Ticks {
 
 impl Codec<Option<Timestamp>> for Ticks {
     const KIND: Kind = Kind::Integer;
-    fn read(row: &impl StoredRow, index: usize) -> Result<Option<Timestamp>, StoreError> {
+    fn read(
+        row: &(impl StoredRow + ?Sized),
+        index: usize,
+    ) -> Result<Option<Timestamp>, StoreError> {
         Ok(row.integer(index)?.map(Timestamp::from_ticks))
     }
     fn value(field: &Option<Timestamp>) -> Value {
@@ -129,7 +155,7 @@ fn parse<T: FromStr>(text: &str, index: usize) -> Result<T, StoreError> {
 
 impl<T: WireText> Codec<T> for Wire {
     const KIND: Kind = Kind::Text;
-    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<T, StoreError> {
         parse(&required(row.text(index)?, index)?, index)
     }
     fn value(field: &T) -> Value {
@@ -143,7 +169,7 @@ pub struct WireOpt;
 
 impl<T: WireText> Codec<Option<T>> for WireOpt {
     const KIND: Kind = Kind::Text;
-    fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<Option<T>, StoreError> {
         row.text(index)?.map(|text| parse(&text, index)).transpose()
     }
     fn value(field: &Option<T>) -> Value {
@@ -160,7 +186,7 @@ pub struct JsonOpt;
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
     const KIND: Kind = Kind::Text;
-    fn read(row: &impl StoredRow, index: usize) -> Result<T, StoreError> {
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<T, StoreError> {
         let text = required(row.text(index)?, index)?;
         serde_json::from_str(&text).map_err(|e| unreadable(index, e))
     }
@@ -171,7 +197,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
 
 impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<Option<T>> for JsonOpt {
     const KIND: Kind = Kind::Text;
-    fn read(row: &impl StoredRow, index: usize) -> Result<Option<T>, StoreError> {
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<Option<T>, StoreError> {
         row.text(index)?
             .map(|text| serde_json::from_str(&text).map_err(|e| unreadable(index, e)))
             .transpose()
@@ -228,7 +254,7 @@ macro_rules! stored_entity {
 
             /// The entity from a row of `select`'s columns, from `first` on.
             pub fn from_row(
-                row: &impl StoredRow,
+                row: &(impl StoredRow + ?Sized),
                 first: usize,
             ) -> Result<$entity, StoreError> {
                 let mut index = first;
@@ -464,7 +490,10 @@ const ALL_GROUPS: &str = "all";
 
 impl Codec<DeviceGroupAccess> for GroupAccess {
     const KIND: Kind = Kind::Text;
-    fn read(row: &impl StoredRow, index: usize) -> Result<DeviceGroupAccess, StoreError> {
+    fn read(
+        row: &(impl StoredRow + ?Sized),
+        index: usize,
+    ) -> Result<DeviceGroupAccess, StoreError> {
         let text = required(row.text(index)?, index)?;
         if text == ALL_GROUPS {
             return Ok(DeviceGroupAccess::All);
@@ -546,6 +575,57 @@ stored_entity! {
         isolation: Wire = "isolation";
         isolation_at: Ticks = "isolation_at";
     }
+}
+
+stored_entity! {
+    /// `tenants`.
+    pub mod tenant_fields for Tenant, alias "tenants" {
+        id: Plain = "id";
+        name: Plain = "name";
+        retention_days: Plain = "retention_days";
+    }
+}
+
+stored_entity! {
+    /// `device_groups`, of one tenant (whose id is bound apart).
+    pub mod group_fields for DeviceGroup, alias "device_groups" {
+        id: Plain = "id";
+        name: Plain = "name";
+        rank: Plain = "rank";
+        rules: Json = "rules";
+    }
+}
+
+stored_entity! {
+    /// `audit_log e`.
+    pub mod audit_fields for AuditEntry, alias "e" {
+        id: Plain = "id";
+        tenant_id: Plain = "tenant_id";
+        time: Ticks = "time";
+        actor_type: Plain = "actor_type";
+        actor_id: Plain = "actor_id";
+        actor_name: Plain = "actor_name";
+        operation: Plain = "operation";
+        target: Plain = "target";
+        result: Plain = "result";
+        request_id: Plain = "request_id";
+    }
+}
+
+/// Saves a device group: parameter 1 is the tenant id, then `group_fields::values`.
+pub fn group_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = with_tenant(group_fields::COLUMNS);
+        upsert(
+            dialect,
+            "device_groups",
+            &columns,
+            &["tenant_id", "id"],
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
 }
 
 /// Saves an app (`app_fields::values`); a replaced one keeps its creation time.

@@ -38,6 +38,15 @@ impl Dialect {
             Dialect::Postgres => format!("${n}"),
         }
     }
+
+    /// `text`, whose parameters are written `?n` (and which has no other
+    /// `?`), with this dialect's.
+    pub fn numbered(self, text: &str) -> String {
+        match self {
+            Dialect::Sqlite => text.to_string(),
+            Dialect::Postgres => text.replace('?', "$"),
+        }
+    }
 }
 
 /// `build`'s statement in `dialect`, built once per dialect.
@@ -54,7 +63,10 @@ macro_rules! once_per_dialect {
     }};
 }
 
+pub mod database;
 pub mod fields;
+pub mod machine_cache;
+pub mod store;
 
 /// Which entity a query is about: its table alias, columns and default order.
 pub struct Entity {
@@ -202,10 +214,6 @@ pub fn forget_ip_history(dialect: Dialect) -> &'static str {
     })
 }
 
-/// An audit entry's columns, in the order both stores read them.
-pub const AUDIT_COLUMNS: &str = "e.id, e.tenant_id, e.time, e.actor_type, e.actor_id, \
-    e.actor_name, e.operation, e.target, e.result, e.request_id";
-
 /// A page of the audit log as `visibility` shows it, newest first: `rows`
 /// entries after `skip`. A caller limited to device groups sees an entry
 /// only if every machine it is about (`audit_machines`) is a machine of its
@@ -216,7 +224,8 @@ pub const AUDIT_COLUMNS: &str = "e.id, e.tenant_id, e.time, e.actor_type, e.acto
 pub fn audit_entries(dialect: Dialect, visibility: &Visibility, skip: u64, rows: i64) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push(&format!(
-        "SELECT {AUDIT_COLUMNS} FROM audit_log e WHERE e.tenant_id = "
+        "SELECT {} FROM audit_log e WHERE e.tenant_id = ",
+        fields::audit_fields::select(dialect)
     ))
     .bind(Value::Text(visibility.tenant_id.clone()));
     if let DeviceGroupAccess::Only(_) = visibility.device_groups {
@@ -234,11 +243,14 @@ pub fn audit_entries(dialect: Dialect, visibility: &Visibility, skip: u64, rows:
 }
 
 /// Collects SQL text and its positional parameters side by side.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Sql {
     pub dialect: Dialect,
     pub text: String,
     pub params: Vec<Value>,
+    /// Its text is one of a few (not built from a query's filter): worth
+    /// preparing once per connection and keeping.
+    pub prepared: bool,
 }
 
 impl Sql {
@@ -247,6 +259,72 @@ impl Sql {
             dialect,
             ..Sql::default()
         }
+    }
+
+    /// A statement of fixed text (`?n` parameters in [`Dialect::Sqlite`]'s
+    /// spelling, as the statement builders here write them for `dialect`)
+    /// and its parameters, prepared once per connection.
+    pub fn fixed(dialect: Dialect, text: &str, params: Vec<Value>) -> Sql {
+        Sql {
+            dialect,
+            text: text.to_string(),
+            params,
+            prepared: true,
+        }
+    }
+
+    /// `SELECT columns FROM from WHERE a = ? AND b = ?...` for `equal`'s
+    /// columns and values, then `rest` (an `ORDER BY`), prepared once per
+    /// connection.
+    pub fn select_where(
+        dialect: Dialect,
+        columns: &str,
+        from: &str,
+        equal: &[(&str, Value)],
+        rest: &str,
+    ) -> Sql {
+        let mut sql = Sql::new(dialect);
+        sql.push("SELECT ").push(columns).push(" FROM ").push(from);
+        sql.push(" WHERE ").equal(equal).push(rest);
+        sql.prepared = true;
+        sql
+    }
+
+    /// `a = ? AND b = ?...`
+    pub fn equal(&mut self, equal: &[(&str, Value)]) -> &mut Self {
+        for (i, (column, value)) in equal.iter().enumerate() {
+            if i > 0 {
+                self.push(" AND ");
+            }
+            self.push(column).push(" = ").bind(value.clone());
+        }
+        self
+    }
+
+    /// `column = ?`, compared as its unique index compares it: ASCII letters
+    /// in any case (SQLite: `COLLATE NOCASE`; PostgreSQL: `lower()`).
+    pub fn equal_ignoring_case(&mut self, column: &str, value: Value) -> &mut Self {
+        match self.dialect {
+            Dialect::Sqlite => self
+                .push(column)
+                .push(" = ")
+                .bind(value)
+                .push(" COLLATE NOCASE"),
+            Dialect::Postgres => {
+                self.push("lower(").push(column).push(") = lower(");
+                self.bind(value).push(")")
+            }
+        }
+    }
+
+    /// Locks the rows of `alias` that the query reads until the transaction
+    /// ends, where the dialect locks rows (SQLite's single writer holds the
+    /// whole database instead).
+    pub fn lock(&mut self, alias: &str) -> &mut Self {
+        if self.dialect == Dialect::Postgres {
+            self.push(" FOR UPDATE OF ").push(alias);
+        }
+        self
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {
@@ -520,6 +598,73 @@ fn literal(value: &Literal) -> Value {
         Literal::DateTime(at) => Value::Integer(Timestamp::from_datetime(*at).ticks()),
         Literal::Guid(g) => Value::Text(g.to_string()),
     }
+}
+
+/// `columns` of `from` (which has the machines as `m`) of the machine `key`
+/// names, if `visibility` shows it; `lock`ed if asked.
+pub fn machine_lookup(
+    dialect: Dialect,
+    visibility: &Visibility,
+    key: MachineKey<'_>,
+    (columns, from): (&str, &str),
+    lock: bool,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(columns)
+        .push(" FROM ")
+        .push(from)
+        .push(" WHERE ");
+    sql.machine_visibility(visibility).machine_key(key);
+    if lock {
+        sql.lock("m");
+    }
+    // Its text varies only with the key's kind and the caller's groups.
+    sql.prepared = true;
+    sql
+}
+
+/// The action `id`, if `visibility` shows it; `lock`ed if asked.
+pub fn action_lookup(dialect: Dialect, visibility: &Visibility, id: &str, lock: bool) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(fields::action_fields::select(dialect))
+        .push(" FROM machine_actions a WHERE ");
+    sql.action_visibility(visibility);
+    sql.push(" AND a.id = ").bind(Value::Text(id.to_string()));
+    if lock {
+        sql.lock("a");
+    }
+    sql.prepared = true;
+    sql
+}
+
+/// The condition of a machine's open actions (parameters: tenant, machine),
+/// spelled as the `machine_actions_open` partial index's is, which SQLite
+/// needs to use that index (its migration 0006).
+pub const OPEN_ACTIONS: &str =
+    "a.tenant_id = ?1 AND a.machine_id = ?2 AND a.status IN ('Pending', 'InProgress')";
+
+/// [`OPEN_ACTIONS`] that no delivery holds at parameter 3.
+pub const DELIVERABLE_ACTIONS: &str = "a.tenant_id = ?1 AND a.machine_id = ?2 \
+    AND a.status IN ('Pending', 'InProgress') \
+    AND (a.delivered_until IS NULL OR a.delivered_until <= ?3)";
+
+fn actions_where(dialect: Dialect, condition: &str) -> String {
+    dialect.numbered(&format!(
+        "SELECT {} FROM machine_actions a WHERE {condition} ORDER BY a.creation_time, a.id",
+        fields::action_fields::select(dialect)
+    ))
+}
+
+/// A machine's open actions, oldest first.
+pub fn open_actions(dialect: Dialect) -> &'static str {
+    once_per_dialect!(dialect, |d| actions_where(d, OPEN_ACTIONS))
+}
+
+/// A machine's open actions that no delivery holds, oldest first.
+pub fn deliverable_actions(dialect: Dialect) -> &'static str {
+    once_per_dialect!(dialect, |d| actions_where(d, DELIVERABLE_ACTIONS))
 }
 
 /// A list query's SQL: one page (and one row more, to tell whether more

@@ -1,26 +1,13 @@
-//! Rows of the device plane: onboarding tokens and enrolled devices, and the
-//! transactions that touch a device, its machine and its actions together.
+//! Rows of the device plane that SQLite reads and writes its own way: a
+//! device inside a write, and the delivery of a machine's actions.
 
-use crate::rows::{action_columns, action_from_row, bind, decoding, SqliteRow, Ticks};
+use crate::database::query_rows;
+use crate::rows::{action_from_row, bind, decoding, SqliteRow, Ticks};
 use palisade_contract::{MachineAction, Timestamp};
-use palisade_domain::devices::{Device, OnboardingToken};
-use palisade_store_sql::fields::{device_fields, device_upsert, token_fields, token_upsert};
-use palisade_store_sql::Dialect;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
-
-pub(crate) fn token_from_row(row: &Row<'_>) -> rusqlite::Result<OnboardingToken> {
-    token_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
-}
-
-pub(crate) fn save_token(conn: &Connection, token: &OnboardingToken) -> rusqlite::Result<()> {
-    conn.prepare_cached(token_upsert(Dialect::Sqlite))?
-        .execute(params_from_iter(bind(token_fields::values(token))))?;
-    Ok(())
-}
-
-pub(crate) fn device_from_row(row: &Row<'_>) -> rusqlite::Result<Device> {
-    device_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
-}
+use palisade_domain::devices::Device;
+use palisade_store_sql::fields::{device_fields, device_upsert};
+use palisade_store_sql::{deliverable_actions, Dialect, Sql, Value};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 pub(crate) fn save_device(conn: &Connection, device: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(device_upsert(Dialect::Sqlite))?
@@ -28,65 +15,42 @@ pub(crate) fn save_device(conn: &Connection, device: &Device) -> rusqlite::Resul
     Ok(())
 }
 
-pub(crate) fn device_by_machine(
+/// The device whose `column` is `value`, in the tenant.
+pub(crate) fn device_where(
     conn: &Connection,
+    tenant_id: &str,
+    column: &str,
+    value: &str,
+) -> rusqlite::Result<Option<Device>> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let columns = device_fields::select(Dialect::Sqlite);
+    let equal = [("tenant_id", text(tenant_id)), (column, text(value))];
+    let sql = Sql::select_where(Dialect::Sqlite, columns, "devices", &equal, "");
+    conn.prepare_cached(&sql.text)?
+        .query_row(
+            params_from_iter(sql.params.iter().map(crate::database::sqlite_value)),
+            |row| device_fields::from_row(&SqliteRow(row), 0).map_err(decoding),
+        )
+        .optional()
+}
+
+/// The machine's open actions (`open_actions`) or those free to deliver at
+/// `now` (`deliverable_actions`), oldest first.
+pub(crate) fn machine_actions(
+    conn: &Connection,
+    sql: &'static str,
     tenant_id: &str,
     machine_id: &str,
-) -> rusqlite::Result<Option<Device>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND machine_id = ?2",
-        DEVICE_COLUMNS = device_fields::select(Dialect::Sqlite)
-    ))?
-    .query_row([tenant_id, machine_id], device_from_row)
-    .optional()
-}
-
-pub(crate) fn device_by_credential(
-    conn: &Connection,
-    tenant_id: &str,
-    credential_id: &str,
-) -> rusqlite::Result<Option<Device>> {
-    conn.prepare_cached(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant_id = ?1 AND credential_id = ?2",
-        DEVICE_COLUMNS = device_fields::select(Dialect::Sqlite)
-    ))?
-    .query_row([tenant_id, credential_id], device_from_row)
-    .optional()
-}
-
-/// A machine's open actions, oldest first, narrowed by `and`. The status
-/// condition is spelled as the `machine_actions_open` partial index's is,
-/// which SQLite needs to use that index (migration 0006).
-fn open_actions_query(and: &str) -> String {
-    format!(
-        "SELECT {} FROM machine_actions a WHERE a.tenant_id = ?1 AND a.machine_id = ?2 \
-         AND a.status IN ('Pending', 'InProgress'){and} ORDER BY a.creation_time, a.id",
-        action_columns()
+    now: Option<Timestamp>,
+) -> rusqlite::Result<Vec<MachineAction>> {
+    let text = |s: &str| Value::Text(s.to_string());
+    let mut params = vec![text(tenant_id), text(machine_id)];
+    params.extend(now.map(|now| Value::Integer(now.ticks())));
+    query_rows(
+        conn,
+        &Sql::fixed(Dialect::Sqlite, sql, params),
+        action_from_row,
     )
-}
-
-pub(crate) fn open_actions(
-    conn: &Connection,
-    tenant_id: &str,
-    machine_id: &str,
-) -> rusqlite::Result<Vec<MachineAction>> {
-    conn.prepare_cached(&open_actions_query(""))?
-        .query_map([tenant_id, machine_id], action_from_row)?
-        .collect()
-}
-
-/// Open actions no delivery holds at `now`.
-pub(crate) fn deliverable_actions(
-    conn: &Connection,
-    tenant_id: &str,
-    machine_id: &str,
-    now: Timestamp,
-) -> rusqlite::Result<Vec<MachineAction>> {
-    conn.prepare_cached(&open_actions_query(
-        " AND (a.delivered_until IS NULL OR a.delivered_until <= ?3)",
-    ))?
-    .query_map(params![tenant_id, machine_id, Ticks(now)], action_from_row)?
-    .collect()
 }
 
 /// Delivers the deliverable actions, holding them until `held_until`; the
@@ -98,7 +62,8 @@ pub(crate) fn claim_actions(
     now: Timestamp,
     held_until: Timestamp,
 ) -> rusqlite::Result<Vec<MachineAction>> {
-    let actions = deliverable_actions(conn, tenant_id, machine_id, now)?;
+    let deliverable = deliverable_actions(Dialect::Sqlite);
+    let actions = machine_actions(conn, deliverable, tenant_id, machine_id, Some(now))?;
     let mut hold = conn.prepare_cached(
         "UPDATE machine_actions SET delivered_until = ?3 WHERE tenant_id = ?1 AND id = ?2",
     )?;
@@ -110,15 +75,18 @@ pub(crate) fn claim_actions(
 
 #[cfg(test)]
 mod tests {
-    use super::open_actions_query;
     use crate::connection::query_plan as plan;
+    use palisade_store_sql::{deliverable_actions, open_actions, Dialect};
 
     /// Read on every action posted and every check-in: it must not walk the
     /// tenant's action history, which it did before migration 0006.
     #[test]
     fn open_actions_are_read_through_their_own_index() {
-        for and in ["", " AND a.delivered_until IS NULL"] {
-            let plan = plan(&open_actions_query(and));
+        for sql in [
+            open_actions(Dialect::Sqlite),
+            deliverable_actions(Dialect::Sqlite),
+        ] {
+            let plan = plan(sql);
             assert!(
                 plan.contains("USING INDEX machine_actions_open") && !plan.contains("B-TREE"),
                 "{plan}"

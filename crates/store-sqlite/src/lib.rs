@@ -10,13 +10,11 @@
 //! after the batch's commit has reached the disk.
 
 mod connection;
+mod database;
 mod devices;
-mod identity;
-mod machine_cache;
 mod rows;
-mod store;
 mod transaction;
 mod workers;
 
 pub use connection::{open_connection, MIGRATIONS};
-pub use store::SqliteStore;
+pub use database::{open, SqliteDatabase, SqliteStore};

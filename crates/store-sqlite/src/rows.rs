@@ -1,16 +1,14 @@
 //! Rows to entities and back.
 
-use crate::store::sqlite_value;
+use crate::database::sqlite_value;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::store::StoreError;
 use palisade_store_sql::fields::{
     action_fields, action_upsert, machine_fields, machine_upsert, unreadable, StoredRow,
-    MACHINE_FROM,
 };
 use palisade_store_sql::{Dialect, TagRows, Value};
 use rusqlite::types::{FromSql, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, Row, ToSql};
-use std::sync::LazyLock;
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("contract types serialise")
@@ -57,31 +55,7 @@ pub(crate) fn decoding(error: StoreError) -> rusqlite::Error {
     )
 }
 
-/// The columns `machine_from_row` reads: the field table's, then the
-/// revision the machine cache checks a row by.
-pub(crate) static MACHINE_COLUMNS: LazyLock<String> =
-    LazyLock::new(|| format!("{}, m.revision", machine_fields::select(Dialect::Sqlite)));
-
-/// (columns, table) of a machine's whole row, as `machine_from_row` reads it.
-pub(crate) fn machine_rows() -> (&'static str, &'static str) {
-    (MACHINE_COLUMNS.as_str(), MACHINE_FROM)
-}
-
-/// (columns, table) of what the machine cache checks a machine by, before it
-/// reads the machine itself: its id and revision, from an index alone.
-pub(crate) const MACHINE_PROBES: (&str, &str) = ("m.id, m.revision", "machines m");
-
-/// `MACHINE_PROBES` of one machine by id: left to itself SQLite takes the
-/// primary key's index for a single id, and then reads the row.
-pub(crate) const MACHINE_PROBE_BY_ID: (&str, &str) = (
-    "m.id, m.revision",
-    "machines m INDEXED BY machines_revision",
-);
-
-/// Where `MACHINE_COLUMNS` puts what the machine cache checks a row by.
-pub(crate) const MACHINE_ID_COLUMN: usize = 0;
-pub(crate) const MACHINE_REVISION_COLUMN: usize = machine_fields::READ_COLUMNS;
-
+/// A machine from a row of `machine_cache::machine_rows`.
 pub(crate) fn machine_from_row(row: &Row<'_>) -> rusqlite::Result<Machine> {
     machine_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }
@@ -155,11 +129,6 @@ fn sync_tags(
         insert.execute(params![tenant_id, machine_id, tag])?;
     }
     Ok(())
-}
-
-/// The columns `action_from_row` reads.
-pub(crate) fn action_columns() -> &'static str {
-    action_fields::select(Dialect::Sqlite)
 }
 
 pub(crate) fn action_from_row(row: &Row<'_>) -> rusqlite::Result<MachineAction> {

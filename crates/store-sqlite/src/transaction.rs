@@ -3,9 +3,12 @@
 //! batch's savepoint. The single writer holds the database for the whole
 //! write, so nothing needs a lock.
 
-use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
-use crate::rows::{machine_rows, save_action, save_machine, to_json, Ticks};
-use crate::store::{find_action, find_machine, load_groups, machine_select, sqlite_value};
+use crate::database::{query_rows, sqlite_value};
+use crate::devices::{device_where, machine_actions, save_device};
+use crate::rows::{
+    action_from_row, bind, decoding, machine_from_row, save_action, save_machine, to_json,
+    SqliteRow, Ticks,
+};
 use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
@@ -13,20 +16,51 @@ use palisade_domain::devices::Device;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
-use palisade_store_sql::{sync_ip_history, Dialect};
+use palisade_store_sql::fields::{group_fields, group_upsert};
+use palisade_store_sql::machine_cache::machine_rows;
+use palisade_store_sql::{
+    action_lookup, machine_lookup, open_actions, sync_ip_history, Dialect, Sql, Value,
+};
 use rusqlite::{params, params_from_iter, Connection};
 use std::future::{ready, Future, Ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+/// Holds the writer's connection mutably (not shared, as rusqlite's
+/// `Savepoint` does): a `&mut Connection` may be sent between threads, so the
+/// domain's writes, whose futures must be `Send` for PostgreSQL's writer
+/// tasks, can be run on it too.
 pub(crate) struct SqliteTransaction<'c> {
-    conn: &'c Connection,
+    conn: &'c mut Connection,
 }
 
 impl<'c> SqliteTransaction<'c> {
-    pub(crate) fn new(conn: &'c Connection) -> Self {
+    pub(crate) fn new(conn: &'c mut Connection) -> Self {
         SqliteTransaction { conn }
     }
+}
+
+fn find_machine(
+    conn: &Connection,
+    visibility: &Visibility,
+    key: MachineKey<'_>,
+) -> rusqlite::Result<Option<Machine>> {
+    let sql = machine_lookup(
+        Dialect::Sqlite,
+        visibility,
+        key,
+        machine_rows(Dialect::Sqlite),
+        false,
+    );
+    Ok(query_rows(conn, &sql, machine_from_row)?.pop())
+}
+
+fn device_by_machine(
+    conn: &Connection,
+    tenant_id: &str,
+    machine_id: &str,
+) -> rusqlite::Result<Option<Device>> {
+    device_where(conn, tenant_id, "machine_id", machine_id)
 }
 
 /// Runs one of the domain's writes to its end on this thread. Every step
@@ -85,15 +119,10 @@ impl Transaction for SqliteTransaction<'_> {
         &mut self,
         tenant_id: &str,
     ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send {
-        done((|| {
-            self.conn
-                .prepare(&format!(
-                    "{} WHERE m.tenant_id = ?1",
-                    machine_select(machine_rows())
-                ))?
-                .query_map([tenant_id], crate::rows::machine_from_row)?
-                .collect()
-        })())
+        let equal = [("m.tenant_id", Value::Text(tenant_id.to_string()))];
+        let (columns, from) = machine_rows(Dialect::Sqlite);
+        let sql = Sql::select_where(Dialect::Sqlite, columns, from, &equal, "");
+        done(query_rows(self.conn, &sql, machine_from_row))
     }
 
     fn open_actions(
@@ -101,7 +130,10 @@ impl Transaction for SqliteTransaction<'_> {
         tenant_id: &str,
         machine_id: &str,
     ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send {
-        done(open_actions(self.conn, tenant_id, machine_id))
+        let open = open_actions(Dialect::Sqlite);
+        done(machine_actions(
+            self.conn, open, tenant_id, machine_id, None,
+        ))
     }
 
     fn action(
@@ -109,7 +141,8 @@ impl Transaction for SqliteTransaction<'_> {
         visibility: &Visibility,
         id: &str,
     ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send {
-        done(find_action(self.conn, visibility, id))
+        let sql = action_lookup(Dialect::Sqlite, visibility, id, false);
+        done(query_rows(self.conn, &sql, action_from_row).map(|mut found| found.pop()))
     }
 
     fn device_of_machine(
@@ -126,7 +159,12 @@ impl Transaction for SqliteTransaction<'_> {
         tenant_id: &str,
         credential_id: &str,
     ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send {
-        done(device_by_credential(self.conn, tenant_id, credential_id))
+        done(device_where(
+            self.conn,
+            tenant_id,
+            "credential_id",
+            credential_id,
+        ))
     }
 
     fn hardware_enrolled(
@@ -156,7 +194,18 @@ impl Transaction for SqliteTransaction<'_> {
         &mut self,
         tenant_id: &str,
     ) -> impl Future<Output = Result<Vec<DeviceGroup>, StoreError>> + Send {
-        done(load_groups(self.conn, tenant_id))
+        let equal = [("tenant_id", Value::Text(tenant_id.to_string()))];
+        let columns = group_fields::select(Dialect::Sqlite);
+        let sql = Sql::select_where(
+            Dialect::Sqlite,
+            columns,
+            "device_groups",
+            &equal,
+            " ORDER BY id",
+        );
+        done(query_rows(self.conn, &sql, |row| {
+            group_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+        }))
     }
 
     fn reporting_machines(
@@ -203,17 +252,12 @@ impl Transaction for SqliteTransaction<'_> {
         tenant_id: &str,
         group: &DeviceGroup,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let rules = serde_json::to_string(&group.rules).expect("rules serialise");
+        let values =
+            std::iter::once(Value::Text(tenant_id.to_string())).chain(group_fields::values(group));
         done(
             self.conn
-                .prepare_cached(
-                    "INSERT INTO device_groups (tenant_id, id, name, rank, rules) \
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant_id, id) DO UPDATE SET \
-                     name = excluded.name, rank = excluded.rank, rules = excluded.rules",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![tenant_id, group.id, group.name, group.rank, rules])
-                })
+                .prepare_cached(group_upsert(Dialect::Sqlite))
+                .and_then(|mut s| s.execute(params_from_iter(bind(values))))
                 .map(drop),
         )
     }

@@ -1,7 +1,7 @@
 //! Threads that own SQLite connections and run jobs sent to them.
 
 use palisade_domain::store::{StoreError, WriteError};
-use rusqlite::{Connection, Savepoint, TransactionBehavior};
+use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -114,10 +114,10 @@ impl Readers {
     /// costs more than a small list's whole query; a large scan must not hold a
     /// server thread for long. `work` is run twice in that case: reads have no
     /// effects.
-    pub async fn read_many<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub async fn read_many<T, F>(&self, mut work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: Fn(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        F: FnMut(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let lease = self.checkout().await?;
         let conn = lease.conn.as_ref().expect("a lease holds its connection");
@@ -163,7 +163,7 @@ impl Drop for StepBudget<'_> {
 trait WriteJob: Send {
     /// Runs inside the batch transaction, in its own savepoint, and returns
     /// what to do once the batch's commit has succeeded or failed.
-    fn run(self: Box<Self>, txn: &mut rusqlite::Transaction<'_>) -> Completion;
+    fn run(self: Box<Self>, conn: &mut Connection) -> Completion;
     /// The batch could not even start: answer with `error`.
     fn abandon(self: Box<Self>, error: StoreError);
 }
@@ -179,23 +179,28 @@ struct Job<T, F> {
 impl<T, F> WriteJob for Job<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&Savepoint<'_>) -> Result<T, WriteError> + Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, WriteError> + Send + 'static,
 {
-    fn run(self: Box<Self>, txn: &mut rusqlite::Transaction<'_>) -> Completion {
+    fn run(self: Box<Self>, conn: &mut Connection) -> Completion {
         let Job { work, reply } = *self;
-        let outcome = match txn.savepoint() {
-            Ok(savepoint) => {
-                let result = guarded(|| work(&savepoint));
-                // Dropping the savepoint of a refused job rolls its changes back.
-                match result {
-                    Ok(value) => savepoint
-                        .commit()
-                        .map(|()| value)
-                        .map_err(|e| WriteError::Store(store_error(e))),
-                    Err(error) => Err(error),
+        let failed = |e| WriteError::Store(store_error(e));
+        // Savepoints by hand rather than rusqlite's `Savepoint`, which holds
+        // the connection shared: the job gets it mutably (`SqliteTransaction`).
+        let outcome = match conn.execute_batch("SAVEPOINT job") {
+            Ok(()) => match guarded(|| work(conn)) {
+                Ok(value) => conn
+                    .execute_batch("RELEASE job")
+                    .map(|()| value)
+                    .map_err(failed),
+                Err(error) => {
+                    // A refused job's changes are undone. (If its failure
+                    // ended the whole transaction, there is nothing to undo:
+                    // the batch sees that and fails.)
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    Err(error)
                 }
-            }
-            Err(e) => Err(WriteError::Store(store_error(e))),
+            },
+            Err(e) => Err(failed(e)),
         };
         Box::new(move |committed: Result<(), StoreError>| {
             // A refusal stands whatever became of the batch; a success only if it committed.
@@ -243,7 +248,7 @@ impl Writer {
     pub async fn write<T, F>(&self, work: F) -> Result<T, WriteError>
     where
         T: Send + 'static,
-        F: FnOnce(&Savepoint<'_>) -> Result<T, WriteError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, WriteError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn WriteJob> = Box::new(Job { work, reply });
@@ -253,24 +258,21 @@ impl Writer {
 }
 
 fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJob>>) {
-    let mut txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(txn) => txn,
-        Err(e) => {
-            let error = store_error(e);
-            tracing::error!(%error, "could not begin a write transaction");
-            for job in jobs {
-                job.abandon(error.clone());
-            }
-            return;
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let error = store_error(e);
+        tracing::error!(%error, "could not begin a write transaction");
+        for job in jobs {
+            job.abandon(error.clone());
         }
-    };
+        return;
+    }
     let mut completions: Vec<Completion> = Vec::new();
     let mut jobs = jobs;
     for job in jobs.by_ref() {
-        completions.push(job.run(&mut txn));
+        completions.push(job.run(conn));
         // Some errors (disk full, I/O) end the whole transaction, not just the
         // job's savepoint: then no job of this batch may count as written.
-        if txn.is_autocommit() {
+        if conn.is_autocommit() {
             let error = StoreError::Unavailable("a write batch was rolled back".into());
             tracing::error!(%error, "a write aborted its batch");
             for job in jobs {
@@ -282,9 +284,15 @@ fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJ
             return;
         }
     }
-    let committed = txn.commit().map_err(store_error);
+    let committed = conn.execute_batch("COMMIT").map_err(store_error);
     if let Err(error) = &committed {
         tracing::error!(%error, "a write batch failed to commit");
+        if !conn.is_autocommit() {
+            // Still open: undo it, so the next batch can begin.
+            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %store_error(e), "could not roll a failed batch back");
+            }
+        }
     }
     for complete in completions {
         complete(committed.clone());

@@ -12,9 +12,8 @@ use crate::backend::{connect, database_url};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
 use palisade_contract::machine::{PropertyKind, QueryableProperty, MACHINE_QUERYABLE};
 use palisade_domain::query::LAMBDA_ELEMENT;
-use palisade_store_postgres::{PoolSettings, PostgresStore};
+use palisade_store_postgres::PoolSettings;
 use palisade_store_sql::{Entity, ACTIONS, MACHINES};
-use palisade_store_sqlite::SqliteStore;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -169,10 +168,10 @@ fn table_of(alias: &str) -> Option<&'static str> {
 async fn migrated_schemas() -> (Schema, Schema) {
     let dir = tempfile::tempdir().unwrap();
     let sqlite_file = dir.path().join("palisade.db");
-    drop(SqliteStore::open(&sqlite_file).unwrap());
+    drop(palisade_store_sqlite::open(&sqlite_file).unwrap());
     let postgres_url = database_url(dir.path()).await;
     drop(
-        PostgresStore::connect(&postgres_url, PoolSettings::default())
+        palisade_store_postgres::connect(&postgres_url, PoolSettings::default())
             .await
             .unwrap(),
     );

@@ -1,0 +1,627 @@
+//! The [`Store`], written once for both databases over a [`Database`]: the
+//! statements come from this crate's builders and field tables, the writes
+//! from `palisade_domain::writes`; each database runs them.
+
+use crate::database::{Database, Reading};
+use crate::fields::{
+    app_fields, app_upsert, audit_fields, device_fields, group_fields, key_fields, key_insert,
+    tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
+};
+use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
+use crate::{
+    action_lookup, audit_entries, deliverable_actions, forget_ip_history, machine_lookup,
+    machines_seen_with_ip, time_out_stale_actions, ListSql, Sql, Value, ACTIONS, MACHINES,
+};
+use async_trait::async_trait;
+use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
+use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::devices::wakeups::Wakeups;
+use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
+use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::query::ListQuery;
+use palisade_domain::rate_limit::{RateKey, RateLimits, Throttled};
+use palisade_domain::store::{
+    ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
+    Store, StoreError, WriteError,
+};
+use palisade_domain::writes::{
+    ChangeAction, ChangeDeviceAction, ChangeMachines, CreateTenant, EnrollDevice, PutDeviceGroup,
+    PutMachines, RecordCheckIns,
+};
+use std::future::Future;
+use std::sync::Arc;
+
+pub struct SqlStore<D> {
+    db: D,
+    machine_cache: Arc<MachineCache>,
+}
+
+impl<D: Database> SqlStore<D> {
+    pub fn new(db: D) -> SqlStore<D> {
+        SqlStore {
+            db,
+            machine_cache: Arc::new(MachineCache::new(MACHINE_CACHE_BYTES)),
+        }
+    }
+
+    pub fn database(&self) -> &D {
+        &self.db
+    }
+
+    /// Every row `sql` selects, decoded by `decode`.
+    async fn rows<T: Send + 'static>(
+        &self,
+        reading: Reading,
+        sql: Sql,
+        decode: fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.db.read(reading, sql, decode).await
+    }
+
+    /// The first row `sql` selects, if any.
+    async fn row<T: Send + 'static>(
+        &self,
+        sql: Sql,
+        decode: fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self
+            .rows(Reading::Few, sql, decode)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The tenant's rows of `from` (`columns` of them), in `order`.
+    async fn tenant_rows<T: Send + 'static>(
+        &self,
+        (columns, from): (&str, &str),
+        tenant_id: &str,
+        order: &str,
+        decode: fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let equal = [("tenant_id", text(tenant_id))];
+        let sql = Sql::select_where(D::DIALECT, columns, from, &equal, order);
+        self.rows(Reading::Many, sql, decode).await
+    }
+
+    /// The row of `from` (`columns` of it) whose columns equal `equal`.
+    async fn row_where<T: Send + 'static>(
+        &self,
+        (columns, from): (&str, &str),
+        equal: &[(&str, Value)],
+        decode: fn(&dyn StoredRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let sql = Sql::select_where(D::DIALECT, columns, from, equal, "");
+        self.row(sql, decode).await
+    }
+
+    /// Runs one fixed statement durably; how many rows it changed.
+    async fn execute(&self, text: &str, params: Vec<Value>) -> Result<u64, StoreError> {
+        let changed = self
+            .db
+            .execute(vec![Sql::fixed(D::DIALECT, text, params)])
+            .await?;
+        Ok(changed.into_iter().sum())
+    }
+
+    /// A list's count (if asked for) and page, read by `items` (`limit`
+    /// rows, and one more to tell whether more exist). Counted first: the
+    /// two are separate reads, and while rows are only added (a fleet
+    /// enrolling) a count of n then comes with a page that has all n.
+    async fn list<T>(
+        &self,
+        count: Option<Sql>,
+        limit: u32,
+        items: impl Future<Output = Result<Vec<T>, StoreError>>,
+    ) -> Result<Page<T>, StoreError> {
+        let count = match count {
+            Some(count) => {
+                let total = self
+                    .row(count, |row| Ok(row.integer(0)?.unwrap_or(0)))
+                    .await?;
+                Some(total.unwrap_or(0) as u64)
+            }
+            None => None,
+        };
+        let mut items = items.await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        Ok(Page { items, count, more })
+    }
+
+    /// The list of machines `query` asks for, among those the caller sees:
+    /// `table`'s columns.
+    fn machine_list(visibility: &Visibility, query: &ListQuery, table: (&str, &str)) -> ListSql {
+        let visible = |sql: &mut Sql| {
+            sql.machine_visibility(visibility);
+        };
+        let tenant_id = &visibility.tenant_id;
+        ListSql::new(D::DIALECT, &MACHINES, table, visible, tenant_id, query)
+    }
+}
+
+fn text(value: &str) -> Value {
+    Value::Text(value.to_string())
+}
+
+fn ticks(at: Timestamp) -> Value {
+    Value::Integer(at.ticks())
+}
+
+/// The answer of a write that refuses nothing but store failures.
+fn store_failure(error: WriteError) -> StoreError {
+    match error {
+        WriteError::Store(error) => error,
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl<D: Database> Store for SqlStore<D> {
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let equal = [("id", text(id))];
+        self.row_where(tenants_of::<D>(), &equal, |row| {
+            tenant_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let (columns, from) = tenants_of::<D>();
+        let sql = Sql::fixed(
+            D::DIALECT,
+            &format!("SELECT {columns} FROM {from} ORDER BY name, id"),
+            vec![],
+        );
+        self.rows(Reading::Many, sql, |row| tenant_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn create_tenant(
+        &self,
+        tenant: &Tenant,
+        groups: &[DeviceGroup],
+        machines: &[Machine],
+    ) -> Result<bool, StoreError> {
+        let write = CreateTenant {
+            tenant: tenant.clone(),
+            groups: groups.to_vec(),
+            machines: machines.to_vec(),
+            now: Timestamp::now(),
+        };
+        self.db
+            .bulk_write(write, machines.len())
+            .await
+            .map_err(store_failure)
+    }
+
+    async fn put_device_group(
+        &self,
+        tenant_id: &str,
+        group: &DeviceGroup,
+    ) -> Result<(), StoreError> {
+        let write = PutDeviceGroup {
+            tenant_id: tenant_id.to_string(),
+            group: group.clone(),
+        };
+        // Moves machines, adds none.
+        self.db.bulk_write(write, 0).await.map_err(store_failure)
+    }
+
+    async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
+        let write = PutMachines {
+            tenant_id: tenant_id.to_string(),
+            machines: machines.to_vec(),
+        };
+        self.db
+            .bulk_write(write, machines.len())
+            .await
+            .map_err(store_failure)
+    }
+
+    async fn machines_seen_with_ip(
+        &self,
+        tenant_id: &str,
+        ip: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let params = vec![text(tenant_id), text(ip), ticks(from), ticks(to)];
+        let sql = Sql::fixed(D::DIALECT, machines_seen_with_ip(D::DIALECT), params);
+        self.rows(Reading::Few, sql, |row| {
+            row.text(0)?
+                .ok_or_else(|| StoreError::Internal("a machine id is NULL".into()))
+        })
+        .await
+    }
+
+    async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.execute(forget_ip_history(D::DIALECT), vec![ticks(before)])
+            .await
+    }
+
+    async fn machines(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<SerializedMachine>, StoreError> {
+        let probes = machine_probes(D::DIALECT, None);
+        let ListSql { page, count } = Self::machine_list(visibility, query, probes);
+        let full = || Self::machine_list(visibility, query, machine_rows(D::DIALECT)).page;
+        let items =
+            self.machine_cache
+                .read(&self.db, Reading::Many, &visibility.tenant_id, page, full);
+        self.list(count, query.limit, items).await
+    }
+
+    async fn machine(
+        &self,
+        visibility: &Visibility,
+        key: MachineKey<'_>,
+    ) -> Result<Option<SerializedMachine>, StoreError> {
+        let lookup = |table| machine_lookup(D::DIALECT, visibility, key, table, false);
+        let probe = lookup(machine_probes(D::DIALECT, Some(key)));
+        let full = || lookup(machine_rows(D::DIALECT));
+        let found = self
+            .machine_cache
+            .read(&self.db, Reading::Few, &visibility.tenant_id, probe, full)
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn change_machines(
+        &self,
+        visibility: &Visibility,
+        machines: Vec<MachineRef>,
+        decide: MachineDecision,
+    ) -> Result<Vec<MachineChange>, WriteError> {
+        let write = ChangeMachines {
+            visibility: visibility.clone(),
+            machines,
+            decide,
+            decided: false,
+        };
+        self.db.write(write).await
+    }
+
+    async fn actions(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<MachineAction>, StoreError> {
+        let visible = |sql: &mut Sql| {
+            sql.action_visibility(visibility);
+        };
+        let table = (
+            crate::fields::action_fields::select(D::DIALECT),
+            "machine_actions a",
+        );
+        let tenant_id = &visibility.tenant_id;
+        let ListSql { page, count } =
+            ListSql::new(D::DIALECT, &ACTIONS, table, visible, tenant_id, query);
+        let items = self.rows(Reading::Many, page, |row| {
+            crate::fields::action_fields::from_row(row, 0)
+        });
+        self.list(count, query.limit, items).await
+    }
+
+    async fn action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+    ) -> Result<Option<MachineAction>, StoreError> {
+        let sql = action_lookup(D::DIALECT, visibility, id, false);
+        self.row(sql, |row| crate::fields::action_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn time_out_actions(
+        &self,
+        stale_before: Timestamp,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let params = vec![ticks(now), ticks(stale_before)];
+        self.execute(time_out_stale_actions(D::DIALECT), params)
+            .await
+    }
+
+    async fn change_action(
+        &self,
+        visibility: &Visibility,
+        id: &str,
+        decide: ActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        let write = ChangeAction {
+            visibility: visibility.clone(),
+            id: id.to_string(),
+            decide: Some(decide),
+        };
+        self.db.write(write).await
+    }
+
+    async fn put_app(&self, app: &AppRegistration) -> Result<(), StoreError> {
+        let values = app_fields::values(app);
+        self.execute(app_upsert(D::DIALECT), values).await?;
+        Ok(())
+    }
+
+    async fn app(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+    ) -> Result<Option<AppRegistration>, StoreError> {
+        let equal = [
+            ("tenant_id", text(tenant_id)),
+            ("client_id", text(client_id)),
+        ];
+        self.row_where(apps_of::<D>(), &equal, |row| app_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn apps(&self, tenant_id: &str) -> Result<Vec<AppRegistration>, StoreError> {
+        let order = " ORDER BY display_name, client_id";
+        self.tenant_rows(apps_of::<D>(), tenant_id, order, |row| {
+            app_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn delete_app(&self, tenant_id: &str, client_id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM apps WHERE tenant_id = ?1 AND client_id = ?2";
+        let deleted = self
+            .execute(
+                &D::DIALECT.numbered(sql),
+                vec![text(tenant_id), text(client_id)],
+            )
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_user(&self, user: &User) -> Result<(), StoreError> {
+        let values = user_fields::values(user);
+        self.execute(user_upsert(D::DIALECT), values).await?;
+        Ok(())
+    }
+
+    async fn user(&self, tenant_id: &str, id: &str) -> Result<Option<User>, StoreError> {
+        let equal = [("tenant_id", text(tenant_id)), ("id", text(id))];
+        self.row_where(users_of::<D>(), &equal, |row| user_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn user_by_name(
+        &self,
+        tenant_id: &str,
+        username: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let (columns, from) = users_of::<D>();
+        let mut sql = Sql::new(D::DIALECT);
+        sql.push(&format!("SELECT {columns} FROM {from} WHERE tenant_id = "))
+            .bind(text(tenant_id))
+            .push(" AND ")
+            .equal_ignoring_case("username", text(username));
+        sql.prepared = true;
+        self.row(sql, |row| user_fields::from_row(row, 0)).await
+    }
+
+    async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
+        self.tenant_rows(users_of::<D>(), tenant_id, " ORDER BY username", |row| {
+            user_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM users WHERE tenant_id = ?1 AND id = ?2";
+        let deleted = self
+            .execute(&D::DIALECT.numbered(sql), vec![text(tenant_id), text(id)])
+            .await?;
+        Ok(deleted > 0)
+    }
+
+    async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
+        let table = (key_fields::select(D::DIALECT), "signing_keys");
+        self.tenant_rows(table, tenant_id, " ORDER BY created_at DESC, kid", |row| {
+            key_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn rotate_signing_key(&self, key: &SigningKey) -> Result<(), StoreError> {
+        let retire = "UPDATE signing_keys SET retired_at = ?2 \
+                      WHERE tenant_id = ?1 AND retired_at IS NULL";
+        let statements = vec![
+            Sql::fixed(
+                D::DIALECT,
+                &D::DIALECT.numbered(retire),
+                vec![text(&key.tenant_id), ticks(key.created_at)],
+            ),
+            Sql::fixed(D::DIALECT, key_insert(D::DIALECT), key_fields::values(key)),
+        ];
+        self.db.execute(statements).await?;
+        Ok(())
+    }
+
+    async fn seal_signing_key(
+        &self,
+        tenant_id: &str,
+        kid: &str,
+        plaintext: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE signing_keys SET private_key_pem = ?4 \
+                   WHERE tenant_id = ?1 AND kid = ?2 AND private_key_pem = ?3";
+        let params = [tenant_id, kid, plaintext, sealed].map(text).to_vec();
+        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+    }
+
+    async fn device_groups(&self, tenant_id: &str) -> Result<Vec<DeviceGroup>, StoreError> {
+        let table = (group_fields::select(D::DIALECT), "device_groups");
+        self.tenant_rows(table, tenant_id, " ORDER BY id", |row| {
+            group_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn put_onboarding_token(&self, token: &OnboardingToken) -> Result<(), StoreError> {
+        let values = token_fields::values(token);
+        self.execute(token_upsert(D::DIALECT), values).await?;
+        Ok(())
+    }
+
+    async fn onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<OnboardingToken>, StoreError> {
+        let table = (token_fields::select(D::DIALECT), "onboarding_tokens");
+        let equal = [("tenant_id", text(tenant_id)), ("id", text(id))];
+        self.row_where(table, &equal, |row| token_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn onboarding_tokens(&self, tenant_id: &str) -> Result<Vec<OnboardingToken>, StoreError> {
+        let table = (token_fields::select(D::DIALECT), "onboarding_tokens");
+        self.tenant_rows(table, tenant_id, " ORDER BY created_at, id", |row| {
+            token_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn revoke_onboarding_token(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE onboarding_tokens SET revoked_at = ?3 \
+                   WHERE tenant_id = ?1 AND id = ?2 AND revoked_at IS NULL";
+        let params = vec![text(tenant_id), text(id), ticks(at)];
+        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+    }
+
+    async fn enroll_device(
+        &self,
+        machine: &Machine,
+        device: &Device,
+        presented_credential_id: Option<&str>,
+    ) -> Result<(Machine, Device), StoreError> {
+        let write = EnrollDevice {
+            machine: machine.clone(),
+            device: device.clone(),
+            presented_credential_id: presented_credential_id.map(str::to_string),
+        };
+        self.db.write(write).await.map_err(store_failure)
+    }
+
+    async fn device_by_credential(
+        &self,
+        tenant_id: &str,
+        credential_id: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let table = (device_fields::select(D::DIALECT), "devices");
+        let equal = [
+            ("tenant_id", text(tenant_id)),
+            ("credential_id", text(credential_id)),
+        ];
+        self.row_where(table, &equal, |row| device_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError> {
+        let table = (device_fields::select(D::DIALECT), "devices");
+        let order = " ORDER BY enrolled_at DESC, machine_id";
+        self.tenant_rows(table, tenant_id, order, |row| {
+            device_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
+        let write = RecordCheckIns(check_ins.to_vec());
+        self.db.bulk_write(write, 0).await.map_err(store_failure)
+    }
+
+    async fn claim_device_actions(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+        now: Timestamp,
+        held_until: Timestamp,
+    ) -> Result<Vec<MachineAction>, StoreError> {
+        // Most check-ins find nothing: a read answers them without a write.
+        let params = vec![text(tenant_id), text(machine_id), ticks(now)];
+        let sql = Sql::fixed(D::DIALECT, deliverable_actions(D::DIALECT), params);
+        let deliverable = self.row(sql, |_| Ok(())).await?;
+        if deliverable.is_none() {
+            return Ok(vec![]);
+        }
+        self.db
+            .claim_device_actions(tenant_id, machine_id, now, held_until)
+            .await
+    }
+
+    fn relay_new_actions(&self, wakeups: Arc<Wakeups>) {
+        self.db.relay_new_actions(wakeups)
+    }
+
+    async fn change_device_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+        decide: DeviceActionDecision,
+    ) -> Result<MachineAction, WriteError> {
+        let write = ChangeDeviceAction {
+            device: device.clone(),
+            action_id: action_id.to_string(),
+            decide: Some(decide),
+        };
+        self.db.write(write).await
+    }
+
+    async fn admit_call(
+        &self,
+        key: &RateKey,
+        limits: RateLimits,
+        now: Timestamp,
+    ) -> Result<Result<(), Throttled>, StoreError> {
+        self.db.admit_call(key, limits, now).await
+    }
+
+    async fn forget_idle_calls(&self, now: Timestamp) -> Result<(), StoreError> {
+        self.db.forget_idle_calls(now).await
+    }
+
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.db
+            .append_audit(entry.clone(), machine_ids.to_vec())
+            .await
+    }
+
+    async fn audit_entries(
+        &self,
+        visibility: &Visibility,
+        skip: u64,
+        top: u32,
+    ) -> Result<Page<AuditEntry>, StoreError> {
+        let sql = audit_entries(D::DIALECT, visibility, skip, i64::from(top) + 1);
+        let items = self.rows(Reading::Many, sql, |row| audit_fields::from_row(row, 0));
+        self.list(None, top, items).await
+    }
+}
+
+fn tenants_of<D: Database>() -> (&'static str, &'static str) {
+    (tenant_fields::select(D::DIALECT), "tenants")
+}
+
+fn apps_of<D: Database>() -> (&'static str, &'static str) {
+    (app_fields::select(D::DIALECT), "apps")
+}
+
+fn users_of<D: Database>() -> (&'static str, &'static str) {
+    (user_fields::select(D::DIALECT), "users")
+}
