@@ -333,3 +333,70 @@ async fn statements_of_another_connection_give_the_machines_they_change_a_new_re
         .assert_new(&r, &[a_id], "deleted and reported again")
         .await;
 }
+
+/// Renaming a group writes its machines (their revisions), so
+/// put_device_group locks the tenant's machines in key order before it
+/// writes the group, as every write takes machines first, in key order.
+/// Here another transaction, taking machines in key order too, holds the
+/// first while the group of the second is renamed: the rename waits for it
+/// holding no machine, and the other transaction goes on to the second.
+/// (Had the rename's trigger locked the second first, each would wait for
+/// the other, and PostgreSQL would end one of them as a deadlock.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_rename_takes_its_machines_in_key_order() {
+    let server = TestServer::start().await;
+    server.put_group(1, "Servers").await;
+    let first = machine(OsPlatform::Windows11);
+    let mut second = machine(OsPlatform::WindowsServer2022);
+    second.rbac_group_id = 1;
+    assert!(first.id < second.id);
+    server.put_machines(&[first.clone(), second.clone()]).await;
+    let before = Revisions::of(&server).await;
+    let r = before.snapshot().await;
+
+    let mut other = connect(&server.database).await.unwrap();
+    let watcher = connect(&server.database).await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    let lock = "SELECT 1 FROM machines WHERE tenant_id = $1 AND id = $2 FOR UPDATE";
+    tx.execute(lock, &[&server.tenant_id, &first.id])
+        .await
+        .unwrap();
+    let renamed_group = DeviceGroup::label(1, "Front");
+    let rename = server
+        .palisade
+        .store()
+        .put_device_group(&server.tenant_id, &renamed_group);
+    let other_transaction = async {
+        // Until the rename waits for a lock...
+        let waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                       AND wait_event_type = 'Lock'";
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while watcher
+            .query_one(waiting, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 0
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the rename never waited for the locked machine"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // ...then the second machine, which the rename must not hold.
+        let second_locked = tokio::time::timeout(
+            Duration::from_secs(10),
+            tx.execute(lock, &[&server.tenant_id, &second.id]),
+        )
+        .await
+        .expect("the second machine stayed locked");
+        second_locked.expect("locking the second machine");
+        tx.commit().await.unwrap();
+    };
+    let (renamed, ()) = tokio::join!(rename, other_transaction);
+    renamed.expect("the rename");
+    before
+        .assert_new(&r, &[second.id.as_str()], "group 1 renamed")
+        .await;
+}
