@@ -318,9 +318,11 @@ async fn put_device_group(
     tenant_id: &str,
     group: &DeviceGroup,
 ) -> Result<(), StoreError> {
+    // The machines first (the lock order): naming a group gives its machines
+    // new revisions (the stores' triggers), which writes their rows.
+    let machines = tx.tenant_machines(tenant_id).await?;
     tx.save_device_group(tenant_id, group).await?;
     let groups = tx.device_groups(tenant_id).await?;
-    let machines = tx.tenant_machines(tenant_id).await?;
     let moves: Vec<(&str, i64)> = machines
         .iter()
         .filter_map(|machine| {

@@ -49,5 +49,7 @@ mod transport;
 /// Only here: several nodes share a PostgreSQL database, not an SQLite file.
 mod multi_node;
 mod outage;
+/// Only here: machine revisions on PostgreSQL (SQLite's: its store's unit tests).
+mod revision;
 /// Only here: it needs PostgreSQL as much as SQLite.
 mod schema;
