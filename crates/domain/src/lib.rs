@@ -3,7 +3,8 @@
 //! The rules (retention, OS support, one active action per type, tag limits,
 //! the action life cycle, device-group visibility) are written once here as
 //! plain functions; [`service::Palisade`] applies them for every front end, and
-//! [`store::Store`] is the one interface the SQLite and PostgreSQL back ends fill.
+//! [`store::Store`] is the storage interface; `palisade_store_sql` implements it
+//! once, over SQLite and PostgreSQL.
 //! The stores' writes are written once, in [`writes`], over the rows a
 //! [`writes::Transaction`] of either database loads and saves.
 

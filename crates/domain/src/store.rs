@@ -1,4 +1,5 @@
-//! The storage interface. SQLite (embedded default) and PostgreSQL implement it.
+//! The storage interface, implemented once (`palisade_store_sql`'s `SqlStore`)
+//! over SQLite (the embedded default) and PostgreSQL.
 //!
 //! Reads take a [`Visibility`] so that tenant, retention and device-group limits
 //! are applied inside the query, never after it. Writes hand the store a

@@ -116,6 +116,14 @@ pub trait Transaction {
         tenant_id: &str,
         machines: &[(&Machine, &[String])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Brings the tags of machines whose row is otherwise as stored from the
+    /// old tags beside each to the machine's (the row gets a new revision
+    /// from the tags' triggers, as for any change to its tags).
+    fn save_tags(
+        &mut self,
+        tenant_id: &str,
+        machines: &[(&Machine, &[String])],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Moves each machine of `moves` (id, device group id) to its group.
     fn move_machines(
         &mut self,
@@ -177,11 +185,23 @@ async fn save_machines(
     tenant_id: &str,
     changes: &[(Option<&Machine>, &Machine)],
 ) -> Result<(), StoreError> {
-    let rows: Vec<(&Machine, &[String])> = changes
+    // A change of tags alone (a tag POST) leaves the row as it is.
+    let (tags_only, rows): (Vec<_>, Vec<_>) = changes
         .iter()
-        .map(|(before, after)| (*after, before.map_or(&[][..], |m| &m.machine_tags[..])))
-        .collect();
-    tx.save_machines(tenant_id, &rows).await?;
+        .map(|(before, after)| {
+            let old_tags = before.map_or(&[][..], |m| &m.machine_tags[..]);
+            let tags_only = before.is_some_and(|before| same_but_tags(before, after));
+            (tags_only, (*after, old_tags))
+        })
+        .partition(|(tags_only, _)| *tags_only);
+    let rows: Vec<(&Machine, &[String])> = rows.into_iter().map(|(_, row)| row).collect();
+    let tags_only: Vec<(&Machine, &[String])> = tags_only.into_iter().map(|(_, row)| row).collect();
+    if !rows.is_empty() {
+        tx.save_machines(tenant_id, &rows).await?;
+    }
+    if !tags_only.is_empty() {
+        tx.save_tags(tenant_id, &tags_only).await?;
+    }
     let syncs: Vec<(&str, IpHistorySync)> = changes
         .iter()
         .filter_map(|(before, after)| Some((after.id.as_str(), ip_history::sync(*before, after)?)))
@@ -190,6 +210,15 @@ async fn save_machines(
         tx.save_ip_history(tenant_id, &syncs).await?;
     }
     Ok(())
+}
+
+/// Whether two machines differ in their tags alone.
+fn same_but_tags(before: &Machine, after: &Machine) -> bool {
+    let untagged = |m: &Machine| Machine {
+        machine_tags: Vec::new(),
+        ..m.clone()
+    };
+    untagged(before) == untagged(after)
 }
 
 /// Stores `after` over `before`, as [`save_machines`] does.

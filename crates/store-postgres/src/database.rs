@@ -7,7 +7,7 @@ use crate::batch::{Batches, Domain};
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::claim_actions;
 use crate::listen;
-use crate::rows::{execute, get, query, Db, PostgresRow};
+use crate::rows::{execute, get, Db, PostgresRow};
 use crate::transaction::{announce, PostgresTransaction};
 use deadpool_postgres::{Object, Pool};
 use palisade_contract::{MachineAction, Timestamp};
@@ -41,7 +41,7 @@ macro_rules! in_transaction {
 
 /// Writer tasks per node: one runs its batch while another commits its
 /// own; at most half the pool, so that reads keep connections.
-const WRITERS: usize = 2;
+const WRITERS: usize = 4;
 
 /// The channel a node announces a new action on: payload `"{tenant} {machine}"`.
 pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
@@ -121,7 +121,7 @@ impl Database for PostgresDatabase {
         T: Send + 'static,
         F: FnMut(&dyn StoredRow) -> Result<T, StoreError> + Send + 'static,
     {
-        let rows = query(&self.client().await?, &sql).await?;
+        let rows = self.client().await?.built(&sql).await?;
         rows.iter().map(|row| decode(&PostgresRow(row))).collect()
     }
 

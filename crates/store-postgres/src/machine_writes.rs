@@ -82,7 +82,7 @@ fn array(kind: Kind, values: Vec<Value>) -> Result<Box<dyn ToSql + Sync + Send>,
 /// Brings each machine's tag rows from its old tags to its own (`TagRows`):
 /// the rows removed, then those of the machines rewritten, then the new ones
 /// appended after each machine's last position, in order.
-async fn sync_tags(
+pub(crate) async fn sync_tags(
     db: &impl Db,
     tenant_id: &str,
     machines: &[(&Machine, &[String])],

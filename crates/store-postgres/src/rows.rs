@@ -19,8 +19,7 @@ pub(crate) trait Db: Sync {
     /// Fixed SQL: prepared once per connection, then reused.
     async fn rows(&self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError>;
     async fn run(&self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError>;
-    /// Built SQL (filters, visibility): sent with its types in one round trip
-    /// and not cached, since its text varies with each query.
+    /// The shared SQL's statements (`store_sql`), prepared and kept too.
     async fn built(&self, sql: &Sql) -> Result<Vec<Row>, StoreError>;
 
     async fn row(&self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, StoreError> {
@@ -28,21 +27,13 @@ pub(crate) trait Db: Sync {
     }
 }
 
-/// A built query's parameters with the types its `$n::type` casts name.
-fn typed(params: &[Value]) -> Vec<(Box<dyn ToSql + Sync + Send>, Type)> {
-    params
-        .iter()
-        .map(|value| -> (Box<dyn ToSql + Sync + Send>, Type) {
-            match value {
-                Value::Text(text) => (Box::new(text.clone()), Type::TEXT),
-                Value::Integer(n) => (Box::new(*n), Type::INT8),
-                Value::Real(x) => (Box::new(*x), Type::FLOAT8),
-                Value::Boolean(b) => (Box::new(*b), Type::BOOL),
-                Value::Null => (Box::new(None::<String>), Type::TEXT),
-            }
-        })
-        .collect()
-}
+/// Most statements a connection keeps prepared. A built statement's text
+/// varies with the shape of a client's filter (its values are parameters),
+/// so the shapes are few in practice but not bounded: past this many the
+/// connection forgets them all and prepares again what it runs. Kept because
+/// PostgreSQL plans a statement prepared once a few times and then reuses a
+/// generic plan, where planning a page of machines cost ten times its run.
+const MOST_PREPARED: usize = 512;
 
 macro_rules! impl_db {
     ($type:ty) => {
@@ -59,12 +50,12 @@ macro_rules! impl_db {
             }
 
             async fn built(&self, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-                let params = typed(&sql.params);
-                let params: Vec<(Param<'_>, Type)> = params
-                    .iter()
-                    .map(|(value, ty)| (value.as_ref() as Param<'_>, ty.clone()))
-                    .collect();
-                self.query_typed(&sql.text, &params).await.map_err(pg_error)
+                if self.statement_cache.size() > MOST_PREPARED {
+                    self.statement_cache.clear();
+                }
+                let values: Vec<Bound> = sql.params.iter().cloned().map(Bound).collect();
+                let params: Vec<Param<'_>> = values.iter().map(|v| v as Param<'_>).collect();
+                self.rows(&sql.text, &params).await
             }
         }
     };
@@ -135,17 +126,6 @@ fn bound(tenant_id: &str, values: Vec<Value>) -> Vec<Bound> {
         .chain(values)
         .map(Bound)
         .collect()
-}
-
-/// The rows of a statement of the shared SQL: a fixed one prepared once
-/// per connection, a built one sent with its types.
-pub(crate) async fn query(db: &impl Db, sql: &Sql) -> Result<Vec<Row>, StoreError> {
-    if !sql.prepared {
-        return db.built(sql).await;
-    }
-    let values: Vec<Bound> = sql.params.iter().cloned().map(Bound).collect();
-    let params: Vec<Param<'_>> = values.iter().map(|v| v as Param<'_>).collect();
-    db.rows(&sql.text, &params).await
 }
 
 /// Runs a statement of the shared SQL; how many rows it changed.

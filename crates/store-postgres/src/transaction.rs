@@ -4,8 +4,8 @@
 
 use crate::database::NEW_ACTION_CHANNEL;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
-use crate::machine_writes::{save_ip_history, save_machines};
-use crate::rows::{action_from_row, machine_columns, query, run_values, PostgresRow};
+use crate::machine_writes::{save_ip_history, save_machines, sync_tags};
+use crate::rows::{action_from_row, machine_columns, run_values, PostgresRow};
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
@@ -70,7 +70,7 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     ) -> Result<Option<Machine>, StoreError> {
         let table = (machine_columns(), MACHINE_FROM);
         let sql = machine_lookup(Dialect::Postgres, visibility, key, table, lock);
-        let rows = query(self.tx, &sql).await?;
+        let rows = self.tx.built(&sql).await?;
         rows.first().map(machine_from_row).transpose()
     }
 
@@ -135,7 +135,7 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         id: &str,
     ) -> Result<Option<MachineAction>, StoreError> {
         let sql = action_lookup(Dialect::Postgres, visibility, id, true);
-        let rows = query(self.tx, &sql).await?;
+        let rows = self.tx.built(&sql).await?;
         rows.first().map(action_from_row).transpose()
     }
 
@@ -282,6 +282,14 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         machines: &[(&Machine, &[String])],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         save_machines(self.tx, tenant_id, machines)
+    }
+
+    fn save_tags(
+        &mut self,
+        tenant_id: &str,
+        machines: &[(&Machine, &[String])],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        sync_tags(self.tx, tenant_id, machines)
     }
 
     async fn move_machines(

@@ -1,6 +1,9 @@
-//! A resolved OData query, and a caller's visibility, as SQL: written once
-//! for both stores, which differ only in how a parameter is written and in
-//! a few spellings ([`Dialect`]). Each store binds [`Value`]s with its driver.
+//! The store written once for both databases ([`store::SqlStore`], over a
+//! [`database::Database`] each), and its SQL: a resolved OData query, a
+//! caller's visibility, the fixed statements and the field tables
+//! ([`fields`]), which differ between the databases only in how a parameter
+//! is written and in a few spellings ([`Dialect`]). Each database binds
+//! [`Value`]s with its driver.
 
 use palisade_contract::odata::{CompareOp, Filter, Literal, OrderBy};
 use palisade_contract::Timestamp;
@@ -248,9 +251,6 @@ pub struct Sql {
     pub dialect: Dialect,
     pub text: String,
     pub params: Vec<Value>,
-    /// Its text is one of a few (not built from a query's filter): worth
-    /// preparing once per connection and keeping.
-    pub prepared: bool,
 }
 
 impl Sql {
@@ -263,19 +263,17 @@ impl Sql {
 
     /// A statement of fixed text (`?n` parameters in [`Dialect::Sqlite`]'s
     /// spelling, as the statement builders here write them for `dialect`)
-    /// and its parameters, prepared once per connection.
+    /// and its parameters.
     pub fn fixed(dialect: Dialect, text: &str, params: Vec<Value>) -> Sql {
         Sql {
             dialect,
             text: text.to_string(),
             params,
-            prepared: true,
         }
     }
 
     /// `SELECT columns FROM from WHERE a = ? AND b = ?...` for `equal`'s
-    /// columns and values, then `rest` (an `ORDER BY`), prepared once per
-    /// connection.
+    /// columns and values, then `rest` (an `ORDER BY`).
     pub fn select_where(
         dialect: Dialect,
         columns: &str,
@@ -286,7 +284,6 @@ impl Sql {
         let mut sql = Sql::new(dialect);
         sql.push("SELECT ").push(columns).push(" FROM ").push(from);
         sql.push(" WHERE ").equal(equal).push(rest);
-        sql.prepared = true;
         sql
     }
 
@@ -619,8 +616,6 @@ pub fn machine_lookup(
     if lock {
         sql.lock("m");
     }
-    // Its text varies only with the key's kind and the caller's groups.
-    sql.prepared = true;
     sql
 }
 
@@ -635,7 +630,6 @@ pub fn action_lookup(dialect: Dialect, visibility: &Visibility, id: &str, lock: 
     if lock {
         sql.lock("a");
     }
-    sql.prepared = true;
     sql
 }
 

@@ -400,7 +400,6 @@ impl<D: Database> Store for SqlStore<D> {
             .bind(text(tenant_id))
             .push(" AND ")
             .equal_ignoring_case("username", text(username));
-        sql.prepared = true;
         self.row(sql, |row| user_fields::from_row(row, 0)).await
     }
 

@@ -94,7 +94,7 @@ pub(crate) fn save_machine(
 }
 
 /// Brings a machine's tag rows from `old` to `new` (`TagRows`).
-fn sync_tags(
+pub(crate) fn sync_tags(
     conn: &Connection,
     tenant_id: &str,
     machine_id: &str,

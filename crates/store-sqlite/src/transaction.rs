@@ -6,8 +6,8 @@
 use crate::database::{query_rows, sqlite_value};
 use crate::devices::{device_where, machine_actions, save_device};
 use crate::rows::{
-    action_from_row, bind, decoding, machine_from_row, save_action, save_machine, to_json,
-    SqliteRow, Ticks,
+    action_from_row, bind, decoding, machine_from_row, save_action, save_machine, sync_tags,
+    to_json, SqliteRow, Ticks,
 };
 use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
@@ -269,6 +269,22 @@ impl Transaction for SqliteTransaction<'_> {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         done(machines.iter().try_for_each(|(machine, old_tags)| {
             save_machine(self.conn, tenant_id, machine, old_tags)
+        }))
+    }
+
+    fn save_tags(
+        &mut self,
+        tenant_id: &str,
+        machines: &[(&Machine, &[String])],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(machines.iter().try_for_each(|(machine, old_tags)| {
+            sync_tags(
+                self.conn,
+                tenant_id,
+                &machine.id,
+                old_tags,
+                &machine.machine_tags,
+            )
         }))
     }
 
