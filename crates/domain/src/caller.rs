@@ -1,7 +1,9 @@
 //! Who is calling, in which tenant, and what they may see.
 
 use crate::access::Role;
+use crate::identity::RequestAudit;
 use palisade_contract::{Permission, Timestamp};
+use std::sync::Arc;
 
 /// Default and maximum retention: MDE keeps data 180 days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 180;
@@ -63,13 +65,16 @@ impl Principal {
 }
 
 /// The authenticated caller of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: Tenant,
     pub principal: Principal,
     /// The token's `roles` (application) or `scp` (delegated) permissions.
     pub permissions: Vec<Permission>,
     pub device_groups: DeviceGroupAccess,
+    /// The audit entry a change of this request writes with it (requests
+    /// that change machines or actions; none elsewhere).
+    pub audit: Option<Arc<RequestAudit>>,
 }
 
 /// What the store may show to one caller at one moment.

@@ -6,6 +6,7 @@ use crate::access::Role;
 use crate::caller::DeviceGroupAccess;
 use palisade_contract::{Permission, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An app registration: a client that gets tokens with its secret
 /// (client credentials) or signs users in (password grant).
@@ -91,4 +92,53 @@ pub struct AuditEntry {
     pub result: u16,
     /// The request id (`request-id` header, error `target`); empty for the CLI.
     pub request_id: String,
+}
+
+/// The audit entry of a request that changes machines or actions, written
+/// in the change's own transaction (so that no change commits without its
+/// entry): the request's actor, operation, target and id, completed by the
+/// change (its time, its answer, the machines it is about). A request whose
+/// change did not commit (refused, failed) is audited after its answer.
+#[derive(Debug)]
+pub struct RequestAudit {
+    template: AuditEntry,
+    written: AtomicBool,
+}
+
+impl RequestAudit {
+    pub fn new(template: AuditEntry) -> RequestAudit {
+        RequestAudit {
+            template,
+            written: AtomicBool::new(false),
+        }
+    }
+
+    /// The entry of a change at `time`; `target` names what it was done to
+    /// where the request's path does not (bulk tags: the machine ids).
+    pub fn entry(&self, time: Timestamp, target: impl FnOnce() -> String) -> AuditEntry {
+        AuditEntry {
+            time,
+            target: self.template.target.clone().or_else(|| Some(target())),
+            ..self.template.clone()
+        }
+    }
+
+    /// The change committed with its entry.
+    pub fn mark_written(&self) {
+        self.written.store(true, Ordering::Release);
+    }
+
+    pub fn is_written(&self) -> bool {
+        self.written.load(Ordering::Acquire)
+    }
+}
+
+/// The HTTP status of a change's answer: 201 with the action it created
+/// (MDE's machine actions), else 200 (tags, a cancellation).
+pub fn change_result(created_action: bool) -> u16 {
+    if created_action {
+        201
+    } else {
+        200
+    }
 }

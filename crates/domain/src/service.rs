@@ -300,10 +300,18 @@ impl Palisade {
                 change(m, active, capabilities)
             },
         );
-        Ok(self
+        let audit = caller
+            .audit
+            .as_ref()
+            .map(|audit| audit.entry(self.clock.now(), || keys.join(",")));
+        let changes = self
             .store
-            .change_machines(&visibility, machines, decide)
-            .await?)
+            .change_machines(&visibility, machines, decide, audit)
+            .await?;
+        if let Some(audit) = &caller.audit {
+            audit.mark_written();
+        }
+        Ok(changes)
     }
 
     async fn change_machine<F>(
@@ -490,7 +498,18 @@ impl Palisade {
         let decide = Box::new(move |action: &MachineAction| {
             rules::actions::cancel(action, &requestor, comment, now)
         });
-        Ok(self.store.change_action(&visibility, &id, decide).await?)
+        let audit = caller
+            .audit
+            .as_ref()
+            .map(|audit| audit.entry(now, || id.clone()));
+        let changed = self
+            .store
+            .change_action(&visibility, &id, decide, audit)
+            .await?;
+        if let Some(audit) = &caller.audit {
+            audit.mark_written();
+        }
+        Ok(changed)
     }
 
     /// The caller's tenant's audit log, newest first; `$top` and `$skip` only.

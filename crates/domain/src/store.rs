@@ -193,12 +193,14 @@ pub trait Store: Send + Sync + 'static {
         key: MachineKey<'_>,
     ) -> Result<Option<SerializedMachine>, StoreError>;
     /// Applies `decide` to each machine (each the first its keys find) in one
-    /// transaction: all change, or none.
+    /// transaction: all change, or none; with `audit`, the entry of the
+    /// change (about the machines changed) in the same transaction.
     async fn change_machines(
         &self,
         visibility: &Visibility,
         machines: Vec<MachineRef>,
         decide: MachineDecision,
+        audit: Option<AuditEntry>,
     ) -> Result<Vec<MachineChange>, WriteError>;
 
     async fn actions(
@@ -219,11 +221,13 @@ pub trait Store: Send + Sync + 'static {
         stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+    /// As `change_machines`, for one action.
     async fn change_action(
         &self,
         visibility: &Visibility,
         id: &str,
         decide: ActionDecision,
+        audit: Option<AuditEntry>,
     ) -> Result<MachineAction, WriteError>;
 
     // Identity: app registrations, users, signing keys.

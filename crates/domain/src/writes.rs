@@ -6,6 +6,7 @@
 
 use crate::caller::{Tenant, Visibility};
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision};
+use crate::identity::{change_result, AuditEntry};
 use crate::rules::ip_history::{self, IpHistorySync};
 use crate::rules::{device_actions, device_groups, device_report, enrollment};
 use crate::store::{
@@ -159,6 +160,13 @@ pub trait Transaction {
     fn save_device(
         &mut self,
         device: &Device,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Appends the audit entry of the write, about `machine_ids`
+    /// (`Store::append_audit`), to commit with it.
+    fn append_audit(
+        &mut self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -397,6 +405,8 @@ pub struct ChangeMachines {
     pub decide: MachineDecision,
     /// Whether an attempt has asked for the decision.
     pub decided: bool,
+    /// The request's audit entry, written with the change.
+    pub audit: Option<AuditEntry>,
 }
 
 impl Write for ChangeMachines {
@@ -410,13 +420,24 @@ impl Write for ChangeMachines {
             machines,
             decide,
             decided,
+            audit,
         } = self;
         let mut decide =
             |machine: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
                 *decided = true;
                 decide(machine, active, capabilities)
             };
-        change_machines(tx, visibility, machines, &mut decide).await
+        let changes = change_machines(tx, visibility, machines, &mut decide).await?;
+        if let Some(entry) = audit {
+            let created_action = changes.iter().any(|c| c.new_action.is_some());
+            let entry = AuditEntry {
+                result: change_result(created_action),
+                ..entry.clone()
+            };
+            let machine_ids: Vec<String> = changes.iter().map(|c| c.machine.id.clone()).collect();
+            tx.append_audit(&entry, &machine_ids).await?;
+        }
+        Ok(changes)
     }
     fn may_retry(&self) -> bool {
         !self.decided
@@ -490,6 +511,8 @@ pub struct ChangeAction {
     pub visibility: Visibility,
     pub id: String,
     pub decide: Option<ActionDecision>,
+    /// The request's audit entry, written with the change.
+    pub audit: Option<AuditEntry>,
 }
 
 impl Write for ChangeAction {
@@ -502,6 +525,7 @@ impl Write for ChangeAction {
             visibility,
             id,
             decide,
+            audit,
         } = self;
         let action = tx
             .action(visibility, id)
@@ -509,6 +533,14 @@ impl Write for ChangeAction {
             .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
         let changed = decision(decide)?(&action)?;
         tx.save_action(&visibility.tenant_id, &changed).await?;
+        if let Some(entry) = audit {
+            let entry = AuditEntry {
+                result: change_result(false),
+                ..entry.clone()
+            };
+            tx.append_audit(&entry, std::slice::from_ref(&changed.machine_id))
+                .await?;
+        }
         Ok(changed)
     }
     fn may_retry(&self) -> bool {

@@ -4,10 +4,23 @@ use crate::rows::Db;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::store::StoreError;
 
+/// Entries of any tenants, one statement per tenant, in tenant order.
+pub(crate) async fn append_all(
+    db: &impl Db,
+    mut entries: Vec<(&AuditEntry, &[String])>,
+) -> Result<(), StoreError> {
+    // Stable: a tenant's entries keep their order, and so their ids.
+    entries.sort_by(|a, b| a.0.tenant_id.cmp(&b.0.tenant_id));
+    for tenant in entries.chunk_by(|a, b| a.0.tenant_id == b.0.tenant_id) {
+        append_audits(db, &tenant[0].0.tenant_id, tenant).await?;
+    }
+    Ok(())
+}
+
 /// Entries of one tenant, in one statement: their ids (the next of the
 /// tenant's `audit_sequences` row, locked until the commit), the entries,
 /// and the machines each is about.
-pub(crate) async fn append_audits(
+async fn append_audits(
     db: &impl Db,
     tenant_id: &str,
     entries: &[(&AuditEntry, &[String])],

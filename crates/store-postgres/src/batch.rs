@@ -25,7 +25,7 @@
 //! - New actions are announced (`NOTIFY`) just before the commit, for the
 //!   writes that succeeded: PostgreSQL delivers them at the commit only.
 
-use crate::audit::append_audits;
+use crate::audit::append_all;
 use crate::connection::{pg_error, pool_error};
 use crate::transaction::{announce, PostgresTransaction};
 use deadpool_postgres::{Object, Pool};
@@ -347,6 +347,8 @@ async fn commit_batch(
         Vec::with_capacity(writes.len());
     let mut gave_way = Vec::new();
     let mut announced = Vec::new();
+    // The audit entries the writes made, in order.
+    let mut written_audits = Vec::new();
     // What ended the transaction, if something did.
     let mut aborted: Option<StoreError> = None;
     let mut writes = writes.into_iter();
@@ -370,7 +372,9 @@ async fn commit_batch(
         }
         match outcome {
             Ok(()) => {
-                announced.extend(tx.announced());
+                let finished = tx.finish();
+                announced.extend(finished.announced);
+                written_audits.extend(finished.audits);
                 ran.push((job, Ok(())));
             }
             Err(error) => {
@@ -391,16 +395,29 @@ async fn commit_batch(
         }
     }
     let mut audited = Ok(());
-    if aborted.is_none() && !audits.is_empty() {
+    if aborted.is_none() && !(audits.is_empty() && written_audits.is_empty()) {
+        // The writes' own entries first (they were made first), then those
+        // appended on their own.
+        let entries: Vec<(&AuditEntry, &[String])> = written_audits
+            .iter()
+            .map(|(entry, ids)| (entry, ids.as_slice()))
+            .chain(
+                audits
+                    .iter()
+                    .map(|job| (&job.entry, job.machine_ids.as_slice())),
+            )
+            .collect();
         let opening = savepoints.open(LockWait::Unbounded);
         let (opened, written) = tokio::join!(
             biased;
             client.batch_execute(&opening),
-            write_audits(&client, &audits),
+            append_all(&client, entries),
         );
         match (opened, written) {
             (Err(error), _) => aborted = Some(pg_error(error)),
             (Ok(()), Ok(())) => {}
+            // A write never commits without its entry.
+            (Ok(()), Err(error)) if !written_audits.is_empty() => aborted = Some(error),
             (Ok(()), Err(error)) => match savepoints.roll_back(&client).await {
                 Ok(()) => audited = Err(error),
                 Err(failed) => aborted = Some(failed),
@@ -440,20 +457,6 @@ async fn commit_batch(
         let _ = job.reply.send(audited.clone().and(committed.clone()));
     }
     gave_way
-}
-
-/// The batch's audit entries, one statement per tenant, in tenant order.
-async fn write_audits(client: &Object, audits: &[AuditJob]) -> Result<(), StoreError> {
-    let mut entries: Vec<(&AuditEntry, &[String])> = audits
-        .iter()
-        .map(|job| (&job.entry, job.machine_ids.as_slice()))
-        .collect();
-    // Stable: a tenant's entries keep their order, and so their ids.
-    entries.sort_by(|a, b| a.0.tenant_id.cmp(&b.0.tenant_id));
-    for tenant in entries.chunk_by(|a, b| a.0.tenant_id == b.0.tenant_id) {
-        append_audits(client, &tenant[0].0.tenant_id, tenant).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! several nodes share here rather than in memory (rate-limit call logs,
 //! audit ids, news of new actions).
 
+use crate::audit::append_all;
 use crate::batch::{Batches, Domain};
 use crate::connection::{self, pg_error, pool_error, PoolSettings};
 use crate::devices::claim_actions;
@@ -153,7 +154,13 @@ impl Database for PostgresDatabase {
         let value: Result<_, WriteError> = in_transaction!(self, |transaction| {
             let mut tx = PostgresTransaction::new(transaction);
             let value = write.attempt(&mut tx).await?;
-            announce(transaction, &tx.announced()).await?;
+            let finished = tx.finish();
+            let entries = finished.audits.iter();
+            let entries = entries
+                .map(|(entry, ids)| (entry, ids.as_slice()))
+                .collect();
+            append_all(transaction, entries).await?;
+            announce(transaction, &finished.announced).await?;
             value
         });
         let value = value?;

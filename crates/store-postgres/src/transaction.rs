@@ -10,6 +10,7 @@ use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::Device;
+use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
@@ -25,6 +26,15 @@ pub(crate) struct PostgresTransaction<'a, D> {
     /// The machines with a new action, `"{tenant} {machine}"`: announced
     /// once the write has succeeded, together, just before the commit.
     announced: Vec<String>,
+    /// The write's audit entries, with the machines each is about: written
+    /// last in the transaction (`batch`'s notes on lock order).
+    audits: Vec<(AuditEntry, Vec<String>)>,
+}
+
+/// What a write leaves for the end of its transaction.
+pub(crate) struct Finished {
+    pub(crate) announced: Vec<String>,
+    pub(crate) audits: Vec<(AuditEntry, Vec<String>)>,
 }
 
 impl<'a, D: Db> PostgresTransaction<'a, D> {
@@ -32,6 +42,7 @@ impl<'a, D: Db> PostgresTransaction<'a, D> {
         PostgresTransaction {
             tx,
             announced: Vec::new(),
+            audits: Vec::new(),
         }
     }
 
@@ -41,9 +52,13 @@ impl<'a, D: Db> PostgresTransaction<'a, D> {
         self.tx
     }
 
-    /// What the write announced, for [`announce`] before its commit.
-    pub(crate) fn announced(self) -> Vec<String> {
-        self.announced
+    /// What the write announced (for [`announce`]) and audited, for the
+    /// end of its transaction.
+    pub(crate) fn finish(self) -> Finished {
+        Finished {
+            announced: self.announced,
+            audits: self.audits,
+        }
     }
 }
 
@@ -392,5 +407,14 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         device: &Device,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         save_device(self.tx, device)
+    }
+
+    async fn append_audit(
+        &mut self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.audits.push((entry.clone(), machine_ids.to_vec()));
+        Ok(())
     }
 }

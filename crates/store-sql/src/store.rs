@@ -274,12 +274,14 @@ impl<D: Database> Store for SqlStore<D> {
         visibility: &Visibility,
         machines: Vec<MachineRef>,
         decide: MachineDecision,
+        audit: Option<AuditEntry>,
     ) -> Result<Vec<MachineChange>, WriteError> {
         let write = ChangeMachines {
             visibility: visibility.clone(),
             machines,
             decide,
             decided: false,
+            audit,
         };
         self.db.write(write).await
     }
@@ -330,11 +332,13 @@ impl<D: Database> Store for SqlStore<D> {
         visibility: &Visibility,
         id: &str,
         decide: ActionDecision,
+        audit: Option<AuditEntry>,
     ) -> Result<MachineAction, WriteError> {
         let write = ChangeAction {
             visibility: visibility.clone(),
             id: id.to_string(),
             decide: Some(decide),
+            audit,
         };
         self.db.write(write).await
     }

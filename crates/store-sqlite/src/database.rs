@@ -189,7 +189,7 @@ impl Database for SqliteDatabase {
     }
 }
 
-fn append_audit(
+pub(crate) fn append_audit(
     conn: &Connection,
     entry: &AuditEntry,
     machine_ids: &[String],

@@ -3,7 +3,7 @@
 //! batch's savepoint. The single writer holds the database for the whole
 //! write, so nothing needs a lock.
 
-use crate::database::{query_rows, sqlite_value};
+use crate::database::{append_audit, query_rows, sqlite_value};
 use crate::devices::{device_where, machine_actions, save_device};
 use crate::rows::{
     action_from_row, bind, decoding, machine_from_row, save_action, save_machine, sync_tags,
@@ -13,6 +13,7 @@ use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::devices::Device;
+use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
@@ -380,5 +381,13 @@ impl Transaction for SqliteTransaction<'_> {
         device: &Device,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         done(save_device(self.conn, device))
+    }
+
+    fn append_audit(
+        &mut self,
+        entry: &AuditEntry,
+        machine_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(append_audit(self.conn, entry, machine_ids))
     }
 }

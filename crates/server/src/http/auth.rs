@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::{ErrorCode, MdeError, Permission};
-use palisade_domain::identity::AuditEntry;
+use palisade_domain::identity::{AuditEntry, RequestAudit};
 use palisade_domain::rate_limit::{RateKey, RateScope};
 use palisade_domain::{Caller, DeviceGroupAccess, Operation, Principal, Role};
 use palisade_identity::{bearer_token, TokenError, Verified};
@@ -75,7 +75,7 @@ pub async fn gate(
         return next.run(request).await;
     };
     let origin = origin(&app, request.uri(), request.headers());
-    let caller = match authenticate(&app, request.headers(), &origin).await {
+    let mut caller = match authenticate(&app, request.headers(), &origin).await {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
@@ -120,11 +120,24 @@ pub async fn gate(
             return too_many_requests(throttled, "calls", &of_what);
         }
     }
-    // The handler takes the caller; the audit entry of a change needs it after.
+    // The handler takes the caller; the audit entry of a change needs it
+    // after, unless the change wrote it in its own transaction.
+    if operation.is_mutation() {
+        let template = audit_entry(
+            &app,
+            &caller,
+            operation,
+            path_target.clone(),
+            0,
+            &request_id,
+        );
+        caller.audit = Some(Arc::new(RequestAudit::new(template)));
+    }
     let auditor = operation.is_mutation().then(|| caller.clone());
     request.extensions_mut().insert(caller);
     let response = next.run(request).await;
-    if let Some(caller) = auditor {
+    let written = |caller: &Caller| caller.audit.as_ref().is_some_and(|a| a.is_written());
+    if let Some(caller) = auditor.filter(|caller| !written(caller)) {
         let target = response
             .extensions()
             .get::<AuditTarget>()
@@ -204,6 +217,7 @@ async fn authenticate(
             },
             permissions: permissions(claims.roles.iter().flatten().map(String::as_str).collect()),
             device_groups: DeviceGroupAccess::All,
+            audit: None,
         });
     }
     let scopes = permissions(
@@ -255,7 +269,30 @@ async fn authenticate(
         principal: Principal::User { id, upn, roles },
         permissions: scopes,
         device_groups,
+        audit: None,
     })
+}
+
+fn audit_entry(
+    app: &AppState,
+    caller: &Caller,
+    operation: Operation,
+    target: Option<String>,
+    result: u16,
+    request_id: &str,
+) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        tenant_id: caller.tenant.id.clone(),
+        time: app.palisade.now(),
+        actor_type: caller.principal.kind().into(),
+        actor_id: caller.principal.id().into(),
+        actor_name: caller.requestor().into(),
+        operation: operation.name().into(),
+        target,
+        result,
+        request_id: request_id.to_string(),
+    }
 }
 
 async fn audit(
@@ -266,18 +303,7 @@ async fn audit(
     result: u16,
     request_id: String,
 ) {
-    let entry = AuditEntry {
-        id: 0,
-        tenant_id: caller.tenant.id.clone(),
-        time: app.palisade.now(),
-        actor_type: caller.principal.kind().into(),
-        actor_id: caller.principal.id().into(),
-        actor_name: caller.requestor().into(),
-        operation: operation.name().into(),
-        target,
-        result,
-        request_id,
-    };
+    let entry = audit_entry(app, caller, operation, target, result, &request_id);
     if let Err(error) = app.palisade.audit(caller, &entry, operation).await {
         tracing::error!(%error, ?entry, "could not write an audit entry");
     }

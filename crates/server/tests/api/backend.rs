@@ -136,3 +136,31 @@ async fn drop_databases_of_ended_runs(client: &tokio_postgres::Client) {
         }
     }
 }
+
+/// Makes the audit log of the database at `url` refuse every new entry,
+/// from a connection of the test's own.
+pub async fn refuse_audit_entries(url: &str) {
+    match crate::BACKEND {
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").expect("an sqlite:// URL");
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+                     BEGIN SELECT RAISE(ABORT, 'the audit log refuses entries'); END;",
+                )
+                .unwrap();
+        }
+        Backend::Postgres => connect(url)
+            .await
+            .unwrap()
+            .batch_execute(
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'the audit log refuses entries'; END $$; \
+                 CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_audit();",
+            )
+            .await
+            .unwrap(),
+    }
+}

@@ -190,6 +190,44 @@ async fn every_change_is_in_the_audit_log_and_reads_are_not() {
 /// group reads entries about machines of that group, and about no machine
 /// (administration), but none about a machine it cannot see — nor about a
 /// machine id that names none, so the log does not tell whether one exists.
+/// A change commits with its audit entry or not at all: while the audit
+/// log refuses entries (a trigger, added from another connection), a tag
+/// and an isolate fail, and the machine keeps its tags and gets no action.
+#[tokio::test]
+async fn a_change_whose_audit_entry_cannot_be_written_does_not_happen() {
+    let (server, m) = server_with(OsPlatform::Windows11).await;
+    crate::backend::refuse_audit_entries(&server.database).await;
+    let tagged = server
+        .post(
+            &format!("/api/machines/{}/tags", m.id),
+            json!({"Value": "unaudited", "Action": "Add"}),
+        )
+        .await;
+    let isolated = server
+        .post(
+            &format!("/api/machines/{}/isolate", m.id),
+            json!({"Comment": "unaudited", "IsolationType": "Full"}),
+        )
+        .await;
+    for reply in [&tagged, &isolated] {
+        assert!(
+            [500, 503].contains(&reply.status.as_u16()),
+            "{}: {}",
+            reply.status,
+            reply.text
+        );
+    }
+    let machine = server.get(&format!("/api/machines/{}", m.id)).await;
+    assert_eq!(machine.json["machineTags"], json!(m.machine_tags));
+    let actions = server
+        .get(&format!(
+            "/api/machineactions?$filter=machineId eq '{}'",
+            m.id
+        ))
+        .await;
+    assert_eq!(actions.json["value"], json!([]), "{}", actions.text);
+}
+
 #[tokio::test]
 async fn a_user_limited_to_a_device_group_reads_only_audit_entries_about_its_machines() {
     let server = TestServer::start().await;
