@@ -394,18 +394,31 @@ async fn commit_batch(
             }
         }
     }
+    // The writes' own entries first (a write never commits without its
+    // entry: their failure fails the batch), then those appended on their
+    // own, in a savepoint whose failure fails only them.
     let mut audited = Ok(());
-    if aborted.is_none() && !(audits.is_empty() && written_audits.is_empty()) {
-        // The writes' own entries first (they were made first), then those
-        // appended on their own.
-        let entries: Vec<(&AuditEntry, &[String])> = written_audits
+    if aborted.is_none() && !written_audits.is_empty() {
+        let entries = written_audits
             .iter()
             .map(|(entry, ids)| (entry, ids.as_slice()))
-            .chain(
-                audits
-                    .iter()
-                    .map(|job| (&job.entry, job.machine_ids.as_slice())),
-            )
+            .collect();
+        // Waiting for the tenant's audit sequence as long as it takes (see
+        // the module's notes on lock order).
+        let opening = savepoints.open(LockWait::Unbounded);
+        let (opened, written) = tokio::join!(
+            biased;
+            client.batch_execute(&opening),
+            append_all(&client, entries),
+        );
+        if let Err(error) = opened.map_err(pg_error).and(written) {
+            aborted = Some(error);
+        }
+    }
+    if aborted.is_none() && !audits.is_empty() {
+        let entries = audits
+            .iter()
+            .map(|job| (&job.entry, job.machine_ids.as_slice()))
             .collect();
         let opening = savepoints.open(LockWait::Unbounded);
         let (opened, written) = tokio::join!(
@@ -416,8 +429,6 @@ async fn commit_batch(
         match (opened, written) {
             (Err(error), _) => aborted = Some(pg_error(error)),
             (Ok(()), Ok(())) => {}
-            // A write never commits without its entry.
-            (Ok(()), Err(error)) if !written_audits.is_empty() => aborted = Some(error),
             (Ok(()), Err(error)) => match savepoints.roll_back(&client).await {
                 Ok(()) => audited = Err(error),
                 Err(failed) => aborted = Some(failed),

@@ -40,8 +40,10 @@ macro_rules! in_transaction {
     }};
 }
 
-/// Writer tasks per node: one runs its batch while another commits its
-/// own; at most half the pool, so that reads keep connections.
+/// Writer tasks per node: while some wait for their batch's round trips or
+/// commit, others run theirs (four measured better than two: the figures
+/// are in the README); at most half the pool, so that reads keep
+/// connections.
 const WRITERS: usize = 4;
 
 /// The channel a node announces a new action on: payload `"{tenant} {machine}"`.

@@ -55,8 +55,9 @@ pub trait Database: Send + Sync + 'static {
         write: W,
     ) -> impl Future<Output = Result<W::Output, WriteError>> + Send;
 
-    /// Runs a write of many rows (`machines` of them machines) in a
-    /// transaction of its own.
+    /// Runs a write of many rows (`machines` of them machines): on
+    /// PostgreSQL in a transaction of its own, on SQLite's one writer in turn
+    /// with the rest.
     fn bulk_write<W: Write>(
         &self,
         write: W,

@@ -45,6 +45,11 @@ impl Dialect {
     /// `text`, whose parameters are written `?n` (and which has no other
     /// `?`), with this dialect's.
     pub fn numbered(self, text: &str) -> String {
+        debug_assert!(
+            text.match_indices('?')
+                .all(|(at, _)| text[at + 1..].starts_with(|c: char| c.is_ascii_digit())),
+            "a ? that is not a parameter in {text}"
+        );
         match self {
             Dialect::Sqlite => text.to_string(),
             Dialect::Postgres => text.replace('?', "$"),
@@ -261,9 +266,9 @@ impl Sql {
         }
     }
 
-    /// A statement of fixed text (`?n` parameters in [`Dialect::Sqlite`]'s
-    /// spelling, as the statement builders here write them for `dialect`)
-    /// and its parameters.
+    /// A statement of fixed text whose parameters are already spelt for
+    /// `dialect` (as the statement builders here and [`Dialect::numbered`]
+    /// write them), and its parameters.
     pub fn fixed(dialect: Dialect, text: &str, params: Vec<Value>) -> Sql {
         Sql {
             dialect,

@@ -116,10 +116,11 @@ impl<D: Database> SqlStore<D> {
     ) -> Result<Page<T>, StoreError> {
         let count = match count {
             Some(count) => {
+                // A count may read every row that matches.
                 let total = self
-                    .row(count, |row| Ok(row.integer(0)?.unwrap_or(0)))
+                    .rows(Reading::Many, count, |row| Ok(row.integer(0)?.unwrap_or(0)))
                     .await?;
-                Some(total.unwrap_or(0) as u64)
+                Some(total.first().copied().unwrap_or(0) as u64)
             }
             None => None,
         };

@@ -186,22 +186,29 @@ where
         let failed = |e| WriteError::Store(store_error(e));
         // Savepoints by hand rather than rusqlite's `Savepoint`, which holds
         // the connection shared: the job gets it mutably (`SqliteTransaction`).
+        // Whether the savepoint could not be released or undone: the job's
+        // changes may then stand in the transaction, so the whole batch goes.
+        let mut savepoint_failed = false;
+        let mut savepoint = |conn: &mut Connection, sql: &str| {
+            let done = conn.execute_batch(sql);
+            savepoint_failed |= done.is_err();
+            done.map_err(failed)
+        };
         let outcome = match conn.execute_batch("SAVEPOINT job") {
             Ok(()) => match guarded(|| work(conn)) {
-                Ok(value) => conn
-                    .execute_batch("RELEASE job")
-                    .map(|()| value)
-                    .map_err(failed),
-                Err(error) => {
-                    // A refused job's changes are undone. (If its failure
-                    // ended the whole transaction, there is nothing to undo:
-                    // the batch sees that and fails.)
-                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                    Err(error)
-                }
+                Ok(value) => savepoint(conn, "RELEASE job").map(|()| value),
+                // A refused job's changes are undone. (If its failure ended
+                // the whole transaction, there is nothing to undo.)
+                Err(error) if conn.is_autocommit() => Err(error),
+                Err(error) => savepoint(conn, "ROLLBACK TO job; RELEASE job").and(Err(error)),
             },
             Err(e) => Err(failed(e)),
         };
+        if savepoint_failed && !conn.is_autocommit() {
+            if let Err(e) = conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %store_error(e), "could not roll a failed batch back");
+            }
+        }
         Box::new(move |committed: Result<(), StoreError>| {
             // A refusal stands whatever became of the batch; a success only if it committed.
             let answer = match outcome {
@@ -258,7 +265,12 @@ impl Writer {
 }
 
 fn commit_batch(conn: &mut Connection, jobs: impl Iterator<Item = Box<dyn WriteJob>>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    let begun = match conn.is_autocommit() {
+        true => conn.execute_batch("BEGIN IMMEDIATE"),
+        // A batch whose rollback failed left its transaction open.
+        false => conn.execute_batch("ROLLBACK; BEGIN IMMEDIATE"),
+    };
+    if let Err(e) = begun {
         let error = store_error(e);
         tracing::error!(%error, "could not begin a write transaction");
         for job in jobs {

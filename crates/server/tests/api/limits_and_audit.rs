@@ -186,10 +186,6 @@ async fn every_change_is_in_the_audit_log_and_reads_are_not() {
         .assert_error(403, "Forbidden");
 }
 
-/// The audit log is filtered as every other read: a user limited to a device
-/// group reads entries about machines of that group, and about no machine
-/// (administration), but none about a machine it cannot see — nor about a
-/// machine id that names none, so the log does not tell whether one exists.
 /// A change commits with its audit entry or not at all: while the audit
 /// log refuses entries (a trigger, added from another connection), a tag
 /// and an isolate fail, and the machine keeps its tags and gets no action.
@@ -228,6 +224,10 @@ async fn a_change_whose_audit_entry_cannot_be_written_does_not_happen() {
     assert_eq!(actions.json["value"], json!([]), "{}", actions.text);
 }
 
+/// The audit log is filtered as every other read: a user limited to a device
+/// group reads entries about machines of that group, and about no machine
+/// (administration), but none about a machine it cannot see — nor about a
+/// machine id that names none, so the log does not tell whether one exists.
 #[tokio::test]
 async fn a_user_limited_to_a_device_group_reads_only_audit_entries_about_its_machines() {
     let server = TestServer::start().await;
