@@ -51,9 +51,11 @@ pub trait Transaction {
         &mut self,
         tenant_id: &str,
     ) -> impl Future<Output = Result<Vec<Machine>, StoreError>> + Send;
-    /// The machine's Pending and InProgress actions, oldest first.
+    /// The machine's Pending and InProgress actions, oldest first. Reads
+    /// that take `&self` may run together (PostgreSQL sends them in one
+    /// round trip).
     fn open_actions(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
     ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send;
@@ -65,7 +67,7 @@ pub trait Transaction {
     ) -> impl Future<Output = Result<Option<MachineAction>, StoreError>> + Send;
     /// The device enrolled as the machine (offboarded or not); `lock`ed if asked.
     fn device_of_machine(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
         lock: bool,
@@ -474,8 +476,11 @@ async fn change_machines(
         }
         let machine =
             found.ok_or_else(|| WriteError::MachineNotFound(wanted.given().to_string()))?;
-        let active = tx.open_actions(tenant_id, &machine.id).await?;
-        let device = tx.device_of_machine(tenant_id, &machine.id, false).await?;
+        let reads = &*tx;
+        let (active, device) = tokio::try_join!(
+            reads.open_actions(tenant_id, &machine.id),
+            reads.device_of_machine(tenant_id, &machine.id, false),
+        )?;
         let capabilities = device_actions::capabilities_in_force(device);
         let mut change = decide(&machine, &active, &capabilities)?;
         if device_groups::may_move(&machine, &change.machine) {

@@ -137,7 +137,7 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     }
 
     fn open_actions(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
     ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send {
@@ -155,7 +155,7 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     }
 
     fn device_of_machine(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
         lock: bool,

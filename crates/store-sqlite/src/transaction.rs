@@ -127,7 +127,7 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn open_actions(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
     ) -> impl Future<Output = Result<Vec<MachineAction>, StoreError>> + Send {
@@ -147,7 +147,7 @@ impl Transaction for SqliteTransaction<'_> {
     }
 
     fn device_of_machine(
-        &mut self,
+        &self,
         tenant_id: &str,
         machine_id: &str,
         _lock: bool,
