@@ -96,6 +96,17 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+impl WriteError {
+    /// The error of a write that refuses nothing but store failures (a
+    /// seed, a check-in, an enrollment): any other is a fault.
+    pub fn into_store_error(self) -> StoreError {
+        match self {
+            WriteError::Store(error) => error,
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
 /// One page of a list, and what the caller needs to page on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

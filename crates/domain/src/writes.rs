@@ -196,16 +196,14 @@ async fn save_machines(
     changes: &[(Option<&Machine>, &Machine)],
 ) -> Result<(), StoreError> {
     // A change of tags alone (a tag POST) leaves the row as it is.
-    let (tags_only, rows): (Vec<_>, Vec<_>) = changes
-        .iter()
-        .map(|(before, after)| {
-            let old_tags = before.map_or(&[][..], |m| &m.machine_tags[..]);
-            let tags_only = before.is_some_and(|before| same_but_tags(before, after));
-            (tags_only, (*after, old_tags))
-        })
-        .partition(|(tags_only, _)| *tags_only);
-    let rows: Vec<(&Machine, &[String])> = rows.into_iter().map(|(_, row)| row).collect();
-    let tags_only: Vec<(&Machine, &[String])> = tags_only.into_iter().map(|(_, row)| row).collect();
+    let (mut rows, mut tags_only): (Vec<(&Machine, &[String])>, Vec<_>) = (vec![], vec![]);
+    for (before, after) in changes {
+        let old_tags = before.map_or(&[][..], |m| &m.machine_tags[..]);
+        match before {
+            Some(before) if same_but_tags(before, after) => tags_only.push((*after, old_tags)),
+            _ => rows.push((*after, old_tags)),
+        }
+    }
     if !rows.is_empty() {
         tx.save_machines(tenant_id, &rows).await?;
     }
@@ -224,11 +222,11 @@ async fn save_machines(
 
 /// Whether two machines differ in their tags alone.
 fn same_but_tags(before: &Machine, after: &Machine) -> bool {
-    let untagged = |m: &Machine| Machine {
-        machine_tags: Vec::new(),
-        ..m.clone()
+    let retagged = Machine {
+        machine_tags: before.machine_tags.clone(),
+        ..after.clone()
     };
-    untagged(before) == untagged(after)
+    retagged == *before
 }
 
 /// Stores `after` over `before`, as [`save_machines`] does.

@@ -396,22 +396,17 @@ async fn commit_batch(
     }
     // The writes' own entries first (a write never commits without its
     // entry: their failure fails the batch), then those appended on their
-    // own, in a savepoint whose failure fails only them.
+    // own, whose failure fails only them.
     let mut audited = Ok(());
     if aborted.is_none() && !written_audits.is_empty() {
         let entries = written_audits
             .iter()
             .map(|(entry, ids)| (entry, ids.as_slice()))
             .collect();
-        // Waiting for the tenant's audit sequence as long as it takes (see
-        // the module's notes on lock order).
-        let opening = savepoints.open(LockWait::Unbounded);
-        let (opened, written) = tokio::join!(
-            biased;
-            client.batch_execute(&opening),
-            append_all(&client, entries),
-        );
-        if let Err(error) = opened.map_err(pg_error).and(written) {
+        if let Err(error) = append_in_savepoint(&client, &mut savepoints, entries)
+            .await
+            .and_then(|appended| appended)
+        {
             aborted = Some(error);
         }
     }
@@ -420,16 +415,10 @@ async fn commit_batch(
             .iter()
             .map(|job| (&job.entry, job.machine_ids.as_slice()))
             .collect();
-        let opening = savepoints.open(LockWait::Unbounded);
-        let (opened, written) = tokio::join!(
-            biased;
-            client.batch_execute(&opening),
-            append_all(&client, entries),
-        );
-        match (opened, written) {
-            (Err(error), _) => aborted = Some(pg_error(error)),
-            (Ok(()), Ok(())) => {}
-            (Ok(()), Err(error)) => match savepoints.roll_back(&client).await {
+        match append_in_savepoint(&client, &mut savepoints, entries).await {
+            Err(error) => aborted = Some(error),
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => match savepoints.roll_back(&client).await {
                 Ok(()) => audited = Err(error),
                 Err(failed) => aborted = Some(failed),
             },
@@ -468,6 +457,25 @@ async fn commit_batch(
         let _ = job.reply.send(audited.clone().and(committed.clone()));
     }
     gave_way
+}
+
+/// Appends `entries` in a savepoint of their own, waiting for the tenants'
+/// audit sequences as long as it takes (see the module's notes on lock
+/// order): the savepoint's failure, which ends the transaction, outside;
+/// the entries', which the savepoint can undo, inside.
+async fn append_in_savepoint(
+    client: &Object,
+    savepoints: &mut Savepoints,
+    entries: Vec<(&AuditEntry, &[String])>,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let opening = savepoints.open(LockWait::Unbounded);
+    let (opened, appended) = tokio::join!(
+        biased;
+        client.batch_execute(&opening),
+        append_all(client, entries),
+    );
+    opened.map_err(pg_error)?;
+    Ok(appended)
 }
 
 #[cfg(test)]
@@ -974,6 +982,36 @@ mod tests {
             .await
             .unwrap();
         assert!(counts.iter().all(|row| row.get::<_, i32>(0) == 2));
+        db.drop().await;
+    }
+
+    /// A connection keeps at most `MOST_PREPARED` statements: built ones
+    /// of ever new texts are forgotten past that, and each still answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_forgets_its_statements_past_the_most_it_keeps() {
+        use crate::rows::MOST_PREPARED;
+        use palisade_store_sql::{Dialect, Sql, Value};
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        let settings = PoolSettings {
+            max_connections: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let pool = pool(config(&db.url, &settings).unwrap(), &settings).unwrap();
+        let client = pool.get().await.unwrap();
+        for n in 0..MOST_PREPARED as i64 + 50 {
+            let mut sql = Sql::new(Dialect::Postgres);
+            sql.push(&format!("SELECT {n} + ")).bind(Value::Integer(1));
+            let rows = client.built(&sql).await.unwrap();
+            assert_eq!(get::<i64>(&rows[0], 0).unwrap(), n + 1);
+            assert!(client.statement_cache.size() <= MOST_PREPARED + 1);
+        }
+        assert!(
+            client.statement_cache.size() < 60,
+            "the cache was cleared once"
+        );
+        drop(client);
         db.drop().await;
     }
 }

@@ -33,7 +33,7 @@ pub(crate) trait Db: Sync {
 /// connection forgets them all and prepares again what it runs. Kept because
 /// PostgreSQL plans a statement prepared once a few times and then reuses a
 /// generic plan, where planning a page of machines cost ten times its run.
-const MOST_PREPARED: usize = 512;
+pub(crate) const MOST_PREPARED: usize = 512;
 
 macro_rules! impl_db {
     ($type:ty) => {
@@ -130,8 +130,7 @@ fn bound(tenant_id: &str, values: Vec<Value>) -> Vec<Bound> {
 
 /// Runs a statement of the shared SQL; how many rows it changed.
 pub(crate) async fn execute(db: &impl Db, sql: &Sql) -> Result<u64, StoreError> {
-    let values: Vec<Bound> = sql.params.iter().cloned().map(Bound).collect();
-    run_bound(db, &sql.text, &values).await
+    run_values(db, &sql.text, sql.params.clone()).await
 }
 
 /// Runs `sql` with field-table values bound.

@@ -29,7 +29,8 @@ pub fn unreadable(index: usize, error: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("column {index} does not read back: {error}"))
 }
 
-fn required<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
+/// A column's value, which must not be NULL.
+pub fn required<T>(value: Option<T>, index: usize) -> Result<T, StoreError> {
     value.ok_or_else(|| unreadable(index, "NULL in a column that holds a value"))
 }
 

@@ -666,6 +666,13 @@ pub fn deliverable_actions(dialect: Dialect) -> &'static str {
     once_per_dialect!(dialect, |d| actions_where(d, DELIVERABLE_ACTIONS))
 }
 
+/// A row if the machine has an action [`deliverable_actions`] would deliver.
+pub fn any_deliverable_action(dialect: Dialect) -> &'static str {
+    once_per_dialect!(dialect, |d: Dialect| d.numbered(&format!(
+        "SELECT 1 FROM machine_actions a WHERE {DELIVERABLE_ACTIONS} LIMIT 1"
+    )))
+}
+
 /// A list query's SQL: one page (and one row more, to tell whether more
 /// exist), and with `$count=true` the count of all that match.
 pub struct ListSql {

@@ -11,7 +11,7 @@
 //! never served after what it shows changed.
 
 use crate::database::{Database, Reading};
-use crate::fields::{machine_fields, StoredRow, MACHINE_FROM};
+use crate::fields::{machine_fields, required, StoredRow, MACHINE_FROM};
 use crate::{Dialect, Sql};
 use palisade_contract::SerializedMachine;
 use palisade_domain::store::{MachineKey, StoreError};
@@ -66,9 +66,10 @@ pub fn machine_rows(dialect: Dialect) -> (&'static str, &'static str) {
     (columns, MACHINE_FROM)
 }
 
-/// Where [`machine_rows`] puts what a copy is checked by.
+/// Where [`machine_rows`] and [`machine_probes`] put what a copy is checked by.
 const ID_COLUMN: usize = 0;
 const REVISION_COLUMN: usize = machine_fields::READ_COLUMNS;
+const PROBE_REVISION_COLUMN: usize = 1;
 
 /// (columns, table) of what a copy is checked by, before the machine itself
 /// is read: its id and revision (on SQLite, from an index alone). `key` is
@@ -110,8 +111,9 @@ impl MachineCache {
         let (cache, tenant) = (self.clone(), tenant_id.to_string());
         let copies: Option<Vec<SerializedMachine>> = db
             .read(reading, probe, move |row| {
-                let id = required(row.text(ID_COLUMN)?)?;
-                let revision = required(row.integer(1)?)?;
+                let id = required(row.text(ID_COLUMN)?, ID_COLUMN)?;
+                let revision =
+                    required(row.integer(PROBE_REVISION_COLUMN)?, PROBE_REVISION_COLUMN)?;
                 Ok(cache.current_copy(&tenant, &id, revision))
             })
             .await?
@@ -138,8 +140,8 @@ impl MachineCache {
         tenant_id: &str,
         row: &dyn StoredRow,
     ) -> Result<SerializedMachine, StoreError> {
-        let id = required(row.text(ID_COLUMN)?)?;
-        let revision = required(row.integer(REVISION_COLUMN)?)?;
+        let id = required(row.text(ID_COLUMN)?, ID_COLUMN)?;
+        let revision = required(row.integer(REVISION_COLUMN)?, REVISION_COLUMN)?;
         if let Some(machine) = self.current_copy(tenant_id, &id, revision) {
             return Ok(machine);
         }
@@ -152,8 +154,4 @@ impl MachineCache {
             .insert((tenant_id.to_string(), id), Arc::new(copy));
         Ok(machine)
     }
-}
-
-fn required<T>(value: Option<T>) -> Result<T, StoreError> {
-    value.ok_or_else(|| StoreError::Internal("a machine's id or revision is NULL".into()))
 }

@@ -9,7 +9,7 @@ use crate::fields::{
 };
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
-    action_lookup, audit_entries, deliverable_actions, forget_ip_history, machine_lookup,
+    action_lookup, any_deliverable_action, audit_entries, forget_ip_history, machine_lookup,
     machines_seen_with_ip, time_out_stale_actions, ListSql, Sql, Value, ACTIONS, MACHINES,
 };
 use async_trait::async_trait;
@@ -149,14 +149,6 @@ fn ticks(at: Timestamp) -> Value {
     Value::Integer(at.ticks())
 }
 
-/// The answer of a write that refuses nothing but store failures.
-fn store_failure(error: WriteError) -> StoreError {
-    match error {
-        WriteError::Store(error) => error,
-        other => StoreError::Internal(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl<D: Database> Store for SqlStore<D> {
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
@@ -193,7 +185,7 @@ impl<D: Database> Store for SqlStore<D> {
         self.db
             .bulk_write(write, machines.len())
             .await
-            .map_err(store_failure)
+            .map_err(WriteError::into_store_error)
     }
 
     async fn put_device_group(
@@ -206,7 +198,10 @@ impl<D: Database> Store for SqlStore<D> {
             group: group.clone(),
         };
         // Moves machines, adds none.
-        self.db.bulk_write(write, 0).await.map_err(store_failure)
+        self.db
+            .bulk_write(write, 0)
+            .await
+            .map_err(WriteError::into_store_error)
     }
 
     async fn put_machines(&self, tenant_id: &str, machines: &[Machine]) -> Result<(), StoreError> {
@@ -217,7 +212,7 @@ impl<D: Database> Store for SqlStore<D> {
         self.db
             .bulk_write(write, machines.len())
             .await
-            .map_err(store_failure)
+            .map_err(WriteError::into_store_error)
     }
 
     async fn machines_seen_with_ip(
@@ -515,7 +510,10 @@ impl<D: Database> Store for SqlStore<D> {
             device: device.clone(),
             presented_credential_id: presented_credential_id.map(str::to_string),
         };
-        self.db.write(write).await.map_err(store_failure)
+        self.db
+            .write(write)
+            .await
+            .map_err(WriteError::into_store_error)
     }
 
     async fn device_by_credential(
@@ -543,7 +541,10 @@ impl<D: Database> Store for SqlStore<D> {
 
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
         let write = RecordCheckIns(check_ins.to_vec());
-        self.db.bulk_write(write, 0).await.map_err(store_failure)
+        self.db
+            .bulk_write(write, 0)
+            .await
+            .map_err(WriteError::into_store_error)
     }
 
     async fn claim_device_actions(
@@ -555,7 +556,7 @@ impl<D: Database> Store for SqlStore<D> {
     ) -> Result<Vec<MachineAction>, StoreError> {
         // Most check-ins find nothing: a read answers them without a write.
         let params = vec![text(tenant_id), text(machine_id), ticks(now)];
-        let sql = Sql::fixed(D::DIALECT, deliverable_actions(D::DIALECT), params);
+        let sql = Sql::fixed(D::DIALECT, any_deliverable_action(D::DIALECT), params);
         let deliverable = self.row(sql, |_| Ok(())).await?;
         if deliverable.is_none() {
             return Ok(vec![]);

@@ -77,7 +77,7 @@ pub(crate) fn query_rows<T>(
     rows.collect()
 }
 
-fn execute(conn: &Connection, sql: &Sql) -> rusqlite::Result<u64> {
+pub(crate) fn execute(conn: &Connection, sql: &Sql) -> rusqlite::Result<u64> {
     let mut statement = conn.prepare_cached(&sql.text)?;
     let changed = statement.execute(params_from_iter(sql.params.iter().map(sqlite_value)))?;
     Ok(changed as u64)
@@ -85,13 +85,6 @@ fn execute(conn: &Connection, sql: &Sql) -> rusqlite::Result<u64> {
 
 fn sql_failure(error: rusqlite::Error) -> WriteError {
     WriteError::Store(store_error(error))
-}
-
-fn into_store_error(error: WriteError) -> StoreError {
-    match error {
-        WriteError::Store(error) => error,
-        other => StoreError::Internal(other.to_string()),
-    }
 }
 
 impl SqliteDatabase {
@@ -103,7 +96,7 @@ impl SqliteDatabase {
         self.writer
             .write(move |conn| work(conn).map_err(sql_failure))
             .await
-            .map_err(into_store_error)
+            .map_err(WriteError::into_store_error)
     }
 }
 

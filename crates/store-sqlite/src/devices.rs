@@ -7,7 +7,7 @@ use palisade_contract::{MachineAction, Timestamp};
 use palisade_domain::devices::Device;
 use palisade_store_sql::fields::{device_fields, device_upsert};
 use palisade_store_sql::{deliverable_actions, Dialect, Sql, Value};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection};
 
 pub(crate) fn save_device(conn: &Connection, device: &Device) -> rusqlite::Result<()> {
     conn.prepare_cached(device_upsert(Dialect::Sqlite))?
@@ -26,12 +26,10 @@ pub(crate) fn device_where(
     let columns = device_fields::select(Dialect::Sqlite);
     let equal = [("tenant_id", text(tenant_id)), (column, text(value))];
     let sql = Sql::select_where(Dialect::Sqlite, columns, "devices", &equal, "");
-    conn.prepare_cached(&sql.text)?
-        .query_row(
-            params_from_iter(sql.params.iter().map(crate::database::sqlite_value)),
-            |row| device_fields::from_row(&SqliteRow(row), 0).map_err(decoding),
-        )
-        .optional()
+    let mut found = query_rows(conn, &sql, |row| {
+        device_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+    })?;
+    Ok(found.pop())
 }
 
 /// The machine's open actions (`open_actions`) or those free to deliver at

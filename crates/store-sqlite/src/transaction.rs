@@ -3,7 +3,7 @@
 //! batch's savepoint. The single writer holds the database for the whole
 //! write, so nothing needs a lock.
 
-use crate::database::{append_audit, query_rows, sqlite_value};
+use crate::database::{append_audit, execute, query_rows};
 use crate::devices::{device_where, machine_actions, save_device};
 use crate::rows::{
     action_from_row, bind, decoding, machine_from_row, save_action, save_machine, sync_tags,
@@ -350,9 +350,7 @@ impl Transaction for SqliteTransaction<'_> {
         done((|| {
             for (machine_id, sync) in syncs {
                 for statement in sync_ip_history(Dialect::Sqlite, tenant_id, machine_id, sync) {
-                    self.conn
-                        .prepare_cached(&statement.text)?
-                        .execute(params_from_iter(statement.params.iter().map(sqlite_value)))?;
+                    execute(self.conn, &statement)?;
                 }
             }
             Ok(())
