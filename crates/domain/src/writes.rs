@@ -404,9 +404,26 @@ pub struct ChangeMachines {
     pub machines: Vec<MachineRef>,
     pub decide: MachineDecision,
     /// Whether an attempt has asked for the decision.
-    pub decided: bool,
+    decided: bool,
     /// The request's audit entry, written with the change.
     pub audit: Option<AuditEntry>,
+}
+
+impl ChangeMachines {
+    pub fn new(
+        visibility: Visibility,
+        machines: Vec<MachineRef>,
+        decide: MachineDecision,
+        audit: Option<AuditEntry>,
+    ) -> ChangeMachines {
+        ChangeMachines {
+            visibility,
+            machines,
+            decide,
+            decided: false,
+            audit,
+        }
+    }
 }
 
 impl Write for ChangeMachines {

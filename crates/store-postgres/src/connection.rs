@@ -48,6 +48,32 @@ pub(crate) fn config(
     Ok(config)
 }
 
+/// The settings of the connections that run the statements written to be
+/// planned once (`Sql::one_plan`): a prepared statement is planned once, for
+/// every call (a generic plan), not for each call's parameters; and a nested
+/// lookup keeps no memo of its results, which those statements never hit
+/// (each tag row meets another machine) and which costs a hash table sized
+/// for the most rows a generic plan expects.
+pub const PLANNING_ONCE: &[(&str, &str)] = &[
+    ("plan_cache_mode", "force_generic_plan"),
+    ("enable_memoize", "off"),
+];
+
+/// `config` with [`PLANNING_ONCE`].
+pub(crate) fn planning_once(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    let ours = PLANNING_ONCE
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"));
+    let options: Vec<String> = config
+        .get_options()
+        .map(str::to_string)
+        .into_iter()
+        .chain(ours)
+        .collect();
+    config.options(options.join(" "));
+    config
+}
+
 pub(crate) fn pool(
     config: tokio_postgres::Config,
     settings: &PoolSettings,

@@ -51,6 +51,9 @@ pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
 
 pub struct PostgresDatabase {
     pool: Pool,
+    /// Connections that plan each statement once for all calls, for the
+    /// reads written so (`Sql::one_plan`); none in a pool too small to share.
+    one_plan_pool: Option<Pool>,
     config: tokio_postgres::Config,
     batches: Batches,
 }
@@ -63,11 +66,28 @@ pub type PostgresStore = SqlStore<PostgresDatabase>;
 pub async fn connect(url: &str, settings: PoolSettings) -> Result<PostgresStore, StoreError> {
     let config = connection::config(url, &settings)?;
     connection::migrate(&config).await?;
+    // A quarter of the connections, taken from the others' share.
+    let one_plan = settings.max_connections / 4;
+    let settings = PoolSettings {
+        max_connections: settings.max_connections - one_plan,
+        ..settings
+    };
     let pool = connection::pool(config.clone(), &settings)?;
+    let one_plan_pool = match one_plan {
+        0 => None,
+        n => Some(connection::pool(
+            connection::planning_once(config.clone()),
+            &PoolSettings {
+                max_connections: n,
+                ..settings
+            },
+        )?),
+    };
     let writers = (settings.max_connections / 2).clamp(1, WRITERS);
     let batches = Batches::spawn(pool.clone(), writers);
     Ok(SqlStore::new(PostgresDatabase {
         pool,
+        one_plan_pool,
         config,
         batches,
     }))
@@ -124,7 +144,11 @@ impl Database for PostgresDatabase {
         T: Send + 'static,
         F: FnMut(&dyn StoredRow) -> Result<T, StoreError> + Send + 'static,
     {
-        let rows = self.client().await?.built(&sql).await?;
+        let client = match &self.one_plan_pool {
+            Some(pool) if sql.one_plan => pool.get().await.map_err(pool_error)?,
+            _ => self.client().await?,
+        };
+        let rows = client.built(&sql).await?;
         rows.iter().map(|row| decode(&PostgresRow(row))).collect()
     }
 

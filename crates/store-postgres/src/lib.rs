@@ -20,5 +20,5 @@ mod machine_writes;
 mod rows;
 mod transaction;
 
-pub use connection::PoolSettings;
+pub use connection::{PoolSettings, PLANNING_ONCE};
 pub use database::{connect, PostgresDatabase, PostgresStore};

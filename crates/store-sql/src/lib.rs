@@ -86,20 +86,52 @@ pub struct Entity {
 }
 
 /// How a list whose filter requires one tag (`machineTags/any(t: t eq 'x')`
-/// among its `and`ed conditions) is read: from that tag's index entries,
-/// joined to their rows. As `m.id IN (SELECT ...)` SQLite first copies the
-/// ids into a temporary table and then looks each up; the join reads them in
-/// order straight from the index. A tag is on a machine once (a unique key), so
-/// the join yields each machine once.
+/// among its `and`ed conditions) is read: from that tag's index entries in
+/// order, each joined to its row by key. A tag is on a machine once (a unique
+/// key), so the join yields each machine once. That one plan suits every tag,
+/// rare or common (a page stops reading once full), so PostgreSQL is told to
+/// make it once ([`Sql::one_plan`]): planning it for each call's tag cost
+/// several times running it.
 pub struct TagRowsTable {
-    /// Prefixed to the entity's table: `machine_tags t CROSS JOIN` (CROSS
-    /// makes SQLite read the tag index first, as intended).
-    pub join: &'static str,
+    /// The tag rows, `machine_tags t`.
+    pub table: &'static str,
+    /// The entity's table as a list's `from` begins with it: `machines m`.
+    pub entity_table: &'static str,
     /// Ties each tag row to its entity's row.
     pub on: &'static str,
     /// The entity's default order, spelt in the tag index's columns so that
     /// no sort is needed.
     pub default_order: &'static str,
+}
+
+impl TagRowsTable {
+    /// `FROM`'s tables (`from`, which begins with the entity's table) led by
+    /// the tag rows, and `WHERE`, ready for the next condition.
+    fn lead(&self, sql: &mut Sql, from: &str) {
+        let (table, on) = (self.table, self.on);
+        match sql.dialect {
+            // CROSS makes SQLite read the tag index first; it plans each call.
+            Dialect::Sqlite => sql.push(&format!("{table} CROSS JOIN {from} WHERE {on} AND ")),
+            // A subquery with an OFFSET is planned on its own, as a lookup
+            // per tag row: the generic plan cannot join the whole tenant in
+            // one merge instead (what PostgreSQL prefers when it cannot tell
+            // that a tag's rows are few).
+            Dialect::Postgres => {
+                let rest = from.strip_prefix(self.entity_table);
+                debug_assert!(
+                    rest.is_some(),
+                    "{from} does not begin with {}",
+                    self.entity_table
+                );
+                let (entity, alias) = self.entity_table.split_once(' ').unwrap_or_default();
+                sql.push(&format!(
+                    "{table} CROSS JOIN LATERAL (SELECT * FROM {entity} {alias} WHERE {on} \
+                     OFFSET 0) {alias}{} WHERE ",
+                    rest.unwrap_or_default()
+                ))
+            }
+        };
+    }
 }
 
 pub const MACHINES: Entity = Entity {
@@ -110,7 +142,8 @@ pub const MACHINES: Entity = Entity {
     },
     default_order: "m.id",
     tags: Some(TagRowsTable {
-        join: "machine_tags t CROSS JOIN ",
+        table: "machine_tags t",
+        entity_table: "machines m",
         on: "t.tenant_id = m.tenant_id AND t.machine_id = m.id",
         default_order: "t.machine_id",
     }),
@@ -256,6 +289,9 @@ pub struct Sql {
     pub dialect: Dialect,
     pub text: String,
     pub params: Vec<Value>,
+    /// Written so that one plan serves every value of its parameters:
+    /// PostgreSQL may plan it once for all calls, not for each.
+    pub one_plan: bool,
 }
 
 impl Sql {
@@ -274,6 +310,7 @@ impl Sql {
             dialect,
             text: text.to_string(),
             params,
+            one_plan: false,
         }
     }
 
@@ -697,8 +734,8 @@ impl ListSql {
             let mut sql = Sql::new(dialect);
             sql.push("SELECT ").push(what).push(" FROM ");
             if let (Some(tags), Some(_)) = (tags, joined_tag) {
-                sql.push(tags.join).push(from).push(" WHERE ").push(tags.on);
-                sql.push(" AND ");
+                tags.lead(&mut sql, from);
+                sql.one_plan = true;
             } else {
                 sql.push(from).push(" WHERE ");
             }

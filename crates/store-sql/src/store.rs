@@ -272,13 +272,7 @@ impl<D: Database> Store for SqlStore<D> {
         decide: MachineDecision,
         audit: Option<AuditEntry>,
     ) -> Result<Vec<MachineChange>, WriteError> {
-        let write = ChangeMachines {
-            visibility: visibility.clone(),
-            machines,
-            decide,
-            decided: false,
-            audit,
-        };
+        let write = ChangeMachines::new(visibility.clone(), machines, decide, audit);
         self.db.write(write).await
     }
 

@@ -49,6 +49,8 @@ mod transport;
 /// Only here: several nodes share a PostgreSQL database, not an SQLite file.
 mod multi_node;
 mod outage;
+/// Only here: SQLite plans each call.
+mod plans;
 /// Only here: machine revisions on PostgreSQL (SQLite's: its store's unit tests).
 mod revision;
 /// Only here: it needs PostgreSQL as much as SQLite.
