@@ -48,12 +48,12 @@ pub(crate) fn config(
     Ok(config)
 }
 
-/// The settings of the connections that run the statements written to be
-/// planned once (`Sql::one_plan`): a prepared statement is planned once, for
-/// every call (a generic plan), not for each call's parameters; and a nested
-/// lookup keeps no memo of its results, which those statements never hit
-/// (each tag row meets another machine) and which costs a hash table sized
-/// for the most rows a generic plan expects.
+/// The settings of the connections whose statements suit one plan for all
+/// their parameters (the writers', and the reads marked `Sql::one_plan`): a
+/// prepared statement is planned once, for every call (a generic plan), not
+/// for each call's parameters; and a nested lookup keeps no memo of its
+/// results, which those statements never hit (each row looked up is another)
+/// and which costs a hash table sized for the most rows a generic plan expects.
 pub const PLANNING_ONCE: &[(&str, &str)] = &[
     ("plan_cache_mode", "force_generic_plan"),
     ("enable_memoize", "off"),

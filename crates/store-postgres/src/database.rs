@@ -51,9 +51,12 @@ pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
 
 pub struct PostgresDatabase {
     pool: Pool,
-    /// Connections that plan each statement once for all calls, for the
-    /// reads written so (`Sql::one_plan`); none in a pool too small to share.
-    one_plan_pool: Option<Pool>,
+    /// Connections that plan each statement once for all calls
+    /// (`connection::PLANNING_ONCE`): the writers' (their statements take
+    /// rows by key or by arrays of keys, where a plan made for one call's
+    /// array length is the generic plan's shape, made again each time), and
+    /// the reads written for it (`Sql::one_plan`).
+    planned_once: Pool,
     config: tokio_postgres::Config,
     batches: Batches,
 }
@@ -62,32 +65,30 @@ pub struct PostgresDatabase {
 pub type PostgresStore = SqlStore<PostgresDatabase>;
 
 /// Connects to the database at `url` (`postgres://...`) and brings its
-/// schema up to date.
+/// schema up to date. Of `settings.max_connections`, half (at most
+/// [`WRITERS`]) go to the writers and a quarter more to the reads planned
+/// once, beside them; the rest (at least one) to every other read.
 pub async fn connect(url: &str, settings: PoolSettings) -> Result<PostgresStore, StoreError> {
     let config = connection::config(url, &settings)?;
     connection::migrate(&config).await?;
-    // A quarter of the connections, taken from the others' share.
-    let one_plan = settings.max_connections / 4;
-    let settings = PoolSettings {
-        max_connections: settings.max_connections - one_plan,
+    let writers = (settings.max_connections / 2).clamp(1, WRITERS);
+    let planned_once = writers + settings.max_connections / 4;
+    let share = |max_connections: usize| PoolSettings {
+        max_connections,
         ..settings
     };
-    let pool = connection::pool(config.clone(), &settings)?;
-    let one_plan_pool = match one_plan {
-        0 => None,
-        n => Some(connection::pool(
-            connection::planning_once(config.clone()),
-            &PoolSettings {
-                max_connections: n,
-                ..settings
-            },
-        )?),
-    };
-    let writers = (settings.max_connections / 2).clamp(1, WRITERS);
-    let batches = Batches::spawn(pool.clone(), writers);
+    let pool = connection::pool(
+        config.clone(),
+        &share(settings.max_connections.saturating_sub(planned_once)),
+    )?;
+    let planned_once = connection::pool(
+        connection::planning_once(config.clone()),
+        &share(planned_once),
+    )?;
+    let batches = Batches::spawn(planned_once.clone(), writers);
     Ok(SqlStore::new(PostgresDatabase {
         pool,
-        one_plan_pool,
+        planned_once,
         config,
         batches,
     }))
@@ -144,9 +145,9 @@ impl Database for PostgresDatabase {
         T: Send + 'static,
         F: FnMut(&dyn StoredRow) -> Result<T, StoreError> + Send + 'static,
     {
-        let client = match &self.one_plan_pool {
-            Some(pool) if sql.one_plan => pool.get().await.map_err(pool_error)?,
-            _ => self.client().await?,
+        let client = match sql.one_plan {
+            true => self.planned_once.get().await.map_err(pool_error)?,
+            false => self.client().await?,
         };
         let rows = client.built(&sql).await?;
         rows.iter().map(|row| decode(&PostgresRow(row))).collect()
