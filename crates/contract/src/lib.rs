@@ -7,6 +7,7 @@
 //! so the wire shape is defined exactly once.
 
 pub mod action;
+pub mod control;
 pub mod error;
 pub mod machine;
 pub mod odata;

@@ -15,6 +15,11 @@ pub fn new_machine_id() -> String {
 
 /// A machine-action id: a lower-case GUID.
 pub fn new_action_id() -> String {
+    new_guid()
+}
+
+/// A lower-case GUID (machine actions, control-plane rules).
+pub fn new_guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 

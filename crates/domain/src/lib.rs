@@ -11,6 +11,7 @@
 pub mod access;
 pub mod caller;
 pub mod clock;
+pub mod control;
 pub mod devices;
 pub mod identity;
 pub mod ids;

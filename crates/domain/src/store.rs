@@ -8,6 +8,7 @@
 //! thus written once (in the domain) and is atomic on every back end.
 
 use crate::caller::{Tenant, Visibility};
+use crate::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
 use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
@@ -370,4 +371,26 @@ pub trait Store: Send + Sync + 'static {
         skip: u64,
         top: u32,
     ) -> Result<Page<AuditEntry>, StoreError>;
+
+    // The emulator control plane.
+
+    /// The control API's credential, once made.
+    async fn operator_credential(&self) -> Result<Option<OperatorCredential>, StoreError>;
+    /// Makes `credential` the one (replacing any before it).
+    async fn put_operator_credential(
+        &self,
+        credential: &OperatorCredential,
+    ) -> Result<(), StoreError>;
+    /// The tenant's outcome rules, in the order they apply.
+    async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<StoredOutcomeRule>, StoreError>;
+    /// Adds `rule` before or after the tenant's others (its `position` is
+    /// chosen here).
+    async fn add_outcome_rule(
+        &self,
+        rule: &StoredOutcomeRule,
+        place: RulePlace,
+    ) -> Result<(), StoreError>;
+    async fn delete_outcome_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError>;
+    /// Removes every rule of the tenant; how many there were.
+    async fn delete_outcome_rules(&self, tenant_id: &str) -> Result<u64, StoreError>;
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod keys;
 pub mod lockout;
+pub mod operator;
 pub mod sealing;
 pub mod secrets;
 pub mod service;

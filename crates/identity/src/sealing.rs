@@ -131,22 +131,9 @@ impl KeySealer {
 
     /// `key` as the store keeps it: its private key sealed.
     pub fn seal(&self, key: &SigningKey) -> SigningKey {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = associated_data(&key.tenant_id, &key.kid);
-        let ciphertext = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: key.private_key.as_bytes(),
-                    aad: &aad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 seals any message of a key's size");
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ciphertext);
         SigningKey {
-            private_key: format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed)),
+            private_key: self.seal_text(&aad, &key.private_key),
             ..key.clone()
         }
     }
@@ -154,33 +141,63 @@ impl KeySealer {
     /// `key` as read from the store, its private key opened (plaintext PEM
     /// from before passes as it is).
     pub fn open(&self, key: &SigningKey) -> Result<SigningKey, SealingError> {
-        let Some(encoded) = key.private_key.strip_prefix(SEALED_PREFIX) else {
+        if !Self::is_sealed(&key.private_key) {
             return Ok(key.clone());
-        };
-        let wrong_key = || SealingError::WrongKey {
-            tenant_id: key.tenant_id.clone(),
-            kid: key.kid.clone(),
-            source_name: self.source_name.to_string(),
-        };
-        let sealed = STANDARD.decode(encoded).map_err(|_| wrong_key())?;
-        let (nonce, ciphertext) = sealed
-            .split_first_chunk::<NONCE_BYTES>()
-            .ok_or_else(wrong_key)?;
+        }
         let aad = associated_data(&key.tenant_id, &key.kid);
-        let pem = self
+        let private_key =
+            self.open_text(&aad, &key.private_key)
+                .ok_or_else(|| SealingError::WrongKey {
+                    tenant_id: key.tenant_id.clone(),
+                    kid: key.kid.clone(),
+                    source_name: self.source_name.to_string(),
+                })?;
+        Ok(SigningKey {
+            private_key,
+            ..key.clone()
+        })
+    }
+
+    /// `text` sealed, bound to `aad` (what it belongs to: it opens only
+    /// with the same), as the store keeps it.
+    pub fn seal_text(&self, aad: &[u8], text: &str) -> String {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: text.as_bytes(),
+                    aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 seals any message of a secret's size");
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed))
+    }
+
+    /// The text `seal_text` sealed with `aad`; `None` if it was sealed with
+    /// another key or for something else.
+    pub fn open_text(&self, aad: &[u8], stored: &str) -> Option<String> {
+        let sealed = STANDARD.decode(stored.strip_prefix(SEALED_PREFIX)?).ok()?;
+        let (nonce, ciphertext) = sealed.split_first_chunk::<NONCE_BYTES>()?;
+        let text = self
             .cipher
             .decrypt(
                 &XNonce::from(*nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
-            .map_err(|_| wrong_key())?;
-        Ok(SigningKey {
-            private_key: String::from_utf8(pem).map_err(|_| wrong_key())?,
-            ..key.clone()
-        })
+            .ok()?;
+        String::from_utf8(text).ok()
+    }
+
+    /// Where the key came from (never the key), for error messages.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
     }
 }
 

@@ -7,8 +7,10 @@ use palisade_contract::{OsPlatform, Permission};
 use palisade_domain::caller::{Visibility, DEFAULT_RETENTION_DAYS};
 use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
+use palisade_domain::Clock;
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::operator;
 use palisade_identity::TokenService;
 use palisade_store_postgres::PoolSettings;
 use std::io::Read;
@@ -169,6 +171,14 @@ pub enum KeyCommand {
     List(InTenant),
     /// Make a new signing key; tokens signed with the old one stay valid until they expire.
     Rotate(InTenant),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Show the control plane's operator token (made if there is none yet).
+    OperatorToken(Database),
+    /// Make a new operator token; the old one stops working at once, on every node.
+    RotateOperatorToken(Database),
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,6 +476,22 @@ pub async fn keys(command: KeyCommand) -> anyhow::Result<()> {
             println!("new signing key {}", key.kid);
         }
     }
+    Ok(())
+}
+
+pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
+    let (db, rotate) = match &command {
+        EmulatorCommand::OperatorToken(db) => (db, false),
+        EmulatorCommand::RotateOperatorToken(db) => (db, true),
+    };
+    let store = store(db).await?;
+    let sealer = app::key_sealer(&db.database, db.keys.key_file.as_deref(), store.as_ref()).await?;
+    let now = SystemClock.now();
+    let token = match rotate {
+        true => operator::rotate(store.as_ref(), &sealer, now).await?,
+        false => operator::ensure(store.as_ref(), &sealer, now).await?,
+    };
+    println!("{token}");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Wiring: the store, the domain service and the HTTP stack, and serving them.
 
 use crate::api;
+use crate::control;
 use crate::device_plane;
 use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
@@ -311,6 +312,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         )
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state.clone())
+        .merge(control::routes(state.clone()))
         .merge(extra);
     // Path rewriting must happen before routing, so it wraps the router as a service.
     let routed = router.map_request(move |request: Request| canon.rewrite(request));

@@ -57,6 +57,9 @@ pub enum Command {
     Devices(admin_cli::DeviceCommand),
     /// Run N simulated devices against a server, over the device protocol.
     Simulate(simulate::SimulateArgs),
+    /// The emulator control plane (/_palisade/v1): its operator token.
+    #[command(subcommand)]
+    Emulator(admin_cli::EmulatorCommand),
 }
 
 impl Command {
@@ -69,6 +72,7 @@ impl Command {
             Command::Groups(c) => admin_cli::groups(c).await,
             Command::Keys(c) => admin_cli::keys(c).await,
             Command::Audit(c) => admin_cli::audit(c).await,
+            Command::Emulator(c) => admin_cli::emulator(c).await,
             Command::Onboarding(c) => admin_cli::onboarding(c).await,
             Command::Devices(c) => admin_cli::devices(c).await,
             Command::Simulate(args) => simulate::run(args, shutdown_signal()).await,
@@ -356,8 +360,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listening = format!("{}://{authority}", state.scheme);
     // What clients are told to use: the first --public-url, if any.
     let origin = state.origins.first().to_string();
+    let operator_token = palisade_identity::operator::ensure(
+        state.palisade.store().as_ref(),
+        &settings.key_sealer,
+        state.palisade.now(),
+    )
+    .await?;
     let tenant_id = if args.demo {
-        let mut credentials = demo::ensure_demo(&state.palisade, &origin).await?;
+        let mut credentials =
+            demo::ensure_demo(&state.palisade, &origin, operator_token.clone()).await?;
         credentials.ca_file = tls.as_ref().and_then(|t| t.ca_file.as_ref()).map(|f| {
             std::path::absolute(f)
                 .unwrap_or(f.clone())
@@ -374,6 +385,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         app::ensure_default_tenant(&state.palisade).await?
     };
+    println!(
+        "Control plane: {origin}{base}  (Authorization: Bearer {operator_token}; OpenAPI: {origin}{base}/openapi.json)",
+        base = crate::control::BASE
+    );
     app::spawn_sweeper(&state);
     app::spawn_check_in_writer(&state.devices);
     let devices = state.devices.clone();

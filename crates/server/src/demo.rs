@@ -367,6 +367,8 @@ pub struct DemoCredentials {
     /// Devices enroll with it: `palisade-agent --onboarding-token`, `palisade simulate`.
     pub onboarding_token: String,
     pub users: Vec<DemoUser>,
+    /// The emulator control plane's token (`/_palisade/v1`).
+    pub operator_token: String,
     /// With HTTPS: the CA to trust.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
@@ -383,7 +385,12 @@ pub struct DemoUser {
 
 /// Creates the demo tenant and fleet (once), and gives the demo app, users
 /// and onboarding token fresh secrets (every start: only their hashes are kept, so they cannot be shown again).
-pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<DemoCredentials> {
+/// `operator_token` is the control plane's, written beside them.
+pub async fn ensure_demo(
+    palisade: &Palisade,
+    origin: &str,
+    operator_token: String,
+) -> anyhow::Result<DemoCredentials> {
     ensure_demo_tenant(palisade).await?;
     let admin = Admin::new(
         palisade.store().clone(),
@@ -437,6 +444,7 @@ pub async fn ensure_demo(palisade: &Palisade, origin: &str) -> anyhow::Result<De
         api_url: format!("{origin}/api"),
         onboarding_token,
         users,
+        operator_token,
         ca_file: None,
     })
 }

@@ -11,6 +11,7 @@ use crate::{Dialect, Value};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::DeviceGroupAccess;
 use palisade_domain::caller::Tenant;
+use palisade_domain::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::{DeviceGroup, StoreError};
@@ -610,6 +611,77 @@ stored_entity! {
         target: Plain = "target";
         result: Plain = "result";
         request_id: Plain = "request_id";
+    }
+}
+
+stored_entity! {
+    /// `operator_credential`: the one row (`id` 1).
+    pub mod operator_fields for OperatorCredential, alias "operator_credential" {
+        token_sealed: Plain = "token_sealed";
+        token_hash: Plain = "token_hash";
+        created_at: Ticks = "created_at";
+    }
+}
+
+/// Makes `operator_fields::values` the operator credential.
+pub fn operator_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = operator_fields::COLUMNS;
+        upsert(
+            dialect,
+            "operator_credential",
+            columns,
+            &["id"],
+            &[],
+            &[("id", "1")],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+stored_entity! {
+    /// `outcome_rules`.
+    pub mod outcome_rule_fields for StoredOutcomeRule, alias "outcome_rules" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        position: Plain = "position";
+        matches: Json = "matches";
+        script: Json = "script";
+        hits: Plain = "hits";
+    }
+}
+
+/// Adds a rule (`outcome_rule_fields::values`) whose position is counted
+/// from the tenant's first rule (`First`: -1 puts it before) or last rule
+/// (`Last`: +1 puts it after), in the statement, so that rules added at once
+/// take places of their own.
+pub fn outcome_rule_insert(dialect: Dialect, place: RulePlace) -> &'static str {
+    fn build(dialect: Dialect, place: RulePlace) -> String {
+        let columns = outcome_rule_fields::COLUMNS;
+        let bound = match place {
+            RulePlace::First => "MIN",
+            RulePlace::Last => "MAX",
+        };
+        let values: Vec<String> = (1..=columns.len())
+            .map(|n| match columns[n - 1] {
+                "position" => format!(
+                    "{} + (SELECT COALESCE({bound}(r.position), 0) FROM outcome_rules r \
+                     WHERE r.tenant_id = {})",
+                    dialect.parameter(n),
+                    dialect.parameter(1)
+                ),
+                _ => dialect.parameter(n),
+            })
+            .collect();
+        format!(
+            "INSERT INTO outcome_rules ({}) VALUES ({})",
+            columns.join(", "),
+            values.join(", ")
+        )
+    }
+    match place {
+        RulePlace::First => once_per_dialect!(dialect, |d| build(d, RulePlace::First)),
+        RulePlace::Last => once_per_dialect!(dialect, |d| build(d, RulePlace::Last)),
     }
 }
 

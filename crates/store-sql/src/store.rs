@@ -5,7 +5,8 @@
 use crate::database::{Database, Reading};
 use crate::fields::{
     app_fields, app_upsert, audit_fields, device_fields, group_fields, key_fields, key_insert,
-    tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
+    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert, tenant_fields,
+    token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
@@ -15,6 +16,7 @@ use crate::{
 use async_trait::async_trait;
 use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
@@ -610,6 +612,60 @@ impl<D: Database> Store for SqlStore<D> {
         let sql = audit_entries(D::DIALECT, visibility, skip, i64::from(top) + 1);
         let items = self.rows(Reading::Many, sql, |row| audit_fields::from_row(row, 0));
         self.list(None, top, items).await
+    }
+
+    async fn operator_credential(&self) -> Result<Option<OperatorCredential>, StoreError> {
+        let table = (operator_fields::select(D::DIALECT), "operator_credential");
+        let equal = [("id", Value::Integer(1))];
+        self.row_where(table, &equal, |row| operator_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn put_operator_credential(
+        &self,
+        credential: &OperatorCredential,
+    ) -> Result<(), StoreError> {
+        let values = operator_fields::values(credential);
+        self.execute(operator_upsert(D::DIALECT), values).await?;
+        Ok(())
+    }
+
+    async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<StoredOutcomeRule>, StoreError> {
+        let table = (outcome_rule_fields::select(D::DIALECT), "outcome_rules");
+        self.tenant_rows(table, tenant_id, " ORDER BY position, id", |row| {
+            outcome_rule_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn add_outcome_rule(
+        &self,
+        rule: &StoredOutcomeRule,
+        place: RulePlace,
+    ) -> Result<(), StoreError> {
+        let offset = match place {
+            RulePlace::First => -1,
+            RulePlace::Last => 1,
+        };
+        let values = outcome_rule_fields::values(&StoredOutcomeRule {
+            position: offset,
+            ..rule.clone()
+        });
+        self.execute(outcome_rule_insert(D::DIALECT, place), values)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_outcome_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM outcome_rules WHERE tenant_id = ?1 AND id = ?2";
+        let params = vec![text(tenant_id), text(id)];
+        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+    }
+
+    async fn delete_outcome_rules(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM outcome_rules WHERE tenant_id = ?1";
+        self.execute(&D::DIALECT.numbered(sql), vec![text(tenant_id)])
+            .await
     }
 }
 

@@ -22,6 +22,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!(
             "../migrations/0010_duplicate_devices_and_audit_per_tenant.sql"
         )),
+        M::up(include_str!("../migrations/0011_control_plane.sql")),
     ])
 });
 

@@ -40,14 +40,20 @@ impl PresentedSecret {
     }
 }
 
-fn hash(secret: &str) -> String {
+/// The stored form of a 256-bit secret (also the control plane's operator token).
+pub fn hash(secret: &str) -> String {
     crate::ids::hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// 256 random bits, as URL-safe base64.
+pub fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A new token for `tenant_id`/`id`: its text, shown once, and the hash to store.
 pub fn issue(prefix: &str, tenant_id: &str, id: &str) -> (String, String) {
-    let bytes: [u8; 32] = rand::rng().random();
-    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let secret = new_secret();
     let stored = hash(&secret);
     (format!("{prefix}.{tenant_id}.{id}.{secret}"), stored)
 }

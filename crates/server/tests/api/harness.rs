@@ -7,8 +7,9 @@ use palisade_contract::{HealthStatus, Machine, OnboardingStatus, OsPlatform, Tim
 use palisade_domain::devices::DevicePlane;
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::store::DeviceGroup;
-use palisade_domain::{DeviceGroupAccess, OffsetClock, Palisade, Role};
+use palisade_domain::{Clock, DeviceGroupAccess, OffsetClock, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::operator;
 use palisade_identity::sealing::{self, KeySealer};
 use palisade_identity::{ExternalIssuer, TokenService};
 use palisade_server::app::{self, AppState};
@@ -66,6 +67,8 @@ pub struct TestServer {
     pub admin: Admin,
     /// The server's token service: it opens the sealed signing keys.
     pub tokens: TokenService,
+    /// The control plane's (`/_palisade/v1`).
+    pub operator_token: String,
     _dir: TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -164,6 +167,9 @@ impl TestServer {
             .await
             .unwrap();
         let clock = Arc::new(OffsetClock::default());
+        let operator_token = operator::ensure(store.as_ref(), &key_sealer, clock.now())
+            .await
+            .unwrap();
         let palisade = Palisade::new(store.clone(), clock.clone());
         let tenant_id = app::ensure_default_tenant(&palisade).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -215,6 +221,7 @@ impl TestServer {
             token: String::new(),
             admin,
             tokens,
+            operator_token,
             _dir: dir,
             _shutdown: shutdown,
         };

@@ -1486,9 +1486,13 @@ async fn ended_address_spans_are_forgotten_after_30_days() {
 #[tokio::test]
 async fn the_demo_fleet_answers_find_by_ip_and_entra_device_ids() {
     let server = TestServer::start().await;
-    let credentials = palisade_server::demo::ensure_demo(&server.palisade, &server.origin)
-        .await
-        .unwrap();
+    let credentials = palisade_server::demo::ensure_demo(
+        &server.palisade,
+        &server.origin,
+        server.operator_token.clone(),
+    )
+    .await
+    .unwrap();
     let token = server
         .send(reqwest::Client::new().post(&credentials.token_url).form(&[
             ("grant_type", "client_credentials"),

@@ -11,6 +11,7 @@ mod harness;
 mod admin_cli;
 mod agent;
 mod bulk_writes;
+mod control_plane;
 mod device_groups;
 mod device_plane;
 mod durability;

@@ -11,6 +11,8 @@ mod agent;
 mod backend;
 #[path = "../api/bulk_writes.rs"]
 mod bulk_writes;
+#[path = "../api/control_plane.rs"]
+mod control_plane;
 #[path = "../api/device_groups.rs"]
 mod device_groups;
 #[path = "../api/device_plane.rs"]

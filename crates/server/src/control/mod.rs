@@ -1,0 +1,122 @@
+//! The emulator control plane (`/_palisade/v1`, `control-plane.md`): what a
+//! test of MDE automation sets up around the MDE API (how actions turn out,
+//! and more to come). Guarded by the operator token alone (never by an MDE
+//! token), described by an OpenAPI document of its own, per tenant.
+
+pub mod outcomes;
+
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use palisade_contract::{ErrorCode, MdeError};
+use palisade_identity::{bearer_token, operator};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Where the control plane is served.
+pub const BASE: &str = "/_palisade/v1";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Palisade emulator control plane",
+        description = "Sets up what the MDE API of a tenant does: how machine actions of machines \
+            without an enrolled device turn out. Every call carries `Authorization: Bearer \
+            <operator token>` (printed at start, in the demo credentials as `operator_token`; \
+            MDE tokens are refused). Errors have the MDE API's body."
+    ),
+    servers((url = "/_palisade/v1")),
+    modifiers(&OperatorToken),
+    tags((name = "Outcomes", description = "How actions of machines without a device go on"))
+)]
+struct ControlDoc;
+
+struct OperatorToken;
+
+impl utoipa::Modify for OperatorToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "operatorToken",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "operatorToken",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The control plane's routes (under [`BASE`]) and its OpenAPI document.
+pub fn routes(state: AppState) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ControlDoc::openapi())
+        .routes(routes!(
+            outcomes::list_outcome_rules,
+            outcomes::add_outcome_rule,
+            outcomes::delete_outcome_rules
+        ))
+        .routes(routes!(outcomes::delete_outcome_rule))
+        .split_for_parts();
+    let document: Bytes = openapi
+        .to_json()
+        .expect("the control plane's OpenAPI document serialises")
+        .into();
+    let guarded = router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        operator_only,
+    ));
+    Router::new()
+        .nest(BASE, guarded)
+        .route(
+            &format!("{BASE}/openapi.json"),
+            get(move || {
+                let body = document.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .with_state(state)
+}
+
+/// Lets through only calls with the operator token.
+async fn operator_only(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let presented = bearer_token(request.headers().get(AUTHORIZATION).map(|v| v.as_bytes()));
+    let refusal = |message: &str| {
+        let mut response =
+            ApiError(MdeError::new(ErrorCode::Unauthorized, message)).into_response();
+        response
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    };
+    let Ok(token) = presented else {
+        return refusal("The control plane needs Authorization: Bearer <operator token>.");
+    };
+    match operator::is_operator_token(app.palisade.store().as_ref(), token).await {
+        Ok(true) => next.run(request).await,
+        Ok(false) => refusal(
+            "The bearer token is not the operator token (MDE access tokens do not reach the control plane).",
+        ),
+        Err(error) => ApiError(MdeError::from(error)).into_response(),
+    }
+}
+
+/// The tenant `tenant_id` names, or 404.
+async fn tenant(app: &AppState, tenant_id: &str) -> Result<(), ApiError> {
+    match app.palisade.tenant(tenant_id).await? {
+        Some(_) => Ok(()),
+        None => Err(MdeError::new(
+            ErrorCode::ResourceNotFound,
+            format!("Tenant {tenant_id} was not found"),
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,24 @@
+-- The emulator control plane (control-plane.md). As PostgreSQL's V8.
+
+-- The operator credential of the control API: one for the installation,
+-- sealed with the key-encryption key (so that each start can print it) and
+-- hashed (what a request is checked against).
+CREATE TABLE operator_credential (
+    id            INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    token_sealed  TEXT NOT NULL,
+    token_hash    TEXT NOT NULL,  -- SHA-256 of a 256-bit secret
+    created_at    INTEGER NOT NULL
+);
+
+-- Outcome rules: how actions of machines without an enrolled device go on,
+-- in order (the first that matches takes the action).
+CREATE TABLE outcome_rules (
+    tenant_id  TEXT NOT NULL REFERENCES tenants (id),
+    id         TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    matches    TEXT NOT NULL,  -- JSON: OutcomeMatch
+    script     TEXT NOT NULL,  -- JSON: [OutcomeStep]
+    hits       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE INDEX outcome_rules_in_order ON outcome_rules (tenant_id, position, id);
