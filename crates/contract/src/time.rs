@@ -53,6 +53,13 @@ impl Timestamp {
         Timestamp(self.0 + seconds * TICKS_PER_SECOND)
     }
 
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(millis.saturating_mul(TICKS_PER_SECOND / 1000)),
+        )
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         DateTime::parse_from_rfc3339(text)
             .ok()

@@ -53,3 +53,19 @@ pub enum RulePlace {
     First,
     Last,
 }
+
+/// An action an outcome rule took, on its way through the rule's script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptRun {
+    pub tenant_id: String,
+    pub action_id: String,
+    pub machine_id: String,
+    pub script: Vec<OutcomeStep>,
+    /// The step the action is at (its status is that step's).
+    pub step: u32,
+    pub step_started: Timestamp,
+    /// How often the action has been read at this step.
+    pub step_polls: u32,
+    /// When the step's duration ends; none if it waits for polls only or is the last.
+    pub due_at: Option<Timestamp>,
+}

@@ -473,16 +473,71 @@ impl Palisade {
             });
         }
         let visibility = caller.visibility(self.clock.now());
-        Ok(self.store.actions(&visibility, &query).await?)
+        let mut page = self.store.actions(&visibility, &query).await?;
+        page.items = self.as_polled(&visibility.tenant_id, page.items).await?;
+        Ok(page)
     }
 
     pub async fn get_action(&self, caller: &Caller, id: &str) -> Result<MachineAction, MdeError> {
         let id = parse_action_id(id)?;
         let visibility = caller.visibility(self.clock.now());
-        self.store
+        let action = self
+            .store
             .action(&visibility, &id)
             .await?
-            .ok_or_else(|| MdeError::action_not_found(&id))
+            .ok_or_else(|| MdeError::action_not_found(&id))?;
+        let mut read = self.as_polled(&visibility.tenant_id, vec![action]).await?;
+        read.pop()
+            .ok_or_else(|| MdeError::internal("an action read went missing"))
+    }
+
+    /// `actions` as a client reads them: those an outcome rule carries
+    /// moved on through their scripts, and counted as polled.
+    async fn as_polled(
+        &self,
+        tenant_id: &str,
+        mut actions: Vec<MachineAction>,
+    ) -> Result<Vec<MachineAction>, MdeError> {
+        let open: Vec<String> = actions
+            .iter()
+            .filter(|a| a.status.is_active())
+            .map(|a| a.id.clone())
+            .collect();
+        if open.is_empty() {
+            return Ok(actions);
+        }
+        let now = self.clock.now();
+        let scripted = self
+            .store
+            .advance_scripted_actions(tenant_id, open, now, true)
+            .await?;
+        for advanced in scripted {
+            if let Some(read) = actions.iter_mut().find(|a| a.id == advanced.id) {
+                *read = advanced;
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Moves on every scripted action whose step's duration has ended (all
+    /// tenants); how many. The server calls it every second.
+    pub async fn advance_due_scripts(&self) -> Result<usize, MdeError> {
+        const AT_ONCE: u32 = 500;
+        let now = self.clock.now();
+        let due = self.store.due_scripted_actions(now, AT_ONCE).await?;
+        let mut by_tenant: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (tenant_id, action_id) in due {
+            by_tenant.entry(tenant_id).or_default().push(action_id);
+        }
+        let mut advanced = 0;
+        for (tenant_id, action_ids) in by_tenant {
+            let actions = self
+                .store
+                .advance_scripted_actions(&tenant_id, action_ids, now, false)
+                .await?;
+            advanced += actions.len();
+        }
+        Ok(advanced)
     }
 
     pub async fn cancel_action(

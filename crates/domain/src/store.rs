@@ -393,4 +393,21 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_outcome_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError>;
     /// Removes every rule of the tenant; how many there were.
     async fn delete_outcome_rules(&self, tenant_id: &str) -> Result<u64, StoreError>;
+    /// The actions of `action_ids` (of one tenant) that an outcome rule
+    /// carries, moved on to `now` through their scripts, and counted as read
+    /// if `polled`; each as it now reads (`writes::AdvanceScripts`).
+    async fn advance_scripted_actions(
+        &self,
+        tenant_id: &str,
+        action_ids: Vec<String>,
+        now: Timestamp,
+        polled: bool,
+    ) -> Result<Vec<MachineAction>, StoreError>;
+    /// (tenant, action) of the scripted actions whose step ends by `now`,
+    /// soonest first, at most `limit`.
+    async fn due_scripted_actions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 }

@@ -5,10 +5,11 @@
 //! decides nothing.
 
 use crate::caller::{Tenant, Visibility};
+use crate::control::{ScriptRun, StoredOutcomeRule};
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision};
 use crate::identity::{change_result, AuditEntry};
 use crate::rules::ip_history::{self, IpHistorySync};
-use crate::rules::{device_actions, device_groups, device_report, enrollment};
+use crate::rules::{device_actions, device_groups, device_report, enrollment, outcomes};
 use crate::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef,
     StoreError, WriteError,
@@ -169,6 +170,31 @@ pub trait Transaction {
         &mut self,
         entry: &AuditEntry,
         machine_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The tenant's outcome rules, in the order they apply.
+    fn outcome_rules(
+        &self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<StoredOutcomeRule>, StoreError>> + Send;
+    /// One more action taken by the rule.
+    fn count_outcome_hit(
+        &mut self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The run of the action, if an outcome rule took it.
+    fn action_script(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+    ) -> impl Future<Output = Result<Option<ScriptRun>, StoreError>> + Send;
+    /// Saves the action's run, or (none) forgets it.
+    fn save_action_script(
+        &mut self,
+        tenant_id: &str,
+        action_id: &str,
+        run: Option<&ScriptRun>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -480,6 +506,9 @@ async fn change_machines(
     }
     let mut changes = Vec::with_capacity(machines.len());
     let mut groups: Option<Vec<DeviceGroup>> = None;
+    // The tenant's outcome rules, read for the first new action of a
+    // machine without an enrolled device.
+    let mut rules: Option<Vec<StoredOutcomeRule>> = None;
     for wanted in machines {
         let mut found = None;
         for key in wanted.keys() {
@@ -496,6 +525,7 @@ async fn change_machines(
             reads.open_actions(tenant_id, &machine.id),
             reads.device_of_machine(tenant_id, &machine.id, false),
         )?;
+        let enrolled = device.as_ref().is_some_and(|d| d.offboarded_at.is_none());
         let capabilities = device_actions::capabilities_in_force(device);
         let mut change = decide(&machine, &active, &capabilities)?;
         if device_groups::may_move(&machine, &change.machine) {
@@ -506,6 +536,26 @@ async fn change_machines(
         }
         if change.machine != machine {
             save_machine(tx, tenant_id, Some(&machine), &change.machine).await?;
+        }
+        if let Some(action) = &change.new_action {
+            if !enrolled {
+                if rules.is_none() {
+                    rules = Some(tx.outcome_rules(tenant_id).await?);
+                }
+                let rules = rules.as_deref().unwrap_or_default();
+                if let Some(rule) = outcomes::first_match(rules, action, &change.machine) {
+                    tx.count_outcome_hit(tenant_id, &rule.id).await?;
+                    let now = action.creation_date_time_utc;
+                    let scripted = outcomes::begin(rule, action, &change.machine, now);
+                    if let Some(machine) = scripted.machine {
+                        save_machine(tx, tenant_id, Some(&change.machine), &machine).await?;
+                        change.machine = machine;
+                    }
+                    let run = scripted.run.as_ref();
+                    tx.save_action_script(tenant_id, &action.id, run).await?;
+                    change.new_action = Some(scripted.action);
+                }
+            }
         }
         if let Some(action) = &change.new_action {
             tx.save_action(tenant_id, action).await?;
@@ -770,6 +820,61 @@ async fn change_device_action(
         tx.save_device(changed).await?;
     }
     Ok(change.action)
+}
+
+/// `Store::advance_scripted_actions`: the actions of `action_ids` that an
+/// outcome rule carries, moved on to `now` (and counted as read, if
+/// `polled`); each as it now reads.
+pub struct AdvanceScripts {
+    pub tenant_id: String,
+    pub action_ids: Vec<String>,
+    pub now: Timestamp,
+    pub polled: bool,
+}
+
+impl Write for AdvanceScripts {
+    type Output = Vec<MachineAction>;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<Vec<MachineAction>, WriteError> {
+        let tenant_id = &self.tenant_id;
+        let whole_tenant = Visibility::whole_tenant(tenant_id);
+        let mut advanced = Vec::new();
+        for id in &self.action_ids {
+            // The action first: its lock makes reads of it take turns.
+            let Some(action) = tx.action(&whole_tenant, id).await? else {
+                continue;
+            };
+            let Some(run) = tx.action_script(tenant_id, id).await? else {
+                continue;
+            };
+            let key = MachineKey::Id(&action.machine_id);
+            let Some(machine) = tx.machine(&whole_tenant, key, true).await? else {
+                tx.save_action_script(tenant_id, id, None).await?;
+                continue;
+            };
+            let mut scripted =
+                outcomes::advance(outcomes::resume(run, &action), &machine, self.now);
+            if self.polled {
+                scripted = outcomes::polled(scripted);
+            }
+            if scripted.action != action {
+                tx.save_action(tenant_id, &scripted.action).await?;
+            }
+            if let Some(changed) = &scripted.machine {
+                save_machine(tx, tenant_id, Some(&machine), changed).await?;
+            }
+            tx.save_action_script(tenant_id, id, scripted.run.as_ref())
+                .await?;
+            advanced.push(scripted.action);
+        }
+        Ok(advanced)
+    }
+    /// Nothing is decided but in the write: every attempt starts afresh.
+    fn may_retry(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

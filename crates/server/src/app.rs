@@ -247,6 +247,25 @@ pub fn spawn_sweeper(state: &AppState) {
     });
 }
 
+/// How often scripted actions are moved on by their steps' durations
+/// (reads move them on too: a read never shows a step that has ended).
+const SCRIPT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Moves on the actions outcome rules carry, every second, until the process stops.
+pub fn spawn_script_driver(palisade: &Palisade) {
+    let palisade = palisade.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SCRIPT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = palisade.advance_due_scripts().await {
+                tracing::warn!(%error, "could not move scripted actions on");
+            }
+        }
+    });
+}
+
 /// How often buffered device check-ins are written.
 const CHECK_IN_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 

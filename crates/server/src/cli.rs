@@ -390,6 +390,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         base = crate::control::BASE
     );
     app::spawn_sweeper(&state);
+    app::spawn_script_driver(&state.palisade);
     app::spawn_check_in_writer(&state.devices);
     let devices = state.devices.clone();
     let router = app::http_app(state, axum::Router::new());

@@ -1,12 +1,15 @@
 //! The demo tenant: a realistic fleet to try the API on (`palisade serve --demo`),
 //! also used by the benchmark to build large fleets.
 
+use palisade_contract::control::{IsoDuration, NewOutcomeRule, OutcomeMatch, OutcomeStep};
 use palisade_contract::machine::{IpAddress, VmMetadata};
+use palisade_contract::ActionStatus;
 use palisade_contract::{
     DeviceValue, ExposureLevel, HealthStatus, Machine, OnboardingStatus, OsPlatform, RiskScore,
     Timestamp,
 };
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
+use palisade_domain::control::{RulePlace, StoredOutcomeRule};
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{DeviceGroupAccess, Palisade, Role, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
@@ -462,8 +465,37 @@ pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
         .map(|(id, name)| DeviceGroup::label(*id, name))
         .collect();
     let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
-    Ok(palisade
+    let created = palisade
         .store()
         .create_tenant(&tenant, &groups, &machines)
-        .await?)
+        .await?;
+    if created {
+        let rule = StoredOutcomeRule::new(DEMO_TENANT_ID, demo_outcome());
+        palisade
+            .store()
+            .add_outcome_rule(&rule, RulePlace::Last)
+            .await?;
+    }
+    Ok(created)
+}
+
+/// The demo tenant's outcome rule, made with it (the control plane removes
+/// or outranks it): every action of a machine without a device is picked up
+/// after 2 s and succeeds 3 s later, as a device that is online would do.
+fn demo_outcome() -> NewOutcomeRule {
+    let step = |status, seconds: Option<u64>| OutcomeStep {
+        status,
+        polls: None,
+        duration: seconds.map(|s| IsoDuration(std::time::Duration::from_secs(s))),
+        error_h_result: None,
+        troubleshoot_info: None,
+    };
+    NewOutcomeRule {
+        matches: OutcomeMatch::default(),
+        script: vec![
+            step(ActionStatus::Pending, Some(2)),
+            step(ActionStatus::InProgress, Some(3)),
+            step(ActionStatus::Succeeded, None),
+        ],
+    }
 }

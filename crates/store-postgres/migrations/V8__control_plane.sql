@@ -22,3 +22,19 @@ CREATE TABLE outcome_rules (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX outcome_rules_in_order ON outcome_rules (tenant_id, position, id);
+
+-- An action an outcome rule took: the script it follows, the step it is at,
+-- since when, and how often it has been read there. `due_at`: when the
+-- step's duration ends (none: it waits for polls, or is the last).
+CREATE TABLE action_scripts (
+    tenant_id     TEXT COLLATE "C" NOT NULL REFERENCES tenants (id),
+    action_id     TEXT COLLATE "C" NOT NULL,
+    machine_id    TEXT COLLATE "C" NOT NULL,
+    script        TEXT NOT NULL,  -- JSON: [OutcomeStep]
+    step          BIGINT NOT NULL,
+    step_started  BIGINT NOT NULL,
+    step_polls    BIGINT NOT NULL,
+    due_at        BIGINT,
+    PRIMARY KEY (tenant_id, action_id)
+);
+CREATE INDEX action_scripts_due ON action_scripts (due_at) WHERE due_at IS NOT NULL;

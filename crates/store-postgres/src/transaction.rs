@@ -5,17 +5,20 @@
 use crate::database::NEW_ACTION_CHANNEL;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
 use crate::machine_writes::{save_ip_history, save_machines, sync_tags};
-use crate::rows::{action_from_row, machine_columns, run_values, PostgresRow};
+use crate::rows::{action_from_row, execute, machine_columns, run_values, PostgresRow};
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::control::{ScriptRun, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
+use palisade_store_sql::control;
 use palisade_store_sql::fields::{device_fields, group_fields, group_upsert};
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
+use palisade_store_sql::fields::{outcome_rule_fields, script_run_fields};
 use palisade_store_sql::{action_lookup, machine_lookup, Dialect, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -416,5 +419,44 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     ) -> Result<(), StoreError> {
         self.audits.push((entry.clone(), machine_ids.to_vec()));
         Ok(())
+    }
+
+    async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<StoredOutcomeRule>, StoreError> {
+        let sql = control::outcome_rules_of(Dialect::Postgres, tenant_id);
+        let rows = self.tx.built(&sql).await?;
+        rows.iter()
+            .map(|row| outcome_rule_fields::from_row(&PostgresRow(row), 0))
+            .collect()
+    }
+
+    async fn count_outcome_hit(
+        &mut self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> Result<(), StoreError> {
+        let sql = control::count_outcome_hit(Dialect::Postgres, tenant_id, rule_id);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+
+    async fn action_script(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+    ) -> Result<Option<ScriptRun>, StoreError> {
+        let sql = control::action_script_of(Dialect::Postgres, tenant_id, action_id);
+        let rows = self.tx.built(&sql).await?;
+        rows.first()
+            .map(|row| script_run_fields::from_row(&PostgresRow(row), 0))
+            .transpose()
+    }
+
+    async fn save_action_script(
+        &mut self,
+        tenant_id: &str,
+        action_id: &str,
+        run: Option<&ScriptRun>,
+    ) -> Result<(), StoreError> {
+        let sql = control::save_action_script(Dialect::Postgres, tenant_id, action_id, run);
+        execute(self.tx, &sql).await.map(|_| ())
     }
 }

@@ -11,7 +11,7 @@ use crate::{Dialect, Value};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::DeviceGroupAccess;
 use palisade_domain::caller::Tenant;
-use palisade_domain::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
+use palisade_domain::control::{OperatorCredential, RulePlace, ScriptRun, StoredOutcomeRule};
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::{DeviceGroup, StoreError};
@@ -683,6 +683,36 @@ pub fn outcome_rule_insert(dialect: Dialect, place: RulePlace) -> &'static str {
         RulePlace::First => once_per_dialect!(dialect, |d| build(d, RulePlace::First)),
         RulePlace::Last => once_per_dialect!(dialect, |d| build(d, RulePlace::Last)),
     }
+}
+
+stored_entity! {
+    /// `action_scripts`.
+    pub mod script_run_fields for ScriptRun, alias "action_scripts" {
+        tenant_id: Plain = "tenant_id";
+        action_id: Plain = "action_id";
+        machine_id: Plain = "machine_id";
+        script: Json = "script";
+        step: Plain = "step";
+        step_started: Ticks = "step_started";
+        step_polls: Plain = "step_polls";
+        due_at: Ticks = "due_at";
+    }
+}
+
+/// Saves a script run (`script_run_fields::values`).
+pub fn script_run_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "action_id"];
+        upsert(
+            dialect,
+            "action_scripts",
+            script_run_fields::COLUMNS,
+            &key,
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
 }
 
 /// Saves a device group: parameter 1 is the tenant id, then `group_fields::values`.

@@ -71,6 +71,7 @@ macro_rules! once_per_dialect {
     }};
 }
 
+pub mod control;
 pub mod database;
 pub mod fields;
 pub mod machine_cache;
@@ -160,13 +161,17 @@ pub const ACTIONS: Entity = Entity {
 /// time before which an action is stale (Pending: created; InProgress: last
 /// updated). Each condition is one partial index's (`machine_actions_pending`,
 /// `machine_actions_in_progress`), so the sweep reads only stale actions.
+/// An action an outcome rule carries keeps the time its script gives it.
 pub fn time_out_stale_actions(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
         let (now, stale_before) = (dialect.parameter(1), dialect.parameter(2));
         format!(
             "UPDATE machine_actions SET status = 'TimeOut', last_update_time = {now} \
-             WHERE (status = 'Pending' AND creation_time < {stale_before}) \
-                OR (status = 'InProgress' AND last_update_time < {stale_before})"
+             WHERE ((status = 'Pending' AND creation_time < {stale_before}) \
+                OR (status = 'InProgress' AND last_update_time < {stale_before})) \
+               AND NOT EXISTS (SELECT 1 FROM action_scripts s \
+                               WHERE s.tenant_id = machine_actions.tenant_id \
+                                 AND s.action_id = machine_actions.id)"
         )
     }
     once_per_dialect!(dialect, build)

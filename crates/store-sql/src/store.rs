@@ -2,11 +2,12 @@
 //! statements come from this crate's builders and field tables, the writes
 //! from `palisade_domain::writes`; each database runs them.
 
+use crate::control;
 use crate::database::{Database, Reading};
 use crate::fields::{
     app_fields, app_upsert, audit_fields, device_fields, group_fields, key_fields, key_insert,
-    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert, tenant_fields,
-    token_fields, token_upsert, user_fields, user_upsert, StoredRow,
+    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert, required,
+    tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
@@ -27,8 +28,8 @@ use palisade_domain::store::{
     Store, StoreError, WriteError,
 };
 use palisade_domain::writes::{
-    ChangeAction, ChangeDeviceAction, ChangeMachines, CreateTenant, EnrollDevice, PutDeviceGroup,
-    PutMachines, RecordCheckIns,
+    AdvanceScripts, ChangeAction, ChangeDeviceAction, ChangeMachines, CreateTenant, EnrollDevice,
+    PutDeviceGroup, PutMachines, RecordCheckIns,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -631,8 +632,8 @@ impl<D: Database> Store for SqlStore<D> {
     }
 
     async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<StoredOutcomeRule>, StoreError> {
-        let table = (outcome_rule_fields::select(D::DIALECT), "outcome_rules");
-        self.tenant_rows(table, tenant_id, " ORDER BY position, id", |row| {
+        let sql = control::outcome_rules_of(D::DIALECT, tenant_id);
+        self.rows(Reading::Many, sql, |row| {
             outcome_rule_fields::from_row(row, 0)
         })
         .await
@@ -666,6 +667,37 @@ impl<D: Database> Store for SqlStore<D> {
         let sql = "DELETE FROM outcome_rules WHERE tenant_id = ?1";
         self.execute(&D::DIALECT.numbered(sql), vec![text(tenant_id)])
             .await
+    }
+
+    async fn advance_scripted_actions(
+        &self,
+        tenant_id: &str,
+        action_ids: Vec<String>,
+        now: Timestamp,
+        polled: bool,
+    ) -> Result<Vec<MachineAction>, StoreError> {
+        let write = AdvanceScripts {
+            tenant_id: tenant_id.to_string(),
+            action_ids,
+            now,
+            polled,
+        };
+        self.db
+            .write(write)
+            .await
+            .map_err(WriteError::into_store_error)
+    }
+
+    async fn due_scripted_actions(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = control::due_action_scripts(D::DIALECT, now, i64::from(limit));
+        self.rows(Reading::Few, sql, |row| {
+            Ok((required(row.text(0)?, 0)?, required(row.text(1)?, 1)?))
+        })
+        .await
     }
 }
 

@@ -22,3 +22,19 @@ CREATE TABLE outcome_rules (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX outcome_rules_in_order ON outcome_rules (tenant_id, position, id);
+
+-- An action an outcome rule took: the script it follows, the step it is at,
+-- since when, and how often it has been read there. `due_at`: when the
+-- step's duration ends (none: it waits for polls, or is the last).
+CREATE TABLE action_scripts (
+    tenant_id     TEXT NOT NULL REFERENCES tenants (id),
+    action_id     TEXT NOT NULL,
+    machine_id    TEXT NOT NULL,
+    script        TEXT NOT NULL,  -- JSON: [OutcomeStep]
+    step          INTEGER NOT NULL,
+    step_started  INTEGER NOT NULL,
+    step_polls    INTEGER NOT NULL,
+    due_at        INTEGER,
+    PRIMARY KEY (tenant_id, action_id)
+);
+CREATE INDEX action_scripts_due ON action_scripts (due_at) WHERE due_at IS NOT NULL;

@@ -12,12 +12,16 @@ use crate::rows::{
 use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
+use palisade_domain::control::{ScriptRun, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
-use palisade_store_sql::fields::{group_fields, group_upsert};
+use palisade_store_sql::control;
+use palisade_store_sql::fields::{
+    group_fields, group_upsert, outcome_rule_fields, script_run_fields,
+};
 use palisade_store_sql::machine_cache::machine_rows;
 use palisade_store_sql::{
     action_lookup, machine_lookup, open_actions, sync_ip_history, Dialect, Sql, Value,
@@ -387,5 +391,48 @@ impl Transaction for SqliteTransaction<'_> {
         machine_ids: &[String],
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         done(append_audit(self.conn, entry, machine_ids))
+    }
+
+    fn outcome_rules(
+        &self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Vec<StoredOutcomeRule>, StoreError>> + Send {
+        let sql = control::outcome_rules_of(Dialect::Sqlite, tenant_id);
+        done(query_rows(self.conn, &sql, |row| {
+            outcome_rule_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+        }))
+    }
+
+    fn count_outcome_hit(
+        &mut self,
+        tenant_id: &str,
+        rule_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::count_outcome_hit(Dialect::Sqlite, tenant_id, rule_id);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+
+    fn action_script(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+    ) -> impl Future<Output = Result<Option<ScriptRun>, StoreError>> + Send {
+        let sql = control::action_script_of(Dialect::Sqlite, tenant_id, action_id);
+        done(
+            query_rows(self.conn, &sql, |row| {
+                script_run_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+            })
+            .map(|runs| runs.into_iter().next()),
+        )
+    }
+
+    fn save_action_script(
+        &mut self,
+        tenant_id: &str,
+        action_id: &str,
+        run: Option<&ScriptRun>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_action_script(Dialect::Sqlite, tenant_id, action_id, run);
+        done(execute(self.conn, &sql).map(|_| ()))
     }
 }

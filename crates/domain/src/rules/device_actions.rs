@@ -123,11 +123,16 @@ pub fn finish(
             isolation_at: now,
             ..device.clone()
         });
-        change.machine = Some(Machine {
-            onboarding_status: OnboardingStatus::CanBeOnboarded,
-            health_status: HealthStatus::Inactive,
-            ..machine.clone()
-        });
+        change.machine = Some(offboarded(machine));
     }
     Ok(change)
+}
+
+/// The machine once an offboard succeeded: no longer onboarded, inactive.
+pub fn offboarded(machine: &Machine) -> Machine {
+    Machine {
+        onboarding_status: OnboardingStatus::CanBeOnboarded,
+        health_status: HealthStatus::Inactive,
+        ..machine.clone()
+    }
 }

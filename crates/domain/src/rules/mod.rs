@@ -7,5 +7,6 @@ pub mod device_groups;
 pub mod device_report;
 pub mod enrollment;
 pub mod ip_history;
+pub mod outcomes;
 pub mod platform;
 pub mod tags;

@@ -286,3 +286,256 @@ async fn the_operator_token_is_kept_across_restarts_and_rotated_from_the_command
     assert_eq!(rules_status(&server, &token).await, 401);
     assert_eq!(rules_status(&server, &new_token).await, 200);
 }
+
+/// Adds an outcome rule to the server's tenant; answers it.
+async fn add_rule(server: &TestServer, rule: Value) -> Value {
+    let operator = Some(server.operator_token.as_str());
+    let reply = control(
+        server,
+        operator,
+        Method::POST,
+        &outcomes(server),
+        Some(rule),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json
+}
+
+/// POSTs an action of `kind` (`isolate`, `offboard`, ...) on the machine; answers it.
+async fn act(server: &TestServer, machine_id: &str, kind: &str) -> Value {
+    let body = match kind {
+        "isolate" => json!({"Comment": "playbook", "IsolationType": "Full"}),
+        _ => json!({"Comment": "playbook"}),
+    };
+    let reply = server
+        .post(&format!("/api/machines/{machine_id}/{kind}"), body)
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+    reply.json
+}
+
+async fn poll(server: &TestServer, action_id: &str) -> Value {
+    let reply = server
+        .get(&format!("/api/machineactions/{action_id}"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.json
+}
+
+#[tokio::test]
+async fn an_outcome_script_is_followed_poll_by_poll_and_the_first_matching_rule_takes_the_action() {
+    let (server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    let not_this_one = add_rule(
+        &server,
+        json!({"match": {"actionType": "Offboard"}, "script": [{"status": "Failed"}]}),
+    )
+    .await;
+    let rule = add_rule(
+        &server,
+        json!({"match": {"actionType": "Isolate", "osPlatform": "Windows11"}, "script": [
+            {"status": "Pending", "polls": 2},
+            {"status": "InProgress", "polls": 3},
+            {"status": "Succeeded"}
+        ]}),
+    )
+    .await;
+    let also_matching = add_rule(&server, json!({"script": [{"status": "TimeOut"}]})).await;
+
+    let created = act(&server, &m.id, "isolate").await;
+    assert_eq!(created["status"], "Pending");
+    let id = created["id"].as_str().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(
+            poll(&server, id).await["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        seen,
+        [
+            "Pending",
+            "Pending",
+            "InProgress",
+            "InProgress",
+            "InProgress",
+            "Succeeded",
+            "Succeeded"
+        ]
+    );
+    let done = poll(&server, id).await;
+    assert_eq!(done["errorHResult"], 0);
+
+    let rules = control(
+        &server,
+        Some(&server.operator_token),
+        Method::GET,
+        &outcomes(&server),
+        None,
+    )
+    .await;
+    let hits: Vec<(Value, Value)> = rules.json["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].clone(), r["hits"].clone()))
+        .collect();
+    assert_eq!(
+        hits,
+        [
+            (not_this_one["id"].clone(), json!(0)),
+            (rule["id"].clone(), json!(1)),
+            (also_matching["id"].clone(), json!(0)),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_scripted_failure_carries_its_hresult_and_a_listing_counts_as_a_poll() {
+    let (server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    add_rule(
+        &server,
+        json!({"script": [
+            {"status": "Pending", "polls": 1},
+            {"status": "Failed", "errorHResult": -2147024891, "troubleshootInfo": "Access is denied"}
+        ]}),
+    )
+    .await;
+    let id = act(&server, &m.id, "isolate").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Listed: the one poll of the Pending step.
+    let listed = server
+        .get(&format!("/api/machines/{}/machineactions", m.id))
+        .await;
+    assert_eq!(
+        listed.json["value"][0]["status"], "Pending",
+        "{}",
+        listed.text
+    );
+    let failed = poll(&server, &id).await;
+    assert_eq!(failed["status"], "Failed");
+    assert_eq!(failed["errorHResult"], -2147024891);
+    assert_eq!(failed["troubleshootInfo"], "Access is denied");
+}
+
+#[tokio::test]
+async fn a_step_held_for_a_duration_passes_unread_and_an_offboard_offboards_the_machine() {
+    let (server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    add_rule(
+        &server,
+        json!({"match": {"machineId": m.id}, "script": [
+            {"status": "InProgress", "duration": "PT0.3S"},
+            {"status": "Succeeded"}
+        ]}),
+    )
+    .await;
+    let created = act(&server, &m.id, "offboard").await;
+    assert_eq!(
+        created["status"], "InProgress",
+        "the first step is where it starts"
+    );
+    // No client reads it meanwhile: the server moves it on by itself.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let stored = server
+        .palisade
+        .store()
+        .action(
+            &palisade_domain::caller::Visibility::whole_tenant(&server.tenant_id),
+            created["id"].as_str().unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status.as_str(), "Succeeded");
+    let machine = server.get(&format!("/api/machines/{}", m.id)).await;
+    assert_eq!(
+        machine.json["onboardingStatus"], "CanBeOnboarded",
+        "{}",
+        machine.text
+    );
+    assert_eq!(machine.json["healthStatus"], "Inactive");
+}
+
+#[tokio::test]
+async fn a_script_that_ends_open_holds_past_the_time_out_and_a_cancel_ends_it() {
+    let (mut server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    add_rule(&server, json!({"script": [{"status": "Pending"}]})).await;
+    let id = act(&server, &m.id, "isolate").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Far past the action time-out, and swept.
+    server.clock.advance(7 * 86_400);
+    server.renew_token().await;
+    assert!(server.palisade.time_out_stale_actions().await.is_ok());
+    assert_eq!(poll(&server, &id).await["status"], "Pending");
+    let cancelled = server
+        .post(
+            &format!("/api/machineactions/{id}/cancel"),
+            json!({"Comment": "enough"}),
+        )
+        .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(cancelled.json["status"], "Cancelled");
+    for _ in 0..2 {
+        assert_eq!(poll(&server, &id).await["status"], "Cancelled");
+    }
+}
+
+#[tokio::test]
+async fn without_a_matching_rule_an_action_waits_for_a_device_as_before() {
+    let (server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    add_rule(
+        &server,
+        json!({"match": {"tag": "VIP"}, "script": [{"status": "Succeeded"}]}),
+    )
+    .await;
+    let id = act(&server, &m.id, "isolate").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        assert_eq!(poll(&server, &id).await["status"], "Pending");
+    }
+}
+
+#[tokio::test]
+async fn with_demo_an_action_of_a_demo_machine_succeeds_after_a_short_delay() {
+    let server = ServerProcess::start(&[]).await;
+    let machines = server.get("/api/machines?$top=1").await.unwrap();
+    let id = machines.json["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let isolated = server
+        .client
+        .post(format!("{}/api/machines/{id}/isolate", server.origin))
+        .json(&json!({"Comment": "playbook", "IsolationType": "Full"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(isolated.status(), 201);
+    let action: Value = isolated.json().await.unwrap();
+    assert_eq!(action["status"], "Pending");
+    let path = format!("/api/machineactions/{}", action["id"].as_str().unwrap());
+    let mut seen = vec![];
+    for _ in 0..60 {
+        let status = server.get(&path).await.unwrap().json["status"].clone();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status == "Succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        seen,
+        [json!("Pending"), json!("InProgress"), json!("Succeeded")]
+    );
+}

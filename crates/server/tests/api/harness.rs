@@ -191,6 +191,7 @@ impl TestServer {
         let devices = state.devices.clone();
         let tokens = state.tokens.clone();
         app::spawn_check_in_writer(&devices);
+        app::spawn_script_driver(&palisade);
         let router = app::http_app(state, axum::Router::new());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(transport::serve(
