@@ -4,6 +4,7 @@
 use crate::access::Operation;
 use crate::caller::{Caller, Tenant, Visibility};
 use crate::clock::Clock;
+use crate::control::{RulePlace, StoredOutcomeRule};
 use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
@@ -13,6 +14,7 @@ use crate::rules::audit::Subject;
 use crate::rules::ip_history;
 use crate::store::{MachineChange, MachineRef, Page, Store, StoreError, WriteError};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
+use palisade_contract::control::{NewOutcomeRule, OutcomeRule};
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
@@ -517,6 +519,54 @@ impl Palisade {
             }
         }
         Ok(actions)
+    }
+
+    /// The tenant, or 404: what the control plane asks first.
+    async fn existing_tenant(&self, tenant_id: &str) -> Result<Tenant, MdeError> {
+        self.tenant(tenant_id).await?.ok_or_else(|| {
+            MdeError::new(
+                ErrorCode::ResourceNotFound,
+                format!("Tenant {tenant_id} was not found"),
+            )
+        })
+    }
+
+    /// The tenant's outcome rules, in the order they apply.
+    pub async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<OutcomeRule>, MdeError> {
+        self.existing_tenant(tenant_id).await?;
+        let rules = self.store.outcome_rules(tenant_id).await?;
+        Ok(rules.iter().map(StoredOutcomeRule::wire).collect())
+    }
+
+    /// Adds `rule` (checked first) before or after the tenant's others.
+    pub async fn add_outcome_rule(
+        &self,
+        tenant_id: &str,
+        rule: NewOutcomeRule,
+        place: RulePlace,
+    ) -> Result<OutcomeRule, MdeError> {
+        self.existing_tenant(tenant_id).await?;
+        rule.validate()?;
+        let rule = StoredOutcomeRule::new(tenant_id, rule);
+        self.store.add_outcome_rule(&rule, place).await?;
+        Ok(rule.wire())
+    }
+
+    pub async fn delete_outcome_rule(&self, tenant_id: &str, id: &str) -> Result<(), MdeError> {
+        self.existing_tenant(tenant_id).await?;
+        match self.store.delete_outcome_rule(tenant_id, id).await? {
+            true => Ok(()),
+            false => Err(MdeError::new(
+                ErrorCode::ResourceNotFound,
+                format!("Outcome rule {id} was not found"),
+            )),
+        }
+    }
+
+    /// Removes every outcome rule of the tenant; how many there were.
+    pub async fn delete_outcome_rules(&self, tenant_id: &str) -> Result<u64, MdeError> {
+        self.existing_tenant(tenant_id).await?;
+        Ok(self.store.delete_outcome_rules(tenant_id).await?)
     }
 
     /// Moves on every scripted action whose step's duration has ended (all

@@ -3,16 +3,19 @@
 
 use crate::app;
 use clap::{Args, Subcommand};
+use palisade_contract::control::NewOutcomeRule;
 use palisade_contract::{OsPlatform, Permission};
 use palisade_domain::caller::{Visibility, DEFAULT_RETENTION_DAYS};
+use palisade_domain::control::RulePlace;
 use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
-use palisade_domain::Clock;
+use palisade_domain::{Clock, Palisade};
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
 use palisade_identity::admin::{Admin, Administrator};
 use palisade_identity::operator;
 use palisade_identity::TokenService;
 use palisade_store_postgres::PoolSettings;
+use serde_json::json;
 use std::io::Read;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -179,6 +182,36 @@ pub enum EmulatorCommand {
     OperatorToken(Database),
     /// Make a new operator token; the old one stops working at once, on every node.
     RotateOperatorToken(Database),
+    /// Outcome rules: how actions of machines without an enrolled device go on.
+    #[command(subcommand)]
+    Outcomes(OutcomeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutcomeCommand {
+    /// The tenant's rules in the order they apply, as JSON (`{"value": [...]}`).
+    List(InTenant),
+    /// Add a rule (JSON as `POST /_palisade/v1/tenants/{t}/outcomes` takes it,
+    /// e.g. '{"match":{"actionType":"Isolate"},"script":[{"status":"Pending","polls":2},{"status":"Succeeded"}]}',
+    /// or - to read it from standard input); prints it with its id.
+    Add {
+        /// The rule.
+        rule: String,
+        /// Put it before every other rule (else after).
+        #[arg(long)]
+        first: bool,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Remove one rule.
+    Delete {
+        /// The rule's id.
+        id: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Remove every rule of the tenant.
+    Clear(InTenant),
 }
 
 #[derive(Debug, Subcommand)]
@@ -483,6 +516,7 @@ pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
     let (db, rotate) = match &command {
         EmulatorCommand::OperatorToken(db) => (db, false),
         EmulatorCommand::RotateOperatorToken(db) => (db, true),
+        EmulatorCommand::Outcomes(command) => return outcomes(command).await,
     };
     let store = store(db).await?;
     let sealer = app::key_sealer(&db.database, db.keys.key_file.as_deref(), store.as_ref()).await?;
@@ -492,6 +526,49 @@ pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
         false => operator::ensure(store.as_ref(), &sealer, now).await?,
     };
     println!("{token}");
+    Ok(())
+}
+
+async fn outcomes(command: &OutcomeCommand) -> anyhow::Result<()> {
+    let tenant = match command {
+        OutcomeCommand::List(t) | OutcomeCommand::Clear(t) => t,
+        OutcomeCommand::Add { tenant, .. } | OutcomeCommand::Delete { tenant, .. } => tenant,
+    };
+    let palisade = Palisade::new(store(&tenant.db).await?, Arc::new(SystemClock));
+    let t = &tenant.tenant;
+    match command {
+        OutcomeCommand::List(_) => {
+            let value = palisade.outcome_rules(t).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({ "value": value }))?
+            );
+        }
+        OutcomeCommand::Add { rule, first, .. } => {
+            let text = match rule.as_str() {
+                "-" => {
+                    let mut text = String::new();
+                    std::io::stdin().read_to_string(&mut text)?;
+                    text
+                }
+                given => given.to_string(),
+            };
+            let rule: NewOutcomeRule = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("the rule is not valid: {e}"))?;
+            let place = if *first {
+                RulePlace::First
+            } else {
+                RulePlace::Last
+            };
+            let added = palisade.add_outcome_rule(t, rule, place).await?;
+            println!("{}", serde_json::to_string_pretty(&added)?);
+        }
+        OutcomeCommand::Delete { id, .. } => palisade.delete_outcome_rule(t, id).await?,
+        OutcomeCommand::Clear(_) => {
+            let removed = palisade.delete_outcome_rules(t).await?;
+            println!("removed {removed} rules");
+        }
+    }
     Ok(())
 }
 

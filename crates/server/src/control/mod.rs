@@ -108,15 +108,3 @@ async fn operator_only(State(app): State<AppState>, request: Request, next: Next
         Err(error) => ApiError(MdeError::from(error)).into_response(),
     }
 }
-
-/// The tenant `tenant_id` names, or 404.
-async fn tenant(app: &AppState, tenant_id: &str) -> Result<(), ApiError> {
-    match app.palisade.tenant(tenant_id).await? {
-        Some(_) => Ok(()),
-        None => Err(MdeError::new(
-            ErrorCode::ResourceNotFound,
-            format!("Tenant {tenant_id} was not found"),
-        )
-        .into()),
-    }
-}

@@ -1,7 +1,6 @@
 //! `/_palisade/v1/tenants/{tenantId}/outcomes`: the tenant's outcome rules,
 //! in the order they apply.
 
-use super::tenant;
 use crate::app::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::JsonBody;
@@ -11,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use palisade_contract::control::{NewOutcomeRule, OutcomeRule};
 use palisade_contract::{ErrorBody, MdeError};
-use palisade_domain::control::{RulePlace, StoredOutcomeRule};
+use palisade_domain::control::RulePlace;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,7 +27,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    fn place(&self) -> Result<RulePlace, MdeError> {
+    pub fn place(&self) -> Result<RulePlace, MdeError> {
         match self.position.as_deref() {
             None => Ok(RulePlace::Last),
             Some("0") => Ok(RulePlace::First),
@@ -52,16 +51,8 @@ pub async fn list_outcome_rules(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
 ) -> ApiResult<Json<OutcomeRules>> {
-    tenant(&app, &tenant_id).await?;
-    let rules = app
-        .palisade
-        .store()
-        .outcome_rules(&tenant_id)
-        .await
-        .map_err(MdeError::from)?;
-    Ok(Json(OutcomeRules {
-        value: rules.iter().map(StoredOutcomeRule::wire).collect(),
-    }))
+    let value = app.palisade.outcome_rules(&tenant_id).await?;
+    Ok(Json(OutcomeRules { value }))
 }
 
 /// Adds a rule, last (or first with `?position=0`); answers it with its id.
@@ -81,16 +72,12 @@ pub async fn add_outcome_rule(
     Query(placement): Query<Placement>,
     JsonBody(rule): JsonBody<NewOutcomeRule>,
 ) -> ApiResult<impl IntoResponse> {
-    tenant(&app, &tenant_id).await?;
     let place = placement.place()?;
-    rule.validate()?;
-    let rule = StoredOutcomeRule::new(&tenant_id, rule);
-    app.palisade
-        .store()
-        .add_outcome_rule(&rule, place)
-        .await
-        .map_err(MdeError::from)?;
-    Ok((StatusCode::CREATED, Json(rule.wire())))
+    let rule = app
+        .palisade
+        .add_outcome_rule(&tenant_id, rule, place)
+        .await?;
+    Ok((StatusCode::CREATED, Json(rule)))
 }
 
 /// Removes every outcome rule of the tenant.
@@ -106,12 +93,7 @@ pub async fn delete_outcome_rules(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    tenant(&app, &tenant_id).await?;
-    app.palisade
-        .store()
-        .delete_outcome_rules(&tenant_id)
-        .await
-        .map_err(MdeError::from)?;
+    app.palisade.delete_outcome_rules(&tenant_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -128,19 +110,6 @@ pub async fn delete_outcome_rule(
     State(app): State<AppState>,
     Path((tenant_id, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    tenant(&app, &tenant_id).await?;
-    let deleted = app
-        .palisade
-        .store()
-        .delete_outcome_rule(&tenant_id, &id)
-        .await
-        .map_err(MdeError::from)?;
-    match deleted {
-        true => Ok(StatusCode::NO_CONTENT),
-        false => Err(MdeError::new(
-            palisade_contract::ErrorCode::ResourceNotFound,
-            format!("Outcome rule {id} was not found"),
-        )
-        .into()),
-    }
+    app.palisade.delete_outcome_rule(&tenant_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

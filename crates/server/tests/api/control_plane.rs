@@ -539,3 +539,105 @@ async fn with_demo_an_action_of_a_demo_machine_succeeds_after_a_short_delay() {
         [json!("Pending"), json!("InProgress"), json!("Succeeded")]
     );
 }
+
+#[tokio::test]
+async fn a_machine_with_an_enrolled_device_is_never_driven_by_a_rule() {
+    let server = TestServer::start().await;
+    add_rule(&server, json!({"script": [{"status": "Succeeded"}]})).await;
+    let enrolled = server.enroll_windows("ws-007.contoso.test").await;
+    let id = server
+        .isolate(&enrolled.enrollment.machine_id, "Full")
+        .await;
+    for _ in 0..3 {
+        assert_eq!(server.action_status(&id).await["status"], "Pending");
+    }
+    let rules = control(
+        &server,
+        Some(&server.operator_token),
+        Method::GET,
+        &outcomes(&server),
+        None,
+    )
+    .await;
+    assert_eq!(rules.json["value"][0]["hits"], 0);
+}
+
+fn palisade_cli(database: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .env("PALISADE_DATABASE", database)
+        .envs(shared_key_environment())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn outcome_rules_are_set_from_the_command_line_as_over_http() {
+    let server = TestServer::start().await;
+    let tenant = ["--tenant", server.tenant_id.as_str()];
+    let rule = r#"{"match":{"actionType":"Isolate"},"script":[{"status":"Pending","polls":2},{"status":"Succeeded"}]}"#;
+    let add = |extra: &[&str]| {
+        let mut args = vec!["emulator", "outcomes", "add", rule];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&tenant);
+        palisade_cli(&server.database, &args)
+    };
+    let last = add(&[]);
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let last: Value = serde_json::from_slice(&last.stdout).unwrap();
+    let first = add(&["--first"]);
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+
+    let operator = Some(server.operator_token.as_str());
+    let listed = control(&server, operator, Method::GET, &outcomes(&server), None).await;
+    let ids: Vec<Value> = [&first, &last].iter().map(|r| r["id"].clone()).collect();
+    assert_eq!(
+        listed.value_ids(),
+        ids.iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    );
+    let mut list = vec!["emulator", "outcomes", "list"];
+    list.extend_from_slice(&tenant);
+    let shown: Value =
+        serde_json::from_slice(&palisade_cli(&server.database, &list).stdout).unwrap();
+    assert_eq!(shown, listed.json, "the CLI lists what the API lists");
+
+    let bad = palisade_cli(
+        &server.database,
+        &[
+            "emulator",
+            "outcomes",
+            "add",
+            r#"{"script":[]}"#,
+            "--tenant",
+            &server.tenant_id,
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("script"));
+
+    let mut delete = vec![
+        "emulator",
+        "outcomes",
+        "delete",
+        first["id"].as_str().unwrap(),
+    ];
+    delete.extend_from_slice(&tenant);
+    assert!(palisade_cli(&server.database, &delete).status.success());
+    let gone = palisade_cli(&server.database, &delete);
+    assert_eq!(
+        gone.status.code(),
+        Some(1),
+        "a rule deleted twice is not found"
+    );
+    let mut clear = vec!["emulator", "outcomes", "clear"];
+    clear.extend_from_slice(&tenant);
+    assert!(palisade_cli(&server.database, &clear).status.success());
+    let listed = control(&server, operator, Method::GET, &outcomes(&server), None).await;
+    assert_eq!(listed.json, json!({"value": []}));
+}
