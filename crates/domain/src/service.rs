@@ -475,6 +475,10 @@ impl Palisade {
             });
         }
         let visibility = caller.visibility(self.clock.now());
+        // Steps that have ended move on first, so that the filter compares
+        // the actions as they now are.
+        self.advance_due_scripts(Some(&visibility.tenant_id))
+            .await?;
         let mut page = self.store.actions(&visibility, &query).await?;
         page.items = self.as_polled(&visibility.tenant_id, page.items).await?;
         Ok(page)
@@ -508,14 +512,22 @@ impl Palisade {
         if open.is_empty() {
             return Ok(actions);
         }
+        // A read first: most open actions wait for a device, not a script.
+        let scripted = self.store.scripted_among(tenant_id, &open).await?;
+        if scripted.is_empty() {
+            return Ok(actions);
+        }
         let now = self.clock.now();
-        let scripted = self
+        let advanced: HashMap<String, MachineAction> = self
             .store
-            .advance_scripted_actions(tenant_id, open, now, true)
-            .await?;
-        for advanced in scripted {
-            if let Some(read) = actions.iter_mut().find(|a| a.id == advanced.id) {
-                *read = advanced;
+            .advance_scripted_actions(tenant_id, scripted, now, true)
+            .await?
+            .into_iter()
+            .map(|action| (action.id.clone(), action))
+            .collect();
+        for read in &mut actions {
+            if let Some(advanced) = advanced.get(&read.id) {
+                *read = advanced.clone();
             }
         }
         Ok(actions)
@@ -569,25 +581,27 @@ impl Palisade {
         Ok(self.store.delete_outcome_rules(tenant_id).await?)
     }
 
-    /// Moves on every scripted action whose step's duration has ended (all
-    /// tenants); how many. The server calls it every second.
-    pub async fn advance_due_scripts(&self) -> Result<usize, MdeError> {
+    /// Moves on every scripted action whose step's duration has ended (of
+    /// the tenant, or of all); how many were due. The server calls it every
+    /// second for all tenants.
+    pub async fn advance_due_scripts(&self, tenant_id: Option<&str>) -> Result<usize, MdeError> {
         const AT_ONCE: u32 = 500;
         let now = self.clock.now();
-        let due = self.store.due_scripted_actions(now, AT_ONCE).await?;
+        let due = self
+            .store
+            .due_scripted_actions(tenant_id, now, AT_ONCE)
+            .await?;
+        let due_count = due.len();
         let mut by_tenant: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (tenant_id, action_id) in due {
             by_tenant.entry(tenant_id).or_default().push(action_id);
         }
-        let mut advanced = 0;
         for (tenant_id, action_ids) in by_tenant {
-            let actions = self
-                .store
+            self.store
                 .advance_scripted_actions(&tenant_id, action_ids, now, false)
                 .await?;
-            advanced += actions.len();
         }
-        Ok(advanced)
+        Ok(due_count)
     }
 
     pub async fn cancel_action(

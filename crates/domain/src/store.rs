@@ -376,10 +376,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The control API's credential, once made.
     async fn operator_credential(&self) -> Result<Option<OperatorCredential>, StoreError>;
-    /// Makes `credential` the one (replacing any before it).
+    /// Makes `credential` the one: in place of any before it if `replace`,
+    /// else only if there is none yet (nodes starting together keep one).
     async fn put_operator_credential(
         &self,
         credential: &OperatorCredential,
+        replace: bool,
     ) -> Result<(), StoreError>;
     /// The tenant's outcome rules, in the order they apply.
     async fn outcome_rules(&self, tenant_id: &str) -> Result<Vec<StoredOutcomeRule>, StoreError>;
@@ -403,11 +405,18 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         polled: bool,
     ) -> Result<Vec<MachineAction>, StoreError>;
-    /// (tenant, action) of the scripted actions whose step ends by `now`,
-    /// soonest first, at most `limit`.
+    /// (tenant, action) of the scripted actions whose step ends by `now`
+    /// (of `tenant_id` only, if given), soonest first, at most `limit`.
     async fn due_scripted_actions(
         &self,
+        tenant_id: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Which of the tenant's actions `action_ids` an outcome rule carries.
+    async fn scripted_among(
+        &self,
+        tenant_id: &str,
+        action_ids: &[String],
+    ) -> Result<Vec<String>, StoreError>;
 }

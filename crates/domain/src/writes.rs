@@ -525,7 +525,7 @@ async fn change_machines(
             reads.open_actions(tenant_id, &machine.id),
             reads.device_of_machine(tenant_id, &machine.id, false),
         )?;
-        let enrolled = device.as_ref().is_some_and(|d| d.offboarded_at.is_none());
+        let enrolled = device.as_ref().is_some_and(Device::is_enrolled);
         let capabilities = device_actions::capabilities_in_force(device);
         let mut change = decide(&machine, &active, &capabilities)?;
         if device_groups::may_move(&machine, &change.machine) {
@@ -603,6 +603,11 @@ impl Write for ChangeAction {
             .ok_or_else(|| WriteError::ActionNotFound(id.to_string()))?;
         let changed = decision(decide)?(&action)?;
         tx.save_action(&visibility.tenant_id, &changed).await?;
+        if !changed.status.is_active() {
+            // An outcome rule's script, if one carried it, ends with it.
+            tx.save_action_script(&visibility.tenant_id, id, None)
+                .await?;
+        }
         if let Some(entry) = audit {
             let entry = AuditEntry {
                 result: change_result(false),
@@ -841,24 +846,37 @@ impl Write for AdvanceScripts {
         let tenant_id = &self.tenant_id;
         let whole_tenant = Visibility::whole_tenant(tenant_id);
         let mut advanced = Vec::new();
-        for id in &self.action_ids {
-            // The action first: its lock makes reads of it take turns.
-            let Some(action) = tx.action(&whole_tenant, id).await? else {
-                continue;
-            };
+        // In id order, and each machine before its action, as the other
+        // writes lock them: no wait cycle with them or another of these.
+        let mut ids = self.action_ids.clone();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in &ids {
             let Some(run) = tx.action_script(tenant_id, id).await? else {
                 continue;
             };
-            let key = MachineKey::Id(&action.machine_id);
-            let Some(machine) = tx.machine(&whole_tenant, key, true).await? else {
+            let key = MachineKey::Id(&run.machine_id);
+            let machine = tx.machine(&whole_tenant, key, true).await?;
+            let action = tx.action(&whole_tenant, id).await?;
+            let enrolled = match &machine {
+                Some(machine) => tx
+                    .device_of_machine(tenant_id, &machine.id, false)
+                    .await?
+                    .is_some_and(|d| d.is_enrolled()),
+                None => false,
+            };
+            let (Some(machine), Some(action), false) = (machine, action, enrolled) else {
+                // Its action or machine is gone, or a device enrolled as the
+                // machine since: the device carries the action from here.
                 tx.save_action_script(tenant_id, id, None).await?;
                 continue;
             };
-            let mut scripted =
-                outcomes::advance(outcomes::resume(run, &action), &machine, self.now);
-            if self.polled {
-                scripted = outcomes::polled(scripted);
-            }
+            let scripted = outcomes::advance(outcomes::resume(run, &action), &machine, self.now);
+            let read = scripted.action.clone();
+            let scripted = match self.polled {
+                true => outcomes::polled(scripted, &machine, self.now),
+                false => scripted,
+            };
             if scripted.action != action {
                 tx.save_action(tenant_id, &scripted.action).await?;
             }
@@ -867,7 +885,7 @@ impl Write for AdvanceScripts {
             }
             tx.save_action_script(tenant_id, id, scripted.run.as_ref())
                 .await?;
-            advanced.push(scripted.action);
+            advanced.push(read);
         }
         Ok(advanced)
     }

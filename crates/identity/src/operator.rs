@@ -27,18 +27,24 @@ pub enum OperatorTokenError {
     Store(#[from] StoreError),
 }
 
-/// The operator token: the one kept, else a new one (kept from now on).
+/// The operator token: the one kept, else a new one (kept from now on; of
+/// nodes starting together on a new database, the first to store one).
 pub async fn ensure(
     store: &dyn Store,
     sealer: &KeySealer,
     now: Timestamp,
 ) -> Result<String, OperatorTokenError> {
-    match store.operator_credential().await? {
-        Some(kept) => sealer
-            .open_text(SEALED_FOR, &kept.token_sealed)
-            .ok_or_else(|| OperatorTokenError::WrongKey(sealer.source_name().to_string())),
-        None => rotate(store, sealer, now).await,
+    if store.operator_credential().await?.is_none() {
+        let (_, credential) = new_token(sealer, now);
+        store.put_operator_credential(&credential, false).await?;
     }
+    let kept = store
+        .operator_credential()
+        .await?
+        .ok_or_else(|| StoreError::Internal("the operator token was not kept".into()))?;
+    sealer
+        .open_text(SEALED_FOR, &kept.token_sealed)
+        .ok_or_else(|| OperatorTokenError::WrongKey(sealer.source_name().to_string()))
 }
 
 /// A new operator token, in place of any before it (which stops working).
@@ -47,14 +53,19 @@ pub async fn rotate(
     sealer: &KeySealer,
     now: Timestamp,
 ) -> Result<String, OperatorTokenError> {
+    let (token, credential) = new_token(sealer, now);
+    store.put_operator_credential(&credential, true).await?;
+    Ok(token)
+}
+
+fn new_token(sealer: &KeySealer, now: Timestamp) -> (String, OperatorCredential) {
     let token = format!("{PREFIX}{}", secrets::new_secret());
     let credential = OperatorCredential {
         token_sealed: sealer.seal_text(SEALED_FOR, &token),
         token_hash: secrets::hash(&token),
         created_at: now,
     };
-    store.put_operator_credential(&credential).await?;
-    Ok(token)
+    (token, credential)
 }
 
 /// Whether `presented` is the operator token (read from the store each

@@ -259,7 +259,7 @@ pub fn spawn_script_driver(palisade: &Palisade) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(error) = palisade.advance_due_scripts().await {
+            if let Err(error) = palisade.advance_due_scripts(None).await {
                 tracing::warn!(%error, "could not move scripted actions on");
             }
         }

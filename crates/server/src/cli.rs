@@ -376,9 +376,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .to_string()
         });
         if let Some(path) = &args.demo_credentials {
+            // Secrets (the operator token opens every tenant): the owner's only.
             let json = serde_json::to_string_pretty(&credentials)?;
-            std::fs::write(path, json + "\n")
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            tls::write_private(path, &(json + "\n"))?;
         }
         print_demo_guide(&origin, &credentials);
         credentials.tenant_id

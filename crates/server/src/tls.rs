@@ -231,8 +231,8 @@ fn passes_strict_verification(pem: &str, role: Role) -> bool {
     }
 }
 
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+/// Writes a secret (a private key, credentials) readable by its owner only.
+pub fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);

@@ -52,10 +52,11 @@ pub(crate) const NEW_ACTION_CHANNEL: &str = "palisade_new_action";
 pub struct PostgresDatabase {
     pool: Pool,
     /// Connections that plan each statement once for all calls
-    /// (`connection::PLANNING_ONCE`): the writers' (their statements take
-    /// rows by key or by arrays of keys, where a plan made for one call's
-    /// array length is the generic plan's shape, made again each time), and
-    /// the reads written for it (`Sql::one_plan`).
+    /// (`connection::PLANNING_ONCE`), for the reads written for it
+    /// (`Sql::one_plan`). The writers have theirs, set the same way: their
+    /// statements take rows by key or by arrays of keys, where a plan made
+    /// for one call's array length is the generic plan's shape, made again
+    /// each time.
     planned_once: Pool,
     config: tokio_postgres::Config,
     batches: Batches,
@@ -66,26 +67,26 @@ pub type PostgresStore = SqlStore<PostgresDatabase>;
 
 /// Connects to the database at `url` (`postgres://...`) and brings its
 /// schema up to date. Of `settings.max_connections`, half (at most
-/// [`WRITERS`]) go to the writers and a quarter more to the reads planned
-/// once, beside them; the rest (at least one) to every other read.
+/// [`WRITERS`]) go to the writers, a quarter to the reads planned once, and
+/// the rest (at least one) to every other read; each set is a pool of its
+/// own, so that none can take the others' connections.
 pub async fn connect(url: &str, settings: PoolSettings) -> Result<PostgresStore, StoreError> {
     let config = connection::config(url, &settings)?;
     connection::migrate(&config).await?;
     let writers = (settings.max_connections / 2).clamp(1, WRITERS);
-    let planned_once = writers + settings.max_connections / 4;
+    let planned_reads = (settings.max_connections / 4).max(1);
     let share = |max_connections: usize| PoolSettings {
         max_connections,
         ..settings
     };
-    let pool = connection::pool(
-        config.clone(),
-        &share(settings.max_connections.saturating_sub(planned_once)),
-    )?;
-    let planned_once = connection::pool(
-        connection::planning_once(config.clone()),
-        &share(planned_once),
-    )?;
-    let batches = Batches::spawn(planned_once.clone(), writers);
+    let others = settings
+        .max_connections
+        .saturating_sub(writers + planned_reads);
+    let pool = connection::pool(config.clone(), &share(others))?;
+    let planning_once = connection::planning_once(config.clone());
+    let planned_once = connection::pool(planning_once.clone(), &share(planned_reads))?;
+    let writer_pool = connection::pool(planning_once, &share(writers))?;
+    let batches = Batches::spawn(writer_pool, writers);
     Ok(SqlStore::new(PostgresDatabase {
         pool,
         planned_once,

@@ -67,14 +67,39 @@ pub fn save_action_script(
     }
 }
 
-/// The (tenant, action) of every run whose step's duration ends by `now`,
-/// soonest first, at most `limit`.
-pub fn due_action_scripts(dialect: Dialect, now: Timestamp, limit: i64) -> Sql {
-    let sql = "SELECT tenant_id, action_id FROM action_scripts \
-               WHERE due_at IS NOT NULL AND due_at <= ?1 ORDER BY due_at LIMIT ?2";
-    Sql::fixed(
-        dialect,
-        &dialect.numbered(sql),
-        vec![Value::Integer(now.ticks()), Value::Integer(limit)],
+/// The (tenant, action) of every run whose step's duration ends by `now`
+/// (of `tenant_id` only, if given), soonest first, at most `limit`.
+pub fn due_action_scripts(
+    dialect: Dialect,
+    tenant_id: Option<&str>,
+    now: Timestamp,
+    limit: i64,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(
+        "SELECT tenant_id, action_id FROM action_scripts WHERE due_at IS NOT NULL AND due_at <= ",
     )
+    .bind(Value::Integer(now.ticks()));
+    if let Some(tenant_id) = tenant_id {
+        sql.push(" AND tenant_id = ").bind(text(tenant_id));
+    }
+    sql.push(" ORDER BY due_at LIMIT ")
+        .bind(Value::Integer(limit));
+    sql
+}
+
+/// Which of the tenant's actions `action_ids` a rule's script carries.
+pub fn scripted_among(dialect: Dialect, tenant_id: &str, action_ids: &[String]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT action_id FROM action_scripts WHERE tenant_id = ")
+        .bind(text(tenant_id))
+        .push(" AND action_id IN (");
+    for (i, id) in action_ids.iter().enumerate() {
+        if i > 0 {
+            sql.push(", ");
+        }
+        sql.bind(text(id));
+    }
+    sql.push(")");
+    sql
 }

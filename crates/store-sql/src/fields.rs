@@ -623,20 +623,32 @@ stored_entity! {
     }
 }
 
-/// Makes `operator_fields::values` the operator credential.
-pub fn operator_upsert(dialect: Dialect) -> &'static str {
-    fn build(dialect: Dialect) -> String {
+/// Makes `operator_fields::values` the operator credential: in place of
+/// the one stored (`replace`), or only if there is none.
+pub fn operator_upsert(dialect: Dialect, replace: bool) -> &'static str {
+    fn build(dialect: Dialect, replace: bool) -> String {
         let columns = operator_fields::COLUMNS;
-        upsert(
+        let key = ["id"];
+        let upsert = upsert(
             dialect,
             "operator_credential",
             columns,
-            &["id"],
+            &key,
             &[],
             &[("id", "1")],
-        )
+        );
+        match replace {
+            true => upsert,
+            false => match upsert.split_once(" ON CONFLICT") {
+                Some((insert, _)) => format!("{insert} ON CONFLICT (id) DO NOTHING"),
+                None => upsert,
+            },
+        }
     }
-    once_per_dialect!(dialect, build)
+    match replace {
+        true => once_per_dialect!(dialect, |d| build(d, true)),
+        false => once_per_dialect!(dialect, |d| build(d, false)),
+    }
 }
 
 stored_entity! {

@@ -90,9 +90,10 @@ pub struct Entity {
 /// among its `and`ed conditions) is read: from that tag's index entries in
 /// order, each joined to its row by key. A tag is on a machine once (a unique
 /// key), so the join yields each machine once. That one plan suits every tag,
-/// rare or common (a page stops reading once full), so PostgreSQL is told to
-/// make it once ([`Sql::one_plan`]): planning it for each call's tag cost
-/// several times running it.
+/// rare or common (in the default order a page stops reading once full;
+/// another `$orderby` reads the tag's rows and sorts them, as a plan made for
+/// the call would), so PostgreSQL is told to make it once ([`Sql::one_plan`]):
+/// planning it for each call's tag cost several times running it.
 pub struct TagRowsTable {
     /// The tag rows, `machine_tags t`.
     pub table: &'static str,
@@ -118,17 +119,15 @@ impl TagRowsTable {
             // one merge instead (what PostgreSQL prefers when it cannot tell
             // that a tag's rows are few).
             Dialect::Postgres => {
-                let rest = from.strip_prefix(self.entity_table);
-                debug_assert!(
-                    rest.is_some(),
-                    "{from} does not begin with {}",
-                    self.entity_table
-                );
+                // Every `from` of the entity's lists begins with its table.
+                let rest = from
+                    .strip_prefix(self.entity_table)
+                    .unwrap_or_else(|| panic!("{from} does not begin with {}", self.entity_table));
                 let (entity, alias) = self.entity_table.split_once(' ').unwrap_or_default();
                 sql.push(&format!(
                     "{table} CROSS JOIN LATERAL (SELECT * FROM {entity} {alias} WHERE {on} \
                      OFFSET 0) {alias}{} WHERE ",
-                    rest.unwrap_or_default()
+                    rest
                 ))
             }
         };

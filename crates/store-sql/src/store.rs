@@ -625,9 +625,11 @@ impl<D: Database> Store for SqlStore<D> {
     async fn put_operator_credential(
         &self,
         credential: &OperatorCredential,
+        replace: bool,
     ) -> Result<(), StoreError> {
         let values = operator_fields::values(credential);
-        self.execute(operator_upsert(D::DIALECT), values).await?;
+        self.execute(operator_upsert(D::DIALECT, replace), values)
+            .await?;
         Ok(())
     }
 
@@ -688,12 +690,23 @@ impl<D: Database> Store for SqlStore<D> {
             .map_err(WriteError::into_store_error)
     }
 
+    async fn scripted_among(
+        &self,
+        tenant_id: &str,
+        action_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = control::scripted_among(D::DIALECT, tenant_id, action_ids);
+        self.rows(Reading::Few, sql, |row| required(row.text(0)?, 0))
+            .await
+    }
+
     async fn due_scripted_actions(
         &self,
+        tenant_id: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = control::due_action_scripts(D::DIALECT, now, i64::from(limit));
+        let sql = control::due_action_scripts(D::DIALECT, tenant_id, now, i64::from(limit));
         self.rows(Reading::Few, sql, |row| {
             Ok((required(row.text(0)?, 0)?, required(row.text(1)?, 1)?))
         })

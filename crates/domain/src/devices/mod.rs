@@ -43,6 +43,13 @@ pub struct Device {
     pub isolation_at: Timestamp,
 }
 
+impl Device {
+    /// Enrolled and not offboarded: it speaks for its machine.
+    pub fn is_enrolled(&self) -> bool {
+        self.offboarded_at.is_none()
+    }
+}
+
 /// Why an enrollment did not happen.
 #[derive(Debug)]
 pub enum EnrollError {

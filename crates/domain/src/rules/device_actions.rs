@@ -23,7 +23,7 @@ fn already(action: &MachineAction) -> MdeError {
 /// once it is offboarded (or if none is enrolled).
 pub fn capabilities_in_force(stored: Option<Device>) -> Vec<palisade_device::Capability> {
     stored
-        .filter(|d| d.offboarded_at.is_none())
+        .filter(Device::is_enrolled)
         .map(|d| d.capabilities)
         .unwrap_or_default()
 }

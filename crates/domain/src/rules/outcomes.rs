@@ -62,7 +62,7 @@ pub fn begin(
         step_polls: 0,
         due_at: None,
     };
-    let entered = enter(run, action, machine, None, now);
+    let entered = enter(run, action, machine, None, now, now);
     advance(entered, machine, now)
 }
 
@@ -77,8 +77,9 @@ pub fn resume(run: ScriptRun, action: &MachineAction) -> Scripted {
 }
 
 /// `scripted` moved on to `now`, past every step whose duration or polls
-/// are spent; each step entered when its predecessor ended. `machine` is the
-/// action's machine as stored.
+/// are spent; each step timed from when its predecessor ended, but stamped
+/// `now` (`lastUpdateDateTimeUtc`: a client polling for changes since its
+/// last poll must not miss one). `machine` is the action's machine as stored.
 pub fn advance(mut scripted: Scripted, machine: &Machine, now: Timestamp) -> Scripted {
     while let Some(run) = &scripted.run {
         let step = &run.script[run.step as usize];
@@ -98,32 +99,35 @@ pub fn advance(mut scripted: Scripted, machine: &Machine, now: Timestamp) -> Scr
             step_polls: 0,
             ..run.clone()
         };
-        scripted = enter(next, &scripted.action, machine, scripted.machine, at);
+        scripted = enter(next, &scripted.action, machine, scripted.machine, at, now);
     }
     scripted
 }
 
-/// An action read by a client at its current step: counted, for the steps
-/// that hold for a number of polls (the next read sees what the count implies).
-pub fn polled(mut scripted: Scripted) -> Scripted {
+/// An action read by a client at its current step (what it read is the
+/// action before this): counted, and moved on at once if that was the last
+/// read its step holds for, so that what is stored is what the next read
+/// shows (and what a list's filter compares).
+pub fn polled(mut scripted: Scripted, machine: &Machine, now: Timestamp) -> Scripted {
     if let Some(run) = &mut scripted.run {
         run.step_polls = run.step_polls.saturating_add(1);
     }
-    scripted
+    advance(scripted, machine, now)
 }
 
-/// `run` at its step from `at`: the action takes the step's status, and the
-/// machine (`machine` as stored, `changed` by an earlier step) what that
-/// means for it.
+/// `run` at its step, timed from `at`, stamped `now`: the action takes the
+/// step's status, and the machine (`machine` as stored, `changed` by an
+/// earlier step) what that means for it.
 fn enter(
     mut run: ScriptRun,
     action: &MachineAction,
     machine: &Machine,
     changed: Option<Machine>,
     at: Timestamp,
+    now: Timestamp,
 ) -> Scripted {
     let step = &run.script[run.step as usize];
-    let action = action_at_step(action, step, at);
+    let action = action_at_step(action, step, now);
     let machine = machine_after(&action, changed.as_ref().unwrap_or(machine)).or(changed);
     let last = run.step as usize + 1 == run.script.len();
     run.due_at = match last {
@@ -165,4 +169,82 @@ fn action_at_step(action: &MachineAction, step: &OutcomeStep, at: Timestamp) -> 
 pub fn machine_after(action: &MachineAction, machine: &Machine) -> Option<Machine> {
     (action.action_type == ActionType::Offboard && action.status == ActionStatus::Succeeded)
         .then(|| offboarded(machine))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_contract::control::OutcomeMatch;
+    use palisade_contract::OsPlatform;
+
+    fn action(kind: ActionType) -> MachineAction {
+        MachineAction {
+            id: "a".into(),
+            action_type: kind,
+            title: None,
+            requestor: "r".into(),
+            requestor_comment: None,
+            status: ActionStatus::Pending,
+            machine_id: "m".into(),
+            computer_dns_name: None,
+            creation_date_time_utc: Timestamp::now(),
+            last_update_date_time_utc: Timestamp::now(),
+            cancellation_requestor: None,
+            cancellation_comment: None,
+            cancellation_date_time_utc: None,
+            error_h_result: 0,
+            scope: None,
+            external_id: None,
+            request_source: "PublicApi".into(),
+            related_file_info: None,
+            commands: vec![],
+            troubleshoot_info: None,
+        }
+    }
+
+    #[test]
+    fn a_rule_matches_when_every_field_it_gives_holds() {
+        let request = palisade_device::EnrollRequest {
+            hardware_id: "hw-1".into(),
+            computer_dns_name: "WS-0042.contoso.test".into(),
+            os_platform: OsPlatform::Windows11,
+            os_version: None,
+            version: None,
+            os_build: None,
+            os_architecture: None,
+            agent_version: "1".into(),
+            ip_addresses: vec![],
+            last_external_ip_address: None,
+            capabilities: vec![],
+            credential: None,
+        };
+        let mut machine = crate::rules::enrollment::new_machine(&request, Timestamp::now());
+        machine.id = "m".into();
+        machine.machine_tags = vec!["VIP".into()];
+        let isolate = action(ActionType::Isolate);
+        let rule =
+            |json: serde_json::Value| -> OutcomeMatch { serde_json::from_value(json).unwrap() };
+        let holds = [
+            rule(serde_json::json!({})),
+            rule(serde_json::json!({"namePrefix": "ws-00"})),
+            rule(serde_json::json!({"tag": "VIP", "actionType": "Isolate"})),
+            rule(serde_json::json!({"machineId": "m", "osPlatform": "Windows11"})),
+        ];
+        for r in &holds {
+            assert!(matches(r, &isolate, &machine), "{r:?}");
+        }
+        let fails = [
+            rule(serde_json::json!({"namePrefix": "ws-01"})),
+            rule(serde_json::json!({"tag": "vip"})),
+            rule(serde_json::json!({"actionType": "Offboard"})),
+            rule(serde_json::json!({"machineId": "n"})),
+            rule(serde_json::json!({"osPlatform": "Linux", "tag": "VIP"})),
+            rule(serde_json::json!({"namePrefix": "WS-0042.contoso.test.longer"})),
+        ];
+        for r in &fails {
+            assert!(!matches(r, &isolate, &machine), "{r:?}");
+        }
+        machine.os_platform = OsPlatform::Linux;
+        assert!(matches(&fails[4], &isolate, &machine));
+    }
 }

@@ -105,6 +105,14 @@ async fn operator_only(State(app): State<AppState>, request: Request, next: Next
         Ok(false) => refusal(
             "The bearer token is not the operator token (MDE access tokens do not reach the control plane).",
         ),
-        Err(error) => ApiError(MdeError::from(error)).into_response(),
+        // What went wrong stays in the log: the caller is not known yet.
+        Err(error) => {
+            tracing::warn!(%error, "could not check an operator token");
+            ApiError(MdeError::new(
+                ErrorCode::ServiceUnavailable,
+                "The operator token cannot be checked now; try again.",
+            ))
+            .into_response()
+        }
     }
 }

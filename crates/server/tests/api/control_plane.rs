@@ -485,6 +485,13 @@ async fn a_script_that_ends_open_holds_past_the_time_out_and_a_cancel_ends_it() 
     for _ in 0..2 {
         assert_eq!(poll(&server, &id).await["status"], "Cancelled");
     }
+    let left = server
+        .palisade
+        .store()
+        .scripted_among(&server.tenant_id, std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the cancel ended the script: {left:?}");
 }
 
 #[tokio::test]
