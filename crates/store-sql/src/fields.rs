@@ -665,8 +665,9 @@ stored_entity! {
 
 /// Adds a rule (`outcome_rule_fields::values`) whose position is counted
 /// from the tenant's first rule (`First`: -1 puts it before) or last rule
-/// (`Last`: +1 puts it after), in the statement, so that rules added at once
-/// take places of their own.
+/// (`Last`: +1 puts it after), in the statement. (Two rules added at the
+/// same moment on PostgreSQL may count from the same rule and share a
+/// position: their ids then order them.)
 pub fn outcome_rule_insert(dialect: Dialect, place: RulePlace) -> &'static str {
     fn build(dialect: Dialect, place: RulePlace) -> String {
         let columns = outcome_rule_fields::COLUMNS;

@@ -150,12 +150,13 @@ pub fn enroll(enrolled: Enrolled<'_>, reported: &Machine, device: &Device) -> (M
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use palisade_contract::OsPlatform;
     use palisade_device::Isolation;
 
-    fn request(name: &str) -> EnrollRequest {
+    /// A first enrollment's request of a Linux machine named `name`.
+    pub(crate) fn request(name: &str) -> EnrollRequest {
         EnrollRequest {
             hardware_id: "hw-1".into(),
             computer_dns_name: name.into(),

@@ -204,20 +204,8 @@ mod tests {
 
     #[test]
     fn a_rule_matches_when_every_field_it_gives_holds() {
-        let request = palisade_device::EnrollRequest {
-            hardware_id: "hw-1".into(),
-            computer_dns_name: "WS-0042.contoso.test".into(),
-            os_platform: OsPlatform::Windows11,
-            os_version: None,
-            version: None,
-            os_build: None,
-            os_architecture: None,
-            agent_version: "1".into(),
-            ip_addresses: vec![],
-            last_external_ip_address: None,
-            capabilities: vec![],
-            credential: None,
-        };
+        let mut request = crate::rules::enrollment::tests::request("WS-0042.contoso.test");
+        request.os_platform = OsPlatform::Windows11;
         let mut machine = crate::rules::enrollment::new_machine(&request, Timestamp::now());
         machine.id = "m".into();
         machine.machine_tags = vec!["VIP".into()];

@@ -287,6 +287,14 @@ async fn the_operator_token_is_kept_across_restarts_and_rotated_from_the_command
     assert_eq!(rules_status(&server, &new_token).await, 200);
 }
 
+/// The tenant's outcome rules, as the control plane lists them.
+async fn list_rules(server: &TestServer) -> Reply {
+    let operator = Some(server.operator_token.as_str());
+    let reply = control(server, operator, Method::GET, &outcomes(server), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply
+}
+
 /// Adds an outcome rule to the server's tenant; answers it.
 async fn add_rule(server: &TestServer, rule: Value) -> Value {
     let operator = Some(server.operator_token.as_str());
@@ -369,14 +377,7 @@ async fn an_outcome_script_is_followed_poll_by_poll_and_the_first_matching_rule_
     let done = poll(&server, id).await;
     assert_eq!(done["errorHResult"], 0);
 
-    let rules = control(
-        &server,
-        Some(&server.operator_token),
-        Method::GET,
-        &outcomes(&server),
-        None,
-    )
-    .await;
+    let rules = list_rules(&server).await;
     let hits: Vec<(Value, Value)> = rules.json["value"]
         .as_array()
         .unwrap()
@@ -558,14 +559,7 @@ async fn a_machine_with_an_enrolled_device_is_never_driven_by_a_rule() {
     for _ in 0..3 {
         assert_eq!(server.action_status(&id).await["status"], "Pending");
     }
-    let rules = control(
-        &server,
-        Some(&server.operator_token),
-        Method::GET,
-        &outcomes(&server),
-        None,
-    )
-    .await;
+    let rules = list_rules(&server).await;
     assert_eq!(rules.json["value"][0]["hits"], 0);
 }
 
