@@ -123,16 +123,20 @@ pub fn finish(
             isolation_at: now,
             ..device.clone()
         });
-        change.machine = Some(offboarded(machine));
     }
+    change.machine = machine_after(&change.action, machine);
     Ok(change)
 }
 
-/// The machine once an offboard succeeded: no longer onboarded, inactive.
-pub fn offboarded(machine: &Machine) -> Machine {
-    Machine {
-        onboarding_status: OnboardingStatus::CanBeOnboarded,
-        health_status: HealthStatus::Inactive,
-        ..machine.clone()
-    }
+/// What `action`, as it now stands, changes on its machine (whoever carried
+/// it out, a device or an outcome script): an offboard that succeeded leaves
+/// it no longer onboarded, inactive. (Isolation is the device's state.)
+pub fn machine_after(action: &MachineAction, machine: &Machine) -> Option<Machine> {
+    (action.action_type == ActionType::Offboard && action.status == ActionStatus::Succeeded).then(
+        || Machine {
+            onboarding_status: OnboardingStatus::CanBeOnboarded,
+            health_status: HealthStatus::Inactive,
+            ..machine.clone()
+        },
+    )
 }

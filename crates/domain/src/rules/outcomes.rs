@@ -4,9 +4,9 @@
 //! device's report would (`device_actions`).
 
 use crate::control::{ScriptRun, StoredOutcomeRule};
-use crate::rules::device_actions::offboarded;
+use crate::rules::device_actions::machine_after;
 use palisade_contract::control::{OutcomeMatch, OutcomeStep};
-use palisade_contract::{ActionStatus, ActionType, Machine, MachineAction, Timestamp};
+use palisade_contract::{ActionStatus, Machine, MachineAction, Timestamp};
 use palisade_device::hresult::E_FAIL;
 
 /// Whether `rule` takes actions like `action` on `machine`.
@@ -163,19 +163,11 @@ fn action_at_step(action: &MachineAction, step: &OutcomeStep, at: Timestamp) -> 
     next
 }
 
-/// What `action` as it now stands changes on its machine, as a device's
-/// report of it would: an offboard that succeeded leaves it not onboarded.
-/// (Isolation is a device's state: a machine without one has none to show.)
-pub fn machine_after(action: &MachineAction, machine: &Machine) -> Option<Machine> {
-    (action.action_type == ActionType::Offboard && action.status == ActionStatus::Succeeded)
-        .then(|| offboarded(machine))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use palisade_contract::control::OutcomeMatch;
-    use palisade_contract::OsPlatform;
+    use palisade_contract::{ActionType, OsPlatform};
 
     fn action(kind: ActionType) -> MachineAction {
         MachineAction {

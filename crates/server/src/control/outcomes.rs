@@ -27,7 +27,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    pub fn place(&self) -> Result<RulePlace, MdeError> {
+    fn place(&self) -> Result<RulePlace, MdeError> {
         match self.position.as_deref() {
             None => Ok(RulePlace::Last),
             Some("0") => Ok(RulePlace::First),
