@@ -121,7 +121,7 @@ pub struct OutcomeStep {
 pub const MAX_SCRIPT_STEPS: usize = 32;
 
 /// What `POST /tenants/{t}/outcomes` takes: a rule without its id and hits.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewOutcomeRule {
     #[serde(default, rename = "match")]
@@ -194,6 +194,232 @@ pub struct OutcomeRule {
     pub matches: OutcomeMatch,
     pub script: Vec<OutcomeStep>,
     pub hits: u64,
+}
+
+/// Which calls a fault rule takes: every field given must hold (none: any call).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultMatch {
+    /// An operation id of the MDE API's OpenAPI document (`ListMachines`,
+    /// `Isolate`, ...), or `Token` for the token service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// The app's client id, or the user's principal name (letters in any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+}
+
+/// What a call a fault takes is answered with, instead of its real answer:
+/// an MDE-shaped error (an Entra-shaped one from the token service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultResponse {
+    /// 400 to 599.
+    pub status: u16,
+    /// Seconds, sent as `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
+    /// The body's `error.code` (default: MDE's code for the status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<crate::ErrorCode>,
+    /// The body's `error.message` (default: what MDE says with that status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Most latency a fault may add.
+pub const MAX_FAULT_LATENCY_SECONDS: u64 = 300;
+
+/// What `POST /tenants/{t}/faults` takes: which calls (`match`), how often
+/// (`probability`, `everyNth`; `count` spends the rule after that many), and
+/// what happens to them (`response` instead of the real answer, and/or
+/// `latency` before it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewFaultRule {
+    #[serde(default, rename = "match")]
+    pub matches: FaultMatch,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_nth: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<FaultResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<IsoDuration>,
+}
+
+impl NewFaultRule {
+    /// Checks what the rule's fields say on their own (the operation name
+    /// is checked against the operations by the domain).
+    pub fn validate(&self) -> Result<(), MdeError> {
+        let invalid = |field: &str, why: &str| {
+            Err(MdeError::invalid_input(format!(
+                "Invalid input {field}: {why}"
+            )))
+        };
+        if let Some(p) = self.probability {
+            if !(p > 0.0 && p <= 1.0) {
+                return invalid("probability", "a number above 0 and at most 1");
+            }
+        }
+        if self.count == Some(0) {
+            return invalid(
+                "count",
+                "at least 1 (the rule is spent after that many calls)",
+            );
+        }
+        if self.every_nth == Some(0) {
+            return invalid("everyNth", "at least 1");
+        }
+        if self.response.is_none() && self.latency.is_none() {
+            return invalid(
+                "response",
+                "a rule needs a response (answered instead) or a latency (added before the real answer)",
+            );
+        }
+        if let Some(response) = &self.response {
+            if !(400..=599).contains(&response.status) {
+                return invalid("response.status", "an error status, 400 to 599");
+            }
+        }
+        if self
+            .latency
+            .is_some_and(|l| l.0.as_secs() > MAX_FAULT_LATENCY_SECONDS)
+        {
+            return invalid(
+                "latency",
+                &format!("at most {MAX_FAULT_LATENCY_SECONDS} seconds"),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A fault rule as `GET .../faults` lists it: its definition, how many
+/// calls it took (`hits`), and whether its `count` is used up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultRule {
+    pub id: String,
+    #[serde(flatten)]
+    pub rule: NewFaultRule,
+    pub hits: u64,
+    pub spent: bool,
+}
+
+/// `PUT|GET /tenants/{t}/recorder`: whether the tenant's MDE API calls are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RecorderSetting {
+    pub enabled: bool,
+}
+
+/// One recorded call of the MDE API, as `GET .../recorder/entries` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedEntry {
+    /// When the call came (the server's time, not the tenant's clock).
+    pub time: crate::Timestamp,
+    /// The app's client id, or the user's principal name.
+    pub caller: String,
+    /// The operation id (`ListMachines`, `Isolate`, ...).
+    pub operation: String,
+    pub method: String,
+    pub path: String,
+    /// The query string as sent, without `?`.
+    pub query: String,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub request_body: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// `{"value": [entry...]}`, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecordedEntries {
+    pub value: Vec<RecordedEntry>,
+}
+
+/// How one caller used the API, from the record (`GET .../recorder/report`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallerReport {
+    pub caller: String,
+    pub calls: u64,
+    /// Calls of an operation made before a `Retry-After` given for it had passed.
+    pub retry_after_ignored: u64,
+    /// Pages asked for with a `$skip` the server never gave in an `@odata.nextLink`.
+    pub paging_urls_built: u64,
+    /// Reads of an action less than a second after the caller's last read of it.
+    pub fast_polls: u64,
+    pub permissions_used: Vec<String>,
+    pub permissions_granted: Vec<String>,
+    pub permissions_never_used: Vec<String>,
+}
+
+/// `{"value": [report...]}`, one per caller.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClientReport {
+    pub value: Vec<CallerReport>,
+}
+
+/// Whether a tenant's clock moves with real time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    Running,
+    Frozen,
+}
+
+/// `GET /tenants/{t}/clock`: the tenant's time and how far it is from the
+/// server's (`offset`, negative as `-PT5S` once a frozen clock runs again).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockReading {
+    pub mode: ClockMode,
+    pub now: crate::Timestamp,
+    #[schema(example = "PT72H")]
+    pub offset: String,
+}
+
+/// `PUT /tenants/{t}/clock`: a mode (`frozen` at `now` or at the current
+/// reading; `running` from the current reading) and/or an advance.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClockChange {
+    #[serde(default)]
+    pub mode: Option<ClockMode>,
+    /// With `mode: frozen`: the reading to stop at (not before the current one).
+    #[serde(default)]
+    pub now: Option<crate::Timestamp>,
+    #[serde(default)]
+    pub advance: Option<IsoDuration>,
+}
+
+impl ClockChange {
+    pub fn validate(&self) -> Result<(), MdeError> {
+        if self.mode.is_none() && self.advance.is_none() {
+            return Err(MdeError::invalid_input(
+                "Invalid input: give mode (running or frozen) or advance (an ISO-8601 duration)",
+            ));
+        }
+        if self.now.is_some() && self.mode != Some(ClockMode::Frozen) {
+            return Err(MdeError::invalid_input(
+                "Invalid input now: only with mode frozen (a running clock goes on from its reading)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A signed span of 100-ns ticks as ISO-8601 writes durations, `-` before a negative one.
+pub fn signed_duration(ticks: i64) -> String {
+    let span = std::time::Duration::from_nanos(ticks.unsigned_abs().saturating_mul(100));
+    let sign = if ticks < 0 { "-" } else { "" };
+    format!("{sign}{}", IsoDuration(span))
 }
 
 #[cfg(test)]

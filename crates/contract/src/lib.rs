@@ -13,6 +13,7 @@ pub mod machine;
 pub mod odata;
 pub mod permissions;
 pub mod requests;
+pub mod seed;
 pub mod time;
 
 pub use action::{ActionStatus, ActionType, MachineAction, RelatedFileInfo};

@@ -186,7 +186,7 @@ impl RateLimiter {
 
     /// Admits (and counts) one call, or says which window is full and for how long.
     pub async fn admit(&self, key: &RateKey) -> Result<Result<(), Throttled>, StoreError> {
-        let now = self.clock.now();
+        let now = self.clock.now_in(&key.tenant_id);
         self.store.admit_call(key, self.limits, now).await
     }
 

@@ -3,8 +3,9 @@
 
 use crate::access::Operation;
 use crate::caller::{Caller, Tenant, Visibility};
-use crate::clock::Clock;
+use crate::clock::{Clock, TenantClocks, TenantScope};
 use crate::control::{RulePlace, StoredOutcomeRule};
+use crate::control_service::FaultRules;
 use crate::devices::wakeups::Wakeups;
 use crate::identity::AuditEntry;
 use crate::ids::is_machine_id;
@@ -76,8 +77,14 @@ const TENANT_TTL_SECONDS: i64 = 5;
 
 #[derive(Clone)]
 pub struct Palisade {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
+    pub(crate) store: Arc<dyn Store>,
+    /// `clocks`, as every part that reads time takes it.
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) clocks: Arc<TenantClocks>,
+    /// Each tenant's fault rules, as last read (`control_service`).
+    pub(crate) faults: Arc<RwLock<FaultRules>>,
+    /// The tenants whose recorder is on, as last read.
+    pub(crate) recording: Arc<RwLock<std::collections::HashSet<String>>>,
     // A handful of tenants and a TTL check: a map under a lock does it, a cache
     // crate would bring more than it saves.
     tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
@@ -87,10 +94,15 @@ pub struct Palisade {
 }
 
 impl Palisade {
+    /// Over `clock`, the server's, which each tenant reads as its own clock says.
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        let clocks = Arc::new(TenantClocks::new(clock));
         Palisade {
             store,
-            clock,
+            clock: clocks.clone(),
+            clocks,
+            faults: Arc::default(),
+            recording: Arc::default(),
             tenants: Arc::default(),
             action_timeout_seconds: DEFAULT_ACTION_TIMEOUT_SECONDS,
             wakeups: Arc::default(),
@@ -103,12 +115,26 @@ impl Palisade {
     }
 
     /// Ends with `TimeOut` every action still Pending, or InProgress without
-    /// a report, after the action timeout (all tenants); returns how many.
-    /// The server calls it periodically.
+    /// a report, after the action timeout (all tenants, each at its own
+    /// time); returns how many. The server calls it periodically.
     pub async fn time_out_stale_actions(&self) -> Result<u64, MdeError> {
-        let now = self.clock.now();
+        let mut timed_out = 0;
+        for (scope, now) in self.clocks.scopes() {
+            timed_out += self.time_out_actions_of(&scope, now).await?;
+        }
+        Ok(timed_out)
+    }
+
+    pub(crate) async fn time_out_actions_of(
+        &self,
+        scope: &TenantScope,
+        now: Timestamp,
+    ) -> Result<u64, MdeError> {
         let stale_before = now.plus_seconds(-self.action_timeout_seconds);
-        Ok(self.store.time_out_actions(stale_before, now).await?)
+        Ok(self
+            .store
+            .time_out_actions(scope, stale_before, now)
+            .await?)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -123,8 +149,26 @@ impl Palisade {
         &self.clock
     }
 
+    /// The server's time.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The time in the tenant (its clock, `clock::TenantClocks`).
+    pub fn now_in(&self, tenant_id: &str) -> Timestamp {
+        self.clock.now_in(tenant_id)
+    }
+
+    /// What the caller sees, at their tenant's time.
+    fn visibility(&self, caller: &Caller) -> Visibility {
+        caller.visibility(self.clock.now_in(&caller.tenant.id))
+    }
+
+    /// Reads the tenant again at its next use (its name or retention changed).
+    pub(crate) fn forget_tenant(&self, id: &str) {
+        if let Ok(mut tenants) = self.tenants.write() {
+            tenants.remove(id);
+        }
     }
 
     /// The tenant with this id, read at most every few seconds per tenant.
@@ -153,7 +197,7 @@ impl Palisade {
         query: &ODataQuery,
     ) -> Result<Page<SerializedMachine>, MdeError> {
         let query = ListQuery::resolve(query, MACHINE_QUERYABLE)?;
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         Ok(self.store.machines(&visibility, &query).await?)
     }
 
@@ -163,7 +207,7 @@ impl Palisade {
         caller: &Caller,
         key: &str,
     ) -> Result<SerializedMachine, MdeError> {
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         self.find_machine(&visibility, key)
             .await?
             .ok_or_else(|| MdeError::machine_not_found(key))
@@ -221,7 +265,7 @@ impl Palisade {
             limit: PAGE_SIZE,
             ..ListQuery::default()
         };
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         Ok(self.store.machines(&visibility, &query).await?.items)
     }
 
@@ -232,7 +276,7 @@ impl Palisade {
         caller: &Caller,
         request: &FindByIpRequest,
     ) -> Result<Vec<SerializedMachine>, MdeError> {
-        let now = self.clock.now();
+        let now = self.clock.now_in(&caller.tenant.id);
         let at = request.timestamp.unwrap_or(now);
         if at < now.minus_days(ip_history::HISTORY_DAYS) {
             return Err(MdeError::invalid_input(format!(
@@ -296,7 +340,7 @@ impl Palisade {
         // Each key once; an id in two cases is one id (MDE accepts any case).
         let mut seen = std::collections::HashSet::new();
         machines.retain(|m| seen.insert(m.id().unwrap_or(m.given()).to_string()));
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         let decide = Box::new(
             move |m: &Machine, active: &[MachineAction], capabilities: &[Capability]| {
                 change(m, active, capabilities)
@@ -305,7 +349,7 @@ impl Palisade {
         let audit = caller
             .audit
             .as_ref()
-            .map(|audit| audit.entry(self.clock.now(), || keys.join(",")));
+            .map(|audit| audit.entry(self.clock.now_in(&caller.tenant.id), || keys.join(",")));
         let changes = self
             .store
             .change_machines(&visibility, machines, decide, audit)
@@ -429,7 +473,7 @@ impl Palisade {
         request: ActionRequest,
     ) -> Result<MachineAction, MdeError> {
         let requestor = caller.requestor().to_string();
-        let now = self.clock.now();
+        let now = self.clock.now_in(&caller.tenant.id);
         let changed = self
             .change_machine(caller, machine_id, move |machine, active, capabilities| {
                 let action = rules::actions::create(
@@ -474,7 +518,7 @@ impl Palisade {
                 None => of_machine,
             });
         }
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         // Steps that have ended move on first, so that the filter compares
         // the actions as they now are.
         self.advance_due_scripts(Some(&visibility.tenant_id))
@@ -486,7 +530,7 @@ impl Palisade {
 
     pub async fn get_action(&self, caller: &Caller, id: &str) -> Result<MachineAction, MdeError> {
         let id = parse_action_id(id)?;
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         let action = self
             .store
             .action(&visibility, &id)
@@ -517,7 +561,7 @@ impl Palisade {
         if scripted.is_empty() {
             return Ok(actions);
         }
-        let now = self.clock.now();
+        let now = self.clock.now_in(tenant_id);
         let advanced: HashMap<String, MachineAction> = self
             .store
             .advance_scripted_actions(tenant_id, scripted, now, true)
@@ -534,7 +578,7 @@ impl Palisade {
     }
 
     /// The tenant, or 404: what the control plane asks first.
-    async fn existing_tenant(&self, tenant_id: &str) -> Result<Tenant, MdeError> {
+    pub(crate) async fn existing_tenant(&self, tenant_id: &str) -> Result<Tenant, MdeError> {
         self.tenant(tenant_id).await?.ok_or_else(|| {
             MdeError::new(
                 ErrorCode::ResourceNotFound,
@@ -585,16 +629,31 @@ impl Palisade {
     /// the tenant, or of all); how many were due. The server calls it every
     /// second for all tenants.
     pub async fn advance_due_scripts(&self, tenant_id: Option<&str>) -> Result<usize, MdeError> {
+        let scopes = match tenant_id {
+            Some(tenant_id) => vec![(
+                TenantScope::Tenant(tenant_id.to_string()),
+                self.clock.now_in(tenant_id),
+            )],
+            None => self.clocks.scopes(),
+        };
+        let mut due_count = 0;
+        for (scope, now) in scopes {
+            due_count += self.advance_due_scripts_of(&scope, now).await?;
+        }
+        Ok(due_count)
+    }
+
+    async fn advance_due_scripts_of(
+        &self,
+        scope: &TenantScope,
+        now: Timestamp,
+    ) -> Result<usize, MdeError> {
         const AT_ONCE: u32 = 500;
-        let now = self.clock.now();
-        let due = self
-            .store
-            .due_scripted_actions(tenant_id, now, AT_ONCE)
-            .await?;
+        let due = self.store.due_scripted_actions(scope, now, AT_ONCE).await?;
         let due_count = due.len();
         let mut by_tenant: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for (tenant_id, action_id) in due {
-            by_tenant.entry(tenant_id).or_default().push(action_id);
+        for (tenant_id, action_ids) in due {
+            by_tenant.entry(tenant_id).or_default().push(action_ids);
         }
         for (tenant_id, action_ids) in by_tenant {
             self.store
@@ -612,7 +671,7 @@ impl Palisade {
     ) -> Result<MachineAction, MdeError> {
         let id = parse_action_id(id)?;
         let requestor = caller.requestor().to_string();
-        let now = self.clock.now();
+        let now = self.clock.now_in(&caller.tenant.id);
         let visibility = caller.visibility(now);
         let decide = Box::new(move |action: &MachineAction| {
             rules::actions::cancel(action, &requestor, comment, now)
@@ -644,7 +703,7 @@ impl Palisade {
             ));
         }
         let top = query.top.unwrap_or(PAGE_SIZE);
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         Ok(self
             .store
             .audit_entries(&visibility, query.skip.unwrap_or(0), top)
@@ -665,7 +724,7 @@ impl Palisade {
         entry: &AuditEntry,
         operation: Operation,
     ) -> Result<(), MdeError> {
-        let visibility = caller.visibility(self.clock.now());
+        let visibility = self.visibility(caller);
         let machine_ids = match rules::audit::subject(operation, entry.target.as_deref()) {
             Subject::Nothing => vec![],
             Subject::Machines(keys) => {

@@ -8,14 +8,19 @@
 //! thus written once (in the domain) and is atomic on every back end.
 
 use crate::caller::{Tenant, Visibility};
-use crate::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
+use crate::clock::{TenantClock, TenantScope};
+use crate::control::{
+    OperatorCredential, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
+};
 use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
+use crate::seed::TenantState;
 use async_trait::async_trait;
+use palisade_contract::control::ClockChange;
 use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Timestamp};
 use palisade_device::Capability;
 use std::sync::Arc;
@@ -230,6 +235,7 @@ pub trait Store: Send + Sync + 'static {
     /// last update was before it (its device took it on and never reported).
     async fn time_out_actions(
         &self,
+        scope: &TenantScope,
         stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
@@ -405,14 +411,71 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         polled: bool,
     ) -> Result<Vec<MachineAction>, StoreError>;
-    /// (tenant, action) of the scripted actions whose step ends by `now`
-    /// (of `tenant_id` only, if given), soonest first, at most `limit`.
+    /// (tenant, action) of the scripted actions of `scope` whose step ends
+    /// by `now`, soonest first, at most `limit`.
     async fn due_scripted_actions(
         &self,
-        tenant_id: Option<&str>,
+        scope: &TenantScope,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError>;
+    /// The tenant's fault rules in the order they apply (none: every
+    /// tenant's, by tenant).
+    async fn fault_rules(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<StoredFaultRule>, StoreError>;
+    async fn add_fault_rule(
+        &self,
+        rule: &StoredFaultRule,
+        place: RulePlace,
+    ) -> Result<(), StoreError>;
+    async fn delete_fault_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError>;
+    /// Removes every fault rule of the tenant; how many there were.
+    async fn delete_fault_rules(&self, tenant_id: &str) -> Result<u64, StoreError>;
+    /// Counts a call the rule matched and says whether it takes it
+    /// (`rules::faults::take`, `draw` uniform in [0, 1)): the rule as
+    /// counted if it does, none if not (or if it is gone).
+    async fn take_fault_call(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        draw: f64,
+    ) -> Result<Option<StoredFaultRule>, StoreError>;
+    /// Makes the tenant's state `state` (`writes::SeedTenant`); false if
+    /// `create` and the tenant exists (nothing is changed then).
+    async fn seed_tenant(
+        &self,
+        state: TenantState,
+        create: bool,
+        seed: Option<String>,
+        now: Timestamp,
+    ) -> Result<bool, WriteError>;
+    /// The document the tenant was made from, if it was made from one.
+    async fn tenant_seed(&self, tenant_id: &str) -> Result<Option<String>, StoreError>;
+    /// Turns the tenant's recorder on or off.
+    async fn set_recorder(&self, tenant_id: &str, enabled: bool) -> Result<(), StoreError>;
+    /// The tenants whose recorder is on.
+    async fn recording_tenants(&self) -> Result<Vec<String>, StoreError>;
+    async fn append_recorded_call(&self, call: &RecordedCall) -> Result<(), StoreError>;
+    /// The tenant's recorded calls, oldest first, `top` after `skip`.
+    async fn recorded_calls(
+        &self,
+        tenant_id: &str,
+        skip: u64,
+        top: u64,
+    ) -> Result<Vec<RecordedCall>, StoreError>;
+    /// Forgets the tenant's recorded calls; how many there were.
+    async fn delete_recorded_calls(&self, tenant_id: &str) -> Result<u64, StoreError>;
+    /// Every tenant clock the control plane set.
+    async fn tenant_clocks(&self) -> Result<Vec<(String, TenantClock)>, StoreError>;
+    /// The tenant's clock after `change` (`writes::ChangeClock`).
+    async fn change_tenant_clock(
+        &self,
+        tenant_id: &str,
+        change: &ClockChange,
+        server_now: Timestamp,
+    ) -> Result<TenantClock, WriteError>;
     /// Which of the tenant's actions `action_ids` an outcome rule carries.
     async fn scripted_among(
         &self,

@@ -5,15 +5,18 @@
 //! decides nothing.
 
 use crate::caller::{Tenant, Visibility};
-use crate::control::{ScriptRun, StoredOutcomeRule};
+use crate::clock::TenantClock;
+use crate::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision};
 use crate::identity::{change_result, AuditEntry};
 use crate::rules::ip_history::{self, IpHistorySync};
-use crate::rules::{device_actions, device_groups, device_report, enrollment, outcomes};
+use crate::rules::{device_actions, device_groups, device_report, enrollment, faults, outcomes};
+use crate::seed::TenantState;
 use crate::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef,
     StoreError, WriteError,
 };
+use palisade_contract::control::ClockChange;
 use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
 use palisade_device::Capability;
 use std::collections::{HashMap, HashSet};
@@ -195,6 +198,54 @@ pub trait Transaction {
         tenant_id: &str,
         action_id: &str,
         run: Option<&ScriptRun>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes the tenant's state (`Store::seed_tenant`): machines, their
+    /// tags, history, devices and actions, device groups, audit, outcome and
+    /// fault rules, clock.
+    fn clear_tenant_state(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Saves the tenant's name and retention.
+    fn update_tenant(
+        &mut self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Saves the rule at its position.
+    fn save_outcome_rule(
+        &mut self,
+        rule: &StoredOutcomeRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn save_fault_rule(
+        &mut self,
+        rule: &StoredFaultRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Keeps the document the tenant is reset to.
+    fn save_tenant_seed(
+        &mut self,
+        tenant_id: &str,
+        document: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant's fault rule `id`, locked.
+    fn fault_rule(
+        &mut self,
+        tenant_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredFaultRule>, StoreError>> + Send;
+    /// Saves the rule's `seen` and `hits`.
+    fn save_fault_counts(
+        &mut self,
+        rule: &StoredFaultRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant's clock, if it was set, locked.
+    fn tenant_clock(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Option<TenantClock>, StoreError>> + Send;
+    fn save_tenant_clock(
+        &mut self,
+        tenant_id: &str,
+        clock: &TenantClock,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -890,6 +941,109 @@ impl Write for AdvanceScripts {
         Ok(advanced)
     }
     /// Nothing is decided but in the write: every attempt starts afresh.
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+/// `Store::seed_tenant`: the tenant's state made `state`, in one
+/// transaction: the tenant created (`create`; none is made, and nothing
+/// done, if it exists) or its name and retention saved, everything of its
+/// state removed, then the document's groups, machines (placed in their
+/// groups), actions and rules written; and `seed` kept as what a reset
+/// goes back to, if given.
+pub struct SeedTenant {
+    pub state: TenantState,
+    pub create: bool,
+    pub seed: Option<String>,
+    pub now: Timestamp,
+}
+
+impl Write for SeedTenant {
+    type Output = bool;
+    async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<bool, WriteError> {
+        let state = &self.state;
+        let tenant_id = &state.tenant.id;
+        if self.create {
+            if !tx.insert_tenant(&state.tenant, self.now).await? {
+                return Ok(false);
+            }
+        } else {
+            tx.update_tenant(&state.tenant).await?;
+        }
+        tx.clear_tenant_state(tenant_id).await?;
+        for group in &state.groups {
+            tx.save_device_group(tenant_id, group).await?;
+        }
+        put_placed_machines(tx, tenant_id, &state.groups, &state.machines).await?;
+        for action in &state.actions {
+            tx.save_action(tenant_id, action).await?;
+        }
+        for rule in &state.outcomes {
+            tx.save_outcome_rule(rule).await?;
+        }
+        for rule in &state.faults {
+            tx.save_fault_rule(rule).await?;
+        }
+        if let Some(seed) = &self.seed {
+            tx.save_tenant_seed(tenant_id, seed).await?;
+        }
+        Ok(true)
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+/// `Store::take_fault_call`: one more call the rule matched, and whether it takes it.
+pub struct TakeFaultCall {
+    pub tenant_id: String,
+    pub id: String,
+    pub draw: f64,
+}
+
+impl Write for TakeFaultCall {
+    type Output = Option<StoredFaultRule>;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<Option<StoredFaultRule>, WriteError> {
+        let Some(mut rule) = tx.fault_rule(&self.tenant_id, &self.id).await? else {
+            return Ok(None);
+        };
+        if faults::is_spent(&rule) {
+            return Ok(None);
+        }
+        let taken = faults::take(&mut rule, self.draw);
+        tx.save_fault_counts(&rule).await?;
+        Ok(taken.then_some(rule))
+    }
+    fn may_retry(&self) -> bool {
+        true
+    }
+}
+
+/// `Store::change_tenant_clock`: the tenant's clock after `change`, read at
+/// `server_now` (`TenantClock::changed`).
+pub struct ChangeClock {
+    pub tenant_id: String,
+    pub change: ClockChange,
+    pub server_now: Timestamp,
+}
+
+impl Write for ChangeClock {
+    type Output = TenantClock;
+    async fn attempt<T: Transaction + Send>(
+        &mut self,
+        tx: &mut T,
+    ) -> Result<TenantClock, WriteError> {
+        let clock = tx.tenant_clock(&self.tenant_id).await?.unwrap_or_default();
+        let changed = clock
+            .changed(&self.change, self.server_now)
+            .map_err(WriteError::Rejected)?;
+        tx.save_tenant_clock(&self.tenant_id, &changed).await?;
+        Ok(changed)
+    }
     fn may_retry(&self) -> bool {
         true
     }

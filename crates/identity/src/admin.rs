@@ -3,10 +3,12 @@
 
 use crate::secrets::{hash_secret, new_secret};
 use crate::service::TokenService;
+use palisade_contract::seed::SeedApp;
 use palisade_contract::Permission;
 use palisade_domain::devices::secrets as device_secrets;
 use palisade_domain::devices::OnboardingToken;
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::seed::SeededUser;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{Clock, DeviceGroupAccess, Role, Store, StoreError};
 use std::sync::Arc;
@@ -283,5 +285,67 @@ impl Admin {
             )));
         }
         self.audit(tenant_id, "onboarding revoke", id).await
+    }
+
+    /// Creates or updates the apps and users of a tenant document
+    /// (`palisade_domain::seed`): a secret or password given replaces the
+    /// one kept; none given keeps it, or, for a new one, makes one nobody
+    /// is shown (set one with `put_app` or `put_user`).
+    pub async fn seed_identities(
+        &self,
+        tenant_id: &str,
+        apps: &[SeedApp],
+        users: &[SeededUser],
+    ) -> Result<(), AdminError> {
+        self.require_tenant(tenant_id).await?;
+        for app in apps {
+            let client_id = app.client_id.to_ascii_lowercase();
+            let existing = self.store.app(tenant_id, &client_id).await?;
+            let secret_hash = match (&app.client_secret, &existing) {
+                (Some(secret), _) => hash_secret(secret),
+                (None, Some(existing)) => existing.secret_hash.clone(),
+                (None, None) => hash_secret(&new_secret()),
+            };
+            let mut permissions = app.permissions.clone();
+            permissions.sort_by_key(|p| p.as_str());
+            permissions.dedup();
+            let registration = AppRegistration {
+                tenant_id: tenant_id.to_string(),
+                client_id,
+                display_name: app.name.trim().to_string(),
+                permissions,
+                secret_hash,
+                created_at: existing.map_or(self.clock.now(), |e| e.created_at),
+            };
+            self.store.put_app(&registration).await?;
+            self.audit(tenant_id, "apps seed", &registration.client_id)
+                .await?;
+        }
+        for user in users {
+            let existing = self.store.user_by_name(tenant_id, &user.username).await?;
+            let password_hash = match (&user.password, &existing) {
+                (Some(password), _) => hash_secret(password),
+                (None, Some(existing)) => existing.password_hash.clone(),
+                (None, None) => hash_secret(&new_secret()),
+            };
+            let mut roles = user.roles.clone();
+            roles.sort();
+            roles.dedup();
+            let seeded = User {
+                tenant_id: tenant_id.to_string(),
+                id: existing
+                    .as_ref()
+                    .map_or_else(|| uuid::Uuid::new_v4().to_string(), |u| u.id.clone()),
+                username: user.username.clone(),
+                roles,
+                device_groups: user.access.clone(),
+                password_hash,
+                created_at: existing.map_or(self.clock.now(), |u| u.created_at),
+            };
+            self.store.put_user(&seeded).await?;
+            self.audit(tenant_id, "users seed", &seeded.username)
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -249,7 +249,7 @@ impl TokenService {
             ));
         };
         let (audience, requested) = audience(version, &request)?;
-        let now = self.clock.now().unix_seconds();
+        let now = self.clock.now_in(tenant_id).unix_seconds();
         let mut claims = Claims {
             aud: audience.clone().into(),
             iss: issuer(origin, tenant_id, version),

@@ -227,7 +227,7 @@ impl Validator {
     }
 
     fn check_times(&self, claims: &Claims) -> Result<(), TokenError> {
-        let now = self.clock.now().unix_seconds();
+        let now = self.clock.now_in(&claims.tid).unix_seconds();
         if now >= claims.exp.saturating_add(CLOCK_SKEW_SECONDS) {
             return Err(TokenError::Expired);
         }

@@ -3,7 +3,7 @@
 
 use crate::app;
 use clap::{Args, Subcommand};
-use palisade_contract::control::NewOutcomeRule;
+use palisade_contract::control::ClockChange;
 use palisade_contract::{OsPlatform, Permission};
 use palisade_domain::caller::{Visibility, DEFAULT_RETENTION_DAYS};
 use palisade_domain::control::RulePlace;
@@ -184,15 +184,46 @@ pub enum EmulatorCommand {
     RotateOperatorToken(Database),
     /// Outcome rules: how actions of machines without an enrolled device go on.
     #[command(subcommand)]
-    Outcomes(OutcomeCommand),
+    Outcomes(RuleCommand),
+    /// Fault rules: errors and latency injected into the MDE API and the token service.
+    #[command(subcommand)]
+    Faults(RuleCommand),
+    /// The tenant's clock: frozen, running, advanced.
+    #[command(subcommand)]
+    Clock(ClockCommand),
+    /// Put the tenant back to the document it was made from: machines,
+    /// groups, tags, actions, audit, outcome and fault rules, clock.
+    Reset(InTenant),
+    /// Print the tenant as a document (JSON, or YAML with --yaml), as `import` takes it.
+    Export {
+        #[arg(long)]
+        yaml: bool,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Replace the tenant's state with a document's (JSON, or YAML for .yaml/.yml; - for standard input).
+    Import {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Create the tenant a document describes (a reset puts it back to it).
+    CreateTenant {
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        db: Database,
+    },
 }
 
+/// What is done with a tenant's ordered rules (outcome or fault rules).
 #[derive(Debug, Subcommand)]
-pub enum OutcomeCommand {
+pub enum RuleCommand {
     /// The tenant's rules in the order they apply, as JSON (`{"value": [...]}`).
     List(InTenant),
-    /// Add a rule (JSON as `POST /_palisade/v1/tenants/{t}/outcomes` takes it,
-    /// e.g. '{"match":{"actionType":"Isolate"},"script":[{"status":"Pending","polls":2},{"status":"Succeeded"}]}',
+    /// Add a rule (JSON as `POST /_palisade/v1/tenants/{t}/outcomes` or
+    /// `.../faults` takes it, e.g.
+    /// '{"match":{"actionType":"Isolate"},"script":[{"status":"Pending","polls":2},{"status":"Succeeded"}]}'
+    /// or '{"match":{"operation":"ListMachines"},"count":3,"response":{"status":429,"retryAfter":5}}',
     /// or - to read it from standard input); prints it with its id.
     Add {
         /// The rule.
@@ -212,6 +243,38 @@ pub enum OutcomeCommand {
     },
     /// Remove every rule of the tenant.
     Clear(InTenant),
+}
+
+impl RuleCommand {
+    fn tenant(&self) -> &InTenant {
+        match self {
+            RuleCommand::List(t) | RuleCommand::Clear(t) => t,
+            RuleCommand::Add { tenant, .. } | RuleCommand::Delete { tenant, .. } => tenant,
+        }
+    }
+}
+
+/// The tenant's clock; running servers follow a change within a second.
+#[derive(Debug, Subcommand)]
+pub enum ClockCommand {
+    /// The clock as JSON: mode, now, offset.
+    Show(InTenant),
+    /// Stop the clock at its reading (or at --at, not before it).
+    Freeze {
+        /// An RFC 3339 UTC time, e.g. 2027-01-01T00:00:00Z.
+        #[arg(long)]
+        at: Option<String>,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Let the clock run on from its reading.
+    Run(InTenant),
+    /// Move the clock forward by an ISO-8601 duration (PT72H, P1D).
+    Advance {
+        duration: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -308,12 +371,13 @@ async fn token_service(db: &Database, store: &Arc<dyn Store>) -> anyhow::Result<
 }
 
 fn admin(store: Arc<dyn Store>) -> Admin {
+    Admin::new(store, Arc::new(SystemClock), cli_administrator())
+}
+
+/// The operating-system user running the command.
+fn cli_administrator() -> Administrator {
     let name = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    Admin::new(
-        store,
-        Arc::new(SystemClock),
-        Administrator { kind: "cli", name },
-    )
+    Administrator { kind: "cli", name }
 }
 
 pub async fn tenants(command: TenantCommand) -> anyhow::Result<()> {
@@ -516,7 +580,13 @@ pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
     let (db, rotate) = match &command {
         EmulatorCommand::OperatorToken(db) => (db, false),
         EmulatorCommand::RotateOperatorToken(db) => (db, true),
-        EmulatorCommand::Outcomes(command) => return outcomes(command).await,
+        EmulatorCommand::Outcomes(command) => return rules(Rules::Outcomes, command).await,
+        EmulatorCommand::Faults(command) => return rules(Rules::Faults, command).await,
+        EmulatorCommand::Clock(command) => return clock(command).await,
+        EmulatorCommand::Reset(_)
+        | EmulatorCommand::Export { .. }
+        | EmulatorCommand::Import { .. }
+        | EmulatorCommand::CreateTenant { .. } => return state(&command).await,
     };
     let store = store(db).await?;
     let sealer = app::key_sealer(&db.database, db.keys.key_file.as_deref(), store.as_ref()).await?;
@@ -529,22 +599,28 @@ pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn outcomes(command: &OutcomeCommand) -> anyhow::Result<()> {
-    let tenant = match command {
-        OutcomeCommand::List(t) | OutcomeCommand::Clear(t) => t,
-        OutcomeCommand::Add { tenant, .. } | OutcomeCommand::Delete { tenant, .. } => tenant,
-    };
+fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Which rules a [`RuleCommand`] is about.
+#[derive(Clone, Copy)]
+enum Rules {
+    Outcomes,
+    Faults,
+}
+
+async fn rules(rules: Rules, command: &RuleCommand) -> anyhow::Result<()> {
+    let tenant = command.tenant();
     let palisade = Palisade::new(store(&tenant.db).await?, Arc::new(SystemClock));
     let t = &tenant.tenant;
     match command {
-        OutcomeCommand::List(_) => {
-            let value = palisade.outcome_rules(t).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&json!({ "value": value }))?
-            );
-        }
-        OutcomeCommand::Add { rule, first, .. } => {
+        RuleCommand::List(_) => match rules {
+            Rules::Outcomes => print(&json!({ "value": palisade.outcome_rules(t).await? }))?,
+            Rules::Faults => print(&json!({ "value": palisade.fault_rules(t).await? }))?,
+        },
+        RuleCommand::Add { rule, first, .. } => {
             let text = match rule.as_str() {
                 "-" => {
                     let mut text = String::new();
@@ -553,23 +629,108 @@ async fn outcomes(command: &OutcomeCommand) -> anyhow::Result<()> {
                 }
                 given => given.to_string(),
             };
-            let rule: NewOutcomeRule = serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("the rule is not valid: {e}"))?;
+            let invalid = |e: serde_json::Error| anyhow::anyhow!("the rule is not valid: {e}");
             let place = if *first {
                 RulePlace::First
             } else {
                 RulePlace::Last
             };
-            let added = palisade.add_outcome_rule(t, rule, place).await?;
-            println!("{}", serde_json::to_string_pretty(&added)?);
+            match rules {
+                Rules::Outcomes => {
+                    let rule = serde_json::from_str(&text).map_err(invalid)?;
+                    print(&palisade.add_outcome_rule(t, rule, place).await?)?
+                }
+                Rules::Faults => {
+                    let rule = serde_json::from_str(&text).map_err(invalid)?;
+                    print(&palisade.add_fault_rule(t, rule, place).await?)?
+                }
+            }
         }
-        OutcomeCommand::Delete { id, .. } => palisade.delete_outcome_rule(t, id).await?,
-        OutcomeCommand::Clear(_) => {
-            let removed = palisade.delete_outcome_rules(t).await?;
+        RuleCommand::Delete { id, .. } => match rules {
+            Rules::Outcomes => palisade.delete_outcome_rule(t, id).await?,
+            Rules::Faults => palisade.delete_fault_rule(t, id).await?,
+        },
+        RuleCommand::Clear(_) => {
+            let removed = match rules {
+                Rules::Outcomes => palisade.delete_outcome_rules(t).await?,
+                Rules::Faults => palisade.delete_fault_rules(t).await?,
+            };
             println!("removed {removed} rules");
         }
     }
     Ok(())
+}
+
+async fn state(command: &EmulatorCommand) -> anyhow::Result<()> {
+    use crate::control::state::{read_document, seed_from_file, seed_identities, Format};
+    let db = match command {
+        EmulatorCommand::Reset(t) => &t.db,
+        EmulatorCommand::Export { tenant, .. } | EmulatorCommand::Import { tenant, .. } => {
+            &tenant.db
+        }
+        EmulatorCommand::CreateTenant { db, .. } => db,
+        _ => unreachable!("state commands only"),
+    };
+    let palisade = Palisade::new(store(db).await?, Arc::new(SystemClock));
+    match command {
+        EmulatorCommand::Reset(t) => {
+            palisade.reset_tenant(&t.tenant).await?;
+            println!("tenant {} reset to its seed", t.tenant);
+        }
+        EmulatorCommand::Export {
+            yaml: false,
+            tenant,
+        } => print(&palisade.export_tenant(&tenant.tenant).await?)?,
+        EmulatorCommand::Export { yaml: true, tenant } => {
+            let document = palisade.export_tenant(&tenant.tenant).await?;
+            print!("{}", serde_norway::to_string(&document)?);
+        }
+        EmulatorCommand::Import { file, tenant } => {
+            let bytes = match file.to_str() {
+                Some("-") => {
+                    let mut bytes = Vec::new();
+                    std::io::stdin().read_to_end(&mut bytes)?;
+                    bytes
+                }
+                _ => std::fs::read(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?,
+            };
+            let in_file = |e: palisade_contract::MdeError| {
+                anyhow::anyhow!("{}: {}", file.display(), e.message)
+            };
+            let document = read_document(&bytes, Format::of_file(file)).map_err(in_file)?;
+            let state = palisade
+                .replace_tenant_state(&tenant.tenant, &document)
+                .await
+                .map_err(in_file)?;
+            seed_identities(&palisade, &state, cli_administrator()).await?;
+            println!("tenant {} replaced from {}", tenant.tenant, file.display());
+        }
+        EmulatorCommand::CreateTenant { file, .. } => seed_from_file(&palisade, file).await?,
+        _ => unreachable!("state commands only"),
+    }
+    Ok(())
+}
+
+async fn clock(command: &ClockCommand) -> anyhow::Result<()> {
+    let (tenant, change) = match command {
+        ClockCommand::Show(tenant) => (tenant, None),
+        ClockCommand::Freeze { at, tenant } => (tenant, Some(json!({"mode": "frozen", "now": at}))),
+        ClockCommand::Run(tenant) => (tenant, Some(json!({"mode": "running"}))),
+        ClockCommand::Advance { duration, tenant } => (tenant, Some(json!({"advance": duration}))),
+    };
+    let palisade = Palisade::new(store(&tenant.db).await?, Arc::new(SystemClock));
+    let reading = match change {
+        None => palisade.tenant_clock(&tenant.tenant).await?,
+        Some(change) => {
+            let change: ClockChange = serde_json::from_value(change)
+                .map_err(|e| anyhow::anyhow!("not a clock change: {e}"))?;
+            palisade
+                .change_tenant_clock(&tenant.tenant, &change)
+                .await?
+        }
+    };
+    print(&reading)
 }
 
 pub async fn audit(command: AuditCommand) -> anyhow::Result<()> {

@@ -251,7 +251,8 @@ pub fn spawn_sweeper(state: &AppState) {
 /// (reads move them on too: a read never shows a step that has ended).
 const SCRIPT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Moves on the actions outcome rules carry, every second, until the process stops.
+/// Every second, until the process stops: reads the tenants' clocks and
+/// fault rules again (what other nodes set) and moves on the actions outcome rules carry.
 pub fn spawn_script_driver(palisade: &Palisade) {
     let palisade = palisade.clone();
     tokio::spawn(async move {
@@ -259,6 +260,9 @@ pub fn spawn_script_driver(palisade: &Palisade) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Err(error) = palisade.load_control_settings().await {
+                tracing::warn!(%error, "could not read the tenants' clocks and fault rules");
+            }
             if let Err(error) = palisade.advance_due_scripts(None).await {
                 tracing::warn!(%error, "could not move scripted actions on");
             }
@@ -339,10 +343,14 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .fallback_service(routed)
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             require_known_host,
         ))
         .layer(axum::middleware::from_fn(envelope))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            control::recorder::record,
+        ))
 }
 
 #[cfg(test)]

@@ -140,6 +140,15 @@ pub struct ServeArgs {
     /// Beyond it enrollment answers 429 with Retry-After (devices wait and retry).
     #[arg(long, env = "PALISADE_ENROLLMENT_RATE_LIMIT", default_value = "100/6000", value_parser = parse_rate_limit)]
     pub enrollment_rate_limit: RateLimitSetting,
+    /// At start, create the tenant each of these documents describes (JSON,
+    /// or YAML for .yaml/.yml; `control-plane.md`: State) unless it exists.
+    #[arg(
+        long = "seed",
+        env = "PALISADE_SEED",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub seeds: Vec<PathBuf>,
     /// With --demo: write the demo credentials (tenant, app, users) to this JSON file.
     #[arg(long, env = "PALISADE_DEMO_CREDENTIALS", requires = "demo")]
     pub demo_credentials: Option<PathBuf>,
@@ -366,6 +375,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         state.palisade.now(),
     )
     .await?;
+    for path in &args.seeds {
+        crate::control::state::seed_from_file(&state.palisade, path).await?;
+    }
     let tenant_id = if args.demo {
         let mut credentials =
             demo::ensure_demo(&state.palisade, &origin, operator_token.clone()).await?;
@@ -389,6 +401,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Control plane: {origin}{base}  (Authorization: Bearer {operator_token}; OpenAPI: {origin}{base}/openapi.json)",
         base = crate::control::BASE
     );
+    // Tenants' clocks and fault rules apply from the first request on.
+    state.palisade.load_control_settings().await?;
     app::spawn_sweeper(&state);
     app::spawn_script_driver(&state.palisade);
     app::spawn_check_in_writer(&state.devices);

@@ -3,15 +3,14 @@
 
 use palisade_contract::control::{IsoDuration, NewOutcomeRule, OutcomeMatch, OutcomeStep};
 use palisade_contract::machine::{IpAddress, VmMetadata};
+use palisade_contract::seed::{SeedDeviceGroup, TenantDocument};
 use palisade_contract::ActionStatus;
 use palisade_contract::{
     DeviceValue, ExposureLevel, HealthStatus, Machine, OnboardingStatus, OsPlatform, RiskScore,
     Timestamp,
 };
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
-use palisade_domain::control::{RulePlace, StoredOutcomeRule};
-use palisade_domain::store::DeviceGroup;
-use palisade_domain::{DeviceGroupAccess, Palisade, Role, Tenant};
+use palisade_domain::{DeviceGroupAccess, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -452,31 +451,35 @@ pub async fn ensure_demo(
     })
 }
 
-/// Creates the demo tenant, its device groups and fleet (in one transaction),
-/// unless it exists already. Returns whether it was created now.
+/// Creates the demo tenant, its device groups, fleet and outcome rule (in
+/// one transaction, from a document a reset puts it back to), unless it
+/// exists already. Returns whether it was created now.
 pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
-    let tenant = Tenant {
-        id: DEMO_TENANT_ID.into(),
-        name: "Contoso (demo)".into(),
-        retention_days: DEFAULT_RETENTION_DAYS,
-    };
-    let groups: Vec<DeviceGroup> = DEMO_GROUPS
-        .iter()
-        .map(|(id, name)| DeviceGroup::label(*id, name))
-        .collect();
     let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
-    let created = palisade
-        .store()
-        .create_tenant(&tenant, &groups, &machines)
-        .await?;
-    if created {
-        let rule = StoredOutcomeRule::new(DEMO_TENANT_ID, demo_outcome());
-        palisade
-            .store()
-            .add_outcome_rule(&rule, RulePlace::Last)
-            .await?;
-    }
-    Ok(created)
+    let document = TenantDocument {
+        tenant_id: DEMO_TENANT_ID.into(),
+        name: "Contoso (demo)".into(),
+        retention_days: Some(DEFAULT_RETENTION_DAYS),
+        device_groups: DEMO_GROUPS
+            .iter()
+            .map(|(id, name)| SeedDeviceGroup {
+                id: *id,
+                name: name.to_string(),
+                rank: None,
+                rules: None,
+            })
+            .collect(),
+        machines: machines
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?,
+        machine_actions: vec![],
+        apps: vec![],
+        users: vec![],
+        outcomes: vec![demo_outcome()],
+        faults: vec![],
+    };
+    Ok(palisade.create_seeded_tenant(&document).await?.is_some())
 }
 
 /// The demo tenant's outcome rule, made with it (the control plane removes

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, on, post, MethodFilter};
 use axum::{Extension, Json, Router};
 use base64::Engine;
+use palisade_contract::control::FaultResponse;
+use palisade_domain::rules::faults::TOKEN_OPERATION;
 use palisade_identity::service::{canonical_guid, OAuthError, TokenRequest};
 use palisade_identity::TokenVersion;
 use std::net::SocketAddr;
@@ -48,6 +50,26 @@ pub(crate) fn oauth_error(app: &AppState, error: OAuthError, request_id: &str) -
         .into_response();
     response.extensions_mut().insert(OAuthBody);
     response
+}
+
+/// A fault's answer from the token service, in Entra's words for its status.
+fn oauth_fault(response: &FaultResponse) -> OAuthError {
+    let (error, aadsts, description) = match response.status {
+        429 | 503 => (
+            "temporarily_unavailable",
+            90033,
+            "A transient error has occurred. Please try again.",
+        ),
+        500..=599 => (
+            "server_error",
+            90033,
+            "A transient error has occurred. Please try again.",
+        ),
+        401 => ("invalid_client", 7000215, "Invalid client secret provided."),
+        _ => ("invalid_request", 900144, "The request was refused."),
+    };
+    let description = response.message.as_deref().unwrap_or(description);
+    OAuthError::new(response.status, error, aadsts, description)
 }
 
 fn invalid_request(description: &str) -> OAuthError {
@@ -139,6 +161,26 @@ async fn token(
     if let Some((id, secret)) = basic {
         form.client_id.get_or_insert(id);
         form.client_secret.get_or_insert(secret);
+    }
+    let callers = [form.client_id.as_deref(), form.username.as_deref()];
+    let callers: Vec<&str> = callers.into_iter().flatten().collect();
+    match app
+        .palisade
+        .fault_for(&tenant, TOKEN_OPERATION, &callers)
+        .await
+    {
+        Ok(Some(rule)) => {
+            let answer =
+                |response: &FaultResponse| oauth_error(&app, oauth_fault(response), &request_id);
+            if let Some(answered) = crate::control::faults::inflict(&rule, answer).await {
+                return answered;
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            let error = OAuthError::new(503, "temporarily_unavailable", 90033, error.message);
+            return oauth_error(&app, error, &request_id);
+        }
     }
     let origin = origin(&app, uri, headers);
     match app

@@ -9,16 +9,19 @@ use crate::rows::{action_from_row, execute, machine_columns, run_values, Postgre
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
-use palisade_domain::control::{ScriptRun, StoredOutcomeRule};
+use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
+use palisade_domain::TenantClock;
 use palisade_store_sql::control;
+use palisade_store_sql::fields::{
+    clock_fields, fault_rule_fields, outcome_rule_fields, script_run_fields,
+};
 use palisade_store_sql::fields::{device_fields, group_fields, group_upsert};
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
-use palisade_store_sql::fields::{outcome_rule_fields, script_run_fields};
 use palisade_store_sql::{action_lookup, machine_lookup, Dialect, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -457,6 +460,68 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         run: Option<&ScriptRun>,
     ) -> Result<(), StoreError> {
         let sql = control::save_action_script(Dialect::Postgres, tenant_id, action_id, run);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+    async fn tenant_clock(&mut self, tenant_id: &str) -> Result<Option<TenantClock>, StoreError> {
+        let sql = control::tenant_clock_of(Dialect::Postgres, tenant_id, true);
+        let rows = self.tx.built(&sql).await?;
+        rows.first()
+            .map(|row| clock_fields::from_row(&PostgresRow(row), 0))
+            .transpose()
+    }
+
+    async fn save_tenant_clock(
+        &mut self,
+        tenant_id: &str,
+        clock: &TenantClock,
+    ) -> Result<(), StoreError> {
+        let sql = control::save_tenant_clock(Dialect::Postgres, tenant_id, clock);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+    async fn fault_rule(
+        &mut self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<StoredFaultRule>, StoreError> {
+        let sql = control::fault_rules_of(Dialect::Postgres, Some(tenant_id), Some(id));
+        let rows = self.tx.built(&sql).await?;
+        rows.first()
+            .map(|row| fault_rule_fields::from_row(&PostgresRow(row), 0))
+            .transpose()
+    }
+
+    async fn save_fault_counts(&mut self, rule: &StoredFaultRule) -> Result<(), StoreError> {
+        let sql = control::save_fault_counts(Dialect::Postgres, rule);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+    async fn clear_tenant_state(&mut self, tenant_id: &str) -> Result<(), StoreError> {
+        for sql in control::clear_tenant_state(Dialect::Postgres, tenant_id) {
+            execute(self.tx, &sql).await?;
+        }
+        Ok(())
+    }
+
+    async fn update_tenant(&mut self, tenant: &Tenant) -> Result<(), StoreError> {
+        let sql = control::update_tenant(Dialect::Postgres, tenant);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+
+    async fn save_outcome_rule(&mut self, rule: &StoredOutcomeRule) -> Result<(), StoreError> {
+        let sql = control::save_outcome_rule(Dialect::Postgres, rule);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+
+    async fn save_fault_rule(&mut self, rule: &StoredFaultRule) -> Result<(), StoreError> {
+        let sql = control::save_fault_rule(Dialect::Postgres, rule);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+
+    async fn save_tenant_seed(
+        &mut self,
+        tenant_id: &str,
+        document: &str,
+    ) -> Result<(), StoreError> {
+        let sql = control::save_tenant_seed(Dialect::Postgres, tenant_id, document);
         execute(self.tx, &sql).await.map(|_| ())
     }
 }

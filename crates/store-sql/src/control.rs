@@ -1,10 +1,15 @@
 //! The statements of the emulator control plane's state that writes run in
 //! their transactions (both databases run the same text).
 
-use crate::fields::{outcome_rule_fields, script_run_fields, script_run_upsert};
+use crate::fields::{
+    clock_fields, clock_upsert, fault_rule_fields, fault_rule_upsert, outcome_rule_fields,
+    outcome_rule_upsert, script_run_fields, script_run_upsert, tenant_seed_upsert,
+};
 use crate::{Dialect, Sql, Value};
 use palisade_contract::Timestamp;
-use palisade_domain::control::ScriptRun;
+use palisade_domain::caller::Tenant;
+use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
+use palisade_domain::{TenantClock, TenantScope};
 
 fn text(value: &str) -> Value {
     Value::Text(value.to_string())
@@ -67,11 +72,11 @@ pub fn save_action_script(
     }
 }
 
-/// The (tenant, action) of every run whose step's duration ends by `now`
-/// (of `tenant_id` only, if given), soonest first, at most `limit`.
+/// The (tenant, action) of every run of `scope` whose step's duration ends
+/// by `now`, soonest first, at most `limit`.
 pub fn due_action_scripts(
     dialect: Dialect,
-    tenant_id: Option<&str>,
+    scope: &TenantScope,
     now: Timestamp,
     limit: i64,
 ) -> Sql {
@@ -80,9 +85,7 @@ pub fn due_action_scripts(
         "SELECT tenant_id, action_id FROM action_scripts WHERE due_at IS NOT NULL AND due_at <= ",
     )
     .bind(Value::Integer(now.ticks()));
-    if let Some(tenant_id) = tenant_id {
-        sql.push(" AND tenant_id = ").bind(text(tenant_id));
-    }
+    sql.tenants_of(scope, "tenant_id");
     sql.push(" ORDER BY due_at LIMIT ")
         .bind(Value::Integer(limit));
     sql
@@ -102,4 +105,169 @@ pub fn scripted_among(dialect: Dialect, tenant_id: &str, action_ids: &[String]) 
     }
     sql.push(")");
     sql
+}
+
+/// The tenant's clock, if the control plane set it; `lock`ed for a change.
+pub fn tenant_clock_of(dialect: Dialect, tenant_id: &str, lock: bool) -> Sql {
+    let equal = [("tenant_id", text(tenant_id))];
+    let mut sql = Sql::select_where(
+        dialect,
+        clock_fields::select(dialect),
+        "tenant_clocks",
+        &equal,
+        "",
+    );
+    if lock {
+        sql.lock("tenant_clocks");
+    }
+    sql
+}
+
+/// Every tenant's clock that the control plane set: the tenant id, then `clock_fields`.
+pub fn tenant_clocks(dialect: Dialect) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT tenant_clocks.tenant_id, ")
+        .push(clock_fields::select(dialect))
+        .push(" FROM tenant_clocks");
+    sql
+}
+
+pub fn save_tenant_clock(dialect: Dialect, tenant_id: &str, clock: &TenantClock) -> Sql {
+    let mut values = vec![text(tenant_id)];
+    values.extend(clock_fields::values(clock));
+    Sql::fixed(dialect, clock_upsert(dialect), values)
+}
+
+/// The tenant's fault rules in the order they apply (none: every tenant's);
+/// one `lock`ed by `id`, if given.
+pub fn fault_rules_of(dialect: Dialect, tenant_id: Option<&str>, id: Option<&str>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(fault_rule_fields::select(dialect))
+        .push(" FROM fault_rules WHERE 1 = 1");
+    if let Some(tenant_id) = tenant_id {
+        sql.push(" AND fault_rules.tenant_id = ")
+            .bind(text(tenant_id));
+    }
+    match id {
+        Some(id) => {
+            sql.push(" AND fault_rules.id = ").bind(text(id));
+            sql.lock("fault_rules");
+        }
+        None => {
+            sql.push(" ORDER BY fault_rules.tenant_id, fault_rules.position, fault_rules.id");
+        }
+    }
+    sql
+}
+
+pub fn save_fault_counts(dialect: Dialect, rule: &StoredFaultRule) -> Sql {
+    let sql = "UPDATE fault_rules SET seen = ?1, hits = ?2 WHERE tenant_id = ?3 AND id = ?4";
+    let params = vec![
+        Value::Integer(rule.seen),
+        Value::Integer(rule.hits),
+        text(&rule.tenant_id),
+        text(&rule.id),
+    ];
+    Sql::fixed(dialect, &dialect.numbered(sql), params)
+}
+
+/// Removes the tenant's row `id` of `table` (a rule table, recorded calls), or all its rows.
+pub fn delete_rules(dialect: Dialect, table: &str, tenant_id: &str, id: Option<&str>) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM ")
+        .push(table)
+        .push(" WHERE tenant_id = ")
+        .bind(text(tenant_id));
+    if let Some(id) = id {
+        sql.push(" AND id = ").bind(text(id));
+    }
+    sql
+}
+
+/// Every row of the tenant's state (`control-plane.md`: reset): its
+/// machines with their tags, history, devices and actions, device groups,
+/// audit, outcome and fault rules, clock, recorder; children first. The tenant, its
+/// apps, users, keys and onboarding tokens stay.
+pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str) -> Vec<Sql> {
+    const TABLES: &[&str] = &[
+        "action_scripts",
+        "machine_actions",
+        "machine_ip_history",
+        "machine_tags",
+        "devices",
+        "audit_machines",
+        "audit_log",
+        "machines",
+        "device_groups",
+        "outcome_rules",
+        "fault_rules",
+        "tenant_clocks",
+        "recorded_calls",
+        "recorders",
+    ];
+    TABLES
+        .iter()
+        .map(|table| {
+            let mut sql = Sql::new(dialect);
+            sql.push("DELETE FROM ")
+                .push(table)
+                .push(" WHERE tenant_id = ")
+                .bind(text(tenant_id));
+            sql
+        })
+        .collect()
+}
+
+pub fn update_tenant(dialect: Dialect, tenant: &Tenant) -> Sql {
+    let sql = "UPDATE tenants SET name = ?1, retention_days = ?2 WHERE id = ?3";
+    let params = vec![
+        text(&tenant.name),
+        Value::Integer(i64::from(tenant.retention_days)),
+        text(&tenant.id),
+    ];
+    Sql::fixed(dialect, &dialect.numbered(sql), params)
+}
+
+pub fn save_outcome_rule(dialect: Dialect, rule: &StoredOutcomeRule) -> Sql {
+    let values = outcome_rule_fields::values(rule);
+    Sql::fixed(dialect, outcome_rule_upsert(dialect), values)
+}
+
+pub fn save_fault_rule(dialect: Dialect, rule: &StoredFaultRule) -> Sql {
+    let values = fault_rule_fields::values(rule);
+    Sql::fixed(dialect, fault_rule_upsert(dialect), values)
+}
+
+pub fn save_tenant_seed(dialect: Dialect, tenant_id: &str, document: &str) -> Sql {
+    let values = vec![text(tenant_id), text(document)];
+    Sql::fixed(dialect, tenant_seed_upsert(dialect), values)
+}
+
+pub fn tenant_seed_of(dialect: Dialect, tenant_id: &str) -> Sql {
+    let equal = [("tenant_id", text(tenant_id))];
+    Sql::select_where(dialect, "document", "tenant_seeds", &equal, "")
+}
+
+/// The tenant's recorded calls, oldest first, `top` of them after `skip`.
+pub fn recorded_calls_of(dialect: Dialect, tenant_id: &str, skip: u64, top: u64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT ")
+        .push(crate::fields::recorded_call_fields::select(dialect))
+        .push(" FROM recorded_calls WHERE recorded_calls.tenant_id = ")
+        .bind(text(tenant_id))
+        .push(" ORDER BY recorded_calls.time, recorded_calls.id LIMIT ")
+        .bind(Value::Integer(i64::try_from(top).unwrap_or(i64::MAX)))
+        .push(" OFFSET ")
+        .bind(Value::Integer(i64::try_from(skip).unwrap_or(i64::MAX)));
+    sql
+}
+
+/// Turns the tenant's recorder on (a row) or off (none).
+pub fn set_recorder(dialect: Dialect, tenant_id: &str, enabled: bool) -> Sql {
+    let sql = match enabled {
+        true => "INSERT INTO recorders (tenant_id) VALUES (?1) ON CONFLICT (tenant_id) DO NOTHING",
+        false => "DELETE FROM recorders WHERE tenant_id = ?1",
+    };
+    Sql::fixed(dialect, &dialect.numbered(sql), vec![text(tenant_id)])
 }

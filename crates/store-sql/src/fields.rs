@@ -11,10 +11,13 @@ use crate::{Dialect, Value};
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::DeviceGroupAccess;
 use palisade_domain::caller::Tenant;
-use palisade_domain::control::{OperatorCredential, RulePlace, ScriptRun, StoredOutcomeRule};
+use palisade_domain::control::{
+    OperatorCredential, RecordedCall, RulePlace, ScriptRun, StoredFaultRule, StoredOutcomeRule,
+};
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::{DeviceGroup, StoreError};
+use palisade_domain::TenantClock;
 use std::str::FromStr;
 
 /// A row of either database, column by column.
@@ -663,39 +666,148 @@ stored_entity! {
     }
 }
 
-/// Adds a rule (`outcome_rule_fields::values`) whose position is counted
-/// from the tenant's first rule (`First`: -1 puts it before) or last rule
-/// (`Last`: +1 puts it after), in the statement. (Two rules added at the
-/// same moment on PostgreSQL may count from the same rule and share a
-/// position: their ids then order them.)
+/// Adds a rule (`outcome_rule_fields::values`) in its place (`ordered_insert`).
 pub fn outcome_rule_insert(dialect: Dialect, place: RulePlace) -> &'static str {
     fn build(dialect: Dialect, place: RulePlace) -> String {
-        let columns = outcome_rule_fields::COLUMNS;
-        let bound = match place {
-            RulePlace::First => "MIN",
-            RulePlace::Last => "MAX",
-        };
-        let values: Vec<String> = (1..=columns.len())
-            .map(|n| match columns[n - 1] {
-                "position" => format!(
-                    "{} + (SELECT COALESCE({bound}(r.position), 0) FROM outcome_rules r \
-                     WHERE r.tenant_id = {})",
-                    dialect.parameter(n),
-                    dialect.parameter(1)
-                ),
-                _ => dialect.parameter(n),
-            })
-            .collect();
-        format!(
-            "INSERT INTO outcome_rules ({}) VALUES ({})",
-            columns.join(", "),
-            values.join(", ")
+        ordered_insert(
+            dialect,
+            "outcome_rules",
+            outcome_rule_fields::COLUMNS,
+            place,
         )
     }
     match place {
         RulePlace::First => once_per_dialect!(dialect, |d| build(d, RulePlace::First)),
         RulePlace::Last => once_per_dialect!(dialect, |d| build(d, RulePlace::Last)),
     }
+}
+
+stored_entity! {
+    /// `fault_rules`.
+    pub mod fault_rule_fields for StoredFaultRule, alias "fault_rules" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        position: Plain = "position";
+        rule: Json = "definition";
+        seen: Plain = "seen";
+        hits: Plain = "hits";
+    }
+}
+
+/// Adds a rule (`fault_rule_fields::values`) in its place (`ordered_insert`).
+pub fn fault_rule_insert(dialect: Dialect, place: RulePlace) -> &'static str {
+    fn build(dialect: Dialect, place: RulePlace) -> String {
+        ordered_insert(dialect, "fault_rules", fault_rule_fields::COLUMNS, place)
+    }
+    match place {
+        RulePlace::First => once_per_dialect!(dialect, |d| build(d, RulePlace::First)),
+        RulePlace::Last => once_per_dialect!(dialect, |d| build(d, RulePlace::Last)),
+    }
+}
+
+/// Saves an outcome rule at the position it holds (`outcome_rule_fields::values`).
+pub fn outcome_rule_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "id"];
+        upsert(
+            dialect,
+            "outcome_rules",
+            outcome_rule_fields::COLUMNS,
+            &key,
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves a fault rule at the position it holds (`fault_rule_fields::values`).
+pub fn fault_rule_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let key = ["tenant_id", "id"];
+        upsert(
+            dialect,
+            "fault_rules",
+            fault_rule_fields::COLUMNS,
+            &key,
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+stored_entity! {
+    /// `recorded_calls`.
+    pub mod recorded_call_fields for RecordedCall, alias "recorded_calls" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        time: Ticks = "time";
+        caller: Plain = "caller";
+        operation: Plain = "operation";
+        method: Plain = "method";
+        path: Plain = "path";
+        query: Plain = "query";
+        request_body: Plain = "request_body";
+        status: Plain = "status";
+        response_body: Plain = "response_body";
+        latency_ms: Plain = "latency_ms";
+        retry_after: Plain = "retry_after";
+        granted: Json = "granted";
+        used: Json = "used";
+    }
+}
+
+/// Saves a recorded call (`recorded_call_fields::values`).
+pub fn recorded_call_insert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = recorded_call_fields::COLUMNS;
+        let values: Vec<String> = (1..=columns.len()).map(|n| dialect.parameter(n)).collect();
+        format!(
+            "INSERT INTO recorded_calls ({}) VALUES ({})",
+            columns.join(", "),
+            values.join(", ")
+        )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Saves the document a tenant was made from: parameter 1 the tenant id, 2 the document.
+pub fn tenant_seed_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = ["tenant_id", "document"];
+        upsert(dialect, "tenant_seeds", &columns, &["tenant_id"], &[], &[])
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Inserts a row of an ordered rule table (its `columns` start with
+/// `tenant_id` and hold `position`) whose position is counted from the
+/// tenant's first rule (`First`: -1 puts it before) or last rule (`Last`:
+/// +1 puts it after), in the statement. (Two rules added at the same moment
+/// on PostgreSQL may count from the same rule and share a position: their
+/// ids then order them.)
+fn ordered_insert(dialect: Dialect, table: &str, columns: &[&str], place: RulePlace) -> String {
+    let bound = match place {
+        RulePlace::First => "MIN",
+        RulePlace::Last => "MAX",
+    };
+    let values: Vec<String> = (1..=columns.len())
+        .map(|n| match columns[n - 1] {
+            "position" => format!(
+                "{} + (SELECT COALESCE({bound}(r.position), 0) FROM {table} r \
+                 WHERE r.tenant_id = {})",
+                dialect.parameter(n),
+                dialect.parameter(1)
+            ),
+            _ => dialect.parameter(n),
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        columns.join(", "),
+        values.join(", ")
+    )
 }
 
 stored_entity! {
@@ -724,6 +836,23 @@ pub fn script_run_upsert(dialect: Dialect) -> &'static str {
             &[],
             &[],
         )
+    }
+    once_per_dialect!(dialect, build)
+}
+
+stored_entity! {
+    /// `tenant_clocks`: a tenant's clock, once the control plane set it.
+    pub mod clock_fields for TenantClock, alias "tenant_clocks" {
+        frozen_at: Ticks = "frozen_at";
+        offset_ticks: Plain = "offset_ticks";
+    }
+}
+
+/// Saves a tenant's clock: parameter 1 is the tenant id, then `clock_fields::values`.
+pub fn clock_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = with_tenant(clock_fields::COLUMNS);
+        upsert(dialect, "tenant_clocks", &columns, &["tenant_id"], &[], &[])
     }
     once_per_dialect!(dialect, build)
 }

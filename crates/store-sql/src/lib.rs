@@ -11,6 +11,7 @@ use palisade_domain::caller::{DeviceGroupAccess, Visibility};
 use palisade_domain::query::LAMBDA_ELEMENT;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::MachineKey;
+use palisade_domain::TenantScope;
 
 /// A bound parameter.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,24 +157,32 @@ pub const ACTIONS: Entity = Entity {
     tags: None,
 };
 
-/// Ends every stale open action with `TimeOut`: parameter 1 is now, 2 the
-/// time before which an action is stale (Pending: created; InProgress: last
+/// Ends every stale open action of `scope` with `TimeOut`: stale means
+/// open since before `stale_before` (Pending: created; InProgress: last
 /// updated). Each condition is one partial index's (`machine_actions_pending`,
 /// `machine_actions_in_progress`), so the sweep reads only stale actions.
 /// An action an outcome rule carries keeps the time its script gives it.
-pub fn time_out_stale_actions(dialect: Dialect) -> &'static str {
-    fn build(dialect: Dialect) -> String {
-        let (now, stale_before) = (dialect.parameter(1), dialect.parameter(2));
-        format!(
-            "UPDATE machine_actions SET status = 'TimeOut', last_update_time = {now} \
-             WHERE ((status = 'Pending' AND creation_time < {stale_before}) \
-                OR (status = 'InProgress' AND last_update_time < {stale_before})) \
-               AND NOT EXISTS (SELECT 1 FROM action_scripts s \
-                               WHERE s.tenant_id = machine_actions.tenant_id \
-                                 AND s.action_id = machine_actions.id)"
-        )
-    }
-    once_per_dialect!(dialect, build)
+pub fn time_out_stale_actions(
+    dialect: Dialect,
+    scope: &TenantScope,
+    stale_before: Timestamp,
+    now: Timestamp,
+) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let stale = || Value::Integer(stale_before.ticks());
+    sql.push("UPDATE machine_actions SET status = 'TimeOut', last_update_time = ")
+        .bind(Value::Integer(now.ticks()))
+        .push(" WHERE ((status = 'Pending' AND creation_time < ")
+        .bind(stale())
+        .push(") OR (status = 'InProgress' AND last_update_time < ")
+        .bind(stale())
+        .push(
+            ")) AND NOT EXISTS (SELECT 1 FROM action_scripts s \
+             WHERE s.tenant_id = machine_actions.tenant_id \
+               AND s.action_id = machine_actions.id)",
+        );
+    sql.tenants_of(scope, "machine_actions.tenant_id");
+    sql
 }
 
 /// The statements that bring a machine's address history in line with
@@ -368,6 +377,27 @@ impl Sql {
             self.push(" FOR UPDATE OF ").push(alias);
         }
         self
+    }
+
+    /// ` AND column ...`: the rows of `scope`'s tenants.
+    pub fn tenants_of(&mut self, scope: &TenantScope, column: &str) -> &mut Self {
+        match scope {
+            TenantScope::Tenant(tenant_id) => {
+                self.push(" AND ").push(column).push(" = ");
+                self.bind(Value::Text(tenant_id.clone()))
+            }
+            TenantScope::OnServerTime { except } if except.is_empty() => self,
+            TenantScope::OnServerTime { except } => {
+                self.push(" AND ").push(column).push(" NOT IN (");
+                for (i, tenant_id) in except.iter().enumerate() {
+                    if i > 0 {
+                        self.push(", ");
+                    }
+                    self.bind(Value::Text(tenant_id.clone()));
+                }
+                self.push(")")
+            }
+        }
     }
 
     pub fn push(&mut self, text: &str) -> &mut Self {

@@ -5,8 +5,9 @@
 use crate::control;
 use crate::database::{Database, Reading};
 use crate::fields::{
-    app_fields, app_upsert, audit_fields, device_fields, group_fields, key_fields, key_insert,
-    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert, required,
+    app_fields, app_upsert, audit_fields, clock_fields, device_fields, fault_rule_fields,
+    fault_rule_insert, group_fields, key_fields, key_insert, operator_fields, operator_upsert,
+    outcome_rule_fields, outcome_rule_insert, recorded_call_fields, recorded_call_insert, required,
     tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
@@ -15,22 +16,27 @@ use crate::{
     machines_seen_with_ip, time_out_stale_actions, ListSql, Sql, Value, ACTIONS, MACHINES,
 };
 use async_trait::async_trait;
+use palisade_contract::control::ClockChange;
 use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
-use palisade_domain::control::{OperatorCredential, RulePlace, StoredOutcomeRule};
+use palisade_domain::control::{
+    OperatorCredential, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
+};
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{RateKey, RateLimits, Throttled};
+use palisade_domain::seed::TenantState;
 use palisade_domain::store::{
     ActionDecision, DeviceGroup, MachineChange, MachineDecision, MachineKey, MachineRef, Page,
     Store, StoreError, WriteError,
 };
 use palisade_domain::writes::{
-    AdvanceScripts, ChangeAction, ChangeDeviceAction, ChangeMachines, CreateTenant, EnrollDevice,
-    PutDeviceGroup, PutMachines, RecordCheckIns,
+    AdvanceScripts, ChangeAction, ChangeClock, ChangeDeviceAction, ChangeMachines, CreateTenant,
+    EnrollDevice, PutDeviceGroup, PutMachines, RecordCheckIns, SeedTenant, TakeFaultCall,
 };
+use palisade_domain::{TenantClock, TenantScope};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -312,12 +318,12 @@ impl<D: Database> Store for SqlStore<D> {
 
     async fn time_out_actions(
         &self,
+        scope: &TenantScope,
         stale_before: Timestamp,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let params = vec![ticks(now), ticks(stale_before)];
-        self.execute(time_out_stale_actions(D::DIALECT), params)
-            .await
+        let sql = time_out_stale_actions(D::DIALECT, scope, stale_before, now);
+        self.execute(&sql.text, sql.params).await
     }
 
     async fn change_action(
@@ -646,12 +652,8 @@ impl<D: Database> Store for SqlStore<D> {
         rule: &StoredOutcomeRule,
         place: RulePlace,
     ) -> Result<(), StoreError> {
-        let offset = match place {
-            RulePlace::First => -1,
-            RulePlace::Last => 1,
-        };
         let values = outcome_rule_fields::values(&StoredOutcomeRule {
-            position: offset,
+            position: place.offset(),
             ..rule.clone()
         });
         self.execute(outcome_rule_insert(D::DIALECT, place), values)
@@ -660,15 +662,65 @@ impl<D: Database> Store for SqlStore<D> {
     }
 
     async fn delete_outcome_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
-        let sql = "DELETE FROM outcome_rules WHERE tenant_id = ?1 AND id = ?2";
-        let params = vec![text(tenant_id), text(id)];
-        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+        let sql = control::delete_rules(D::DIALECT, "outcome_rules", tenant_id, Some(id));
+        Ok(self.execute(&sql.text, sql.params).await? > 0)
     }
 
     async fn delete_outcome_rules(&self, tenant_id: &str) -> Result<u64, StoreError> {
-        let sql = "DELETE FROM outcome_rules WHERE tenant_id = ?1";
-        self.execute(&D::DIALECT.numbered(sql), vec![text(tenant_id)])
+        let sql = control::delete_rules(D::DIALECT, "outcome_rules", tenant_id, None);
+        self.execute(&sql.text, sql.params).await
+    }
+
+    async fn fault_rules(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<StoredFaultRule>, StoreError> {
+        let sql = control::fault_rules_of(D::DIALECT, tenant_id, None);
+        self.rows(Reading::Many, sql, |row| {
+            fault_rule_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn add_fault_rule(
+        &self,
+        rule: &StoredFaultRule,
+        place: RulePlace,
+    ) -> Result<(), StoreError> {
+        let values = fault_rule_fields::values(&StoredFaultRule {
+            position: place.offset(),
+            ..rule.clone()
+        });
+        self.execute(fault_rule_insert(D::DIALECT, place), values)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_fault_rule(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError> {
+        let sql = control::delete_rules(D::DIALECT, "fault_rules", tenant_id, Some(id));
+        Ok(self.execute(&sql.text, sql.params).await? > 0)
+    }
+
+    async fn delete_fault_rules(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        let sql = control::delete_rules(D::DIALECT, "fault_rules", tenant_id, None);
+        self.execute(&sql.text, sql.params).await
+    }
+
+    async fn take_fault_call(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        draw: f64,
+    ) -> Result<Option<StoredFaultRule>, StoreError> {
+        let write = TakeFaultCall {
+            tenant_id: tenant_id.to_string(),
+            id: id.to_string(),
+            draw,
+        };
+        self.db
+            .write(write)
             .await
+            .map_err(WriteError::into_store_error)
     }
 
     async fn advance_scripted_actions(
@@ -700,13 +752,92 @@ impl<D: Database> Store for SqlStore<D> {
             .await
     }
 
+    async fn seed_tenant(
+        &self,
+        state: TenantState,
+        create: bool,
+        seed: Option<String>,
+        now: Timestamp,
+    ) -> Result<bool, WriteError> {
+        let write = SeedTenant {
+            state,
+            create,
+            seed,
+            now,
+        };
+        self.db.write(write).await
+    }
+
+    async fn tenant_seed(&self, tenant_id: &str) -> Result<Option<String>, StoreError> {
+        let sql = control::tenant_seed_of(D::DIALECT, tenant_id);
+        self.row(sql, |row| required(row.text(0)?, 0)).await
+    }
+
+    async fn set_recorder(&self, tenant_id: &str, enabled: bool) -> Result<(), StoreError> {
+        let sql = control::set_recorder(D::DIALECT, tenant_id, enabled);
+        self.execute(&sql.text, sql.params).await.map(|_| ())
+    }
+
+    async fn recording_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let sql = Sql::fixed(D::DIALECT, "SELECT tenant_id FROM recorders", vec![]);
+        self.rows(Reading::Few, sql, |row| required(row.text(0)?, 0))
+            .await
+    }
+
+    async fn append_recorded_call(&self, call: &RecordedCall) -> Result<(), StoreError> {
+        let values = recorded_call_fields::values(call);
+        self.execute(recorded_call_insert(D::DIALECT), values)
+            .await
+            .map(|_| ())
+    }
+
+    async fn recorded_calls(
+        &self,
+        tenant_id: &str,
+        skip: u64,
+        top: u64,
+    ) -> Result<Vec<RecordedCall>, StoreError> {
+        let sql = control::recorded_calls_of(D::DIALECT, tenant_id, skip, top);
+        self.rows(Reading::Many, sql, |row| {
+            recorded_call_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn delete_recorded_calls(&self, tenant_id: &str) -> Result<u64, StoreError> {
+        let sql = control::delete_rules(D::DIALECT, "recorded_calls", tenant_id, None);
+        self.execute(&sql.text, sql.params).await
+    }
+
+    async fn tenant_clocks(&self) -> Result<Vec<(String, TenantClock)>, StoreError> {
+        let sql = control::tenant_clocks(D::DIALECT);
+        self.rows(Reading::Few, sql, |row| {
+            Ok((required(row.text(0)?, 0)?, clock_fields::from_row(row, 1)?))
+        })
+        .await
+    }
+
+    async fn change_tenant_clock(
+        &self,
+        tenant_id: &str,
+        change: &ClockChange,
+        server_now: Timestamp,
+    ) -> Result<TenantClock, WriteError> {
+        let write = ChangeClock {
+            tenant_id: tenant_id.to_string(),
+            change: change.clone(),
+            server_now,
+        };
+        self.db.write(write).await
+    }
+
     async fn due_scripted_actions(
         &self,
-        tenant_id: Option<&str>,
+        scope: &TenantScope,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let sql = control::due_action_scripts(D::DIALECT, tenant_id, now, i64::from(limit));
+        let sql = control::due_action_scripts(D::DIALECT, scope, now, i64::from(limit));
         self.rows(Reading::Few, sql, |row| {
             Ok((required(row.text(0)?, 0)?, required(row.text(1)?, 1)?))
         })

@@ -23,6 +23,9 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             "../migrations/0010_duplicate_devices_and_audit_per_tenant.sql"
         )),
         M::up(include_str!("../migrations/0011_control_plane.sql")),
+        M::up(include_str!(
+            "../migrations/0012_emulator_clock_faults_recorder.sql"
+        )),
     ])
 });
 

@@ -306,7 +306,10 @@ mod tests {
     /// InProgress actions through their partial indexes, not every action.
     #[test]
     fn the_time_out_sweep_reads_only_open_actions() {
-        let plan = crate::connection::query_plan(time_out_stale_actions(Dialect::Sqlite));
+        let scope = palisade_domain::TenantScope::OnServerTime { except: vec![] };
+        let now = palisade_contract::Timestamp::now();
+        let sweep = time_out_stale_actions(Dialect::Sqlite, &scope, now, now);
+        let plan = crate::connection::query_plan(&sweep.text);
         assert!(
             plan.contains("INDEX machine_actions_pending")
                 && plan.contains("INDEX machine_actions_in_progress")

@@ -12,15 +12,17 @@ use crate::rows::{
 use crate::workers::store_error;
 use palisade_contract::{Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
-use palisade_domain::control::{ScriptRun, StoredOutcomeRule};
+use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::Transaction;
+use palisade_domain::TenantClock;
 use palisade_store_sql::control;
 use palisade_store_sql::fields::{
-    group_fields, group_upsert, outcome_rule_fields, script_run_fields,
+    clock_fields, fault_rule_fields, group_fields, group_upsert, outcome_rule_fields,
+    script_run_fields,
 };
 use palisade_store_sql::machine_cache::machine_rows;
 use palisade_store_sql::{
@@ -433,6 +435,92 @@ impl Transaction for SqliteTransaction<'_> {
         run: Option<&ScriptRun>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         let sql = control::save_action_script(Dialect::Sqlite, tenant_id, action_id, run);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+    fn tenant_clock(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<Option<TenantClock>, StoreError>> + Send {
+        let sql = control::tenant_clock_of(Dialect::Sqlite, tenant_id, true);
+        done(
+            query_rows(self.conn, &sql, |row| {
+                clock_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+            })
+            .map(|clocks| clocks.into_iter().next()),
+        )
+    }
+
+    fn save_tenant_clock(
+        &mut self,
+        tenant_id: &str,
+        clock: &TenantClock,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_tenant_clock(Dialect::Sqlite, tenant_id, clock);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+    fn fault_rule(
+        &mut self,
+        tenant_id: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredFaultRule>, StoreError>> + Send {
+        let sql = control::fault_rules_of(Dialect::Sqlite, Some(tenant_id), Some(id));
+        done(
+            query_rows(self.conn, &sql, |row| {
+                fault_rule_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+            })
+            .map(|rules| rules.into_iter().next()),
+        )
+    }
+
+    fn save_fault_counts(
+        &mut self,
+        rule: &StoredFaultRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_fault_counts(Dialect::Sqlite, rule);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+    fn clear_tenant_state(
+        &mut self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let statements = control::clear_tenant_state(Dialect::Sqlite, tenant_id);
+        done(
+            statements
+                .iter()
+                .try_for_each(|sql| execute(self.conn, sql).map(|_| ())),
+        )
+    }
+
+    fn update_tenant(
+        &mut self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::update_tenant(Dialect::Sqlite, tenant);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+
+    fn save_outcome_rule(
+        &mut self,
+        rule: &StoredOutcomeRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_outcome_rule(Dialect::Sqlite, rule);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+
+    fn save_fault_rule(
+        &mut self,
+        rule: &StoredFaultRule,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_fault_rule(Dialect::Sqlite, rule);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+
+    fn save_tenant_seed(
+        &mut self,
+        tenant_id: &str,
+        document: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = control::save_tenant_seed(Dialect::Sqlite, tenant_id, document);
         done(execute(self.conn, &sql).map(|_| ()))
     }
 }

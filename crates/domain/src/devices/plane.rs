@@ -102,7 +102,7 @@ impl DevicePlane {
         }
         rules::enrollment::validate(&request)?;
         let presenting = self.presented_device(&token.tenant_id, &request).await?;
-        let now = self.palisade.now();
+        let now = self.palisade.now_in(&token.tenant_id);
         let machine = rules::enrollment::new_machine(&request, now);
         let credential_id = uuid::Uuid::new_v4().simple().to_string();
         let (credential, credential_hash) =
@@ -193,7 +193,7 @@ impl DevicePlane {
         self.check_ins.record(CheckInRecord {
             tenant_id: device.tenant_id.clone(),
             machine_id: device.machine_id.clone(),
-            at: self.palisade.now(),
+            at: self.palisade.now_in(&device.tenant_id),
             report,
         });
         // Subscribed before reading, so that an action created between the
@@ -223,7 +223,7 @@ impl DevicePlane {
     }
 
     async fn claim_actions(&self, device: &Device) -> Result<Vec<MachineAction>, MdeError> {
-        let now = self.palisade.now();
+        let now = self.palisade.now_in(&device.tenant_id);
         let held_until = now.plus_seconds(DELIVERY_HOLD_SECONDS);
         Ok(self
             .palisade
@@ -238,7 +238,7 @@ impl DevicePlane {
         device: &Device,
         action_id: &str,
     ) -> Result<MachineAction, MdeError> {
-        let now = self.palisade.now();
+        let now = self.palisade.now_in(&device.tenant_id);
         let decide = Box::new(move |action: &MachineAction, _: &_, _: &_| {
             Ok(DeviceActionChange {
                 action: rules::device_actions::start(action, now)?,
@@ -260,7 +260,7 @@ impl DevicePlane {
         action_id: &str,
         result: ActionResult,
     ) -> Result<MachineAction, MdeError> {
-        let now = self.palisade.now();
+        let now = self.palisade.now_in(&device.tenant_id);
         let decide = Box::new(move |action: &MachineAction, machine: &_, device: &_| {
             rules::device_actions::finish(action, machine, device, &result, now)
         });

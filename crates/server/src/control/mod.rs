@@ -3,7 +3,11 @@
 //! and more to come). Guarded by the operator token alone (never by an MDE
 //! token), described by an OpenAPI document of its own, per tenant.
 
+pub mod clock;
+pub mod faults;
 pub mod outcomes;
+pub mod recorder;
+pub mod state;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
@@ -29,13 +33,20 @@ pub const BASE: &str = "/_palisade/v1";
     info(
         title = "Palisade emulator control plane",
         description = "Sets up what the MDE API of a tenant does: how machine actions of machines \
-            without an enrolled device turn out. Every call carries `Authorization: Bearer \
+            without an enrolled device turn out, the tenant's time, and the errors and latency its \
+            calls meet. Every call carries `Authorization: Bearer \
             <operator token>` (printed at start, in the demo credentials as `operator_token`; \
             MDE tokens are refused). Errors have the MDE API's body."
     ),
     servers((url = "/_palisade/v1")),
     modifiers(&OperatorToken),
-    tags((name = "Outcomes", description = "How actions of machines without a device go on"))
+    tags(
+        (name = "Outcomes", description = "How actions of machines without a device go on"),
+        (name = "Clock", description = "The tenant's time: frozen, running, advanced"),
+        (name = "Faults", description = "Errors and latency injected into the MDE API and the token service"),
+        (name = "State", description = "A tenant's whole state as a document: export, replace, reset, create"),
+        (name = "Recorder", description = "The tenant's MDE API calls, kept, as HAR, and a report on each client")
+    )
 )]
 struct ControlDoc;
 
@@ -65,6 +76,20 @@ pub fn routes(state: AppState) -> Router {
             outcomes::delete_outcome_rules
         ))
         .routes(routes!(outcomes::delete_outcome_rule))
+        .routes(routes!(clock::get_clock, clock::set_clock))
+        .routes(routes!(
+            faults::list_fault_rules,
+            faults::add_fault_rule,
+            faults::delete_fault_rules
+        ))
+        .routes(routes!(faults::delete_fault_rule))
+        .routes(routes!(state::get_state, state::put_state))
+        .routes(routes!(state::reset))
+        .routes(routes!(state::create_tenant))
+        .routes(routes!(recorder::get_recorder, recorder::set_recorder))
+        .routes(routes!(recorder::list_entries, recorder::delete_entries))
+        .routes(routes!(recorder::har))
+        .routes(routes!(recorder::report))
         .split_for_parts();
     let document: Bytes = openapi
         .to_json()

@@ -27,7 +27,7 @@ pub struct Placement {
 }
 
 impl Placement {
-    fn place(&self) -> Result<RulePlace, MdeError> {
+    pub fn place(&self) -> Result<RulePlace, MdeError> {
         match self.position.as_deref() {
             None => Ok(RulePlace::Last),
             Some("0") => Ok(RulePlace::First),

@@ -10,6 +10,7 @@ use super::envelope::RequestId;
 use super::error::{too_many_requests, ApiError};
 use super::extract::origin;
 use crate::app::AppState;
+use crate::control::recorder::Recording;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, Method};
@@ -51,6 +52,23 @@ pub fn operation_table(openapi: &OpenApi) -> OperationTable {
     Arc::new(table)
 }
 
+/// What a fault rule of the control plane that takes this call does: an
+/// answer instead of the real one, or (after its latency, or none) nothing.
+async fn injected_fault(app: &AppState, caller: &Caller, operation: Operation) -> Option<Response> {
+    let callers = [caller.principal.id(), caller.principal.requestor()];
+    let fault = app
+        .palisade
+        .fault_for(&caller.tenant.id, operation.name(), &callers)
+        .await;
+    match fault {
+        Ok(Some(rule)) => {
+            crate::control::faults::inflict(&rule, crate::control::faults::mde_answer).await
+        }
+        Ok(None) => None,
+        Err(error) => Some(ApiError(error).into_response()),
+    }
+}
+
 /// What the audit entry names as the target when the path does not say it (bulk tags).
 #[derive(Debug, Clone)]
 pub struct AuditTarget(pub String);
@@ -59,7 +77,7 @@ pub async fn gate(
     State((app, table)): State<(AppState, OperationTable)>,
     matched: MatchedPath,
     params: RawPathParams,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
     // HEAD is answered by the GET handler, and needs what GET needs.
@@ -75,16 +93,40 @@ pub async fn gate(
         return next.run(request).await;
     };
     let origin = origin(&app, request.uri(), request.headers());
-    let mut caller = match authenticate(&app, request.headers(), &origin).await {
+    let caller = match authenticate(&app, request.headers(), &origin).await {
         Ok(caller) => caller,
         Err(refusal) => return refusal,
     };
+    let recording = app
+        .palisade
+        .is_recording(&caller.tenant.id)
+        .then(|| Recording::of(&caller, operation));
+    let mut response = admitted(&app, caller, operation, &params, request, next).await;
+    if let Some(recording) = recording {
+        response.extensions_mut().insert(recording);
+    }
+    response
+}
+
+/// The rest of the gate, for an authenticated caller.
+async fn admitted(
+    app: &AppState,
+    mut caller: Caller,
+    operation: Operation,
+    params: &RawPathParams,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let app = app.clone();
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
     let path_target = params.iter().next().map(|(_, value)| value.to_string());
+    if let Some(refusal) = injected_fault(&app, &caller, operation).await {
+        return refusal;
+    }
 
     if let Err(error) = caller.authorize(operation) {
         let response = ApiError(error).into_response();
@@ -284,7 +326,7 @@ fn audit_entry(
     AuditEntry {
         id: 0,
         tenant_id: caller.tenant.id.clone(),
-        time: app.palisade.now(),
+        time: app.palisade.now_in(&caller.tenant.id),
         actor_type: caller.principal.kind().into(),
         actor_id: caller.principal.id().into(),
         actor_name: caller.requestor().into(),

@@ -23,15 +23,21 @@ pub enum BodyError {
 
 /// The whole request body, at most [`MAX_BODY_BYTES`].
 pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, BodyError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|error| {
-            let too_large = std::error::Error::source(&error)
-                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                BodyError::TooLarge
-            } else {
-                BodyError::Unreadable(error.to_string())
-            }
-        })
+    read_body_up_to(body, MAX_BODY_BYTES).await
+}
+
+/// The whole request body, at most `limit` bytes.
+pub async fn read_body_up_to(
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, BodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            BodyError::TooLarge
+        } else {
+            BodyError::Unreadable(error.to_string())
+        }
+    })
 }

@@ -5,10 +5,10 @@ use crate::harness::*;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const BASE: &str = "/_palisade/v1";
+pub(crate) const BASE: &str = "/_palisade/v1";
 
 /// A call to the control plane with `token` (`None`: no Authorization).
-async fn control(
+pub(crate) async fn control(
     server: &TestServer,
     token: Option<&str>,
     method: Method,
@@ -25,7 +25,7 @@ async fn control(
     server.send(request).await
 }
 
-fn outcomes(server: &TestServer) -> String {
+pub(crate) fn outcomes(server: &TestServer) -> String {
     format!("/tenants/{}/outcomes", server.tenant_id)
 }
 
@@ -296,7 +296,7 @@ async fn list_rules(server: &TestServer) -> Reply {
 }
 
 /// Adds an outcome rule to the server's tenant; answers it.
-async fn add_rule(server: &TestServer, rule: Value) -> Value {
+pub(crate) async fn add_rule(server: &TestServer, rule: Value) -> Value {
     let operator = Some(server.operator_token.as_str());
     let reply = control(
         server,
@@ -311,7 +311,7 @@ async fn add_rule(server: &TestServer, rule: Value) -> Value {
 }
 
 /// POSTs an action of `kind` (`isolate`, `offboard`, ...) on the machine; answers it.
-async fn act(server: &TestServer, machine_id: &str, kind: &str) -> Value {
+pub(crate) async fn act(server: &TestServer, machine_id: &str, kind: &str) -> Value {
     let body = match kind {
         "isolate" => json!({"Comment": "playbook", "IsolationType": "Full"}),
         _ => json!({"Comment": "playbook"}),
@@ -323,7 +323,7 @@ async fn act(server: &TestServer, machine_id: &str, kind: &str) -> Value {
     reply.json
 }
 
-async fn poll(server: &TestServer, action_id: &str) -> Value {
+pub(crate) async fn poll(server: &TestServer, action_id: &str) -> Value {
     let reply = server
         .get(&format!("/api/machineactions/{action_id}"))
         .await;
@@ -563,7 +563,7 @@ async fn a_machine_with_an_enrolled_device_is_never_driven_by_a_rule() {
     assert_eq!(rules.json["value"][0]["hits"], 0);
 }
 
-fn palisade_cli(database: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn palisade_cli(database: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .args(args)
         .env("PALISADE_DATABASE", database)

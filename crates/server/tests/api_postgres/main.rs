@@ -11,8 +11,16 @@ mod agent;
 mod backend;
 #[path = "../api/bulk_writes.rs"]
 mod bulk_writes;
+#[path = "../api/control_clock.rs"]
+mod control_clock;
+#[path = "../api/control_faults.rs"]
+mod control_faults;
 #[path = "../api/control_plane.rs"]
 mod control_plane;
+#[path = "../api/control_recorder.rs"]
+mod control_recorder;
+#[path = "../api/control_state.rs"]
+mod control_state;
 #[path = "../api/device_groups.rs"]
 mod device_groups;
 #[path = "../api/device_plane.rs"]
