@@ -1,6 +1,27 @@
-//! Identifiers in MDE's formats.
+//! Identifiers in MDE's formats, made from random bytes: the thread's
+//! generator, or (`palisade serve --id-seed N`) one generator seeded with N
+//! for the process, so that the same calls in the same order get the same
+//! ids (actions, machines, rules, request ids) from one run to the next.
+//! Secrets never come from here.
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::{Mutex, OnceLock};
+
+static SEEDED: OnceLock<Mutex<StdRng>> = OnceLock::new();
+
+/// Makes every id of this process come from a generator seeded with
+/// `seed`; false if ids were seeded already.
+pub fn seed_ids(seed: u64) -> bool {
+    SEEDED.set(Mutex::new(StdRng::seed_from_u64(seed))).is_ok()
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    match SEEDED.get().and_then(|seeded| seeded.lock().ok()) {
+        Some(mut seeded) => seeded.random(),
+        None => rand::rng().random(),
+    }
+}
 
 /// Lower-case hexadecimal, as MDE writes machine ids.
 pub fn hex(bytes: &[u8]) -> String {
@@ -9,8 +30,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A machine id: 40 lower-case hexadecimal characters, as MDE's.
 pub fn new_machine_id() -> String {
-    let bytes: [u8; 20] = rand::rng().random();
-    hex(&bytes)
+    hex(&random_bytes::<20>())
 }
 
 /// A machine-action id: a lower-case GUID.
@@ -20,7 +40,20 @@ pub fn new_action_id() -> String {
 
 /// A lower-case GUID (machine actions, control-plane rules).
 pub fn new_guid() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(random_bytes::<16>())
+        .into_uuid()
+        .to_string()
+}
+
+/// A request id as MDE writes it into an error's `target`: `|8hex-16hex.`.
+pub fn new_request_id() -> String {
+    let bytes = random_bytes::<12>();
+    let (high, low) = bytes.split_at(4);
+    format!(
+        "|{:08x}-{:016x}.",
+        u32::from_le_bytes(high.try_into().expect("4 bytes")),
+        u64::from_le_bytes(low.try_into().expect("8 bytes"))
+    )
 }
 
 pub fn is_machine_id(text: &str) -> bool {

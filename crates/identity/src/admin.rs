@@ -97,7 +97,7 @@ impl Admin {
             Some(id) => uuid::Uuid::parse_str(id)
                 .map_err(|_| AdminError::Invalid(format!("client id {id} is not a GUID")))?
                 .to_string(),
-            None => uuid::Uuid::new_v4().to_string(),
+            None => palisade_domain::ids::new_guid(),
         };
         let existing = self.store.app(tenant_id, &client_id).await?;
         let secret = new_secret();
@@ -178,7 +178,7 @@ impl Admin {
             tenant_id: tenant_id.to_string(),
             id: existing
                 .as_ref()
-                .map_or_else(|| uuid::Uuid::new_v4().to_string(), |u| u.id.clone()),
+                .map_or_else(palisade_domain::ids::new_guid, |u| u.id.clone()),
             username: username.to_string(),
             roles: unique,
             device_groups,
@@ -335,7 +335,7 @@ impl Admin {
                 tenant_id: tenant_id.to_string(),
                 id: existing
                     .as_ref()
-                    .map_or_else(|| uuid::Uuid::new_v4().to_string(), |u| u.id.clone()),
+                    .map_or_else(palisade_domain::ids::new_guid, |u| u.id.clone()),
                 username: user.username.clone(),
                 roles,
                 device_groups: user.access.clone(),

@@ -191,6 +191,9 @@ pub enum EmulatorCommand {
     /// The tenant's clock: frozen, running, advanced.
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// The recorder of the tenant's MDE API calls.
+    #[command(subcommand)]
+    Recorder(RecorderCommand),
     /// Put the tenant back to the document it was made from: machines,
     /// groups, tags, actions, audit, outcome and fault rules, clock.
     Reset(InTenant),
@@ -252,6 +255,29 @@ impl RuleCommand {
             RuleCommand::Add { tenant, .. } | RuleCommand::Delete { tenant, .. } => tenant,
         }
     }
+}
+
+/// The recorder; running servers follow a change within a second.
+#[derive(Debug, Subcommand)]
+pub enum RecorderCommand {
+    /// Start recording the tenant's calls.
+    On(InTenant),
+    /// Stop recording (what was recorded stays).
+    Off(InTenant),
+    /// The recorded calls as JSON, oldest first.
+    Entries(InTenant),
+    /// The recorded calls as a HAR 1.2 log.
+    Har {
+        /// The origin the calls were made to, for the log's URLs.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        origin: String,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
+    /// Per caller: Retry-After ignored, paging URLs built, fast polls, permissions.
+    Report(InTenant),
+    /// Forget the recorded calls.
+    Clear(InTenant),
 }
 
 /// The tenant's clock; running servers follow a change within a second.
@@ -583,6 +609,7 @@ pub async fn emulator(command: EmulatorCommand) -> anyhow::Result<()> {
         EmulatorCommand::Outcomes(command) => return rules(Rules::Outcomes, command).await,
         EmulatorCommand::Faults(command) => return rules(Rules::Faults, command).await,
         EmulatorCommand::Clock(command) => return clock(command).await,
+        EmulatorCommand::Recorder(command) => return recorder(command).await,
         EmulatorCommand::Reset(_)
         | EmulatorCommand::Export { .. }
         | EmulatorCommand::Import { .. }
@@ -708,6 +735,46 @@ async fn state(command: &EmulatorCommand) -> anyhow::Result<()> {
         }
         EmulatorCommand::CreateTenant { file, .. } => seed_from_file(&palisade, file).await?,
         _ => unreachable!("state commands only"),
+    }
+    Ok(())
+}
+
+async fn recorder(command: &RecorderCommand) -> anyhow::Result<()> {
+    use palisade_contract::control::{RecordedEntries, RecorderSetting};
+    use palisade_domain::control::RecordedCall;
+    let tenant = match command {
+        RecorderCommand::On(t)
+        | RecorderCommand::Off(t)
+        | RecorderCommand::Entries(t)
+        | RecorderCommand::Report(t)
+        | RecorderCommand::Clear(t) => t,
+        RecorderCommand::Har { tenant, .. } => tenant,
+    };
+    let palisade = Palisade::new(store(&tenant.db).await?, Arc::new(SystemClock));
+    let t = &tenant.tenant;
+    match command {
+        RecorderCommand::On(_) | RecorderCommand::Off(_) => {
+            let enabled = matches!(command, RecorderCommand::On(_));
+            print(
+                &palisade
+                    .set_recorder(t, RecorderSetting { enabled })
+                    .await?,
+            )?
+        }
+        RecorderCommand::Entries(_) => {
+            let calls = palisade.recorded_calls(t, 0, u64::MAX).await?;
+            let value = calls.iter().map(RecordedCall::wire).collect();
+            print(&RecordedEntries { value })?
+        }
+        RecorderCommand::Har { origin, .. } => {
+            let calls = palisade.recorded_calls(t, 0, u64::MAX).await?;
+            print(&palisade_domain::rules::recorder::har(&calls, origin))?
+        }
+        RecorderCommand::Report(_) => print(&palisade.recorder_report(t).await?)?,
+        RecorderCommand::Clear(_) => {
+            let removed = palisade.clear_recorded_calls(t).await?;
+            println!("removed {removed} recorded calls");
+        }
     }
     Ok(())
 }

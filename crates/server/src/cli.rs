@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// Beyond it enrollment answers 429 with Retry-After (devices wait and retry).
     #[arg(long, env = "PALISADE_ENROLLMENT_RATE_LIMIT", default_value = "100/6000", value_parser = parse_rate_limit)]
     pub enrollment_rate_limit: RateLimitSetting,
+    /// Make ids (actions, machines, rules, request ids) from a generator
+    /// seeded with this number, so that a test run twice sees the same ids.
+    #[arg(long, env = "PALISADE_ID_SEED", value_name = "N")]
+    pub id_seed: Option<u64>,
     /// At start, create the tenant each of these documents describes (JSON,
     /// or YAML for .yaml/.yml; `control-plane.md`: State) unless it exists.
     #[arg(
@@ -306,6 +310,9 @@ pub fn parse() -> anyhow::Result<Cli> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(seed) = args.id_seed {
+        palisade_domain::ids::seed_ids(seed);
+    }
     let descriptor_cap = transport::raise_descriptor_limit();
     let secs = std::time::Duration::from_secs;
     let limits = transport::Limits {

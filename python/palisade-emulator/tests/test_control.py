@@ -1,7 +1,7 @@
 """The control client against the real control plane: outcome rules, the operator
-token, errors. Its state, alert and recorder calls follow control-plane.md and are
-checked here only for the requests they make (as the clock and fault calls are too;
-test_clock.py and test_faults.py run those against the server)."""
+token, errors; and the requests every call makes (test_clock.py, test_faults.py,
+test_state.py and test_recorder.py run those against the server; raising alerts
+follows control-plane.md and is checked here only for its request)."""
 
 import datetime as dt
 
@@ -168,6 +168,7 @@ def test_every_call_of_the_contract_is_made_as_the_contract_states():
     control.get_state()
     control.put_state({"tenantId": "t1", "machines": []})
     control.put_state("tenantId: t1\n")
+    control.put_state(' {"tenantId": "t1"}')
     control.create_tenant({"tenantId": "t2", "name": "Other"})
     control.raise_alert("m1", title="Suspicious", mitre_techniques=["T1059"])
     control.recorder.enable()
@@ -197,9 +198,10 @@ def test_every_call_of_the_contract_is_made_as_the_contract_states():
         ("DELETE", "~/faults", None, None),
         ("POST", "~/reset", None, None),
         ("GET", "~/state", None, None),
-        ("PUT", "~/state", {"tenantId": "t1", "machines": []}, None),
         ("PUT", "~/state", None, None),
-        ("POST", "http://palisade.test/_palisade/v1/tenants", {"tenantId": "t2", "name": "Other"}, None),
+        ("PUT", "~/state", None, None),
+        ("PUT", "~/state", None, None),
+        ("POST", "http://palisade.test/_palisade/v1/tenants", None, None),
         ("POST", "~/alerts", {"machineId": "m1", "title": "Suspicious", "mitreTechniques": ["T1059"]}, None),
         ("PUT", "~/recorder", {"enabled": True}, None),
         ("PUT", "~/recorder", {"enabled": False}, None),
@@ -208,9 +210,14 @@ def test_every_call_of_the_contract_is_made_as_the_contract_states():
         ("GET", "~/recorder/report", None, None),
         ("DELETE", "~/recorder/entries", None, None),
     ]
-    yaml_call = session.calls[16]
-    assert yaml_call[4] == b"tenantId: t1\n"
-    assert yaml_call[5]["Content-Type"] == "application/yaml"
+    # Documents go as they are: a mapping as JSON, text as YAML unless it is JSON.
+    bodies = [(data, headers["Content-Type"]) for _, _, _, _, data, headers in session.calls[15:19]]
+    assert bodies == [
+        (b'{"tenantId": "t1", "machines": []}', "application/json"),
+        (b"tenantId: t1\n", "application/yaml"),
+        (b' {"tenantId": "t1"}', "application/json"),
+        (b'{"tenantId": "t2", "name": "Other"}', "application/json"),
+    ]
     assert all(headers["Authorization"] == "Bearer op" for *_, headers in session.calls)
 
 

@@ -110,3 +110,52 @@ def test_the_session_fixture_is_one_server_for_the_session(palisade_session, req
     assert palisade_session.running
     assert request.getfixturevalue("palisade_session") is palisade_session
     assert palisade_session.api_get("/api/machines?$top=1").status_code == 200
+
+
+def test_palisade_tenant_is_the_session_server_with_the_demo_tenant_reset_after_each_test(pytester):
+    pytester.makepyfile(
+        """
+        import datetime as dt
+
+        seen = {}
+
+        def test_a_changes_the_tenant(palisade_tenant):
+            seen["pid"] = palisade_tenant.process.pid
+            seen["state"] = palisade_tenant.control.get_state()
+            machine = palisade_tenant.machines(top=1)[0]
+            tagged = palisade_tenant.api_post(f"/api/machines/{machine['id']}/tags",
+                                              json={"Value": "left over", "Action": "Add"})
+            assert tagged.status_code == 200, tagged.text
+            palisade_tenant.control.faults.add("GetMachine", 500)
+            palisade_tenant.control.recorder.enable()
+            palisade_tenant.control.clock.advance("PT2H")
+            palisade_tenant.renew_token("reader@contoso.example")
+
+        def test_b_finds_it_as_it_started(palisade_tenant):
+            assert palisade_tenant.process.pid == seen["pid"], "one server"
+            assert palisade_tenant.control.get_state() == seen["state"]
+            assert palisade_tenant.control.recorder.get() == {"enabled": False}
+            assert abs(palisade_tenant.control.clock.offset()) < dt.timedelta(seconds=5)
+            # The app's token again, valid at the tenant's time: it may isolate (a reader may not).
+            machine = palisade_tenant.machines(top=1)[0]
+            isolated = palisade_tenant.api_post(f"/api/machines/{machine['id']}/isolate",
+                                                json={"Comment": "c", "IsolationType": "Full"})
+            assert isolated.status_code == 201, isolated.text
+
+        def test_c_changes_the_session_server_itself(palisade_session):
+            palisade_session.control.faults.add("ListMachines", 503)
+
+        def test_d_starts_from_the_demo_tenant_all_the_same(palisade_tenant):
+            assert palisade_tenant.control.faults.list() == []
+            assert palisade_tenant.control.get_state()["machineActions"] == []
+            assert len(palisade_tenant.machines(top=2)) == 2
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_palisade_tenant_gives_the_session_server(palisade_tenant, palisade_session):
+    assert palisade_tenant is palisade_session
+    palisade_tenant.control.clock.freeze()
+    assert palisade_tenant.control.clock.get()["mode"] == "frozen"

@@ -18,13 +18,6 @@ use std::time::Instant;
 pub struct RequestId(pub String);
 
 /// Opaque, in the shape MDE's own targets have (`|b1838e63-40a6640ddd2719ac.`).
-fn new_request_id() -> String {
-    format!(
-        "|{:08x}-{:016x}.",
-        rand::random::<u32>(),
-        rand::random::<u64>()
-    )
-}
 
 const SERVER_ERROR_MESSAGE: &str =
     "The server could not complete the request; retry it, and quote the target if it persists.";
@@ -36,7 +29,7 @@ pub const MAX_URI_BYTES: usize = 16 * 1024;
 
 pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = new_request_id();
+    let id = palisade_domain::ids::new_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));
@@ -173,7 +166,7 @@ pub fn http1_error_response(status: StatusCode, max_header_bytes: usize) -> Vec<
         StatusCode::BAD_REQUEST => "The request is not valid HTTP/1.1.".to_string(),
         other => bare_error(other).message,
     };
-    let id = new_request_id();
+    let id = palisade_domain::ids::new_request_id();
     let error = MdeError::new(ErrorCode::BadRequest, message).with_status(status.as_u16());
     let body = serde_json::to_string(&error.body(id.clone())).unwrap_or_default();
     tracing::info!(request_id = %id, status = status.as_u16(), "request refused unparsed");

@@ -2,7 +2,7 @@
 //! is on, listed, as HAR 1.2, and a report naming what clients got wrong.
 
 use crate::control_faults::add_fault;
-use crate::control_plane::{act, control};
+use crate::control_plane::{act, control, palisade_cli};
 use crate::harness::*;
 use palisade_contract::OsPlatform;
 use reqwest::Method;
@@ -202,4 +202,51 @@ async fn the_report_names_a_client_that_ignored_retry_after_built_paging_urls_an
         recorder(&server, Method::GET, "", None).await.json,
         json!({"enabled": false})
     );
+}
+
+#[tokio::test]
+async fn the_recorder_is_worked_from_the_command_line_as_over_http() {
+    let server = TestServer::start().await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["emulator", "recorder"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--tenant", server.tenant_id.as_str()]);
+        palisade_cli(&server.database, &all)
+    };
+    let on = cli(&["on"]);
+    assert!(
+        on.status.success(),
+        "{}",
+        String::from_utf8_lossy(&on.stderr)
+    );
+    assert_eq!(
+        recorder(&server, Method::GET, "", None).await.json,
+        json!({"enabled": true})
+    );
+    // The server reads the setting again every second.
+    let mut kept = vec![];
+    for _ in 0..30 {
+        server.get("/api/machines").await;
+        kept = entries(&server).await;
+        if !kept.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        !kept.is_empty(),
+        "the server records once the CLI turned it on"
+    );
+    let listed: Value = serde_json::from_slice(&cli(&["entries"]).stdout).unwrap();
+    assert_eq!(listed["value"][0], kept[0]);
+    let har: Value = serde_json::from_slice(&cli(&["har"]).stdout).unwrap();
+    assert_eq!(har["log"]["version"], "1.2");
+    let report: Value = serde_json::from_slice(&cli(&["report"]).stdout).unwrap();
+    assert!(
+        report["value"][0]["calls"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(cli(&["clear"]).status.success());
+    assert!(cli(&["off"]).status.success());
+    assert!(entries(&server).await.is_empty());
 }

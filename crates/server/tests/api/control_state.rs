@@ -451,3 +451,62 @@ async fn state_is_exported_imported_and_reset_from_the_command_line() {
         "{stderr}"
     );
 }
+
+/// The ids one run of a small playbook sees: a request id, a new action's,
+/// a new rule's; on a server started with `extra`.
+async fn ids_of_a_run(extra: &[&str]) -> Vec<String> {
+    let server = ServerProcess::start(extra).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let listed = server
+        .client
+        .get(format!("{}/api/machines?$top=1", server.origin))
+        .send()
+        .await
+        .unwrap();
+    let request_id = listed.headers()["request-id"].to_str().unwrap().to_string();
+    let machines: Value = listed.json().await.unwrap();
+    let machine = machines["value"][0]["id"].as_str().unwrap();
+    let action: Value = server
+        .client
+        .post(format!("{}/api/machines/{machine}/isolate", server.origin))
+        .json(&json!({"Comment": "run", "IsolationType": "Full"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = credentials["tenant_id"].as_str().unwrap();
+    let rule: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/_palisade/v1/tenants/{tenant}/outcomes",
+            server.origin
+        ))
+        .bearer_auth(credentials["operator_token"].as_str().unwrap())
+        .json(&json!({"script": [{"status": "Succeeded"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    vec![
+        request_id,
+        action["id"].as_str().unwrap().to_string(),
+        rule["id"].as_str().unwrap().to_string(),
+    ]
+}
+
+#[tokio::test]
+async fn with_an_id_seed_a_run_twice_sees_the_same_ids() {
+    let first = ids_of_a_run(&["--id-seed", "42"]).await;
+    let second = ids_of_a_run(&["--id-seed", "42"]).await;
+    assert_eq!(first, second);
+    assert!(uuid::Uuid::parse_str(&first[1]).is_ok(), "{first:?}");
+    let unseeded = ids_of_a_run(&[]).await;
+    assert!(
+        first.iter().zip(&unseeded).all(|(a, b)| a != b),
+        "{first:?} {unseeded:?}"
+    );
+}

@@ -4,8 +4,8 @@
   temporary directory and gives its URLs, credentials, a token and clients;
 - :class:`ControlClient` drives the emulator control plane (``/_palisade/v1``):
   outcome rules, clock, faults, state, alerts, recorder;
-- the pytest plugin (installed with the package) gives the ``palisade`` and
-  ``palisade_session`` fixtures.
+- the pytest plugin (installed with the package) gives the ``palisade``,
+  ``palisade_session`` and ``palisade_tenant`` fixtures.
 """
 
 from .control import (

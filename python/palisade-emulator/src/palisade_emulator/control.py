@@ -8,13 +8,19 @@ and the MDE-shaped error body (``{"error": {"code", "message", "target"}}``).
 from __future__ import annotations
 
 import datetime as _dt
+import json as _json
+import os
 import re
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import requests
 
 #: Where the control plane is served.
 BASE_PATH = "/_palisade/v1"
+
+JSON_TYPE = "application/json"
+YAML_TYPE = "application/yaml"
 
 Duration = Union[str, int, float, _dt.timedelta]
 Instant = Union[str, _dt.datetime]
@@ -279,29 +285,55 @@ class Faults(_Part):
 
 
 class Recorder(_Part):
-    """What the tenant's callers asked and were answered (``/recorder``)."""
+    """What the tenant's callers asked and were answered (``/recorder``): the
+    MDE API calls made while it is on (a reset clears them and turns it off)."""
 
-    def enable(self) -> Any:
-        return self._client.put("/recorder", {"enabled": True})
+    def get(self) -> Dict[str, Any]:
+        """``{"enabled": bool}``."""
+        return self._client.get("/recorder")
 
-    def disable(self) -> Any:
-        return self._client.put("/recorder", {"enabled": False})
+    def set(self, enabled: bool) -> Dict[str, Any]:
+        """Turns recording on or off (what was recorded stays); answers ``{"enabled"}``."""
+        return self._client.put("/recorder", {"enabled": bool(enabled)})
+
+    def enable(self) -> Dict[str, Any]:
+        return self.set(True)
+
+    def disable(self) -> Dict[str, Any]:
+        return self.set(False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.get()["enabled"])
 
     def entries(self, top: Optional[int] = None, skip: Optional[int] = None) -> List[Dict[str, Any]]:
-        """``time``, ``caller``, ``method``, ``path``, ``query``, ``status``, ``latencyMs``, bodies."""
+        """The calls, oldest first (at most 1,000 unless ``top``): ``time``,
+        ``caller`` (the app's client id, or the user's name), ``operation``
+        (``ListMachines``), ``method``, ``path``, ``query`` (as sent,
+        ``%24top=1``), ``status``, ``latencyMs``, ``requestBody`` and
+        ``responseBody`` (text, or ``None``). Headers are not kept."""
         params = {k: v for k, v in (("$top", top), ("$skip", skip)) if v is not None}
         return self._client.get("/recorder/entries", params=params)["value"]
 
     def har(self) -> Dict[str, Any]:
-        """The entries as HAR 1.2."""
+        """The calls as a HAR 1.2 log (``{"log": {"version": "1.2", "entries": [...]}}``)."""
         return self._client.get("/recorder/har")
 
-    def report(self) -> Any:
-        """Per caller: ``retryAfterIgnored``, ``pagingUrlsBuilt``, ``fastPolls``,
-        ``permissionsUsed``, ``permissionsGranted``, ``permissionsNeverUsed``."""
-        return self._client.get("/recorder/report")
+    def report(self) -> List[Dict[str, Any]]:
+        """Per caller: ``caller``, ``calls``, ``retryAfterIgnored``,
+        ``pagingUrlsBuilt``, ``fastPolls``, ``permissionsUsed``,
+        ``permissionsGranted``, ``permissionsNeverUsed``."""
+        return self._client.get("/recorder/report")["value"]
+
+    def report_of(self, caller: str) -> Dict[str, Any]:
+        """The report of one caller (a client id or user name); ``KeyError`` if it made no call."""
+        for entry in self.report():
+            if entry.get("caller") == caller:
+                return entry
+        raise KeyError(f"the recorder has no call of {caller!r}")
 
     def clear(self) -> None:
+        """Forgets the recorded calls."""
         self._client.delete("/recorder/entries")
 
 
@@ -316,6 +348,66 @@ def _fault_response(response: Union[int, Mapping[str, Any]]) -> Dict[str, Any]:
 
 def _position(position: Optional[int]) -> Optional[Dict[str, Any]]:
     return None if position is None else {"position": position}
+
+
+#: A tenant document: a mapping, YAML or JSON text (``str`` or ``bytes``), or a file's path.
+Document = Union[Mapping[str, Any], str, bytes, "os.PathLike[str]"]
+
+
+def _yaml_module() -> Any:
+    try:
+        import yaml  # type: ignore[import-untyped]
+    except ImportError:
+        raise RuntimeError("YAML from a mapping needs PyYAML (pip install pyyaml); "
+                           "send the mapping as JSON, or YAML text") from None
+    return yaml
+
+
+# Plain scalars YAML 1.2 (the server's reader) takes for other than text, and
+# PyYAML (YAML 1.1) may write unquoted: a MAC address such as 8923264298E3 is a number there.
+_NOT_TEXT_IN_YAML_12 = re.compile(
+    r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
+    r"|true|True|TRUE|false|False|FALSE|null|Null|NULL|~|)$"
+)
+
+
+def _yaml_dump(document: Mapping[str, Any]) -> str:
+    """YAML the server reads back as the same document: text that YAML 1.2
+    would read as a number, boolean or null is quoted."""
+    yaml = _yaml_module()
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: Any, value: str) -> Any:
+        style = '"' if _NOT_TEXT_IN_YAML_12.match(value) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(dict(document), Dumper=Dumper, sort_keys=False, allow_unicode=True)
+
+
+def document_body(document: Document, *, yaml: bool = False) -> Tuple[bytes, str]:
+    """A tenant document as a request body and its ``Content-Type``: a mapping
+    as JSON (as YAML with ``yaml=True``, which needs PyYAML); text as it is,
+    JSON when it starts with ``{``, else YAML; a path by its suffix
+    (``.yaml``/``.yml``: YAML, else JSON)."""
+    if isinstance(document, Mapping):
+        if yaml:
+            return _yaml_dump(document).encode(), YAML_TYPE
+        return _json.dumps(document).encode(), JSON_TYPE
+    if isinstance(document, os.PathLike):
+        path = Path(document)
+        kind = YAML_TYPE if path.suffix.lower() in (".yaml", ".yml") else JSON_TYPE
+        return path.read_bytes(), kind
+    if isinstance(document, str):
+        document = document.encode()
+    if isinstance(document, (bytes, bytearray)):
+        kind = JSON_TYPE if bytes(document).lstrip().startswith(b"{") else YAML_TYPE
+        return bytes(document), kind
+    raise TypeError(f"a tenant document is a mapping, text or a path, not {type(document).__name__}")
 
 
 class ControlClient:
@@ -385,29 +477,39 @@ class ControlClient:
 
     # -- state --------------------------------------------------------------
 
-    def reset(self) -> Any:
-        """The tenant back to its seed: machines, groups, tags, actions, alerts,
-        indicators, audit, outcome and fault rules, recorder, clock."""
-        return self.post("/reset")
+    def reset(self) -> None:
+        """The tenant back to the document it was made from (the demo tenant:
+        its machines and default outcome rule): machines, groups, tags,
+        actions, alerts, indicators, audit, outcome and fault rules, clock;
+        the recorder is cleared and off. Apps and users stay."""
+        self.post("/reset")
 
-    def get_state(self) -> Dict[str, Any]:
-        """The tenant as a seed document."""
-        return self.get("/state")
+    def get_state(self, *, yaml: bool = False) -> Any:
+        """The tenant as a document (``tenantId``, ``name``, ``retentionDays``,
+        ``deviceGroups``, ``machines``, ``machineActions``, ``apps``,
+        ``users``, ``outcomes``, ``faults``; no secrets or passwords).
+        ``yaml=True``: as YAML text (needs PyYAML)."""
+        document = self.get("/state")
+        return _yaml_dump(document) if yaml else document
 
-    def put_state(self, document: Union[Mapping[str, Any], str]) -> Any:
-        """Replaces the tenant's state with a seed document (a dict, or YAML/JSON text)."""
-        if isinstance(document, str):
-            return self.request("PUT", "/state", data=document.encode(),
-                                headers={"Content-Type": "application/yaml"})
-        return self.put("/state", document)
+    def put_state(self, document: "Document", *, yaml: bool = False) -> Dict[str, Any]:
+        """Replaces the tenant's state with a document (checked whole first:
+        a bad one raises :class:`ControlError` naming the field, such as
+        ``machines[1].osPlatform``, and changes nothing); answers the state as
+        it now is. ``document``: a mapping (sent as JSON, or as YAML with
+        ``yaml=True``, which needs PyYAML), YAML or JSON text, or a path to a
+        ``.json``/``.yaml`` file."""
+        data, content_type = document_body(document, yaml=yaml)
+        return self.request("PUT", "/state", data=data, headers={"Content-Type": content_type})
 
-    def create_tenant(self, document: Union[Mapping[str, Any], str]) -> Any:
-        """Creates a tenant from a seed document; answers what the server does
-        (``{"tenantId", ...}``). ``for_tenant(id)`` then controls it."""
-        if isinstance(document, str):
-            return self.request("POST", "/tenants", data=document.encode(),
-                                headers={"Content-Type": "application/yaml"}, tenant=False)
-        return self.request("POST", "/tenants", document, tenant=False)
+    def create_tenant(self, document: "Document", *, yaml: bool = False) -> Dict[str, Any]:
+        """Creates the tenant a document describes (409 if it exists); answers
+        it as exported. A reset puts it back to this document;
+        ``for_tenant(document["tenantId"])`` controls it. ``document`` as for
+        :meth:`put_state`."""
+        data, content_type = document_body(document, yaml=yaml)
+        return self.request("POST", "/tenants", data=data, headers={"Content-Type": content_type},
+                            tenant=False)
 
     # -- alerts -------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import requests
 
-from .control import ControlClient
+from .control import ControlClient, Document, document_body
 
 #: The scope of an MDE access token (client credentials).
 MDE_SCOPE = "https://api.securitycenter.microsoft.com/.default"
@@ -112,8 +112,12 @@ class PalisadeServer:
     which holds every permission), ``operator_token``, ``api`` (a session
     sending ``token``) and ``control`` (a :class:`ControlClient` of the demo
     tenant). ``renew_token()`` replaces ``token`` once the tenant's clock has
-    moved past it. On exit the process gets SIGTERM (then SIGKILL after
-    ``stop_timeout`` seconds) and the directory is removed.
+    moved past it; ``reset()`` puts the demo tenant back as it started.
+    ``seed``: tenant documents (mappings, YAML or JSON text, or paths) the
+    server creates tenants from at start (``palisade serve --seed FILE``);
+    ``app_token(client_id, secret, tenant_id)`` gets a token of their apps.
+    On exit the process gets SIGTERM (then SIGKILL after ``stop_timeout``
+    seconds) and the directory is removed.
     """
 
     def __init__(
@@ -127,9 +131,15 @@ class PalisadeServer:
         stop_timeout: float = 10.0,
         start_attempts: int = 3,
         keep_dir: bool = False,
+        seed: Union[None, Document, Sequence[Document]] = None,
     ) -> None:
         self.binary = find_binary(binary)
         self.extra_args: List[str] = [str(a) for a in extra_args]
+        if seed is None:
+            seed = []
+        elif isinstance(seed, (Mapping, str, bytes, os.PathLike)):
+            seed = [seed]
+        self.seed: List[Document] = list(seed)
         self.listen = listen
         self.env = dict(env or {})
         self.start_timeout = start_timeout
@@ -202,11 +212,15 @@ class PalisadeServer:
         self._credentials_path = run_dir / "demo.json"
         self._log_path = run_dir / "server.log"
         database = "sqlite://" + str(run_dir / "palisade.db")
+        seed_args: List[str] = []
+        for number, document in enumerate(self.seed):
+            seed_args += ["--seed", str(self._seed_file(run_dir, number, document))]
         self.args = [
             self.binary, "serve", "--demo",
             "--demo-credentials", str(self._credentials_path),
             "--database", database,
             "--listen", self.listen,
+            *seed_args,
             *self.extra_args,
         ]
         environment = dict(os.environ)
@@ -221,6 +235,17 @@ class PalisadeServer:
                 cwd=str(run_dir),
                 env=environment,
             )
+
+    @staticmethod
+    def _seed_file(run_dir: Path, number: int, document: Document) -> Path:
+        """A seed document as a file ``--seed`` reads: a path as it is, else
+        written to ``seed-N.json`` or ``seed-N.yaml`` (the server reads a file by its suffix)."""
+        if isinstance(document, os.PathLike):
+            return Path(document).resolve()
+        data, content_type = document_body(document)
+        path = run_dir / f"seed-{number}.{'yaml' if content_type.endswith('yaml') else 'json'}"
+        path.write_bytes(data)
+        return path
 
     def _connect(self) -> None:
         """Waits for the credentials file and ``/healthz``; gets a token."""
@@ -324,9 +349,24 @@ class PalisadeServer:
                     raise KeyError(f"no demo user {username!r}; there are {sorted(users)}")
                 password = users[username]["password"]
             form.update(grant_type="password", username=username, password=password)
+        return self._token(self.credentials["token_url"], form)
+
+    def token_url(self, tenant_id: Optional[str] = None) -> str:
+        """The token endpoint of a tenant (the demo tenant's by default)."""
+        return f"{self.base_url}/{tenant_id or self.tenant_id}/oauth2/v2.0/token"
+
+    def app_token(self, client_id: str, client_secret: str, tenant_id: Optional[str] = None,
+                  scope: str = MDE_SCOPE) -> str:
+        """An MDE access token of any app (client credentials): of a tenant
+        made from a document (``seed=``, ``control.create_tenant``, ``put_state``)
+        whose app carries a ``clientSecret``. A refusal raises :class:`TokenError`."""
+        form = {"grant_type": "client_credentials", "client_id": client_id,
+                "client_secret": client_secret, "scope": scope}
+        return self._token(self.token_url(tenant_id), form)
+
+    def _token(self, url: str, form: Mapping[str, str]) -> str:
         verify: Any = self.ca_file if self.ca_file else True
-        reply = requests.post(self.credentials["token_url"], data=form, timeout=DEFAULT_TIMEOUT,
-                              verify=verify)
+        reply = requests.post(url, data=dict(form), timeout=DEFAULT_TIMEOUT, verify=verify)
         if reply.status_code != 200:
             raise TokenError(reply)
         return reply.json()["access_token"]
@@ -340,6 +380,19 @@ class PalisadeServer:
         self.token = token
         self._session().set_token(token)
         return token
+
+    def reset(self) -> None:
+        """Puts the demo tenant back as the server made it (``control.reset()``:
+        machines, tags, actions, outcome and fault rules, clock; the recorder
+        cleared and off) and renews ``token`` (the app's, issued at the
+        tenant's time again)."""
+        self._control().reset()
+        self.renew_token()
+
+    def _control(self) -> ControlClient:
+        if self.control is None:
+            raise RuntimeError("the server is not started")
+        return self.control
 
     def users(self) -> List[Dict[str, Any]]:
         """The demo users (``username``, ``password``, ``roles``, ``groups``)."""
