@@ -56,6 +56,15 @@ impl Principal {
         }
     }
 
+    /// How the control plane names the caller (fault rules, the recorder):
+    /// the app's client id, or the user's principal name.
+    pub fn caller_name(&self) -> &str {
+        match self {
+            Principal::App { client_id, .. } => client_id,
+            Principal::User { upn, .. } => upn,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Principal::App { .. } => "app",

@@ -51,6 +51,9 @@ impl Clock for OffsetClock {
     }
 }
 
+/// The latest a tenant's clock may read.
+const LATEST: &str = "9999-12-31T23:59:59Z";
+
 /// A tenant's clock as the control plane set it: stopped at a reading, or
 /// running at an offset (in 100-ns ticks) from the server's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,6 +108,18 @@ impl TenantClock {
                 Some(at) => *at = Timestamp::from_ticks(at.ticks().saturating_add(ticks)),
                 None => clock.offset_ticks = clock.offset_ticks.saturating_add(ticks),
             }
+        }
+        // Far enough for any test; beyond it, times no longer read back.
+        let latest = Timestamp::parse(LATEST).expect("a time");
+        if clock.reading(server_now) > latest {
+            let field = if change.advance.is_some() {
+                "advance"
+            } else {
+                "now"
+            };
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input {field}: the clock would read past {LATEST}"
+            )));
         }
         Ok(clock)
     }
@@ -248,6 +263,10 @@ mod tests {
             "{}",
             back.message
         );
+        let far = running
+            .changed(&change(json!({"advance": "P3000000D"})), later(130))
+            .unwrap_err();
+        assert!(far.message.contains("advance"), "{}", far.message);
         let thawed = frozen
             .changed(&change(json!({"mode": "running"})), later(60))
             .unwrap();

@@ -11,12 +11,14 @@ use crate::query::ListQuery;
 use crate::rules::{faults, recorder};
 use crate::seed::{self, StoredState, TenantState};
 use crate::service::Palisade;
+use crate::writes::Seeding;
 use palisade_contract::control::{
     ClientReport, ClockChange, ClockReading, FaultRule, NewFaultRule, RecorderSetting,
 };
 use palisade_contract::seed::TenantDocument;
 use palisade_contract::{ErrorCode, MdeError};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The fault rules of each tenant that has some, in order.
@@ -26,7 +28,8 @@ impl Palisade {
     /// Reads again every tenant's clock, fault rules and recorder from the store
     /// (what other nodes set); the server calls it every second.
     pub async fn load_control_settings(&self) -> Result<(), MdeError> {
-        self.clocks.load(self.store.tenant_clocks().await?);
+        let changes = self.control_changes.load(Ordering::SeqCst);
+        let clocks = self.store.tenant_clocks().await?;
         let mut by_tenant: HashMap<String, Vec<StoredFaultRule>> = HashMap::new();
         for rule in self.store.fault_rules(None).await? {
             by_tenant
@@ -34,14 +37,24 @@ impl Palisade {
                 .or_default()
                 .push(rule);
         }
+        let recording = self.store.recording_tenants().await?;
+        // Changed here meanwhile: what was read may be older; the next load reads again.
+        if self.control_changes.load(Ordering::SeqCst) != changes {
+            return Ok(());
+        }
+        self.clocks.load(clocks);
         if let Ok(mut faults) = self.faults.write() {
             *faults = by_tenant.into_iter().map(|(t, r)| (t, r.into())).collect();
         }
-        let recording = self.store.recording_tenants().await?;
         if let Ok(mut set) = self.recording.write() {
             *set = recording.into_iter().collect();
         }
         Ok(())
+    }
+
+    /// Notes a change of this node's clocks, fault rules or recorders.
+    fn changed_control(&self) {
+        self.control_changes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The tenant's clock as `GET .../clock` shows it.
@@ -55,6 +68,7 @@ impl Palisade {
             .into_iter()
             .find_map(|(tenant, clock)| (tenant == tenant_id).then_some(clock))
             .unwrap_or_default();
+        self.changed_control();
         self.clocks.put(tenant_id, clock);
         Ok(clock.wire(self.clock.now()))
     }
@@ -74,6 +88,7 @@ impl Palisade {
             .store
             .change_tenant_clock(tenant_id, change, server_now)
             .await?;
+        self.changed_control();
         self.clocks.put(tenant_id, clock);
         let scope = TenantScope::Tenant(tenant_id.to_string());
         self.advance_due_scripts(Some(tenant_id)).await?;
@@ -126,6 +141,7 @@ impl Palisade {
     }
 
     async fn reload_faults(&self, tenant_id: &str) -> Result<(), MdeError> {
+        self.changed_control();
         let rules = self.store.fault_rules(Some(tenant_id)).await?;
         if let Ok(mut faults) = self.faults.write() {
             match rules.is_empty() {
@@ -213,7 +229,8 @@ impl Palisade {
     }
 
     /// Creates the tenant a document describes, unless it exists (none
-    /// then); what a reset puts it back to is the document as read. The
+    /// then); what a reset puts it back to is the document as read (its
+    /// defaults filled in: ids, times). The
     /// apps and users it names are left to the caller (the identity service).
     pub async fn create_seeded_tenant(
         &self,
@@ -224,18 +241,18 @@ impl Palisade {
             .map_err(|e| MdeError::internal(e.to_string()))?;
         let created = self
             .store
-            .seed_tenant(state.clone(), true, Some(seed), self.clock.now())
+            .seed_tenant(state.clone(), Seeding::Create { seed }, self.clock.now())
             .await?;
         if !created {
             return Ok(None);
         }
-        self.after_state_change(&state.tenant.id).await?;
+        self.after_state_change(&state.tenant.id, true).await?;
         Ok(Some(state))
     }
 
     /// Replaces the tenant's state with the document's (checked whole
-    /// first: nothing changes on an error); its apps and users are left to
-    /// the caller.
+    /// first: nothing changes on an error); its clock and recorder stay;
+    /// its apps and users are left to the caller.
     pub async fn replace_tenant_state(
         &self,
         tenant_id: &str,
@@ -250,15 +267,16 @@ impl Palisade {
             )));
         }
         self.store
-            .seed_tenant(state.clone(), false, None, self.clock.now())
+            .seed_tenant(state.clone(), Seeding::Replace, self.clock.now())
             .await?;
-        self.after_state_change(tenant_id).await?;
+        self.after_state_change(tenant_id, false).await?;
         Ok(state)
     }
 
     /// Puts the tenant back to the document it was made from (or, if it was
     /// not made from one, to no machines, groups, actions, rules, audit),
-    /// in one transaction; its clock runs on the server's time again.
+    /// in one transaction; its clock runs on the server's time again, its
+    /// recorder is off and empty, its rate-limit counts start afresh.
     pub async fn reset_tenant(&self, tenant_id: &str) -> Result<(), MdeError> {
         let tenant = self.existing_tenant(tenant_id).await?;
         let document = match self.store.tenant_seed(tenant_id).await? {
@@ -268,15 +286,20 @@ impl Palisade {
         };
         let state = seed::resolve(&document, self.clock.now())?;
         self.store
-            .seed_tenant(state, false, None, self.clock.now())
+            .seed_tenant(state, Seeding::Reset, self.clock.now())
             .await?;
-        self.after_state_change(tenant_id).await
+        // Calls counted at the old clock's times would hold the new clock back.
+        self.store.forget_calls_of(tenant_id).await?;
+        self.after_state_change(tenant_id, true).await
     }
 
     /// What this node keeps of a tenant whose state was replaced.
-    async fn after_state_change(&self, tenant_id: &str) -> Result<(), MdeError> {
-        self.clocks.put(tenant_id, TenantClock::default());
-        self.note_recorder(tenant_id, false);
+    async fn after_state_change(&self, tenant_id: &str, control: bool) -> Result<(), MdeError> {
+        if control {
+            self.changed_control();
+            self.clocks.put(tenant_id, TenantClock::default());
+            self.note_recorder(tenant_id, false);
+        }
         self.forget_tenant(tenant_id);
         self.reload_faults(tenant_id).await
     }
@@ -294,6 +317,7 @@ impl Palisade {
     }
 
     fn note_recorder(&self, tenant_id: &str, enabled: bool) {
+        self.changed_control();
         if let Ok(mut set) = self.recording.write() {
             match enabled {
                 true => set.insert(tenant_id.to_string()),

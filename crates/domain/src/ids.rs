@@ -45,7 +45,7 @@ pub fn new_guid() -> String {
         .to_string()
 }
 
-/// A request id as MDE writes it into an error's `target`: `|8hex-16hex.`.
+/// A request id: opaque, in the shape MDE gives its errors' `target` (`|b1838e63-40a6640ddd2719ac.`).
 pub fn new_request_id() -> String {
     let bytes = random_bytes::<12>();
     let (high, low) = bytes.split_at(4);

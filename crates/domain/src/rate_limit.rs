@@ -155,6 +155,16 @@ impl CallLogs {
         admit(shard.entry(key.clone()).or_default(), now, limits)
     }
 
+    /// Drops the logs of the tenant's callers.
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        for shard in self.shards.iter() {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard.retain(|key, _| key.tenant_id != tenant_id);
+        }
+    }
+
     /// Drops the logs of keys with no call in the last hour.
     pub fn forget_idle(&self, now: i64) {
         for shard in self.shards.iter() {

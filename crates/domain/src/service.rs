@@ -85,6 +85,9 @@ pub struct Palisade {
     pub(crate) faults: Arc<RwLock<FaultRules>>,
     /// The tenants whose recorder is on, as last read.
     pub(crate) recording: Arc<RwLock<std::collections::HashSet<String>>>,
+    /// Counts this node's changes to the three above: a reload that began
+    /// before one is dropped, so that it cannot bring back what it replaced.
+    pub(crate) control_changes: Arc<std::sync::atomic::AtomicU64>,
     // A handful of tenants and a TTL check: a map under a lock does it, a cache
     // crate would bring more than it saves.
     tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
@@ -103,6 +106,7 @@ impl Palisade {
             clocks,
             faults: Arc::default(),
             recording: Arc::default(),
+            control_changes: Arc::default(),
             tenants: Arc::default(),
             action_timeout_seconds: DEFAULT_ACTION_TIMEOUT_SECONDS,
             wakeups: Arc::default(),

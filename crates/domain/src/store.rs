@@ -19,6 +19,7 @@ use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
 use crate::seed::TenantState;
+use crate::writes::Seeding;
 use async_trait::async_trait;
 use palisade_contract::control::ClockChange;
 use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Timestamp};
@@ -442,15 +443,16 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         draw: f64,
     ) -> Result<Option<StoredFaultRule>, StoreError>;
-    /// Makes the tenant's state `state` (`writes::SeedTenant`); false if
-    /// `create` and the tenant exists (nothing is changed then).
+    /// Makes the tenant's state `state` (`writes::SeedTenant`); false if it
+    /// was to be created and exists (nothing is changed then).
     async fn seed_tenant(
         &self,
         state: TenantState,
-        create: bool,
-        seed: Option<String>,
+        seeding: Seeding,
         now: Timestamp,
     ) -> Result<bool, WriteError>;
+    /// Forgets the rate-limit counts of the tenant's callers.
+    async fn forget_calls_of(&self, tenant_id: &str) -> Result<(), StoreError>;
     /// The document the tenant was made from, if it was made from one.
     async fn tenant_seed(&self, tenant_id: &str) -> Result<Option<String>, StoreError>;
     /// Turns the tenant's recorder on or off.

@@ -201,10 +201,11 @@ pub trait Transaction {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes the tenant's state (`Store::seed_tenant`): machines, their
     /// tags, history, devices and actions, device groups, audit, outcome and
-    /// fault rules, clock.
+    /// fault rules; with `control`, its clock and recorder too.
     fn clear_tenant_state(
         &mut self,
         tenant_id: &str,
+        control: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Saves the tenant's name and retention.
     fn update_tenant(
@@ -946,16 +947,25 @@ impl Write for AdvanceScripts {
     }
 }
 
+/// How [`SeedTenant`] treats the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seeding {
+    /// Created (nothing is done if it exists), `seed` kept as what a reset goes back to.
+    Create { seed: String },
+    /// Its state replaced; its clock and recorder stay.
+    Replace,
+    /// Its state replaced, its clock and recorder too.
+    Reset,
+}
+
 /// `Store::seed_tenant`: the tenant's state made `state`, in one
-/// transaction: the tenant created (`create`; none is made, and nothing
-/// done, if it exists) or its name and retention saved, everything of its
-/// state removed, then the document's groups, machines (placed in their
-/// groups), actions and rules written; and `seed` kept as what a reset
-/// goes back to, if given.
+/// transaction: the tenant created, or its name and retention saved; its
+/// state removed (and, but when replaced, its clock and recorder); then the
+/// document's groups, machines (placed in their groups), actions and rules
+/// written.
 pub struct SeedTenant {
     pub state: TenantState,
-    pub create: bool,
-    pub seed: Option<String>,
+    pub seeding: Seeding,
     pub now: Timestamp,
 }
 
@@ -964,14 +974,17 @@ impl Write for SeedTenant {
     async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<bool, WriteError> {
         let state = &self.state;
         let tenant_id = &state.tenant.id;
-        if self.create {
-            if !tx.insert_tenant(&state.tenant, self.now).await? {
-                return Ok(false);
+        match &self.seeding {
+            Seeding::Create { seed } => {
+                if !tx.insert_tenant(&state.tenant, self.now).await? {
+                    return Ok(false);
+                }
+                tx.save_tenant_seed(tenant_id, seed).await?;
             }
-        } else {
-            tx.update_tenant(&state.tenant).await?;
+            Seeding::Replace | Seeding::Reset => tx.update_tenant(&state.tenant).await?,
         }
-        tx.clear_tenant_state(tenant_id).await?;
+        let control = self.seeding != Seeding::Replace;
+        tx.clear_tenant_state(tenant_id, control).await?;
         for group in &state.groups {
             tx.save_device_group(tenant_id, group).await?;
         }
@@ -984,9 +997,6 @@ impl Write for SeedTenant {
         }
         for rule in &state.faults {
             tx.save_fault_rule(rule).await?;
-        }
-        if let Some(seed) = &self.seed {
-            tx.save_tenant_seed(tenant_id, seed).await?;
         }
         Ok(true)
     }

@@ -257,7 +257,7 @@ impl Validator {
         let key = self.key(&source, &kid).await?;
 
         let mut validation = Validation::new(Algorithm::RS256);
-        // Times and audience are checked below, against the server's clock and with clear messages.
+        // Times and audience are checked below, against the tenant's clock and with clear messages.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;

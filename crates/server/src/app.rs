@@ -251,8 +251,8 @@ pub fn spawn_sweeper(state: &AppState) {
 /// (reads move them on too: a read never shows a step that has ended).
 const SCRIPT_TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Every second, until the process stops: reads the tenants' clocks and
-/// fault rules again (what other nodes set) and moves on the actions outcome rules carry.
+/// Every second, until the process stops: reads the tenants' clocks, fault
+/// rules and recorders again (what other nodes set) and moves on the actions outcome rules carry.
 pub fn spawn_script_driver(palisade: &Palisade) {
     let palisade = palisade.clone();
     tokio::spawn(async move {

@@ -275,6 +275,17 @@ impl Database for PostgresDatabase {
         Ok(())
     }
 
+    async fn forget_calls_of(&self, tenant_id: &str) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .run(
+                "DELETE FROM rate_limit_calls WHERE tenant_id = $1",
+                &[&tenant_id],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn append_audit(
         &self,
         entry: AuditEntry,

@@ -463,7 +463,7 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         execute(self.tx, &sql).await.map(|_| ())
     }
     async fn tenant_clock(&mut self, tenant_id: &str) -> Result<Option<TenantClock>, StoreError> {
-        let sql = control::tenant_clock_of(Dialect::Postgres, tenant_id, true);
+        let sql = control::tenant_clock_of(Dialect::Postgres, tenant_id);
         let rows = self.tx.built(&sql).await?;
         rows.first()
             .map(|row| clock_fields::from_row(&PostgresRow(row), 0))
@@ -494,8 +494,12 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         let sql = control::save_fault_counts(Dialect::Postgres, rule);
         execute(self.tx, &sql).await.map(|_| ())
     }
-    async fn clear_tenant_state(&mut self, tenant_id: &str) -> Result<(), StoreError> {
-        for sql in control::clear_tenant_state(Dialect::Postgres, tenant_id) {
+    async fn clear_tenant_state(
+        &mut self,
+        tenant_id: &str,
+        control: bool,
+    ) -> Result<(), StoreError> {
+        for sql in control::clear_tenant_state(Dialect::Postgres, tenant_id, control) {
             execute(self.tx, &sql).await?;
         }
         Ok(())

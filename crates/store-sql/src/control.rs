@@ -107,8 +107,8 @@ pub fn scripted_among(dialect: Dialect, tenant_id: &str, action_ids: &[String]) 
     sql
 }
 
-/// The tenant's clock, if the control plane set it; `lock`ed for a change.
-pub fn tenant_clock_of(dialect: Dialect, tenant_id: &str, lock: bool) -> Sql {
+/// The tenant's clock, if the control plane set it, locked for a change.
+pub fn tenant_clock_of(dialect: Dialect, tenant_id: &str) -> Sql {
     let equal = [("tenant_id", text(tenant_id))];
     let mut sql = Sql::select_where(
         dialect,
@@ -117,9 +117,7 @@ pub fn tenant_clock_of(dialect: Dialect, tenant_id: &str, lock: bool) -> Sql {
         &equal,
         "",
     );
-    if lock {
-        sql.lock("tenant_clocks");
-    }
+    sql.lock("tenant_clocks");
     sql
 }
 
@@ -187,10 +185,12 @@ pub fn delete_rules(dialect: Dialect, table: &str, tenant_id: &str, id: Option<&
 
 /// Every row of the tenant's state (`control-plane.md`: reset): its
 /// machines with their tags, history, devices and actions, device groups,
-/// audit, outcome and fault rules, clock, recorder; children first. The tenant, its
-/// apps, users, keys and onboarding tokens stay.
-pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str) -> Vec<Sql> {
-    const TABLES: &[&str] = &[
+/// audit (PostgreSQL's count of it too, so that ids start again at 1 as
+/// SQLite's do), outcome and fault rules; with `control`, its clock and
+/// recorder. Children first. The tenant, its apps, users, keys and
+/// onboarding tokens stay.
+pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str, control: bool) -> Vec<Sql> {
+    const STATE: &[&str] = &[
         "action_scripts",
         "machine_actions",
         "machine_ip_history",
@@ -202,12 +202,17 @@ pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str) -> Vec<Sql> {
         "device_groups",
         "outcome_rules",
         "fault_rules",
-        "tenant_clocks",
-        "recorded_calls",
-        "recorders",
     ];
-    TABLES
+    const CONTROL: &[&str] = &["tenant_clocks", "recorded_calls", "recorders"];
+    let audit_count: &[&str] = match dialect {
+        Dialect::Postgres => &["audit_sequences"],
+        Dialect::Sqlite => &[],
+    };
+    let control: &[&str] = if control { CONTROL } else { &[] };
+    STATE
         .iter()
+        .chain(audit_count)
+        .chain(control)
         .map(|table| {
             let mut sql = Sql::new(dialect);
             sql.push("DELETE FROM ")

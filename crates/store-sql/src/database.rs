@@ -90,6 +90,12 @@ pub trait Database: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// `Store::forget_calls_of`.
+    fn forget_calls_of(
+        &self,
+        tenant_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// `Store::append_audit`.
     fn append_audit(
         &self,

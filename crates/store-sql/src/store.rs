@@ -34,7 +34,7 @@ use palisade_domain::store::{
 };
 use palisade_domain::writes::{
     AdvanceScripts, ChangeAction, ChangeClock, ChangeDeviceAction, ChangeMachines, CreateTenant,
-    EnrollDevice, PutDeviceGroup, PutMachines, RecordCheckIns, SeedTenant, TakeFaultCall,
+    EnrollDevice, PutDeviceGroup, PutMachines, RecordCheckIns, SeedTenant, Seeding, TakeFaultCall,
 };
 use palisade_domain::{TenantClock, TenantScope};
 use std::future::Future;
@@ -755,17 +755,19 @@ impl<D: Database> Store for SqlStore<D> {
     async fn seed_tenant(
         &self,
         state: TenantState,
-        create: bool,
-        seed: Option<String>,
+        seeding: Seeding,
         now: Timestamp,
     ) -> Result<bool, WriteError> {
         let write = SeedTenant {
             state,
-            create,
-            seed,
+            seeding,
             now,
         };
         self.db.write(write).await
+    }
+
+    async fn forget_calls_of(&self, tenant_id: &str) -> Result<(), StoreError> {
+        self.db.forget_calls_of(tenant_id).await
     }
 
     async fn tenant_seed(&self, tenant_id: &str) -> Result<Option<String>, StoreError> {

@@ -172,6 +172,11 @@ impl Database for SqliteDatabase {
         Ok(())
     }
 
+    async fn forget_calls_of(&self, tenant_id: &str) -> Result<(), StoreError> {
+        self.calls.forget_tenant(tenant_id);
+        Ok(())
+    }
+
     async fn append_audit(
         &self,
         entry: AuditEntry,

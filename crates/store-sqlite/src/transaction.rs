@@ -441,7 +441,7 @@ impl Transaction for SqliteTransaction<'_> {
         &mut self,
         tenant_id: &str,
     ) -> impl Future<Output = Result<Option<TenantClock>, StoreError>> + Send {
-        let sql = control::tenant_clock_of(Dialect::Sqlite, tenant_id, true);
+        let sql = control::tenant_clock_of(Dialect::Sqlite, tenant_id);
         done(
             query_rows(self.conn, &sql, |row| {
                 clock_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
@@ -482,8 +482,9 @@ impl Transaction for SqliteTransaction<'_> {
     fn clear_tenant_state(
         &mut self,
         tenant_id: &str,
+        control: bool,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        let statements = control::clear_tenant_state(Dialect::Sqlite, tenant_id);
+        let statements = control::clear_tenant_state(Dialect::Sqlite, tenant_id, control);
         done(
             statements
                 .iter()

@@ -5,20 +5,21 @@
 use crate::app::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::{origin, JsonBody};
-use crate::http::MAX_BODY_BYTES;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER};
+use axum::http::header::RETRY_AFTER;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
+use http_body_util::BodyExt;
 use palisade_contract::control::{ClientReport, RecordedEntries, RecorderSetting};
-use palisade_contract::ErrorBody;
+use palisade_contract::{ErrorBody, MdeError};
 use palisade_domain::control::RecordedCall;
 use palisade_domain::rules::recorder;
 use palisade_domain::{Caller, Operation, Principal};
 use serde::Deserialize;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use utoipa::IntoParams;
 
@@ -42,24 +43,22 @@ impl Recording {
             Principal::App { .. } => requirement.app,
             Principal::User { .. } => requirement.delegated,
         };
-        let name = match &caller.principal {
-            Principal::App { client_id, .. } => client_id.clone(),
-            Principal::User { upn, .. } => upn.clone(),
-        };
         Recording {
             tenant_id: caller.tenant.id.clone(),
-            caller: name,
+            caller: caller.principal.caller_name().to_string(),
             operation: operation.name(),
             granted: caller
                 .permissions
                 .iter()
                 .map(|p| p.as_str().to_string())
                 .collect(),
-            used: caller
-                .permissions
+            // The least that allows the call: a reader holding ReadWrite.All
+            // too is told that it never needed it.
+            used: needed
                 .iter()
-                .filter(|p| needed.contains(p))
+                .find(|p| caller.permissions.contains(p))
                 .map(|p| p.as_str().to_string())
+                .into_iter()
                 .collect(),
         }
     }
@@ -76,22 +75,17 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
     let time = app.palisade.now();
     let (parts, body) = request.into_parts();
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    // Bodies the API takes are kept; others (larger, or of unknown length)
-    // go on as they come, unrecorded.
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let (body, request_body) = match declared {
-        Some(length) if length <= MAX_BODY_BYTES => {
-            match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-                Ok(bytes) => (Body::from(bytes.clone()), bytes),
-                // The client went away while sending.
-                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-            }
+    // The body as the handler reads it, copied on the way (its limits and
+    // errors stay the handler's).
+    let copy: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let sink = copy.clone();
+    let body = Body::new(body.map_frame(move |frame| {
+        if let (Some(data), Ok(mut sink)) = (frame.data_ref(), sink.lock()) {
+            let room = RECORDED_BODY_BYTES.saturating_sub(sink.len());
+            sink.extend_from_slice(&data[..data.len().min(room)]);
         }
-        _ => (body, Bytes::new()),
-    };
+        frame
+    }));
     let response = next.run(Request::from_parts(parts, body)).await;
     let Some(recording) = response.extensions().get::<Recording>().cloned() else {
         return response;
@@ -112,7 +106,7 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
         method: method.to_string(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
-        request_body: kept(&request_body),
+        request_body: copy.lock().ok().and_then(|body| kept(&body)),
         status: i64::from(parts.status.as_u16()),
         response_body: kept(&response_body),
         latency_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
@@ -130,7 +124,7 @@ pub async fn record(State(app): State<AppState>, request: Request, next: Next) -
 }
 
 /// A body as an entry keeps it: text, at most [`RECORDED_BODY_BYTES`]; none if empty.
-fn kept(body: &Bytes) -> Option<String> {
+fn kept(body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
     }
@@ -177,10 +171,30 @@ pub async fn set_recorder(
 pub struct Paging {
     /// At most this many entries (default 1,000).
     #[serde(rename = "$top")]
-    top: Option<u64>,
+    #[param(value_type = Option<u64>)]
+    top: Option<String>,
     /// After this many.
     #[serde(rename = "$skip")]
-    skip: Option<u64>,
+    #[param(value_type = Option<u64>)]
+    skip: Option<String>,
+}
+
+impl Paging {
+    /// (skip, top), or an error naming the parameter.
+    fn read(&self) -> Result<(u64, u64), MdeError> {
+        let number = |name: &str, given: &Option<String>, default: u64| match given {
+            None => Ok(default),
+            Some(text) => text.parse().map_err(|_| {
+                MdeError::invalid_input(format!(
+                    "Invalid input {name}: '{text}' is not a whole number of 0 or more"
+                ))
+            }),
+        };
+        Ok((
+            number("$skip", &self.skip, 0)?,
+            number("$top", &self.top, 1000)?,
+        ))
+    }
 }
 
 /// The recorded calls, oldest first: time, caller, operation, method, path,
@@ -199,14 +213,8 @@ pub async fn list_entries(
     Path(tenant_id): Path<String>,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<RecordedEntries>> {
-    let calls = app
-        .palisade
-        .recorded_calls(
-            &tenant_id,
-            paging.skip.unwrap_or(0),
-            paging.top.unwrap_or(1000),
-        )
-        .await?;
+    let (skip, top) = paging.read()?;
+    let calls = app.palisade.recorded_calls(&tenant_id, skip, top).await?;
     Ok(Json(RecordedEntries {
         value: calls.iter().map(RecordedCall::wire).collect(),
     }))

@@ -15,7 +15,7 @@ use palisade_contract::seed::TenantDocument;
 use palisade_contract::{ErrorBody, ErrorCode, MdeError};
 use palisade_domain::seed::TenantState;
 use palisade_domain::Palisade;
-use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::admin::{Admin, AdminError, Administrator};
 
 /// Largest document taken: some 40,000 machines.
 pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
@@ -41,9 +41,13 @@ impl Format {
 /// field (`machines[3].osPlatform`), and the line.
 pub fn read_document(bytes: &[u8], format: Format) -> Result<TenantDocument, MdeError> {
     let invalid = |path: String, why: String| {
-        let field = match path.as_str() {
-            "." | "" => String::new(),
-            path => format!(" {path}"),
+        let (field, why) = match path.as_str() {
+            "." | "" | "?" => (String::new(), why.as_str()),
+            // The YAML reader names the field in its message too.
+            path => (
+                format!(" {path}"),
+                why.strip_prefix(&format!("{path}: ")).unwrap_or(&why),
+            ),
         };
         MdeError::invalid_input(format!("Invalid input{field}: {why}"))
     };
@@ -114,7 +118,12 @@ pub async fn seed_identities(
     admin
         .seed_identities(&state.tenant.id, &state.apps, &state.users)
         .await
-        .map_err(|e| MdeError::internal(e.to_string()))
+        .map_err(|error| match error {
+            AdminError::Store(error) => MdeError::from(error),
+            AdminError::NoTenant(_) | AdminError::Invalid(_) => {
+                MdeError::invalid_input(format!("Invalid input: {error}"))
+            }
+        })
 }
 
 /// `palisade serve --seed FILE`: creates the tenant the file describes
@@ -174,8 +183,9 @@ pub async fn get_state(
 }
 
 /// Replaces the tenant's state with the document's, in one transaction,
-/// after checking all of it (nothing changes on an error). Apps and users it
-/// names are created or updated; others stay.
+/// after checking all of it (nothing changes on an error); the clock and
+/// recorder stay. Apps and users it names are then created or updated;
+/// others stay.
 #[utoipa::path(put, path = "/tenants/{tenantId}/state", tag = "State",
     operation_id = "SetTenantState",
     params(("tenantId" = String, Path)),
@@ -200,7 +210,8 @@ pub async fn put_state(
 }
 
 /// Puts the tenant back to the document it was made from (none: empty):
-/// machines, groups, tags, actions, audit, outcome and fault rules, clock.
+/// machines, groups, tags, actions, audit, outcome and fault rules, clock,
+/// recorder. Apps and users stay.
 #[utoipa::path(post, path = "/tenants/{tenantId}/reset", tag = "State",
     operation_id = "ResetTenant",
     params(("tenantId" = String, Path)),

@@ -55,7 +55,7 @@ pub fn operation_table(openapi: &OpenApi) -> OperationTable {
 /// What a fault rule of the control plane that takes this call does: an
 /// answer instead of the real one, or (after its latency, or none) nothing.
 async fn injected_fault(app: &AppState, caller: &Caller, operation: Operation) -> Option<Response> {
-    let callers = [caller.principal.id(), caller.principal.requestor()];
+    let callers = [caller.principal.caller_name()];
     let fault = app
         .palisade
         .fault_for(&caller.tenant.id, operation.name(), &callers)

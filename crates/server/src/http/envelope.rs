@@ -17,8 +17,6 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Opaque, in the shape MDE's own targets have (`|b1838e63-40a6640ddd2719ac.`).
-
 const SERVER_ERROR_MESSAGE: &str =
     "The server could not complete the request; retry it, and quote the target if it persists.";
 

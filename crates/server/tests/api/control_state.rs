@@ -510,3 +510,56 @@ async fn with_an_id_seed_a_run_twice_sees_the_same_ids() {
         "{first:?} {unseeded:?}"
     );
 }
+
+#[tokio::test]
+async fn a_put_keeps_the_clock_and_recorder_and_a_reset_starts_rate_limits_afresh() {
+    let mut server = TestServer::start_with(Options {
+        rate_limits: Some(palisade_domain::rate_limit::RateLimits {
+            per_minute: 2,
+            per_hour: 100,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let tenant = server.tenant_id.clone();
+    let on = json!({"enabled": true});
+    operator_call(&server, Method::PUT, &path(&tenant, "/recorder"), Some(on)).await;
+    let advance = json!({"advance": "P1D"});
+    operator_call(
+        &server,
+        Method::PUT,
+        &path(&tenant, "/clock"),
+        Some(advance),
+    )
+    .await;
+    server.renew_token().await;
+    let state = export(&server, &tenant).await;
+    let put = operator_call(&server, Method::PUT, &path(&tenant, "/state"), Some(state)).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let clock = operator_call(&server, Method::GET, &path(&tenant, "/clock"), None).await;
+    assert!(
+        clock.json["offset"].as_str().unwrap().starts_with("P1D"),
+        "{}",
+        clock.text
+    );
+    let recorder = operator_call(&server, Method::GET, &path(&tenant, "/recorder"), None).await;
+    assert_eq!(recorder.json, json!({"enabled": true}));
+
+    // Two calls counted a day ahead; the reset brings the clock back.
+    for _ in 0..2 {
+        assert_eq!(server.get("/api/machines").await.status, 200);
+    }
+    server
+        .get("/api/machines")
+        .await
+        .assert_error(429, "TooManyRequests");
+    let reset = operator_call(&server, Method::POST, &path(&tenant, "/reset"), None).await;
+    assert_eq!(reset.status, 204);
+    server.renew_token().await;
+    let after = server.get("/api/machines").await;
+    assert_eq!(
+        after.status, 200,
+        "the counts of the old clock are gone: {}",
+        after.text
+    );
+}
