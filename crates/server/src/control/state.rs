@@ -4,10 +4,9 @@
 
 use crate::app::AppState;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::{read_body_up_to, BodyError};
+use crate::http::{media_type, read_body_up_to};
 use axum::body::Body;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -72,13 +71,7 @@ impl<S: Send + Sync> FromRequest<S> for DocumentBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().to_ascii_lowercase())
-            .unwrap_or_default();
+        let content_type = media_type(request.headers()).unwrap_or_default();
         let format = match content_type.as_str() {
             "application/json" => Format::Json,
             "application/yaml" | "application/x-yaml" | "text/yaml" => Format::Yaml,
@@ -93,17 +86,7 @@ impl<S: Send + Sync> FromRequest<S> for DocumentBody {
         };
         let bytes = read_body_up_to(Body::new(request.into_body()), MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|error| match error {
-                BodyError::TooLarge => MdeError::new(
-                    ErrorCode::BadRequest,
-                    format!("The document is larger than {MAX_DOCUMENT_BYTES} bytes."),
-                )
-                .with_status(413),
-                BodyError::Unreadable(error) => MdeError::new(
-                    ErrorCode::BadRequest,
-                    format!("The request body could not be read: {error}"),
-                ),
-            })?;
+            .map_err(|error| error.refusal(MAX_DOCUMENT_BYTES))?;
         Ok(DocumentBody(read_document(&bytes, format)?))
     }
 }

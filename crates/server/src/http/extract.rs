@@ -1,10 +1,9 @@
 //! Extractors: who calls, what they sent, and the OData options they asked for.
 
 use super::error::ApiError;
-use super::{read_body, BodyError, MAX_BODY_BYTES};
+use super::{media_type, read_body, MAX_BODY_BYTES};
 use crate::app::AppState;
 use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Request};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri};
 use palisade_contract::odata::ODataQuery;
@@ -37,30 +36,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, ApiError> {
-        let content_type = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            });
+        let content_type = media_type(request.headers());
         let bytes = read_body(request.into_body())
             .await
-            .map_err(|error| match error {
-                BodyError::TooLarge => MdeError::new(
-                    ErrorCode::BadRequest,
-                    format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-                )
-                .with_status(413),
-                BodyError::Unreadable(error) => MdeError::new(
-                    ErrorCode::BadRequest,
-                    format!("The request body could not be read: {error}"),
-                ),
-            })?;
+            .map_err(|error| error.refusal(MAX_BODY_BYTES))?;
         let is_json = content_type
             .as_deref()
             .is_some_and(|t| t == "application/json" || t.ends_with("+json"));

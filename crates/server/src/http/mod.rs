@@ -21,6 +21,40 @@ pub enum BodyError {
     Unreadable(String),
 }
 
+impl BodyError {
+    /// The MDE API's answer to a body not read; `limit` is the most it takes.
+    pub fn refusal(self, limit: usize) -> palisade_contract::MdeError {
+        use palisade_contract::{ErrorCode, MdeError};
+        match self {
+            BodyError::TooLarge => MdeError::new(
+                ErrorCode::BadRequest,
+                format!("The request body is larger than {limit} bytes."),
+            )
+            .with_status(413),
+            BodyError::Unreadable(error) => MdeError::new(
+                ErrorCode::BadRequest,
+                format!("The request body could not be read: {error}"),
+            ),
+        }
+    }
+}
+
+/// The media type of a request's `Content-Type` (lower case, without parameters).
+pub fn media_type(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::CONTENT_TYPE)?
+        .to_str()
+        .ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// The whole request body, at most [`MAX_BODY_BYTES`].
 pub async fn read_body(body: axum::body::Body) -> Result<axum::body::Bytes, BodyError> {
     read_body_up_to(body, MAX_BODY_BYTES).await
