@@ -195,7 +195,8 @@ pub enum EmulatorCommand {
     #[command(subcommand)]
     Recorder(RecorderCommand),
     /// Put the tenant back to the document it was made from: machines,
-    /// groups, tags, actions, audit, outcome and fault rules, clock.
+    /// groups, tags, actions, audit, outcome and fault rules, clock,
+    /// recorder (apps and users stay).
     Reset(InTenant),
     /// Print the tenant as a document (JSON, or YAML with --yaml), as `import` takes it.
     Export {

@@ -57,7 +57,7 @@ pub enum Command {
     Devices(admin_cli::DeviceCommand),
     /// Run N simulated devices against a server, over the device protocol.
     Simulate(simulate::SimulateArgs),
-    /// The emulator control plane (/_palisade/v1): its operator token.
+    /// The emulator control plane (/_palisade/v1): operator token, outcomes, faults, clock, recorder, state.
     #[command(subcommand)]
     Emulator(admin_cli::EmulatorCommand),
 }

@@ -217,6 +217,40 @@ async fn the_control_plane_has_an_openapi_document_of_its_own() {
     assert_eq!(rules["post"]["operationId"], "AddOutcomeRule");
     assert_eq!(rules["delete"]["operationId"], "DeleteOutcomeRules");
     assert!(document["components"]["securitySchemes"]["operatorToken"].is_object());
+    // Every path of the contract, each operation named in PascalCase, once.
+    let contract = [
+        ("/tenants/{tenantId}/outcomes/{id}", &["delete"][..]),
+        ("/tenants/{tenantId}/clock", &["get", "put"]),
+        ("/tenants/{tenantId}/faults", &["get", "post", "delete"]),
+        ("/tenants/{tenantId}/faults/{id}", &["delete"]),
+        ("/tenants/{tenantId}/state", &["get", "put"]),
+        ("/tenants/{tenantId}/reset", &["post"]),
+        ("/tenants", &["post"]),
+        ("/tenants/{tenantId}/recorder", &["get", "put"]),
+        ("/tenants/{tenantId}/recorder/entries", &["get", "delete"]),
+        ("/tenants/{tenantId}/recorder/har", &["get"]),
+        ("/tenants/{tenantId}/recorder/report", &["get"]),
+    ];
+    let mut ids = std::collections::HashSet::new();
+    for (path, methods) in contract {
+        for method in methods {
+            let id = document["paths"][path][method]["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} is not in the document"));
+            assert!(
+                id.starts_with(|c: char| c.is_ascii_uppercase()) && !id.contains('_'),
+                "{id}"
+            );
+            assert!(ids.insert(id.to_string()), "{id} twice");
+            // And none of them opens without the operator token.
+            let concrete = path
+                .replace("{tenantId}", &server.tenant_id)
+                .replace("{id}", "x");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let reply = control(&server, None, method, &concrete, None).await;
+            assert_eq!(reply.status, 401, "{path}: {}", reply.text);
+        }
+    }
     // Not in the MDE API's document.
     let mde = server.get_as(None, "/openapi.json").await;
     let paths = mde.json["paths"].as_object().unwrap();
