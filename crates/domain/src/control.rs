@@ -117,6 +117,17 @@ impl StoredFaultRule {
     }
 }
 
+/// Which recorded calls a listing shows: all that match every field given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    pub caller: Option<String>,
+    pub operation: Option<String>,
+    pub method: Option<String>,
+    pub status: Option<i64>,
+    /// Made at or after this time.
+    pub since: Option<Timestamp>,
+}
+
 /// One call of the MDE API, recorded while the tenant's recorder is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedCall {

@@ -6,7 +6,7 @@
 
 use crate::caller::Visibility;
 use crate::clock::{TenantClock, TenantScope};
-use crate::control::{RecordedCall, RulePlace, StoredFaultRule};
+use crate::control::{RecordFilter, RecordedCall, RulePlace, StoredFaultRule};
 use crate::query::ListQuery;
 use crate::rules::{faults, recorder};
 use crate::seed::{self, StoredState, TenantState};
@@ -350,20 +350,26 @@ impl Palisade {
         Ok(self.store.append_recorded_call(call).await?)
     }
 
-    /// The tenant's recorded calls, oldest first.
+    /// The tenant's recorded calls that `filter` lets through, oldest first.
     pub async fn recorded_calls(
         &self,
         tenant_id: &str,
+        filter: &RecordFilter,
         skip: u64,
         top: u64,
     ) -> Result<Vec<RecordedCall>, MdeError> {
         self.existing_tenant(tenant_id).await?;
-        Ok(self.store.recorded_calls(tenant_id, skip, top).await?)
+        Ok(self
+            .store
+            .recorded_calls(tenant_id, filter, skip, top)
+            .await?)
     }
 
     /// How each caller used the API, from every recorded call.
     pub async fn recorder_report(&self, tenant_id: &str) -> Result<ClientReport, MdeError> {
-        let calls = self.recorded_calls(tenant_id, 0, u64::MAX).await?;
+        let calls = self
+            .recorded_calls(tenant_id, &RecordFilter::default(), 0, u64::MAX)
+            .await?;
         Ok(ClientReport {
             value: recorder::report(&calls),
         })

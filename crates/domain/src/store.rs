@@ -10,7 +10,7 @@
 use crate::caller::{Tenant, Visibility};
 use crate::clock::{TenantClock, TenantScope};
 use crate::control::{
-    OperatorCredential, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
+    OperatorCredential, RecordFilter, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
 };
 use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -460,10 +460,12 @@ pub trait Store: Send + Sync + 'static {
     /// The tenants whose recorder is on.
     async fn recording_tenants(&self) -> Result<Vec<String>, StoreError>;
     async fn append_recorded_call(&self, call: &RecordedCall) -> Result<(), StoreError>;
-    /// The tenant's recorded calls, oldest first, `top` after `skip`.
+    /// The tenant's recorded calls that `filter` lets through, oldest
+    /// first, `top` after `skip`.
     async fn recorded_calls(
         &self,
         tenant_id: &str,
+        filter: &RecordFilter,
         skip: u64,
         top: u64,
     ) -> Result<Vec<RecordedCall>, StoreError>;

@@ -265,8 +265,19 @@ pub enum RecorderCommand {
     On(InTenant),
     /// Stop recording (what was recorded stays).
     Off(InTenant),
-    /// The recorded calls as JSON, oldest first.
-    Entries(InTenant),
+    /// The recorded calls as JSON, oldest first (those of --caller, --operation, --status only, if given).
+    Entries {
+        /// An app's client id or a user's principal name.
+        #[arg(long)]
+        caller: Option<String>,
+        /// An operation id (ListMachines, Isolate, ...).
+        #[arg(long)]
+        operation: Option<String>,
+        #[arg(long)]
+        status: Option<u16>,
+        #[command(flatten)]
+        tenant: InTenant,
+    },
     /// The recorded calls as a HAR 1.2 log.
     Har {
         /// The origin the calls were made to, for the log's URLs.
@@ -742,14 +753,13 @@ async fn state(command: &EmulatorCommand) -> anyhow::Result<()> {
 
 async fn recorder(command: &RecorderCommand) -> anyhow::Result<()> {
     use palisade_contract::control::{RecordedEntries, RecorderSetting};
-    use palisade_domain::control::RecordedCall;
+    use palisade_domain::control::{RecordFilter, RecordedCall};
     let tenant = match command {
         RecorderCommand::On(t)
         | RecorderCommand::Off(t)
-        | RecorderCommand::Entries(t)
         | RecorderCommand::Report(t)
         | RecorderCommand::Clear(t) => t,
-        RecorderCommand::Har { tenant, .. } => tenant,
+        RecorderCommand::Har { tenant, .. } | RecorderCommand::Entries { tenant, .. } => tenant,
     };
     let palisade = Palisade::new(store(&tenant.db).await?, Arc::new(SystemClock));
     let t = &tenant.tenant;
@@ -762,13 +772,26 @@ async fn recorder(command: &RecorderCommand) -> anyhow::Result<()> {
                     .await?,
             )?
         }
-        RecorderCommand::Entries(_) => {
-            let calls = palisade.recorded_calls(t, 0, u64::MAX).await?;
+        RecorderCommand::Entries {
+            caller,
+            operation,
+            status,
+            ..
+        } => {
+            let filter = RecordFilter {
+                caller: caller.clone(),
+                operation: operation.clone(),
+                status: status.map(i64::from),
+                ..RecordFilter::default()
+            };
+            let calls = palisade.recorded_calls(t, &filter, 0, u64::MAX).await?;
             let value = calls.iter().map(RecordedCall::wire).collect();
             print(&RecordedEntries { value })?
         }
         RecorderCommand::Har { origin, .. } => {
-            let calls = palisade.recorded_calls(t, 0, u64::MAX).await?;
+            let calls = palisade
+                .recorded_calls(t, &RecordFilter::default(), 0, u64::MAX)
+                .await?;
             print(&palisade_domain::rules::recorder::har(&calls, origin))?
         }
         RecorderCommand::Report(_) => print(&palisade.recorder_report(t).await?)?,

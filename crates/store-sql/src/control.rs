@@ -8,7 +8,7 @@ use crate::fields::{
 use crate::{Dialect, Sql, Value};
 use palisade_contract::Timestamp;
 use palisade_domain::caller::Tenant;
-use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
+use palisade_domain::control::{RecordFilter, ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use palisade_domain::{TenantClock, TenantScope};
 
 fn text(value: &str) -> Value {
@@ -254,14 +254,42 @@ pub fn tenant_seed_of(dialect: Dialect, tenant_id: &str) -> Sql {
     Sql::select_where(dialect, "document", "tenant_seeds", &equal, "")
 }
 
-/// The tenant's recorded calls, oldest first, `top` of them after `skip`.
-pub fn recorded_calls_of(dialect: Dialect, tenant_id: &str, skip: u64, top: u64) -> Sql {
+/// The tenant's recorded calls that `filter` lets through, oldest first,
+/// `top` of them after `skip`.
+pub fn recorded_calls_of(
+    dialect: Dialect,
+    tenant_id: &str,
+    filter: &RecordFilter,
+    skip: u64,
+    top: u64,
+) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push("SELECT ")
         .push(crate::fields::recorded_call_fields::select(dialect))
         .push(" FROM recorded_calls WHERE recorded_calls.tenant_id = ")
-        .bind(text(tenant_id))
-        .push(" ORDER BY recorded_calls.time, recorded_calls.id LIMIT ")
+        .bind(text(tenant_id));
+    let texts = [
+        ("caller", &filter.caller),
+        ("operation", &filter.operation),
+        ("method", &filter.method),
+    ];
+    for (column, value) in texts {
+        if let Some(value) = value {
+            sql.push(" AND recorded_calls.")
+                .push(column)
+                .push(" = ")
+                .bind(text(value));
+        }
+    }
+    if let Some(status) = filter.status {
+        sql.push(" AND recorded_calls.status = ")
+            .bind(Value::Integer(status));
+    }
+    if let Some(since) = filter.since {
+        sql.push(" AND recorded_calls.time >= ")
+            .bind(Value::Integer(since.ticks()));
+    }
+    sql.push(" ORDER BY recorded_calls.time, recorded_calls.id LIMIT ")
         .bind(Value::Integer(i64::try_from(top).unwrap_or(i64::MAX)))
         .push(" OFFSET ")
         .bind(Value::Integer(i64::try_from(skip).unwrap_or(i64::MAX)));

@@ -20,7 +20,7 @@ use palisade_contract::control::ClockChange;
 use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::control::{
-    OperatorCredential, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
+    OperatorCredential, RecordFilter, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
 };
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
@@ -796,10 +796,11 @@ impl<D: Database> Store for SqlStore<D> {
     async fn recorded_calls(
         &self,
         tenant_id: &str,
+        filter: &RecordFilter,
         skip: u64,
         top: u64,
     ) -> Result<Vec<RecordedCall>, StoreError> {
-        let sql = control::recorded_calls_of(D::DIALECT, tenant_id, skip, top);
+        let sql = control::recorded_calls_of(D::DIALECT, tenant_id, filter, skip, top);
         self.rows(Reading::Many, sql, |row| {
             recorded_call_fields::from_row(row, 0)
         })

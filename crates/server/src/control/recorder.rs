@@ -14,8 +14,8 @@ use axum::response::Response;
 use axum::Json;
 use http_body_util::BodyExt;
 use palisade_contract::control::{ClientReport, RecordedEntries, RecorderSetting};
-use palisade_contract::{ErrorBody, MdeError};
-use palisade_domain::control::RecordedCall;
+use palisade_contract::{ErrorBody, MdeError, Timestamp};
+use palisade_domain::control::{RecordFilter, RecordedCall};
 use palisade_domain::rules::recorder;
 use palisade_domain::{Caller, Operation, Principal};
 use serde::Deserialize;
@@ -167,8 +167,9 @@ pub async fn set_recorder(
     Ok(Json(app.palisade.set_recorder(&tenant_id, setting).await?))
 }
 
+/// Which recorded calls, and which page of them. Each filter given must hold.
 #[derive(Debug, Deserialize, IntoParams)]
-pub struct Paging {
+pub struct EntryQuery {
     /// At most this many entries (default 1,000).
     #[serde(rename = "$top")]
     #[param(value_type = Option<u64>)]
@@ -177,32 +178,66 @@ pub struct Paging {
     #[serde(rename = "$skip")]
     #[param(value_type = Option<u64>)]
     skip: Option<String>,
+    /// The app's client id or the user's principal name.
+    caller: Option<String>,
+    /// An operation id (`ListMachines`, `Isolate`, ...).
+    operation: Option<String>,
+    /// `GET`, `POST`, ...
+    method: Option<String>,
+    /// The answer's status.
+    #[param(value_type = Option<u16>)]
+    status: Option<String>,
+    /// Calls made at or after this time (ISO-8601 UTC).
+    #[param(value_type = Option<String>, format = DateTime)]
+    since: Option<String>,
 }
 
-impl Paging {
-    /// (skip, top), or an error naming the parameter.
-    fn read(&self) -> Result<(u64, u64), MdeError> {
+impl EntryQuery {
+    /// The filter, and (skip, top); or an error naming the parameter.
+    fn read(&self) -> Result<(RecordFilter, u64, u64), MdeError> {
+        let invalid = |name: &str, text: &str, what: &str| {
+            MdeError::invalid_input(format!("Invalid input {name}: '{text}' is not {what}"))
+        };
         let number = |name: &str, given: &Option<String>, default: u64| match given {
             None => Ok(default),
-            Some(text) => text.parse().map_err(|_| {
-                MdeError::invalid_input(format!(
-                    "Invalid input {name}: '{text}' is not a whole number of 0 or more"
-                ))
-            }),
+            Some(text) => text
+                .parse()
+                .map_err(|_| invalid(name, text, "a whole number of 0 or more")),
+        };
+        let status = match &self.status {
+            None => None,
+            Some(text) => Some(
+                text.parse::<u16>()
+                    .map_err(|_| invalid("status", text, "an HTTP status"))?,
+            ),
+        };
+        let since = match &self.since {
+            None => None,
+            Some(text) => Some(
+                Timestamp::parse(text).ok_or_else(|| invalid("since", text, "an ISO-8601 time"))?,
+            ),
+        };
+        let filter = RecordFilter {
+            caller: self.caller.clone(),
+            operation: self.operation.clone(),
+            method: self.method.as_ref().map(|m| m.to_ascii_uppercase()),
+            status: status.map(i64::from),
+            since,
         };
         Ok((
+            filter,
             number("$skip", &self.skip, 0)?,
             number("$top", &self.top, 1000)?,
         ))
     }
 }
 
-/// The recorded calls, oldest first: time, caller, operation, method, path,
-/// query, status, latency, request and response bodies (headers are not
-/// kept: they carry the bearer token).
+/// The recorded calls, oldest first, those the filters let through: time,
+/// caller, operation, method, path, query, status, latency, request and
+/// response bodies (headers are not kept: they carry the bearer token).
 #[utoipa::path(get, path = "/tenants/{tenantId}/recorder/entries", tag = "Recorder",
     operation_id = "ListRecordedCalls",
-    params(("tenantId" = String, Path), Paging),
+    params(("tenantId" = String, Path), EntryQuery),
     responses(
         (status = 200, body = RecordedEntries),
         (status = 401, body = ErrorBody),
@@ -211,10 +246,13 @@ impl Paging {
 pub async fn list_entries(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
-    Query(paging): Query<Paging>,
+    Query(query): Query<EntryQuery>,
 ) -> ApiResult<Json<RecordedEntries>> {
-    let (skip, top) = paging.read()?;
-    let calls = app.palisade.recorded_calls(&tenant_id, skip, top).await?;
+    let (filter, skip, top) = query.read()?;
+    let calls = app
+        .palisade
+        .recorded_calls(&tenant_id, &filter, skip, top)
+        .await?;
     Ok(Json(RecordedEntries {
         value: calls.iter().map(RecordedCall::wire).collect(),
     }))
@@ -237,10 +275,11 @@ pub async fn delete_entries(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The recorded calls as a HAR 1.2 log, for a browser's or a proxy's tools.
+/// The recorded calls as a HAR 1.2 log, for a browser's or a proxy's tools
+/// (the filters and paging of `.../entries` apply).
 #[utoipa::path(get, path = "/tenants/{tenantId}/recorder/har", tag = "Recorder",
     operation_id = "GetRecordedHar",
-    params(("tenantId" = String, Path)),
+    params(("tenantId" = String, Path), EntryQuery),
     responses(
         (status = 200, description = "HAR 1.2", content_type = "application/json"),
         (status = 401, body = ErrorBody),
@@ -249,10 +288,16 @@ pub async fn delete_entries(
 pub async fn har(
     State(app): State<AppState>,
     Path(tenant_id): Path<String>,
+    Query(query): Query<EntryQuery>,
     uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let calls = app.palisade.recorded_calls(&tenant_id, 0, u64::MAX).await?;
+    let (filter, skip, top) = query.read()?;
+    let top = if query.top.is_some() { top } else { u64::MAX };
+    let calls = app
+        .palisade
+        .recorded_calls(&tenant_id, &filter, skip, top)
+        .await?;
     let origin = origin(&app, &uri, &headers);
     Ok(Json(recorder::har(&calls, &origin)))
 }

@@ -109,6 +109,36 @@ async fn calls_are_kept_while_the_recorder_is_on_and_read_back_as_har() {
         .unwrap()
         .contains("Full"));
 
+    // Filters, each of which must hold.
+    let count = |query: &'static str| {
+        let server = &server;
+        async move {
+            let reply = recorder(server, Method::GET, &format!("/entries?{query}"), None).await;
+            assert_eq!(reply.status, 200, "{query}: {}", reply.text);
+            reply.json["value"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("operation=Isolate").await, 1);
+    assert_eq!(count("status=404").await, 1);
+    assert_eq!(count("method=get").await, 2);
+    assert_eq!(count("method=GET&status=200").await, 1);
+    assert_eq!(count("since=2999-01-01T00:00:00Z").await, 0);
+    assert_eq!(count("caller=someone-else").await, 0);
+    for (query, field) in [
+        ("status=abc", "status"),
+        ("since=yesterday", "since"),
+        ("$top=-1", "$top"),
+    ] {
+        let reply = recorder(&server, Method::GET, &format!("/entries?{query}"), None).await;
+        assert!(
+            reply.assert_error(400, "InvalidInput").contains(field),
+            "{}",
+            reply.text
+        );
+    }
+    let isolates = recorder(&server, Method::GET, "/har?operation=Isolate", None).await;
+    assert_eq!(isolates.json["log"]["entries"].as_array().unwrap().len(), 1);
+
     let page = recorder(&server, Method::GET, "/entries?$top=1&$skip=1", None).await;
     assert_eq!(page.json["value"].as_array().unwrap().len(), 1);
     assert_eq!(page.json["value"][0]["operation"], "Isolate");
@@ -239,6 +269,9 @@ async fn the_recorder_is_worked_from_the_command_line_as_over_http() {
     );
     let listed: Value = serde_json::from_slice(&cli(&["entries"]).stdout).unwrap();
     assert_eq!(listed["value"][0], kept[0]);
+    let none: Value =
+        serde_json::from_slice(&cli(&["entries", "--operation", "Isolate"]).stdout).unwrap();
+    assert_eq!(none, json!({"value": []}));
     let har: Value = serde_json::from_slice(&cli(&["har"]).stdout).unwrap();
     assert_eq!(har["log"]["version"], "1.2");
     let report: Value = serde_json::from_slice(&cli(&["report"]).stdout).unwrap();
