@@ -346,8 +346,14 @@ impl Palisade {
         Ok(setting)
     }
 
+    /// Keeps the call, and of the tenant's calls only the newest.
     pub async fn record_call(&self, call: &RecordedCall) -> Result<(), MdeError> {
-        Ok(self.store.append_recorded_call(call).await?)
+        self.store.append_recorded_call(call).await?;
+        let keep = self.recorded_calls_kept;
+        Ok(self
+            .store
+            .prune_recorded_calls(&call.tenant_id, keep)
+            .await?)
     }
 
     /// The tenant's recorded calls that `filter` lets through, oldest first.

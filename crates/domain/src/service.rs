@@ -71,6 +71,10 @@ fn parse_action_id(id: &str) -> Result<String, MdeError> {
 /// reported for as long.
 pub const DEFAULT_ACTION_TIMEOUT_SECONDS: i64 = 3 * 86_400;
 
+/// How many recorded calls a tenant keeps unless told otherwise: a suite
+/// that leaves its recorder on does not fill the disk.
+pub const DEFAULT_RECORDED_CALLS_KEPT: u64 = 100_000;
+
 /// How long a tenant's settings are reused before they are read again.
 /// MDE too says setting changes take minutes to apply.
 const TENANT_TTL_SECONDS: i64 = 5;
@@ -92,6 +96,7 @@ pub struct Palisade {
     // crate would bring more than it saves.
     tenants: Arc<RwLock<HashMap<String, (Tenant, Timestamp)>>>,
     action_timeout_seconds: i64,
+    pub(crate) recorded_calls_kept: u64,
     /// Devices waiting for their next action.
     wakeups: Arc<Wakeups>,
 }
@@ -109,12 +114,19 @@ impl Palisade {
             control_changes: Arc::default(),
             tenants: Arc::default(),
             action_timeout_seconds: DEFAULT_ACTION_TIMEOUT_SECONDS,
+            recorded_calls_kept: DEFAULT_RECORDED_CALLS_KEPT,
             wakeups: Arc::default(),
         }
     }
 
     pub fn with_action_timeout(mut self, seconds: i64) -> Self {
         self.action_timeout_seconds = seconds;
+        self
+    }
+
+    /// How many recorded calls each tenant keeps (the newest).
+    pub fn with_recorded_calls_kept(mut self, calls: u64) -> Self {
+        self.recorded_calls_kept = calls;
         self
     }
 

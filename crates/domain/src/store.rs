@@ -469,6 +469,8 @@ pub trait Store: Send + Sync + 'static {
         skip: u64,
         top: u64,
     ) -> Result<Vec<RecordedCall>, StoreError>;
+    /// Forgets the tenant's recorded calls older than its newest `keep`.
+    async fn prune_recorded_calls(&self, tenant_id: &str, keep: u64) -> Result<(), StoreError>;
     /// Forgets the tenant's recorded calls; how many there were.
     async fn delete_recorded_calls(&self, tenant_id: &str) -> Result<u64, StoreError>;
     /// Every tenant clock the control plane set.

@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Tenants: list, create.
     #[command(subcommand)]
     Tenants(admin_cli::TenantCommand),
@@ -65,7 +65,7 @@ pub enum Command {
 impl Command {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Tenants(c) => admin_cli::tenants(c).await,
             Command::Apps(c) => admin_cli::apps(c).await,
             Command::Users(c) => admin_cli::users(c).await,
@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// Beyond it enrollment answers 429 with Retry-After (devices wait and retry).
     #[arg(long, env = "PALISADE_ENROLLMENT_RATE_LIMIT", default_value = "100/6000", value_parser = parse_rate_limit)]
     pub enrollment_rate_limit: RateLimitSetting,
+    /// How many recorded calls each tenant keeps (the newest), while its recorder is on.
+    #[arg(long, env = "PALISADE_RECORDER_KEEP", value_name = "CALLS",
+          default_value_t = palisade_domain::service::DEFAULT_RECORDED_CALLS_KEPT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub recorder_keep: u64,
     /// Make ids (actions, machines, rules, request ids) from a generator
     /// seeded with this number, so that a test run twice sees the same ids.
     #[arg(long, env = "PALISADE_ID_SEED", value_name = "N")]
@@ -337,7 +342,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     let palisade = Palisade::new(store, Arc::new(SystemClock))
-        .with_action_timeout(args.action_timeout_hours * 3600);
+        .with_action_timeout(args.action_timeout_hours * 3600)
+        .with_recorded_calls_kept(args.recorder_keep);
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

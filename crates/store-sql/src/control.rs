@@ -296,6 +296,23 @@ pub fn recorded_calls_of(
     sql
 }
 
+/// Forgets the tenant's recorded calls older than its newest `keep` (those
+/// made at the same time as the oldest kept stay too).
+pub fn prune_recorded_calls(dialect: Dialect, tenant_id: &str, keep: u64) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push("DELETE FROM recorded_calls WHERE tenant_id = ")
+        .bind(text(tenant_id))
+        .push(" AND time < (SELECT time FROM recorded_calls WHERE tenant_id = ")
+        .bind(text(tenant_id))
+        .push(" ORDER BY time DESC LIMIT 1 OFFSET ")
+        // The oldest call kept is the `keep`-th newest (at least one is kept).
+        .bind(Value::Integer(
+            i64::try_from(keep.saturating_sub(1)).unwrap_or(i64::MAX),
+        ))
+        .push(")");
+    sql
+}
+
 /// Turns the tenant's recorder on (a row) or off (none).
 pub fn set_recorder(dialect: Dialect, tenant_id: &str, enabled: bool) -> Sql {
     let sql = match enabled {

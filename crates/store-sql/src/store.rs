@@ -807,6 +807,11 @@ impl<D: Database> Store for SqlStore<D> {
         .await
     }
 
+    async fn prune_recorded_calls(&self, tenant_id: &str, keep: u64) -> Result<(), StoreError> {
+        let sql = control::prune_recorded_calls(D::DIALECT, tenant_id, keep);
+        self.execute(&sql.text, sql.params).await.map(|_| ())
+    }
+
     async fn delete_recorded_calls(&self, tenant_id: &str) -> Result<u64, StoreError> {
         let sql = control::delete_rules(D::DIALECT, "recorded_calls", tenant_id, None);
         self.execute(&sql.text, sql.params).await

@@ -283,3 +283,49 @@ async fn the_recorder_is_worked_from_the_command_line_as_over_http() {
     assert!(cli(&["off"]).status.success());
     assert!(entries(&server).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_tenant_keeps_only_its_newest_recorded_calls() {
+    let server = ServerProcess::start(&["--recorder-keep", "3"]).await;
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let operator = credentials["operator_token"].as_str().unwrap();
+    let recorder = format!(
+        "{}/_palisade/v1/tenants/{}/recorder",
+        server.origin,
+        credentials["tenant_id"].as_str().unwrap()
+    );
+    let control = reqwest::Client::new();
+    let on = control
+        .put(&recorder)
+        .bearer_auth(operator)
+        .json(&json!({"enabled": true}));
+    assert!(on.send().await.unwrap().status().is_success());
+    for top in 1..=6 {
+        let url = format!("{}/api/machines?$top={top}", server.origin);
+        assert!(server
+            .client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+    }
+    let kept: Value = control
+        .get(format!("{recorder}/entries"))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let queries: Vec<&str> = kept["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["query"].as_str().unwrap())
+        .collect();
+    assert_eq!(queries, ["$top=4", "$top=5", "$top=6"]);
+}
