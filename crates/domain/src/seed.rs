@@ -42,15 +42,28 @@ fn invalid(field: &str, why: impl std::fmt::Display) -> MdeError {
     MdeError::invalid_input(format!("Invalid input {field}: {why}"))
 }
 
+/// What did not read at `path` (as `serde_path_to_error` writes it) within
+/// `entry` (none: the document), as an error naming the field once (YAML's
+/// messages name it too).
+pub fn unreadable(entry: &str, path: &str, why: &str) -> MdeError {
+    let (inner, why) = match path {
+        "." | "" | "?" => ("", why),
+        path => (path, why.strip_prefix(&format!("{path}: ")).unwrap_or(why)),
+    };
+    let field = match (entry, inner) {
+        ("", "") => return MdeError::invalid_input(format!("Invalid input: {why}")),
+        (entry, "") => entry.to_string(),
+        ("", inner) => inner.to_string(),
+        (entry, inner) => format!("{entry}.{inner}"),
+    };
+    invalid(&field, why)
+}
+
 /// `value` read as a `T`, an error naming `entry` and the field within it.
 fn read<T: DeserializeOwned>(entry: &str, value: Value) -> Result<T, MdeError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
-        let field = match path.as_str() {
-            "." | "" => entry.to_string(),
-            path => format!("{entry}.{path}"),
-        };
-        invalid(&field, error.into_inner())
+        unreadable(entry, &path, &error.into_inner().to_string())
     })
 }
 

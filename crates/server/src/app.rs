@@ -261,7 +261,7 @@ pub fn spawn_script_driver(palisade: &Palisade) {
         loop {
             tick.tick().await;
             if let Err(error) = palisade.load_control_settings().await {
-                tracing::warn!(%error, "could not read the tenants' clocks and fault rules");
+                tracing::warn!(%error, "could not read the tenants' clocks, fault rules and recorders");
             }
             if let Err(error) = palisade.advance_due_scripts(None).await {
                 tracing::warn!(%error, "could not move scripted actions on");

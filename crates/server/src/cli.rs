@@ -414,7 +414,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Control plane: {origin}{base}  (Authorization: Bearer {operator_token}; OpenAPI: {origin}{base}/openapi.json)",
         base = crate::control::BASE
     );
-    // Tenants' clocks and fault rules apply from the first request on.
+    // Tenants' clocks, fault rules and recorders apply from the first request on.
     state.palisade.load_control_settings().await?;
     app::spawn_sweeper(&state);
     app::spawn_script_driver(&state.palisade);

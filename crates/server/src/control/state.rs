@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use palisade_contract::seed::TenantDocument;
 use palisade_contract::{ErrorBody, ErrorCode, MdeError};
-use palisade_domain::seed::TenantState;
+use palisade_domain::seed::{self, TenantState};
 use palisade_domain::Palisade;
 use palisade_identity::admin::{Admin, AdminError, Administrator};
 
@@ -39,17 +39,7 @@ impl Format {
 /// Reads a document; the message of what does not read names the entry and
 /// field (`machines[3].osPlatform`), and the line.
 pub fn read_document(bytes: &[u8], format: Format) -> Result<TenantDocument, MdeError> {
-    let invalid = |path: String, why: String| {
-        let (field, why) = match path.as_str() {
-            "." | "" | "?" => (String::new(), why.as_str()),
-            // The YAML reader names the field in its message too.
-            path => (
-                format!(" {path}"),
-                why.strip_prefix(&format!("{path}: ")).unwrap_or(&why),
-            ),
-        };
-        MdeError::invalid_input(format!("Invalid input{field}: {why}"))
-    };
+    let invalid = |path: String, why: String| seed::unreadable("", &path, &why);
     match format {
         Format::Json => {
             let mut reader = serde_json::Deserializer::from_slice(bytes);

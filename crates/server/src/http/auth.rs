@@ -117,14 +117,13 @@ async fn admitted(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let app = app.clone();
     let request_id = request
         .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
     let path_target = params.iter().next().map(|(_, value)| value.to_string());
-    if let Some(refusal) = injected_fault(&app, &caller, operation).await {
+    if let Some(refusal) = injected_fault(app, &caller, operation).await {
         return refusal;
     }
 
@@ -132,7 +131,7 @@ async fn admitted(
         let response = ApiError(error).into_response();
         if operation.is_mutation() {
             audit(
-                &app,
+                app,
                 &caller,
                 operation,
                 path_target,
@@ -165,14 +164,7 @@ async fn admitted(
     // The handler takes the caller; the audit entry of a change needs it
     // after, unless the change wrote it in its own transaction.
     if operation.is_mutation() {
-        let template = audit_entry(
-            &app,
-            &caller,
-            operation,
-            path_target.clone(),
-            0,
-            &request_id,
-        );
+        let template = audit_entry(app, &caller, operation, path_target.clone(), 0, &request_id);
         caller.audit = Some(Arc::new(RequestAudit::new(template)));
     }
     let auditor = operation.is_mutation().then(|| caller.clone());
@@ -186,7 +178,7 @@ async fn admitted(
             .map(|t| t.0.clone())
             .or(path_target);
         let status = response.status().as_u16();
-        audit(&app, &caller, operation, target, status, request_id).await;
+        audit(app, &caller, operation, target, status, request_id).await;
     }
     response
 }

@@ -172,8 +172,7 @@ async fn an_isolation_the_device_cannot_enforce_fails_with_the_reason() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_in(dir.path(), &[]).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let state = dir.path().join("agent");
     let mut agent = AgentProcess::start(
         &agent_binary,
@@ -234,8 +233,7 @@ async fn an_agent_started_again_with_its_state_re_enrolls_in_place() {
     };
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_in(dir.path(), &[]).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let state = dir.path().join("agent");
     let args = [
         "--server",
@@ -483,8 +481,7 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
     );
     let agent_log = dir.path().join("agent.log");
     let state = dir.path().join("agent-state");
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let onboarding_token = credentials["onboarding_token"]
         .as_str()
         .unwrap()
@@ -677,8 +674,7 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
 async fn a_simulated_fleet_carries_out_actions() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_in(dir.path(), &[]).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let simulate = |prefix: &str, failure_rate: &str| {
         ChildGuard(
             Command::new(env!("CARGO_BIN_EXE_palisade"))

@@ -201,17 +201,9 @@ async fn an_outcome_step_held_for_a_duration_ends_when_the_clock_is_advanced_pas
 #[tokio::test]
 async fn a_tenant_clock_moves_that_tenant_only() {
     let server = TestServer::start().await;
-    let other = palisade_domain::Tenant {
-        id: "7b7b7b7b-0000-4000-8000-0000000000c1".into(),
-        name: "Fabrikam".into(),
-        retention_days: 180,
-    };
-    server
-        .palisade
-        .store()
-        .create_tenant(&other, &[], &[])
-        .await
-        .unwrap();
+    let other = server
+        .add_tenant("7b7b7b7b-0000-4000-8000-0000000000c1", "Fabrikam")
+        .await;
     set_clock(&server, json!({"advance": "P10D"})).await;
     let theirs = clock(&server, &other.id).await;
     assert_eq!(theirs["mode"], "running");

@@ -259,8 +259,7 @@ async fn the_control_plane_has_an_openapi_document_of_its_own() {
 
 /// The operator token of a running server, from its demo credentials.
 fn operator_token_of(server: &ServerProcess) -> String {
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     credentials["operator_token"]
         .as_str()
         .expect("operator_token in the demo credentials")

@@ -287,8 +287,7 @@ async fn the_recorder_is_worked_from_the_command_line_as_over_http() {
 #[tokio::test]
 async fn a_tenant_keeps_only_its_newest_recorded_calls() {
     let server = ServerProcess::start(&["--recorder-keep", "3"]).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let operator = credentials["operator_token"].as_str().unwrap();
     let recorder = format!(
         "{}/_palisade/v1/tenants/{}/recorder",

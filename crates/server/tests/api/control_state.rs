@@ -66,18 +66,9 @@ async fn export(server: &TestServer, tenant: &str) -> Value {
 
 /// A token of the seeded app, by its seeded secret.
 async fn seeded_token(server: &TestServer) -> String {
-    let url = server.url(&format!("/{SEEDED}/oauth2/v2.0/token"));
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("client_id", SEEDED_APP),
-        ("client_secret", SEEDED_SECRET),
-        ("scope", "https://api.securitycenter.microsoft.com/.default"),
-    ];
-    let reply = server
-        .send(reqwest::Client::new().post(url).form(&form))
-        .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.json["access_token"].as_str().unwrap().to_string()
+    server
+        .client_credentials_token(SEEDED, SEEDED_APP, SEEDED_SECRET)
+        .await
 }
 
 #[tokio::test]
@@ -289,6 +280,15 @@ async fn a_bad_document_is_refused_whole_naming_the_entry_and_the_field() {
         let message = reply.json["error"]["message"].as_str().unwrap();
         assert!(message.contains(field), "{field}: {message}");
     }
+    // YAML names the field once, as JSON does.
+    let request = reqwest::Client::new()
+        .put(server.url(&format!("/_palisade/v1{}", path(SEEDED, "/state"))))
+        .bearer_auth(&server.operator_token)
+        .header("content-type", "application/yaml")
+        .body("tenantId: [");
+    let reply = server.send(request).await;
+    let message = reply.assert_error(400, "InvalidInput");
+    assert_eq!(message.matches("tenantId").count(), 1, "{message}");
     let other = broken(&|d| d["tenantId"] = json!(server.tenant_id));
     let reply = operator_call(&server, Method::PUT, &path(SEEDED, "/state"), Some(other)).await;
     assert!(reply.assert_error(400, "InvalidInput").contains("tenantId"));
@@ -456,8 +456,7 @@ async fn state_is_exported_imported_and_reset_from_the_command_line() {
 /// a new rule's; on a server started with `extra`.
 async fn ids_of_a_run(extra: &[&str]) -> Vec<String> {
     let server = ServerProcess::start(extra).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let listed = server
         .client
         .get(format!("{}/api/machines?$top=1", server.origin))

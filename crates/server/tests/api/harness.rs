@@ -263,11 +263,22 @@ impl TestServer {
             .put_app(tenant_id, None, name, permissions)
             .await
             .unwrap();
+        self.client_credentials_token(tenant_id, &app.client_id, &secret)
+            .await
+    }
+
+    /// A token of the app `client_id` from the token service, by its secret.
+    pub async fn client_credentials_token(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        secret: &str,
+    ) -> String {
         let url = self.url(&format!("/{tenant_id}/oauth2/v2.0/token"));
         let form = [
             ("grant_type", "client_credentials"),
-            ("client_id", app.client_id.as_str()),
-            ("client_secret", secret.as_str()),
+            ("client_id", client_id),
+            ("client_secret", secret),
             ("scope", "https://api.securitycenter.microsoft.com/.default"),
         ];
         let reply = self
@@ -275,6 +286,18 @@ impl TestServer {
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text);
         reply.json["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Creates another tenant (no machines, groups, apps), named `name`.
+    pub async fn add_tenant(&self, id: &str, name: &str) -> palisade_domain::Tenant {
+        let tenant = palisade_domain::Tenant {
+            id: id.into(),
+            name: name.into(),
+            retention_days: 180,
+        };
+        let store = self.palisade.store();
+        assert!(store.create_tenant(&tenant, &[], &[]).await.unwrap());
+        tenant
     }
 
     /// Creates a user with `roles` and `groups` (None: all) and gets a token
@@ -618,6 +641,11 @@ impl ServerProcess {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         panic!("the server did not start: {}", server.log_tail());
+    }
+
+    /// The demo credentials it wrote (`--demo-credentials`).
+    pub fn demo_credentials(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(&self.credentials).unwrap()).unwrap()
     }
 
     pub fn log_tail(&self) -> String {

@@ -190,17 +190,9 @@ async fn times_audiences_issuers_and_tenants_are_checked() {
 async fn tenants_see_only_their_own_machines() {
     let (server, m) = server_with(OsPlatform::Windows11).await;
     // A second tenant, with its own app and key.
-    let other = palisade_domain::Tenant {
-        id: "7b7b7b7b-0000-4000-8000-000000000002".into(),
-        name: "Fabrikam".into(),
-        retention_days: 180,
-    };
-    server
-        .palisade
-        .store()
-        .create_tenant(&other, &[], &[])
-        .await
-        .unwrap();
+    let other = server
+        .add_tenant("7b7b7b7b-0000-4000-8000-000000000002", "Fabrikam")
+        .await;
     let (app, secret) = server
         .admin
         .put_app(&other.id, None, "Fabrikam app", &all_permissions())

@@ -402,17 +402,9 @@ async fn a_change_by_a_shared_name_is_audited_as_the_machine_the_caller_sees() {
 #[tokio::test]
 async fn each_tenant_numbers_its_audit_entries_without_gaps() {
     let (server, m) = server_with(OsPlatform::Windows11).await;
-    let other = palisade_domain::Tenant {
-        id: "7b7b7b7b-0000-4000-8000-000000000003".into(),
-        name: "Fabrikam".into(),
-        retention_days: 180,
-    };
-    server
-        .palisade
-        .store()
-        .create_tenant(&other, &[], &[])
-        .await
-        .unwrap();
+    let other = server
+        .add_tenant("7b7b7b7b-0000-4000-8000-000000000003", "Fabrikam")
+        .await;
     let mut theirs = machine(OsPlatform::Windows11);
     theirs.id = format!("{:040x}", u128::MAX);
     server

@@ -31,8 +31,7 @@ async fn msal_for_python_gets_a_token_and_isolates_over_https() {
     let tls = tls_dir.to_str().unwrap();
     let server = ServerProcess::start_in(dir.path(), &["--tls-self-signed", tls]).await;
     assert!(server.origin.starts_with("https://"), "{}", server.origin);
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     assert!(credentials["token_url"]
         .as_str()
         .unwrap()

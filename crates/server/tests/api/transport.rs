@@ -319,8 +319,7 @@ fn terminate(child: &std::process::Child) {
 async fn sigterm_finishes_requests_in_flight(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start_in(dir.path(), extra).await;
-    let credentials: Value =
-        serde_json::from_str(&std::fs::read_to_string(&server.credentials).unwrap()).unwrap();
+    let credentials = server.demo_credentials();
     let device = DeviceClient::new(server.client.clone(), &server.origin);
     let request = serde_json::from_value(serde_json::json!({
         "hardwareId": "hw-shutdown",
