@@ -17,6 +17,8 @@ pub enum ErrorCode {
     InvalidRequestBody,
     InvalidHashValue,
     InvalidIpAddress,
+    InvalidDomainName,
+    InvalidUrl,
     MaximumBatchSizeExceeded,
     MissingRequiredParameter,
     OsPlatformNotSupported,
@@ -47,6 +49,8 @@ impl ErrorCode {
             | InvalidRequestBody
             | InvalidHashValue
             | InvalidIpAddress
+            | InvalidDomainName
+            | InvalidUrl
             | MaximumBatchSizeExceeded
             | MissingRequiredParameter
             | OsPlatformNotSupported
@@ -110,6 +114,20 @@ impl MdeError {
         Self::new(
             ErrorCode::ResourceNotFound,
             format!("Machine action {id} was not found"),
+        )
+    }
+
+    pub fn alert_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::ResourceNotFound,
+            format!("Alert {id} was not found"),
+        )
+    }
+
+    pub fn indicator_not_found(id: &str) -> Self {
+        Self::new(
+            ErrorCode::ResourceNotFound,
+            format!("Indicator {id} was not found"),
         )
     }
 

@@ -190,6 +190,7 @@ pub struct QueryableProperty {
 pub enum PropertyKind {
     String,
     Integer,
+    Boolean,
     DateTime,
     /// `machineTags`: only usable inside `any(...)`.
     StringCollection,

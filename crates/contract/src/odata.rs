@@ -1,5 +1,6 @@
-//! The OData query options the MDE machine API accepts: `$filter`, `$top`,
-//! `$skip`, `$orderby`, `$count` and `$select`.
+//! The OData query options the MDE API accepts: `$filter`, `$top`,
+//! `$skip`, `$orderby`, `$count`, `$select`, `$expand` (alerts' evidence)
+//! and `$skiptoken` (the position a server-made next link resumes from).
 //!
 //! Everything here is hand written (no parser generator) so that the accepted
 //! language is exactly the small subset MDE documents, and so that the cost of
@@ -149,6 +150,13 @@ pub struct ODataQuery {
     pub order_by: Vec<OrderBy>,
     pub count: bool,
     pub select: Option<Vec<String>>,
+    /// Navigation properties to expand, as written (the entity checks them).
+    pub expand: Vec<String>,
+    /// Opaque to clients: where a next link the server made resumes.
+    pub skip_token: Option<String>,
+    /// The page size a client without `$top` asked for in its
+    /// `Prefer: odata.maxpagesize=N` header (not a query option).
+    pub max_page_size: Option<u32>,
 }
 
 /// The problem found, worded for a person (it becomes the `message` of a 400 `ODataError`).
@@ -175,6 +183,8 @@ enum QueryOption {
     OrderBy,
     Count,
     Select,
+    Expand,
+    SkipToken,
 }
 
 impl ODataQuery {
@@ -202,6 +212,8 @@ impl ODataQuery {
                 "$orderby" => QueryOption::OrderBy,
                 "$count" => QueryOption::Count,
                 "$select" => QueryOption::Select,
+                "$expand" => QueryOption::Expand,
+                "$skiptoken" => QueryOption::SkipToken,
                 _ => {
                     return Err(ODataError(format!(
                         "Query option '{}' is not supported.",
@@ -224,7 +236,9 @@ impl ODataQuery {
                 QueryOption::Skip => query.skip = Some(parse_skip(&value)?),
                 QueryOption::OrderBy => query.order_by = parse_order_by(&value)?,
                 QueryOption::Count => query.count = parse_count(&value)?,
-                QueryOption::Select => query.select = Some(parse_select(&value)?),
+                QueryOption::Select => query.select = Some(parse_names("$select", &value)?),
+                QueryOption::Expand => query.expand = parse_names("$expand", &value)?,
+                QueryOption::SkipToken => query.skip_token = Some(value),
             }
         }
         Ok(query)
@@ -379,19 +393,20 @@ fn parse_order_by(value: &str) -> Result<Vec<OrderBy>, ODataError> {
     Ok(items)
 }
 
-fn parse_select(value: &str) -> Result<Vec<String>, ODataError> {
+/// A comma-separated list of property names (`$select`, `$expand`).
+fn parse_names(option: &str, value: &str) -> Result<Vec<String>, ODataError> {
     let mut properties = Vec::new();
     for item in value.split(',') {
         let property = item.trim_matches(is_space);
         if property.is_empty() {
             return Err(ODataError(format!(
-                "The $select value '{}' contains an empty item; expected property names separated by commas.",
+                "The {option} value '{}' contains an empty item; expected property names separated by commas.",
                 shorten(value, 200)
             )));
         }
         if !is_identifier(property) {
             return Err(ODataError(format!(
-                "'{}' in $select is not a valid property name.",
+                "'{}' in {option} is not a valid property name.",
                 shorten(property, 64)
             )));
         }
@@ -1708,6 +1723,7 @@ mod tests {
                 ],
                 count: true,
                 select: Some(vec!["id".into(), "computerDnsName".into()]),
+                ..ODataQuery::default()
             }
         );
     }
@@ -1760,10 +1776,9 @@ mod tests {
 
     #[test]
     fn unsupported_options() {
-        assert_eq!(
-            query_err("$expand=x"),
-            "Query option '$expand' is not supported."
-        );
+        assert_eq!(query("$expand=evidence").expand, vec!["evidence"]);
+        assert_mentions(&query_err("$expand=a,,b"), &["$expand", "empty item"]);
+        assert_eq!(query("$skiptoken=a%2Bb").skip_token.as_deref(), Some("a+b"));
         assert_eq!(query_err("$foo=1"), "Query option '$foo' is not supported.");
         assert_mentions(&query_err("%24search=x"), &["'$search'", "not supported"]);
     }

@@ -1,5 +1,6 @@
-//! The WindowsDefenderATP permissions of the machine surface (contract §6.3),
-//! as they appear in a token's `roles` (application) or `scp` (delegated) claim.
+//! The WindowsDefenderATP permissions of the machine, alert and indicator
+//! surfaces (contract §6.3), as they appear in a token's `roles`
+//! (application) or `scp` (delegated) claim.
 
 use crate::machine::wire_enum;
 
@@ -39,6 +40,26 @@ wire_enum!(
         #[serde(rename = "Machine.LiveResponse")]
         #[strum(serialize = "Machine.LiveResponse")]
         MachineLiveResponse,
+        #[serde(rename = "Alert.Read.All")]
+        #[strum(serialize = "Alert.Read.All")]
+        AlertReadAll,
+        #[serde(rename = "Alert.ReadWrite.All")]
+        #[strum(serialize = "Alert.ReadWrite.All")]
+        AlertReadWriteAll,
+        #[serde(rename = "Alert.Read")]
+        #[strum(serialize = "Alert.Read")]
+        AlertRead,
+        #[serde(rename = "Alert.ReadWrite")]
+        #[strum(serialize = "Alert.ReadWrite")]
+        AlertReadWrite,
+        /// An app's own indicators (application), or the user's (delegated).
+        #[serde(rename = "Ti.ReadWrite")]
+        #[strum(serialize = "Ti.ReadWrite")]
+        TiReadWrite,
+        /// Every indicator of the tenant.
+        #[serde(rename = "Ti.ReadWrite.All")]
+        #[strum(serialize = "Ti.ReadWrite.All")]
+        TiReadWriteAll,
     }
 );
 
@@ -50,13 +71,22 @@ impl Permission {
         match self {
             Permission::MachineReadAll => Permission::MachineRead,
             Permission::MachineReadWriteAll => Permission::MachineReadWrite,
+            Permission::AlertReadAll => Permission::AlertRead,
+            Permission::AlertReadWriteAll => Permission::AlertReadWrite,
+            Permission::TiReadWriteAll => Permission::TiReadWrite,
             other => other,
         }
     }
 
     /// Whether an app can hold it as an application permission (`roles`).
     pub fn is_application(self) -> bool {
-        !matches!(self, Permission::MachineRead | Permission::MachineReadWrite)
+        !matches!(
+            self,
+            Permission::MachineRead
+                | Permission::MachineReadWrite
+                | Permission::AlertRead
+                | Permission::AlertReadWrite
+        )
     }
 }
 

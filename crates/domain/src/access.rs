@@ -86,6 +86,18 @@ pub enum Operation {
     ListMachineActions,
     GetAction,
     CancelAction,
+    ListAlerts,
+    GetAlert,
+    UpdateAlert,
+    BatchUpdateAlerts,
+    CreateAlertByReference,
+    GetAlertMachine,
+    ListMachineAlerts,
+    ListIndicators,
+    SubmitIndicator,
+    ImportIndicators,
+    DeleteIndicator,
+    BatchDeleteIndicators,
     ListAuditLog,
 }
 
@@ -108,6 +120,12 @@ const VIEW: &[Role] = &[R::ViewData];
 /// under "Alerts investigation": either will do (contract §7.1).
 const MANAGE_MACHINE: &[Role] = &[R::ManageSecuritySettings, R::AlertsInvestigation];
 const REMEDIATE: &[Role] = &[R::ActiveRemediationActions];
+const ALERT_READ_APP: &[Permission] = &[P::AlertReadAll, P::AlertReadWriteAll];
+const ALERT_READ_DELEGATED: &[Permission] = &[P::AlertRead, P::AlertReadWrite];
+const INDICATORS_APP: &[Permission] = &[P::TiReadWrite, P::TiReadWriteAll];
+/// Indicators: "Manage security settings" (the roles page) or "Active
+/// remediation actions" ("manage allowed/blocked lists ... and indicators").
+const MANAGE_INDICATORS: &[Role] = &[R::ManageSecuritySettings, R::ActiveRemediationActions];
 const ACTION_PERMISSIONS: &[Permission] = &[
     P::MachineIsolate,
     P::MachineRestrictExecution,
@@ -131,7 +149,7 @@ impl Operation {
         use Operation::*;
         match self {
             ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
-            | ListMachineActions | GetAction => Requirement {
+            | ListMachineActions | GetAction | GetAlertMachine => Requirement {
                 app: READ_APP,
                 delegated: READ_DELEGATED,
                 roles: VIEW,
@@ -161,6 +179,30 @@ impl Operation {
                 ACTION_PERMISSIONS,
                 &[R::ActiveRemediationActions, R::AlertsInvestigation],
             ),
+            ListAlerts | GetAlert | ListMachineAlerts => Requirement {
+                app: ALERT_READ_APP,
+                delegated: ALERT_READ_DELEGATED,
+                roles: VIEW,
+            },
+            UpdateAlert | BatchUpdateAlerts | CreateAlertByReference => Requirement {
+                app: &[P::AlertReadWriteAll],
+                delegated: &[P::AlertReadWrite],
+                roles: &[R::AlertsInvestigation],
+            },
+            ListIndicators => Requirement {
+                app: INDICATORS_APP,
+                delegated: &[P::TiReadWrite],
+                roles: VIEW,
+            },
+            // The delete pages name no delegated permission; Palisade takes
+            // the one the other indicator pages name.
+            SubmitIndicator | ImportIndicators | DeleteIndicator | BatchDeleteIndicators => {
+                Requirement {
+                    app: INDICATORS_APP,
+                    delegated: &[P::TiReadWrite],
+                    roles: MANAGE_INDICATORS,
+                }
+            }
             // Palisade's own: who did what is for those who administer security.
             ListAuditLog => Requirement {
                 app: &[P::MachineReadWriteAll],
@@ -182,8 +224,32 @@ impl Operation {
                 | ListActions
                 | ListMachineActions
                 | GetAction
+                | ListAlerts
+                | GetAlert
+                | GetAlertMachine
+                | ListMachineAlerts
+                | ListIndicators
                 | ListAuditLog
         )
+    }
+
+    /// The limits MDE's page for the operation gives where they are not the
+    /// usual 100 calls a minute and 1,500 an hour (contract §4; the pages
+    /// that give a minute's limit only keep the usual hour's).
+    pub fn own_rate_limits(self) -> Option<crate::rate_limit::RateLimits> {
+        use crate::rate_limit::RateLimits;
+        let limits = |per_minute, per_hour| {
+            Some(RateLimits {
+                per_minute,
+                per_hour,
+            })
+        };
+        match self {
+            Operation::BatchUpdateAlerts => limits(10, 500),
+            Operation::CreateAlertByReference => limits(15, 1_500),
+            Operation::ImportIndicators | Operation::BatchDeleteIndicators => limits(30, 1_500),
+            _ => None,
+        }
     }
 
     pub fn name(self) -> &'static str {

@@ -45,6 +45,15 @@ pub fn new_guid() -> String {
         .to_string()
 }
 
+/// .NET's ticks at the Unix epoch: MDE's alert ids count from year 1.
+const DOTNET_EPOCH_TICKS: i64 = 621_355_968_000_000_000;
+
+/// An alert id as MDE's: `da`, the creation time in .NET ticks, `_`, a number.
+pub fn new_alert_id(created: palisade_contract::Timestamp) -> String {
+    let number = i32::from_le_bytes(random_bytes::<4>());
+    format!("da{}_{number}", created.ticks() + DOTNET_EPOCH_TICKS)
+}
+
 /// A request id: opaque, in the shape MDE gives its errors' `target` (`|b1838e63-40a6640ddd2719ac.`).
 pub fn new_request_id() -> String {
     let bytes = random_bytes::<12>();

@@ -9,6 +9,7 @@
 //! [`writes::Transaction`] of either database loads and saves.
 
 pub mod access;
+pub mod alert_service;
 pub mod caller;
 pub mod clock;
 pub mod control;

@@ -71,6 +71,7 @@ fn coerce(property: &QueryableProperty, literal: &Literal) -> Result<Literal, Md
         (PropertyKind::Integer, Literal::String(s)) => {
             s.parse().map(Literal::Int).map_err(|_| mismatch())
         }
+        (PropertyKind::Boolean, Literal::Bool(b)) => Ok(Literal::Bool(*b)),
         (PropertyKind::DateTime, Literal::DateTime(at)) => Ok(Literal::DateTime(*at)),
         (PropertyKind::DateTime, Literal::String(s)) => Timestamp::parse(s)
             .map(|t| Literal::DateTime(t.to_datetime()))
@@ -169,11 +170,21 @@ fn resolve_filter(
 }
 
 impl ListQuery {
-    /// Resolves `query` against an entity's queryable properties.
+    /// Resolves `query` against an entity's queryable properties. An entity
+    /// with navigation properties or next links of its own takes `$expand`
+    /// and `$skiptoken` out of the query first; here they are refused.
     pub fn resolve(
         query: &ODataQuery,
         catalogue: &[QueryableProperty],
     ) -> Result<ListQuery, MdeError> {
+        if !query.expand.is_empty() {
+            return Err(odata_error("Query option '$expand' is not supported."));
+        }
+        if query.skip_token.is_some() {
+            return Err(odata_error(
+                "Query option '$skiptoken' is not supported here: page with $skip.",
+            ));
+        }
         let filter = query
             .filter
             .as_ref()
@@ -199,7 +210,9 @@ impl ListQuery {
             filter,
             order_by,
             skip: query.skip.unwrap_or(0),
-            limit: query.top.unwrap_or(PAGE_SIZE),
+            limit: query
+                .top
+                .unwrap_or(query.max_page_size.unwrap_or(PAGE_SIZE).min(PAGE_SIZE)),
             count: query.count,
         })
     }

@@ -51,6 +51,15 @@ pub enum RateScope {
 }
 
 impl RateScope {
+    fn own_limits(&self) -> Option<RateLimits> {
+        match self {
+            RateScope::Api(operation) => operation.own_rate_limits(),
+            RateScope::Enrollment => None,
+        }
+    }
+}
+
+impl RateScope {
     /// The name the count is kept under.
     pub fn name(self) -> &'static str {
         match self {
@@ -197,7 +206,16 @@ impl RateLimiter {
     /// Admits (and counts) one call, or says which window is full and for how long.
     pub async fn admit(&self, key: &RateKey) -> Result<Result<(), Throttled>, StoreError> {
         let now = self.clock.now_in(&key.tenant_id);
-        self.store.admit_call(key, self.limits, now).await
+        // An operation MDE limits more tightly keeps its own limit under a
+        // looser configured one.
+        let limits = match key.scope.own_limits() {
+            Some(own) => RateLimits {
+                per_minute: own.per_minute.min(self.limits.per_minute),
+                per_hour: own.per_hour.min(self.limits.per_hour),
+            },
+            None => self.limits,
+        };
+        self.store.admit_call(key, limits, now).await
     }
 
     /// Drops the logs of keys with no call in the last hour.

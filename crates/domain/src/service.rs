@@ -176,7 +176,7 @@ impl Palisade {
     }
 
     /// What the caller sees, at their tenant's time.
-    fn visibility(&self, caller: &Caller) -> Visibility {
+    pub(crate) fn visibility(&self, caller: &Caller) -> Visibility {
         caller.visibility(self.clock.now_in(&caller.tenant.id))
     }
 
@@ -757,6 +757,14 @@ impl Palisade {
                     Err(_) => None,
                 };
                 vec![action.map_or_else(|| key.to_string(), |a| a.machine_id)]
+            }
+            Subject::Alerts(keys) => {
+                let mut ids = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let alert = self.store.alert(&visibility, key).await.ok().flatten();
+                    ids.push(alert.map_or_else(|| key.to_string(), |a| a.machine_id));
+                }
+                ids
             }
         };
         Ok(self.store.append_audit(entry, &machine_ids).await?)

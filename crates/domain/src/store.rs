@@ -19,10 +19,12 @@ use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
 use crate::seed::TenantState;
-use crate::writes::Seeding;
+use crate::writes::{ChangeAlerts, DeleteIndicators, RaiseAlert, Seeding, SubmitIndicators};
 use async_trait::async_trait;
 use palisade_contract::control::ClockChange;
-use palisade_contract::{Machine, MachineAction, MdeError, SerializedMachine, Timestamp};
+use palisade_contract::{
+    Alert, Indicator, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
+};
 use palisade_device::Capability;
 use std::sync::Arc;
 
@@ -248,6 +250,34 @@ pub trait Store: Send + Sync + 'static {
         decide: ActionDecision,
         audit: Option<AuditEntry>,
     ) -> Result<MachineAction, WriteError>;
+
+    // Alerts and indicators.
+
+    /// A page of the alerts `visibility` shows: those of machines it shows,
+    /// updated within retention.
+    async fn alerts(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<Alert>, StoreError>;
+    async fn alert(&self, visibility: &Visibility, id: &str) -> Result<Option<Alert>, StoreError>;
+    async fn change_alerts(&self, write: ChangeAlerts) -> Result<Vec<Alert>, WriteError>;
+    async fn raise_alert(&self, write: RaiseAlert) -> Result<Alert, WriteError>;
+    /// A page of the tenant's indicators in force at `now` (`created_by`:
+    /// those it made only).
+    async fn indicators(
+        &self,
+        tenant_id: &str,
+        created_by: Option<&str>,
+        now: Timestamp,
+        query: &ListQuery,
+    ) -> Result<Page<Indicator>, StoreError>;
+    /// Each submission's indicator, or why it was refused.
+    async fn submit_indicators(
+        &self,
+        write: SubmitIndicators,
+    ) -> Result<Vec<Result<Indicator, MdeError>>, WriteError>;
+    async fn delete_indicators(&self, write: DeleteIndicators) -> Result<(), WriteError>;
 
     // Identity: app registrations, users, signing keys.
 

@@ -7,22 +7,23 @@ use crate::devices::{device_by_credential, device_by_machine, open_actions, save
 use crate::machine_writes::{save_ip_history, save_machines, sync_tags};
 use crate::rows::{action_from_row, execute, machine_columns, run_values, PostgresRow};
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Alert, Indicator, Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
-use palisade_domain::writes::Transaction;
+use palisade_domain::writes::{Counter, Transaction};
 use palisade_domain::TenantClock;
-use palisade_store_sql::control;
+use palisade_store_sql::fields::{alert_fields, indicator_fields};
 use palisade_store_sql::fields::{
     clock_fields, fault_rule_fields, outcome_rule_fields, script_run_fields,
 };
 use palisade_store_sql::fields::{device_fields, group_fields, group_upsert};
 use palisade_store_sql::fields::{machine_fields, MACHINE_FROM};
 use palisade_store_sql::{action_lookup, machine_lookup, Dialect, Value};
+use palisade_store_sql::{alerts, control};
 use std::collections::HashMap;
 use std::future::Future;
 
@@ -526,6 +527,113 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         document: &str,
     ) -> Result<(), StoreError> {
         let sql = control::save_tenant_seed(Dialect::Postgres, tenant_id, document);
+        execute(self.tx, &sql).await.map(|_| ())
+    }
+
+    async fn reserve(
+        &mut self,
+        tenant_id: &str,
+        counter: Counter,
+        at_least: i64,
+        count: i64,
+    ) -> Result<i64, StoreError> {
+        let sql = alerts::reserve(Dialect::Postgres, tenant_id, counter, at_least, count);
+        let rows = self.tx.built(&sql).await?;
+        let last: i64 = match rows.first() {
+            Some(row) => get(row, 0)?,
+            None => return Err(StoreError::Internal("a counter returned no row".into())),
+        };
+        Ok(alerts::first_reserved(last, count))
+    }
+
+    async fn alerts(
+        &mut self,
+        visibility: &Visibility,
+        ids: &[String],
+    ) -> Result<Vec<Alert>, StoreError> {
+        let sql = alerts::alerts_with_ids(Dialect::Postgres, visibility, ids, true);
+        let rows = self.tx.built(&sql).await?;
+        rows.iter()
+            .map(|row| alert_fields::from_row(&PostgresRow(row), 0))
+            .collect()
+    }
+
+    async fn open_alert_titled(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        title: &str,
+    ) -> Result<Option<Alert>, StoreError> {
+        let sql = alerts::open_alert_titled(Dialect::Postgres, tenant_id, machine_id, title);
+        let rows = self.tx.built(&sql).await?;
+        rows.first()
+            .map(|row| alert_fields::from_row(&PostgresRow(row), 0))
+            .transpose()
+    }
+
+    async fn save_alerts(&mut self, tenant_id: &str, alerts: &[Alert]) -> Result<(), StoreError> {
+        for alert in alerts {
+            execute(
+                self.tx,
+                &alerts::save_alert(Dialect::Postgres, tenant_id, alert),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn indicators_with_keys(
+        &mut self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> Result<Vec<Indicator>, StoreError> {
+        let sql = alerts::indicators_with_keys(Dialect::Postgres, tenant_id, keys);
+        let rows = self.tx.built(&sql).await?;
+        rows.iter()
+            .map(|row| indicator_fields::from_row(&PostgresRow(row), 0))
+            .collect()
+    }
+
+    async fn indicators_with_ids(
+        &mut self,
+        tenant_id: &str,
+        ids: &[i64],
+    ) -> Result<Vec<Indicator>, StoreError> {
+        let sql = alerts::indicators_with_ids(Dialect::Postgres, tenant_id, ids);
+        let rows = self.tx.built(&sql).await?;
+        rows.iter()
+            .map(|row| indicator_fields::from_row(&PostgresRow(row), 0))
+            .collect()
+    }
+
+    async fn active_indicator_count(
+        &mut self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let sql = alerts::active_indicator_count(Dialect::Postgres, tenant_id, now);
+        let rows = self.tx.built(&sql).await?;
+        let count: i64 = match rows.first() {
+            Some(row) => get(row, 0)?,
+            None => 0,
+        };
+        Ok(count.max(0) as u64)
+    }
+
+    async fn save_indicators(
+        &mut self,
+        tenant_id: &str,
+        indicators: &[(Indicator, String)],
+    ) -> Result<(), StoreError> {
+        for (indicator, key) in indicators {
+            let sql = alerts::save_indicator(Dialect::Postgres, tenant_id, indicator, key);
+            execute(self.tx, &sql).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_indicators(&mut self, tenant_id: &str, ids: &[i64]) -> Result<(), StoreError> {
+        let sql = alerts::delete_indicators(Dialect::Postgres, tenant_id, ids);
         execute(self.tx, &sql).await.map(|_| ())
     }
 }

@@ -191,6 +191,9 @@ pub fn delete_rules(dialect: Dialect, table: &str, tenant_id: &str, id: Option<&
 /// onboarding tokens stay.
 pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str, control: bool) -> Vec<Sql> {
     const STATE: &[&str] = &[
+        "alerts",
+        "indicators",
+        "tenant_counters",
         "action_scripts",
         "machine_actions",
         "machine_ip_history",

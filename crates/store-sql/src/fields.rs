@@ -8,7 +8,7 @@
 //! implements for its driver's row in a few lines.
 
 use crate::{Dialect, Value};
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Alert, Indicator, Machine, MachineAction, Timestamp};
 use palisade_domain::caller::DeviceGroupAccess;
 use palisade_domain::caller::Tenant;
 use palisade_domain::control::{
@@ -379,6 +379,112 @@ stored_entity! {
         commands: Json = "commands";
         troubleshoot_info: JsonOpt = "troubleshoot_info";
     }
+}
+
+stored_entity! {
+    /// `alerts l`.
+    pub mod alert_fields for Alert, alias "l" {
+        id: Plain = "id", query "id";
+        incident_id: Plain = "incident_id", query "incidentId";
+        investigation_id: Plain = "investigation_id", query "investigationId";
+        assigned_to: Plain = "assigned_to", query "assignedTo";
+        severity: Wire = "severity", query "severity";
+        status: Wire = "status", query "status";
+        classification: WireOpt = "classification";
+        determination: WireOpt = "determination";
+        investigation_state: WireOpt = "investigation_state";
+        detection_source: Plain = "detection_source", query "detectionSource";
+        detector_id: Plain = "detector_id";
+        category: Plain = "category", query "category";
+        threat_family_name: Plain = "threat_family_name";
+        title: Plain = "title";
+        description: Plain = "description";
+        alert_creation_time: Ticks = "alert_creation_time", query "alertCreationTime";
+        first_event_time: Ticks = "first_event_time";
+        last_event_time: Ticks = "last_event_time", query "lastEventTime";
+        last_update_time: Ticks = "last_update_time", query "lastUpdateTime";
+        resolved_time: Ticks = "resolved_time";
+        machine_id: Plain = "machine_id", query "machineId";
+        computer_dns_name: Plain = "computer_dns_name";
+        rbac_group_name: Plain = "rbac_group_name";
+        aad_tenant_id: Plain = "aad_tenant_id";
+        threat_name: Plain = "threat_name";
+        mitre_techniques: Json = "mitre_techniques";
+        related_user: JsonOpt = "related_user";
+        comments: Json = "comments";
+        evidence: Json = "evidence";
+    }
+}
+
+/// Saves an alert row: parameter 1 is the tenant id, then `alert_fields::values`.
+pub fn alert_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let columns = with_tenant(alert_fields::COLUMNS);
+        upsert(dialect, "alerts", &columns, &["tenant_id", "id"], &[], &[])
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// Indicator ids are numbers on the wire's strings (`"995"`), stored as
+/// integers so that they sort and count as numbers.
+pub struct Numbered;
+
+impl Codec<String> for Numbered {
+    const KIND: Kind = Kind::Integer;
+    fn read(row: &(impl StoredRow + ?Sized), index: usize) -> Result<String, StoreError> {
+        required(row.integer(index)?, index).map(|n| n.to_string())
+    }
+    fn value(field: &String) -> Value {
+        // Ids are made by the store's counter; a stored one always parses.
+        field.parse().map_or(Value::Null, Value::Integer)
+    }
+}
+
+stored_entity! {
+    /// `indicators i`. Saved with `value_key` beside its fields (`indicator_upsert`).
+    pub mod indicator_fields for Indicator, alias "i" {
+        id: Numbered = "id", query "id";
+        indicator_value: Plain = "indicator_value", query "indicatorValue";
+        indicator_type: Wire = "indicator_type", query "indicatorType";
+        action: Wire = "action", query "action";
+        application: Plain = "application", query "application";
+        source: Plain = "source";
+        source_type: Plain = "source_type";
+        created_by: Plain = "created_by", query "createdBy";
+        created_by_display_name: Plain = "created_by_display_name", query "createdByDisplayName";
+        created_by_source: Plain = "created_by_source";
+        severity: Wire = "severity", query "severity";
+        title: Plain = "title", query "title";
+        description: Plain = "description";
+        recommended_actions: Plain = "recommended_actions";
+        creation_time_date_time_utc: Ticks = "creation_time", query "creationTimeDateTimeUtc";
+        expiration_time: Ticks = "expiration_time", query "expirationTime";
+        last_update_time: Ticks = "last_update_time", query "lastUpdateTime";
+        last_updated_by: Plain = "last_updated_by";
+        rbac_group_names: Json = "rbac_group_names";
+        rbac_group_ids: Json = "rbac_group_ids";
+        generate_alert: Plain = "generate_alert", query "generateAlert";
+        mitre_techniques: Json = "mitre_techniques";
+        educate_url: Plain = "educate_url";
+    }
+}
+
+/// Saves an indicator row: parameter 1 is the tenant id, then
+/// `indicator_fields::values`, then the value as matched (`value_key`).
+pub fn indicator_upsert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        let mut columns = with_tenant(indicator_fields::COLUMNS);
+        columns.push("value_key");
+        upsert(
+            dialect,
+            "indicators",
+            &columns,
+            &["tenant_id", "id"],
+            &[],
+            &[],
+        )
+    }
+    once_per_dialect!(dialect, build)
 }
 
 /// Inserts a row of `table` or, where one with the same `key` is stored,

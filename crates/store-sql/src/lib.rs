@@ -72,6 +72,7 @@ macro_rules! once_per_dialect {
     }};
 }
 
+pub mod alerts;
 pub mod control;
 pub mod database;
 pub mod fields;
@@ -83,6 +84,10 @@ pub struct Entity {
     /// Maps a canonical property name (see `ListQuery`) to its column.
     pub column: fn(&str) -> Option<&'static str>,
     pub default_order: &'static str,
+    /// Properties unique in a tenant: an order on one is total, and needs
+    /// no `default_order` after it (which would keep an index from giving
+    /// the order).
+    pub unique: &'static [&'static str],
     /// The entity's tag rows, if it has tags.
     pub tags: Option<TagRowsTable>,
 }
@@ -142,6 +147,7 @@ pub const MACHINES: Entity = Entity {
         property => fields::machine_fields::column(property),
     },
     default_order: "m.id",
+    unique: &["id"],
     tags: Some(TagRowsTable {
         table: "machine_tags t",
         entity_table: "machines m",
@@ -150,10 +156,26 @@ pub const MACHINES: Entity = Entity {
     }),
 };
 
+pub const ALERTS: Entity = Entity {
+    column: fields::alert_fields::column,
+    // Newest first, as "the 10 latest alerts" of MDE's samples.
+    default_order: "l.alert_creation_time DESC, l.id",
+    unique: &["id", "lastUpdateTime"],
+    tags: None,
+};
+
+pub const INDICATORS: Entity = Entity {
+    column: fields::indicator_fields::column,
+    default_order: "i.id",
+    unique: &["id"],
+    tags: None,
+};
+
 pub const ACTIONS: Entity = Entity {
     column: fields::action_fields::column,
     // Newest first (decisions: machine actions).
     default_order: "a.creation_time DESC, a.id",
+    unique: &["id"],
     tags: None,
 };
 
@@ -527,7 +549,11 @@ impl Sql {
         self.push(" ORDER BY ");
         for o in order {
             self.push(Self::column(entity, &o.property))
-                .push(if o.descending { " DESC, " } else { " ASC, " });
+                .push(if o.descending { " DESC" } else { " ASC" });
+            if entity.unique.contains(&o.property.as_str()) {
+                return self;
+            }
+            self.push(", ");
         }
         self.push(default_order)
     }
@@ -666,7 +692,7 @@ fn literal(value: &Literal) -> Value {
         Literal::String(s) => Value::Text(s.clone()),
         Literal::Int(i) => Value::Integer(*i),
         Literal::Float(f) => Value::Real(*f),
-        Literal::Bool(b) => Value::Integer(i64::from(*b)),
+        Literal::Bool(b) => Value::Boolean(*b),
         Literal::Null => Value::Null,
         Literal::DateTime(at) => Value::Integer(Timestamp::from_datetime(*at).ticks()),
         Literal::Guid(g) => Value::Text(g.to_string()),

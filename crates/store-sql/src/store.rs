@@ -2,22 +2,27 @@
 //! statements come from this crate's builders and field tables, the writes
 //! from `palisade_domain::writes`; each database runs them.
 
+use crate::alerts;
 use crate::control;
 use crate::database::{Database, Reading};
 use crate::fields::{
-    app_fields, app_upsert, audit_fields, clock_fields, device_fields, fault_rule_fields,
-    fault_rule_insert, group_fields, key_fields, key_insert, operator_fields, operator_upsert,
-    outcome_rule_fields, outcome_rule_insert, recorded_call_fields, recorded_call_insert, required,
-    tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
+    alert_fields, app_fields, app_upsert, audit_fields, clock_fields, device_fields,
+    fault_rule_fields, fault_rule_insert, group_fields, indicator_fields, key_fields, key_insert,
+    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert,
+    recorded_call_fields, recorded_call_insert, required, tenant_fields, token_fields,
+    token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
     action_lookup, any_deliverable_action, audit_entries, forget_ip_history, machine_lookup,
-    machines_seen_with_ip, time_out_stale_actions, ListSql, Sql, Value, ACTIONS, MACHINES,
+    machines_seen_with_ip, time_out_stale_actions, ListSql, Sql, Value, ACTIONS, ALERTS,
+    INDICATORS, MACHINES,
 };
 use async_trait::async_trait;
 use palisade_contract::control::ClockChange;
-use palisade_contract::{Machine, MachineAction, SerializedMachine, Timestamp};
+use palisade_contract::{
+    Alert, Indicator, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
+};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::control::{
     OperatorCredential, RecordFilter, RecordedCall, RulePlace, StoredFaultRule, StoredOutcomeRule,
@@ -33,8 +38,9 @@ use palisade_domain::store::{
     Store, StoreError, WriteError,
 };
 use palisade_domain::writes::{
-    AdvanceScripts, ChangeAction, ChangeClock, ChangeDeviceAction, ChangeMachines, CreateTenant,
-    EnrollDevice, PutDeviceGroup, PutMachines, RecordCheckIns, SeedTenant, Seeding, TakeFaultCall,
+    AdvanceScripts, ChangeAction, ChangeAlerts, ChangeClock, ChangeDeviceAction, ChangeMachines,
+    CreateTenant, DeleteIndicators, EnrollDevice, PutDeviceGroup, PutMachines, RaiseAlert,
+    RecordCheckIns, SeedTenant, Seeding, SubmitIndicators, TakeFaultCall,
 };
 use palisade_domain::{TenantClock, TenantScope};
 use std::future::Future;
@@ -339,6 +345,61 @@ impl<D: Database> Store for SqlStore<D> {
             decide: Some(decide),
             audit,
         };
+        self.db.write(write).await
+    }
+
+    async fn alerts(
+        &self,
+        visibility: &Visibility,
+        query: &ListQuery,
+    ) -> Result<Page<Alert>, StoreError> {
+        let visible = |sql: &mut Sql| alerts::alert_visibility(sql, visibility);
+        let table = (alert_fields::select(D::DIALECT), "alerts l");
+        let tenant_id = &visibility.tenant_id;
+        let ListSql { page, count } =
+            ListSql::new(D::DIALECT, &ALERTS, table, visible, tenant_id, query);
+        let items = self.rows(Reading::Many, page, |row| alert_fields::from_row(row, 0));
+        self.list(count, query.limit, items).await
+    }
+
+    async fn alert(&self, visibility: &Visibility, id: &str) -> Result<Option<Alert>, StoreError> {
+        let sql = alerts::alerts_with_ids(D::DIALECT, visibility, &[id.to_string()], false);
+        self.row(sql, |row| alert_fields::from_row(row, 0)).await
+    }
+
+    async fn change_alerts(&self, write: ChangeAlerts) -> Result<Vec<Alert>, WriteError> {
+        self.db.write(write).await
+    }
+
+    async fn raise_alert(&self, write: RaiseAlert) -> Result<Alert, WriteError> {
+        self.db.write(write).await
+    }
+
+    async fn indicators(
+        &self,
+        tenant_id: &str,
+        created_by: Option<&str>,
+        now: Timestamp,
+        query: &ListQuery,
+    ) -> Result<Page<Indicator>, StoreError> {
+        let visible = |sql: &mut Sql| alerts::indicator_visibility(sql, tenant_id, created_by, now);
+        let table = (indicator_fields::select(D::DIALECT), "indicators i");
+        let ListSql { page, count } =
+            ListSql::new(D::DIALECT, &INDICATORS, table, visible, tenant_id, query);
+        let items = self.rows(Reading::Many, page, |row| {
+            indicator_fields::from_row(row, 0)
+        });
+        self.list(count, query.limit, items).await
+    }
+
+    async fn submit_indicators(
+        &self,
+        write: SubmitIndicators,
+    ) -> Result<Vec<Result<Indicator, MdeError>>, WriteError> {
+        self.db.write(write).await
+    }
+
+    async fn delete_indicators(&self, write: DeleteIndicators) -> Result<(), WriteError> {
         self.db.write(write).await
     }
 

@@ -10,16 +10,16 @@ use crate::rows::{
     to_json, SqliteRow, Ticks,
 };
 use crate::workers::store_error;
-use palisade_contract::{Machine, MachineAction, Timestamp};
+use palisade_contract::{Alert, Indicator, Machine, MachineAction, Timestamp};
 use palisade_domain::caller::{Tenant, Visibility};
 use palisade_domain::control::{ScriptRun, StoredFaultRule, StoredOutcomeRule};
 use palisade_domain::devices::Device;
 use palisade_domain::identity::AuditEntry;
 use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
-use palisade_domain::writes::Transaction;
+use palisade_domain::writes::{Counter, Transaction};
 use palisade_domain::TenantClock;
-use palisade_store_sql::control;
+use palisade_store_sql::fields::{alert_fields, indicator_fields};
 use palisade_store_sql::fields::{
     clock_fields, fault_rule_fields, group_fields, group_upsert, outcome_rule_fields,
     script_run_fields,
@@ -28,6 +28,7 @@ use palisade_store_sql::machine_cache::machine_rows;
 use palisade_store_sql::{
     action_lookup, machine_lookup, open_actions, sync_ip_history, Dialect, Sql, Value,
 };
+use palisade_store_sql::{alerts, control};
 use rusqlite::{params, params_from_iter, Connection};
 use std::future::{ready, Future, Ready};
 use std::pin::pin;
@@ -524,4 +525,105 @@ impl Transaction for SqliteTransaction<'_> {
         let sql = control::save_tenant_seed(Dialect::Sqlite, tenant_id, document);
         done(execute(self.conn, &sql).map(|_| ()))
     }
+
+    fn reserve(
+        &mut self,
+        tenant_id: &str,
+        counter: Counter,
+        at_least: i64,
+        count: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        let sql = alerts::reserve(Dialect::Sqlite, tenant_id, counter, at_least, count);
+        let last = query_rows(self.conn, &sql, |row| row.get::<_, i64>(0));
+        done(last.map(|last| alerts::first_reserved(last.first().copied().unwrap_or(0), count)))
+    }
+
+    fn alerts(
+        &mut self,
+        visibility: &Visibility,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send {
+        let sql = alerts::alerts_with_ids(Dialect::Sqlite, visibility, ids, true);
+        done(query_rows(self.conn, &sql, alert_from_row))
+    }
+
+    fn open_alert_titled(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        title: &str,
+    ) -> impl Future<Output = Result<Option<Alert>, StoreError>> + Send {
+        let sql = alerts::open_alert_titled(Dialect::Sqlite, tenant_id, machine_id, title);
+        done(query_rows(self.conn, &sql, alert_from_row).map(|mut found| found.pop()))
+    }
+
+    fn save_alerts(
+        &mut self,
+        tenant_id: &str,
+        alerts: &[Alert],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(alerts.iter().try_for_each(|alert| {
+            execute(
+                self.conn,
+                &alerts::save_alert(Dialect::Sqlite, tenant_id, alert),
+            )
+            .map(|_| ())
+        }))
+    }
+
+    fn indicators_with_keys(
+        &mut self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Indicator>, StoreError>> + Send {
+        let sql = alerts::indicators_with_keys(Dialect::Sqlite, tenant_id, keys);
+        done(query_rows(self.conn, &sql, indicator_from_row))
+    }
+
+    fn indicators_with_ids(
+        &mut self,
+        tenant_id: &str,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<Indicator>, StoreError>> + Send {
+        let sql = alerts::indicators_with_ids(Dialect::Sqlite, tenant_id, ids);
+        done(query_rows(self.conn, &sql, indicator_from_row))
+    }
+
+    fn active_indicator_count(
+        &mut self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let sql = alerts::active_indicator_count(Dialect::Sqlite, tenant_id, now);
+        let count = query_rows(self.conn, &sql, |row| row.get::<_, i64>(0));
+        done(count.map(|c| c.first().copied().unwrap_or(0).max(0) as u64))
+    }
+
+    fn save_indicators(
+        &mut self,
+        tenant_id: &str,
+        indicators: &[(Indicator, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        done(indicators.iter().try_for_each(|(indicator, key)| {
+            let sql = alerts::save_indicator(Dialect::Sqlite, tenant_id, indicator, key);
+            execute(self.conn, &sql).map(|_| ())
+        }))
+    }
+
+    fn delete_indicators(
+        &mut self,
+        tenant_id: &str,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let sql = alerts::delete_indicators(Dialect::Sqlite, tenant_id, ids);
+        done(execute(self.conn, &sql).map(|_| ()))
+    }
+}
+
+fn alert_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    alert_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
+}
+
+fn indicator_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Indicator> {
+    indicator_fields::from_row(&SqliteRow(row), 0).map_err(decoding)
 }

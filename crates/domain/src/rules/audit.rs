@@ -13,6 +13,8 @@ pub enum Subject<'a> {
     Machines(Vec<&'a str>),
     /// About the machine of this action.
     Action(&'a str),
+    /// About the machines of these alerts.
+    Alerts(Vec<&'a str>),
 }
 
 pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
@@ -35,9 +37,18 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         // The bulk request's ids, as the gate records them.
         TagMachines => Subject::Machines(target.split(',').filter(|k| !k.is_empty()).collect()),
         CancelAction => Subject::Action(target),
+        UpdateAlert | BatchUpdateAlerts => {
+            Subject::Alerts(target.split(',').filter(|k| !k.is_empty()).collect())
+        }
+        CreateAlertByReference => Subject::Machines(vec![target]),
+        // Indicators apply to the tenant's devices, not to one machine.
+        SubmitIndicator | ImportIndicators | DeleteIndicator | BatchDeleteIndicators => {
+            Subject::Nothing
+        }
         // Reads are not audited.
         ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
-        | ListMachineActions | GetAction | ListAuditLog => Subject::Nothing,
+        | ListMachineActions | GetAction | ListAlerts | GetAlert | GetAlertMachine
+        | ListMachineAlerts | ListIndicators | ListAuditLog => Subject::Nothing,
     }
 }
 

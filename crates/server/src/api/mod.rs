@@ -7,8 +7,10 @@
 //! description; the operation id is the handler's name, the access table's
 //! operation in snake case.
 
+pub mod alerts;
 pub mod audit;
 pub mod document;
+pub mod indicators;
 pub mod machine_actions;
 pub mod machines;
 
@@ -21,7 +23,7 @@ use utoipa_axum::routes;
 #[openapi(
     info(
         title = "Palisade",
-        description = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint machine API. \
+        description = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint API: machines, machine actions, alerts and indicators. \
             Every path is also served under /api/v1.0/..., and path segments match case-insensitively. \
             Not described here: the token service (Entra ID's paths, /{tenant}/oauth2/v2.0/token and \
             discovery) and the device plane (/device/v1/...), which speak Entra ID's and the agent's \
@@ -30,6 +32,8 @@ use utoipa_axum::routes;
     tags(
         (name = "Machines", description = "Machines and their tags"),
         (name = "Machine actions", description = "Isolate, offboard, scan... and the actions they create"),
+        (name = "Alerts", description = "Alerts, their machines, and the changes of their life cycle"),
+        (name = "Indicators", description = "Indicators of compromise: files, addresses, domains and URLs to block, warn on or allow"),
         (name = "Audit", description = "Who changed what, through the API or the CLI")
     )
 )]
@@ -57,5 +61,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machine_actions::list_machine_actions))
         .routes(routes!(machine_actions::get_action))
         .routes(routes!(machine_actions::cancel_action))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::get_alert, alerts::update_alert))
+        .routes(routes!(alerts::batch_update_alerts))
+        .routes(routes!(alerts::create_alert_by_reference))
+        .routes(routes!(alerts::get_alert_machine))
+        .routes(routes!(alerts::list_machine_alerts))
+        .routes(routes!(
+            indicators::list_indicators,
+            indicators::submit_indicator
+        ))
+        .routes(routes!(indicators::import_indicators))
+        .routes(routes!(indicators::delete_indicator))
+        .routes(routes!(indicators::batch_delete_indicators))
         .routes(routes!(audit::list_audit_log))
 }

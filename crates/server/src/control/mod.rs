@@ -3,6 +3,7 @@
 //! and more to come). Guarded by the operator token alone (never by an MDE
 //! token), described by an OpenAPI document of its own, per tenant.
 
+pub mod alerts;
 pub mod clock;
 pub mod faults;
 pub mod outcomes;
@@ -45,6 +46,7 @@ pub const BASE: &str = "/_palisade/v1";
         (name = "Clock", description = "The tenant's time: frozen, running, advanced"),
         (name = "Faults", description = "Errors and latency injected into the MDE API and the token service"),
         (name = "State", description = "A tenant's whole state as a document: export, replace, reset, create"),
+        (name = "Alerts", description = "Alerts raised on machines, as a detection would raise them"),
         (name = "Recorder", description = "The tenant's MDE API calls, kept, as HAR, and a report on each client")
     )
 )]
@@ -77,6 +79,7 @@ pub fn routes(state: AppState) -> Router {
         ))
         .routes(routes!(outcomes::delete_outcome_rule))
         .routes(routes!(clock::get_clock, clock::set_clock))
+        .routes(routes!(alerts::raise_alert))
         .routes(routes!(
             faults::list_fault_rules,
             faults::add_fault_rule,

@@ -93,10 +93,31 @@ impl<S: Send + Sync> FromRequestParts<S> for OData {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        ODataQuery::parse(parts.uri.query().unwrap_or(""))
-            .map(OData)
-            .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0).into())
+        let mut query = ODataQuery::parse(parts.uri.query().unwrap_or(""))
+            .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0))?;
+        query.max_page_size = max_page_size(&parts.headers);
+        Ok(OData(query))
     }
+}
+
+/// The `odata.maxpagesize` preference of the request's `Prefer` headers
+/// (OData 4.0 §8.2.8.3), if it asks for 1 or more.
+pub fn max_page_size(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|preference| {
+            let (name, size) = preference.split_once('=')?;
+            let name = name.trim();
+            let plain = name.strip_prefix("odata.").unwrap_or(name);
+            plain
+                .eq_ignore_ascii_case("maxpagesize")
+                .then(|| size.trim().trim_matches('"').parse().ok())
+                .flatten()
+        })
+        .find(|&size| size > 0)
 }
 
 /// Where this request was sent: `{scheme}://{host}`, for `@odata.context` and `@odata.nextLink`.

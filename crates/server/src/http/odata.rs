@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::odata::ODataQuery;
 use palisade_contract::{ErrorCode, MdeError};
+use palisade_domain::query::PAGE_SIZE;
 use palisade_domain::store::Page;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -32,6 +33,19 @@ impl EntitySet for palisade_contract::SerializedMachine {
 
 impl EntitySet for palisade_contract::MachineAction {
     const SET: &'static str = "MachineActions";
+}
+
+impl EntitySet for palisade_contract::Alert {
+    const SET: &'static str = "Alerts";
+}
+
+impl EntitySet for palisade_contract::Indicator {
+    const SET: &'static str = "Indicators";
+}
+
+/// The answer of an indicator import, as MDE names it (clients compare it).
+impl EntitySet for palisade_contract::indicator::ImportResult {
+    const SET: &'static str = "Collection(microsoft.windowsDefenderATP.api.ImportIndicatorResult)";
 }
 
 impl EntitySet for palisade_domain::identity::AuditEntry {
@@ -161,8 +175,18 @@ impl Selection {
     }
 }
 
-/// `base`'s URL with `$skip` set to `skip` (other options kept as sent).
-fn next_link(base: &RequestBase, skip: u64) -> String {
+/// Where the next page begins.
+pub enum Resume {
+    /// At an offset: `$skip`, as MDE's own next links.
+    Skip,
+    /// After the last item read: a `$skiptoken` the entity made.
+    Token(Option<String>),
+}
+
+/// `base`'s URL with `resume` (`$skip=` or `$skiptoken=`) in place of the
+/// paging options it had (the others kept as sent).
+fn next_link(base: &RequestBase, resume: &str) -> String {
+    let paging = ["$skip", "%24skip", "$skiptoken", "%24skiptoken"];
     let mut options: Vec<&str> = base
         .query
         .as_deref()
@@ -171,11 +195,12 @@ fn next_link(base: &RequestBase, skip: u64) -> String {
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let name = p.split('=').next().unwrap_or("");
-            !(name.eq_ignore_ascii_case("$skip") || name.eq_ignore_ascii_case("%24skip"))
+            !paging
+                .iter()
+                .any(|option| name.eq_ignore_ascii_case(option))
         })
         .collect();
-    let skip = format!("$skip={skip}");
-    options.push(&skip);
+    options.push(resume);
     format!("{}{}?{}", base.origin, base.path, options.join("&"))
 }
 
@@ -185,11 +210,29 @@ pub fn collection<T: EntitySet>(
     selection: Selection,
     page: Page<T>,
 ) -> Result<Response, ApiError> {
+    collection_resuming(base, query, selection, page, Resume::Skip)
+}
+
+/// A collection whose next link resumes as `resume` says.
+pub fn collection_resuming<T: EntitySet>(
+    base: &RequestBase,
+    query: &ODataQuery,
+    selection: Selection,
+    page: Page<T>,
+    resume: Resume,
+) -> Result<Response, ApiError> {
     let context = format!("{}/api/$metadata#{}", base.origin, T::SET);
     // As MDE: a nextLink only when the client did not choose the page size.
-    let next = (query.top.is_none() && page.more).then(|| {
-        let skip = query.skip.unwrap_or(0) + page.items.len() as u64;
-        next_link(base, skip)
+    let next = (query.top.is_none() && page.more).then(|| match &resume {
+        Resume::Skip => {
+            let skip = query.skip.unwrap_or(0) + page.items.len() as u64;
+            next_link(base, &format!("$skip={skip}"))
+        }
+        // Read on from the token, not from the offset the client began at.
+        Resume::Token(token) => next_link(
+            base,
+            &format!("$skiptoken={}", token.as_deref().unwrap_or_default()),
+        ),
     });
     let body = match &selection.0 {
         Some(chosen) => serde_json::to_vec(&Collection {
@@ -206,7 +249,14 @@ pub fn collection<T: EntitySet>(
         }),
     }
     .map_err(|e| MdeError::internal(e.to_string()))?;
-    Ok(odata_response(StatusCode::OK, body))
+    let mut response = odata_response(StatusCode::OK, body);
+    if let (Some(size), None) = (query.max_page_size, query.top) {
+        let applied = format!("odata.maxpagesize={}", size.min(PAGE_SIZE));
+        if let Ok(value) = HeaderValue::from_str(&applied) {
+            response.headers_mut().insert("Preference-Applied", value);
+        }
+    }
+    Ok(response)
 }
 
 /// A plain list (e.g. `findbytag`, bulk tagging) as an unpaged collection.

@@ -10,10 +10,12 @@
 
 use crate::backend::{connect, database_url};
 use palisade_contract::action::MACHINE_ACTION_QUERYABLE;
+use palisade_contract::alert::ALERT_QUERYABLE;
+use palisade_contract::indicator::INDICATOR_QUERYABLE;
 use palisade_contract::machine::{PropertyKind, QueryableProperty, MACHINE_QUERYABLE};
 use palisade_domain::query::LAMBDA_ELEMENT;
 use palisade_store_postgres::PoolSettings;
-use palisade_store_sql::{Entity, ACTIONS, MACHINES};
+use palisade_store_sql::{Entity, ACTIONS, ALERTS, INDICATORS, MACHINES};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
@@ -88,9 +90,11 @@ async fn both_stores_migrate_to_the_same_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_queryable_property_is_a_column_of_both_schemas() {
     let (sqlite, postgres) = migrated_schemas().await;
-    let entities: [(&str, &[QueryableProperty], &Entity); 2] = [
+    let entities: [(&str, &[QueryableProperty], &Entity); 4] = [
         ("machines", MACHINE_QUERYABLE, &MACHINES),
         ("machine actions", MACHINE_ACTION_QUERYABLE, &ACTIONS),
+        ("alerts", ALERT_QUERYABLE, &ALERTS),
+        ("indicators", INDICATOR_QUERYABLE, &INDICATORS),
     ];
     let mut problems = Vec::new();
     for (entity_name, catalogue, entity) in entities {
@@ -107,8 +111,10 @@ async fn every_queryable_property_is_a_column_of_both_schemas() {
                     (LAMBDA_ELEMENT, Kind::Text)
                 }
                 PropertyKind::String => (property.name, Kind::Text),
-                // Times are stored as ticks.
-                PropertyKind::Integer | PropertyKind::DateTime => (property.name, Kind::Integer),
+                // Times are stored as ticks; flags as SQLite's integers.
+                PropertyKind::Integer | PropertyKind::DateTime | PropertyKind::Boolean => {
+                    (property.name, Kind::Integer)
+                }
             };
             let Some(column) = (entity.column)(key) else {
                 problems.push(format!(
@@ -133,6 +139,9 @@ async fn every_queryable_property_is_a_column_of_both_schemas() {
                         "{entity_name}.{}: maps to {table}.{column}, which {store} has not",
                         property.name
                     )),
+                    // PostgreSQL's flags are booleans (see `differences`).
+                    Some(Kind::Boolean)
+                        if store == "PostgreSQL" && property.kind == PropertyKind::Boolean => {}
                     Some(kind) if *kind != expected => problems.push(format!(
                         "{entity_name}.{}: maps to {table}.{column}, {kind} on {store}, \
                          not {expected}",
@@ -153,6 +162,8 @@ fn table_of(alias: &str) -> Option<&'static str> {
         "m" => Some("machines"),
         "a" => Some("machine_actions"),
         "t" => Some("machine_tags"),
+        "l" => Some("alerts"),
+        "i" => Some("indicators"),
         _ => None,
     }
 }

@@ -17,10 +17,15 @@ use crate::store::{
     StoreError, WriteError,
 };
 use palisade_contract::control::ClockChange;
-use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
+use palisade_contract::{Alert, Indicator, Machine, MachineAction, MdeError, Timestamp};
 use palisade_device::Capability;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+
+mod alerts;
+mod indicators;
+pub use alerts::{AlertChange, AlertRaise, ChangeAlerts, RaiseAlert};
+pub use indicators::{DeleteIndicators, SubmitIndicators};
 
 /// What the writes need of a database, inside one transaction. A row read
 /// stays as read until the transaction ends: PostgreSQL locks it (where a
@@ -200,8 +205,9 @@ pub trait Transaction {
         run: Option<&ScriptRun>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes the tenant's state (`Store::seed_tenant`): machines, their
-    /// tags, history, devices and actions, device groups, audit, outcome and
-    /// fault rules; with `control`, its clock and recorder too.
+    /// tags, history, devices and actions, alerts, indicators, device
+    /// groups, audit, outcome and fault rules; with `control`, its clock and
+    /// recorder too.
     fn clear_tenant_state(
         &mut self,
         tenant_id: &str,
@@ -248,6 +254,88 @@ pub trait Transaction {
         tenant_id: &str,
         clock: &TenantClock,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Reserves `count` values of the tenant's `counter`, the first one past
+    /// the last reserved and at least `at_least`; returns the first. The
+    /// counter stays locked until the transaction ends, so that writes
+    /// commit in the order of the values they took.
+    fn reserve(
+        &mut self,
+        tenant_id: &str,
+        counter: Counter,
+        at_least: i64,
+        count: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    /// The alerts of `ids` (no repeats) among those `visibility` shows, locked.
+    fn alerts(
+        &mut self,
+        visibility: &Visibility,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
+    /// The machine's open (not Resolved) alert titled `title`, if any, locked.
+    fn open_alert_titled(
+        &mut self,
+        tenant_id: &str,
+        machine_id: &str,
+        title: &str,
+    ) -> impl Future<Output = Result<Option<Alert>, StoreError>> + Send;
+    /// Creates or overwrites each alert's row.
+    fn save_alerts(
+        &mut self,
+        tenant_id: &str,
+        alerts: &[Alert],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The tenant's indicators whose matched value is one of `keys`
+    /// (`rules::indicators::value_key`), of any type, locked.
+    fn indicators_with_keys(
+        &mut self,
+        tenant_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Indicator>, StoreError>> + Send;
+    /// The tenant's indicators of `ids`, locked.
+    fn indicators_with_ids(
+        &mut self,
+        tenant_id: &str,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<Vec<Indicator>, StoreError>> + Send;
+    /// How many of the tenant's indicators are in force at `now`.
+    fn active_indicator_count(
+        &mut self,
+        tenant_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Creates or overwrites each indicator's row, with the value it is
+    /// matched by beside it.
+    fn save_indicators(
+        &mut self,
+        tenant_id: &str,
+        indicators: &[(Indicator, String)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete_indicators(
+        &mut self,
+        tenant_id: &str,
+        ids: &[i64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The per-tenant counters writes reserve values of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+pub enum Counter {
+    /// The last `lastUpdateTime` (ticks) an alert was given.
+    #[strum(serialize = "alert_update")]
+    AlertUpdate,
+    /// The last incident id.
+    #[strum(serialize = "incident_id")]
+    IncidentId,
+    /// The last indicator id.
+    #[strum(serialize = "indicator_id")]
+    IndicatorId,
+}
+
+impl Counter {
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// One of the writes below with what it was asked, as a store runs it:
