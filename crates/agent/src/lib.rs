@@ -1,21 +1,28 @@
 //! The Palisade agent for Linux: enrolls with an onboarding token, checks in
 //! (a long poll, so that actions arrive at once), and carries out the actions
 //! it receives: network isolation with nftables (Full or Selective), its
-//! release, and offboarding, which removes the credential and stops the agent.
+//! release, and offboarding, which removes the credential and stops the agent;
+//! and enforces its tenant's indicators (`enforcement`): addresses dropped
+//! or counted in the same nftables table, files and processes with a
+//! blocked hash stopped and quarantined, each hit raised as an alert.
 
+pub mod enforcement;
 pub mod firewall;
 pub mod host;
 pub mod state;
 
+use enforcement::{Detector, DetectorConfig, Quarantine, SharedIndicators};
 use firewall::{FirewallError, Nft, Policy};
 use ipnet::IpNet;
 use palisade_contract::{ActionType, MachineAction, Timestamp};
 use palisade_device::client::{http_client, DeviceClient, DeviceError};
 use palisade_device::hresult::{E_ACCESSDENIED, E_FAIL, E_NOTIMPL};
+use palisade_device::DeviceIndicators;
 use palisade_device::{ActionResult, Capability, CheckIn, EnrollRequest, Isolation};
 use state::{EnrollmentState, OffboardedState, StateDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Pause after a failed call before trying again.
@@ -36,6 +43,10 @@ pub struct AgentConfig {
     /// How long each check-in waits for an action.
     pub check_in_wait: Duration,
     pub nft: PathBuf,
+    /// Where files with a blocked hash are looked for (recursively).
+    pub scan_paths: Vec<PathBuf>,
+    /// How often those paths and the running processes are scanned.
+    pub scan_every: Duration,
 }
 
 /// How the agent ended.
@@ -57,8 +68,10 @@ struct Agent {
     nft: Nft,
     /// Desired isolation, as kept in the state directory.
     isolation: Isolation,
-    /// The policy last confirmed in force (`None`: no table).
+    /// The policy last confirmed in force (`None`: none confirmed).
     in_force: Option<Policy>,
+    /// The tenant's indicators, as last received.
+    indicators: SharedIndicators,
 }
 
 /// Runs the agent until `stop` resolves or the device is offboarded.
@@ -78,17 +91,32 @@ pub async fn run(
         None => (enroll(&config, &client, &state).await?, false),
     };
     tracing::info!(machine = %enrollment.machine_id, server = %enrollment.server, "palisade-agent running");
+    let nft = Nft {
+        binary: config.nft.clone(),
+    };
+    let indicators: SharedIndicators = Arc::new(RwLock::new(state.indicators()?));
+    let detector = Detector::new(
+        client.with_credential(&enrollment.credential),
+        nft.clone(),
+        indicators.clone(),
+        DetectorConfig {
+            scan_paths: config.scan_paths.clone(),
+            scan_every: config.scan_every,
+            quarantine: Quarantine::open(state.quarantine_dir())?,
+        },
+    );
     let mut agent = Agent {
         client: client.with_credential(&enrollment.credential),
         isolation: state.isolation()?,
-        nft: Nft {
-            binary: config.nft.clone(),
-        },
+        nft,
         state,
         config,
         in_force: None,
+        indicators,
     };
-    if agent.isolation == Isolation::None {
+    let detecting = tokio::spawn(detector.run());
+    let _stop_detecting = AbortOnDrop(detecting);
+    if agent.isolation == Isolation::None && agent.held().indicators.is_empty() {
         // A crash between loading a table and recording it can leave one behind.
         if let Err(error) = agent.nft.release().await {
             tracing::debug!(%error, "no stale isolation table removed");
@@ -96,13 +124,13 @@ pub async fn run(
     }
     if saved && agent.config.onboarding_token.is_some() {
         // Isolation first: the server may be slow or away at boot.
-        agent.hold_isolation().await;
+        agent.hold_enforcement().await;
         let refreshed = refresh(&agent.config, &agent.client, &agent.state, enrollment).await?;
         agent.client = client.with_credential(&refreshed.credential);
     }
     tokio::pin!(stop);
     loop {
-        agent.hold_isolation().await;
+        agent.hold_enforcement().await;
         tokio::select! {
             _ = &mut stop => return Ok(Ended::Stopped),
             ended = agent.check_in() => {
@@ -224,9 +252,26 @@ async fn refresh(
     }
 }
 
+/// Stops the detector when the agent's run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Agent {
-    /// The policy for `isolation` now: the control plane's addresses are
-    /// resolved afresh, so that isolation follows a server that moved.
+    fn held(&self) -> DeviceIndicators {
+        self.indicators
+            .read()
+            .map(|i| i.clone())
+            .unwrap_or_default()
+    }
+
+    /// The policy for `isolation` now: the control plane's addresses (and
+    /// the indicators' domains) are resolved afresh, so that it follows a
+    /// server that moved.
     async fn policy(&self, isolation: Isolation) -> Result<Policy, FirewallError> {
         let url = reqwest::Url::parse(self.client.server())
             .map_err(|e| FirewallError::Failed(format!("the server URL: {e}")))?;
@@ -249,36 +294,39 @@ impl Agent {
             control_plane,
             resolvers: if named { host::resolvers() } else { vec![] },
             allow: self.config.selective_allow.clone(),
+            indicators: enforcement::address_rules(&self.held()).await,
         })
     }
 
-    /// Keeps the desired isolation in force: re-applies it at start, when its
-    /// table went missing, and when the control plane's addresses changed. A
-    /// failed re-apply never lifts what is in force: holding means no rollback.
-    async fn hold_isolation(&mut self) {
-        if self.isolation == Isolation::None {
-            return;
-        }
+    /// Keeps the desired isolation and the indicators' addresses in force:
+    /// re-applies them at start, when the table went missing, and when the
+    /// control plane's addresses or the indicators changed. A failed
+    /// re-apply never lifts what is in force: holding means no rollback.
+    async fn hold_enforcement(&mut self) {
         let wanted = match self.policy(self.isolation).await {
             Ok(policy) => policy,
             Err(error) => {
-                tracing::error!(%error, "cannot work out the isolation policy");
+                tracing::error!(%error, "cannot work out the firewall policy");
                 return;
             }
         };
-        let intact = self.in_force.as_ref() == Some(&wanted) && self.nft.verify().await.is_ok();
+        if wanted.is_empty() && self.in_force.is_none() {
+            return;
+        }
+        let intact =
+            self.in_force.as_ref() == Some(&wanted) && self.nft.verify(&wanted).await.is_ok();
         if intact {
             return;
         }
         match self.nft.apply(&wanted).await {
             Ok(()) => {
-                tracing::info!(isolation = %self.isolation, "isolation in force");
-                self.in_force = Some(wanted);
+                tracing::info!(isolation = %self.isolation, addresses = wanted.indicators.len(), "firewall policy in force");
+                self.in_force = (!wanted.is_empty()).then_some(wanted);
             }
             Err(error) => {
                 // Reported as not in force until a re-apply succeeds.
                 self.in_force = None;
-                tracing::error!(%error, "cannot put isolation back in force");
+                tracing::error!(%error, "cannot put the firewall policy back in force");
             }
         }
     }
@@ -291,11 +339,23 @@ impl Agent {
             last_external_ip_address: None,
             health_status: Some(palisade_contract::HealthStatus::Active),
             agent_version: Some(env!("CARGO_PKG_VERSION").into()),
-            isolation: if self.in_force.is_some() {
-                self.isolation
-            } else {
-                Isolation::None
-            },
+            isolation: self
+                .in_force
+                .as_ref()
+                .map_or(Isolation::None, |policy| policy.isolation),
+            indicators_version: Some(self.held().version).filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// Holds `indicators` from now on (kept in the state directory for the
+    /// next start); the next round of the loop puts them in force.
+    fn take_indicators(&mut self, indicators: DeviceIndicators) {
+        tracing::info!(version = %indicators.version, count = indicators.indicators.len(), "indicators received");
+        if let Err(error) = self.state.save_indicators(&indicators) {
+            tracing::warn!(%error, "indicators not kept in the state directory");
+        }
+        if let Ok(mut held) = self.indicators.write() {
+            *held = indicators;
         }
     }
 
@@ -307,6 +367,9 @@ impl Agent {
             .await
         {
             Ok(reply) => {
+                if let Some(indicators) = reply.indicators {
+                    self.take_indicators(indicators);
+                }
                 for action in reply.actions {
                     if let Some(ended) = self.carry_out(&action).await? {
                         return Ok(Some(ended));
@@ -436,17 +499,28 @@ impl Agent {
         }
     }
 
+    /// Lifts isolation; the indicators' rules stay (without them, the table goes).
     async fn release(&mut self) -> ActionResult {
-        if let Err(error) = self.nft.release().await {
+        let kept = match self.policy(Isolation::None).await {
+            Ok(policy) => policy,
+            Err(error) => return failure(&error),
+        };
+        if let Err(error) = self.nft.apply(&kept).await {
             return failure(&error);
         }
-        self.in_force = None;
+        let lifted = if kept.is_empty() {
+            format!("isolation lifted (table inet {} deleted)", firewall::TABLE)
+        } else {
+            format!(
+                "isolation lifted (table inet {} keeps the rules of {} indicator addresses)",
+                firewall::TABLE,
+                kept.indicators.len()
+            )
+        };
+        self.in_force = (!kept.is_empty()).then_some(kept);
         self.isolation = Isolation::None;
         match self.state.save_isolation(Isolation::None) {
-            Ok(()) => ActionResult::succeeded(format!(
-                "isolation lifted (table inet {} deleted)",
-                firewall::TABLE
-            )),
+            Ok(()) => ActionResult::succeeded(lifted),
             Err(error) => ActionResult::failed(format!(
                 "isolation lifted, but the state directory still asks for it: {error}"
             )),

@@ -11,7 +11,8 @@ use std::time::Duration;
     name = "palisade-agent",
     version,
     about = "Enrolls this Linux device with a Palisade server and carries out its machine actions: \
-             network isolation with nftables (Full, Selective), release, offboarding."
+             network isolation with nftables (Full, Selective), release, offboarding; and enforces \
+             its tenant's indicators: addresses blocked, files with a blocked hash quarantined."
 )]
 struct Args {
     /// The Palisade server, e.g. https://palisade.example:8443.
@@ -47,6 +48,15 @@ struct Args {
     /// The nft binary.
     #[arg(long, default_value = "nft")]
     nft: PathBuf,
+    /// A directory searched (recursively) for files whose hash a Block or
+    /// BlockAndRemediate indicator names: they are quarantined; repeat for more.
+    /// Running processes' executables are checked too, wherever they are.
+    #[arg(long = "scan-path", env = "PALISADE_SCAN_PATHS", value_delimiter = ',')]
+    scan_paths: Vec<PathBuf>,
+    /// Seconds between scans of those paths and of the running processes
+    /// (a change of indicators starts one at once).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    scan_interval: u64,
 }
 
 fn main() -> ExitCode {
@@ -66,6 +76,8 @@ fn main() -> ExitCode {
         selective_allow: args.selective_allow,
         check_in_wait: Duration::from_secs(args.check_in_wait),
         nft: args.nft,
+        scan_paths: args.scan_paths,
+        scan_every: Duration::from_secs(args.scan_interval),
     };
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

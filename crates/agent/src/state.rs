@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 const ENROLLMENT: &str = "enrollment.json";
 const ISOLATION: &str = "isolation.json";
+const INDICATORS: &str = "indicators.json";
 /// Left by an offboard. While it exists the agent does not enroll, though an
 /// onboarding token is configured: a service manager starting the agent at
 /// the next boot must not undo the offboard.
@@ -99,6 +100,24 @@ impl StateDir {
 
     pub fn save_isolation(&self, isolation: Isolation) -> anyhow::Result<()> {
         self.write(ISOLATION, &IsolationState { isolation })
+    }
+
+    /// The tenant's indicators as last received (enforced from the start,
+    /// before the server is reached).
+    pub fn indicators(&self) -> anyhow::Result<palisade_device::DeviceIndicators> {
+        Ok(self.read(INDICATORS)?.unwrap_or_default())
+    }
+
+    pub fn save_indicators(
+        &self,
+        indicators: &palisade_device::DeviceIndicators,
+    ) -> anyhow::Result<()> {
+        self.write(INDICATORS, indicators)
+    }
+
+    /// Where quarantined files are kept.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.dir.join("quarantine")
     }
 
     pub fn offboarded(&self) -> anyhow::Result<Option<OffboardedState>> {

@@ -35,6 +35,7 @@ fn fleet_options(
         action_latency: Duration::ZERO,
         failure_rate: 0.0,
         enroll_concurrency: ENROLLING,
+        alerts_per_hour: 0.0,
     }
 }
 

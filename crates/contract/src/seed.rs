@@ -1,7 +1,7 @@
 //! The tenant document (`control-plane.md`: State): what `palisade serve
 //! --seed FILE` and `POST /_palisade/v1/tenants` create a tenant from, `PUT
 //! .../state` replaces a tenant's state with, and `GET .../state` exports.
-//! Machines and actions are MDE's objects with any of their properties (the
+//! Machines, actions, alerts and indicators are MDE's objects with any of their properties (the
 //! domain fills in the rest and names the field of what does not read).
 
 use crate::control::{NewFaultRule, NewOutcomeRule};
@@ -28,6 +28,15 @@ pub struct TenantDocument {
     #[serde(default)]
     #[schema(value_type = Vec<Object>)]
     pub machine_actions: Vec<serde_json::Value>,
+    /// MDE Alert objects, any properties given; `machineId` names a machine above.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub alerts: Vec<serde_json::Value>,
+    /// MDE Indicator objects: what `POST /api/indicators` takes, and an
+    /// indicator's other properties (`id`, times, who made it).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub indicators: Vec<serde_json::Value>,
     #[serde(default)]
     pub apps: Vec<SeedApp>,
     #[serde(default)]

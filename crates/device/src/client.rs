@@ -217,4 +217,14 @@ impl DeviceClient {
         )
         .await
     }
+
+    /// Raises an alert on the device's machine: a partial MDE alert (title,
+    /// severity, category, evidence, ...).
+    pub async fn raise_alert(
+        &self,
+        alert: &serde_json::Value,
+    ) -> Result<palisade_contract::Alert, DeviceError> {
+        self.post(ALERTS_PATH, self.credential()?, alert, Duration::ZERO)
+            .await
+    }
 }

@@ -3,8 +3,9 @@
 //! configurable latency, failing at a configurable rate) without real devices.
 
 use crate::client::{DeviceClient, DeviceError};
+use crate::detections::{random_alert, Target};
 use crate::protocol::*;
-use palisade_contract::{ActionType, HealthStatus, IpAddress, OsPlatform};
+use palisade_contract::{ActionType, HealthStatus, IpAddress, OsPlatform, Timestamp};
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct FleetOptions {
     pub failure_rate: f64,
     /// Enrollments in flight at once.
     pub enroll_concurrency: usize,
+    /// Alerts each device raises an hour, on average (a Poisson process
+    /// over the fleet); zero: none.
+    pub alerts_per_hour: f64,
 }
 
 /// Counters of the whole fleet, updated as devices work.
@@ -43,6 +47,7 @@ pub struct FleetStats {
     pub succeeded: AtomicU64,
     pub failed: AtomicU64,
     pub offboarded: AtomicU64,
+    pub alerts: AtomicU64,
     pub errors: AtomicU64,
 }
 
@@ -50,12 +55,13 @@ impl FleetStats {
     pub fn summary(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "enrolled {}, check-ins {}, actions succeeded {}, failed {}, offboarded {}, errors {}",
+            "enrolled {}, check-ins {}, actions succeeded {}, failed {}, offboarded {}, alerts {}, errors {}",
             get(&self.enrolled),
             get(&self.check_ins),
             get(&self.succeeded),
             get(&self.failed),
             get(&self.offboarded),
+            get(&self.alerts),
             get(&self.errors),
         )
     }
@@ -111,8 +117,17 @@ impl Fleet {
         let options = Arc::new(options);
         let mut devices = JoinSet::new();
         let mut machine_ids = Vec::with_capacity(enrolled.len());
+        let mut raisers = Vec::with_capacity(enrolled.len());
         for (n, enrollment) in enrolled.into_iter().enumerate() {
             machine_ids.push(enrollment.machine_id.clone());
+            raisers.push((
+                client.with_credential(&enrollment.credential),
+                Target {
+                    machine_id: enrollment.machine_id.clone(),
+                    computer_dns_name: format!("{}-{n}", options.name_prefix),
+                    windows: options.os_platform.is_windows(),
+                },
+            ));
             let device = SimulatedDevice {
                 client: client.with_credential(&enrollment.credential),
                 machine_id: enrollment.machine_id,
@@ -124,6 +139,13 @@ impl Fleet {
                 stats: stats.clone(),
             };
             devices.spawn(device.run());
+        }
+        if options.alerts_per_hour > 0.0 && !raisers.is_empty() {
+            devices.spawn(raise_alerts(
+                raisers,
+                options.alerts_per_hour,
+                stats.clone(),
+            ));
         }
         Ok(Fleet {
             stats,
@@ -165,6 +187,29 @@ fn enroll_request(options: &FleetOptions, n: usize) -> EnrollRequest {
     }
 }
 
+/// Raises alerts on random devices of the fleet, `per_hour` a device on
+/// average: the gaps between alerts are exponential, as in a Poisson process.
+async fn raise_alerts(devices: Vec<(DeviceClient, Target)>, per_hour: f64, stats: Arc<FleetStats>) {
+    let per_second = per_hour * devices.len() as f64 / 3_600.0;
+    loop {
+        let (gap, n) = {
+            let mut rng = rand::rng();
+            let uniform: f64 = rng.random_range(f64::EPSILON..1.0);
+            (
+                -uniform.ln() / per_second,
+                rng.random_range(0..devices.len()),
+            )
+        };
+        tokio::time::sleep(Duration::from_secs_f64(gap.min(3_600.0))).await;
+        let (client, target) = &devices[n];
+        let alert = random_alert(&mut rand::rng(), target, Timestamp::now());
+        match client.raise_alert(&alert).await {
+            Ok(_) => stats.alerts.fetch_add(1, Ordering::Relaxed),
+            Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
 struct SimulatedDevice {
     client: DeviceClient,
     machine_id: String,
@@ -183,6 +228,9 @@ enum Next {
 impl SimulatedDevice {
     async fn run(self) {
         let mut isolation = Isolation::None;
+        // The version of the indicators last received: a simulated device
+        // holds them as a real one does, so that they are not sent again.
+        let mut indicators_version = None;
         let wait = self.options.wait.min(Duration::from_secs(MAX_WAIT_SECONDS));
         if wait.is_zero() {
             // Spread the fleet's periodic check-ins over the interval instead of all at once.
@@ -197,6 +245,7 @@ impl SimulatedDevice {
                 health_status: Some(HealthStatus::Active),
                 agent_version: None,
                 isolation,
+                indicators_version: indicators_version.clone(),
             };
             let started = Instant::now();
             let reply = match self.client.check_in(&report, wait).await {
@@ -207,6 +256,10 @@ impl SimulatedDevice {
                 },
             };
             self.stats.check_ins.fetch_add(1, Ordering::Relaxed);
+            let received = reply.indicators.is_some();
+            if let Some(indicators) = reply.indicators {
+                indicators_version = Some(indicators.version);
+            }
             let mut acted = false;
             for action in reply.actions {
                 acted = true;
@@ -220,7 +273,7 @@ impl SimulatedDevice {
                     }
                 }
             }
-            if !acted {
+            if !acted && !received {
                 // A long poll already spaced this check-in; a short one waits out the interval.
                 if let Some(rest) = self.interval.checked_sub(started.elapsed()) {
                     tokio::time::sleep(rest).await;

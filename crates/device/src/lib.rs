@@ -16,6 +16,8 @@ pub mod protocol;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "client")]
+pub mod detections;
+#[cfg(feature = "client")]
 pub mod fleet;
 
 pub use protocol::*;

@@ -7,6 +7,8 @@ use utoipa::ToSchema;
 
 pub const ENROLL_PATH: &str = "/device/v1/enroll";
 pub const CHECK_IN_PATH: &str = "/device/v1/checkin";
+/// `POST` here raises an alert on the device's machine (a detection).
+pub const ALERTS_PATH: &str = "/device/v1/alerts";
 
 /// `POST` here moves a Pending action to InProgress.
 pub fn action_start_path(action_id: &str) -> String {
@@ -154,6 +156,36 @@ pub struct CheckIn {
     /// The isolation in force on the device now.
     #[serde(default)]
     pub isolation: Isolation,
+    /// The version of the indicators the device holds (`DeviceIndicators`);
+    /// none: it holds none yet.
+    #[serde(default)]
+    pub indicators_version: Option<String>,
+}
+
+/// One indicator a device enforces: its tenant's addresses, domains and
+/// file hashes in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceIndicator {
+    pub id: String,
+    pub indicator_type: palisade_contract::indicator::IndicatorType,
+    /// The value as matched: hashes and names in lower case, an address in
+    /// its canonical form.
+    pub value: String,
+    pub action: palisade_contract::indicator::IndicatorAction,
+    pub title: String,
+    pub severity: palisade_contract::indicator::IndicatorSeverity,
+    pub generate_alert: bool,
+}
+
+/// The indicators a device enforces, whole: sent when the version the
+/// device holds is not the tenant's (a change, an expiry), and applied in
+/// place of what it held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceIndicators {
+    pub version: String,
+    pub indicators: Vec<DeviceIndicator>,
 }
 
 /// What a check-in answers: the device's Pending and InProgress actions,
@@ -163,6 +195,9 @@ pub struct CheckIn {
 pub struct CheckInReply {
     pub actions: Vec<MachineAction>,
     pub check_in_interval_seconds: u64,
+    /// The tenant's indicators, when the device's version is not theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indicators: Option<DeviceIndicators>,
 }
 
 /// `POST /device/v1/actions/{id}/result`.

@@ -216,10 +216,33 @@ impl Palisade {
                 break;
             }
         }
+        let mut alerts = Vec::new();
+        loop {
+            let read = self.store.alerts(&whole, &page(alerts.len())).await?;
+            alerts.extend(read.items);
+            if !read.more {
+                break;
+            }
+        }
+        // Expired indicators too: they are the tenant's as much as the others.
+        let ever = palisade_contract::Timestamp::from_ticks(i64::MIN);
+        let mut indicators = Vec::new();
+        loop {
+            let read = self
+                .store
+                .indicators(tenant_id, None, ever, &page(indicators.len()))
+                .await?;
+            indicators.extend(read.items);
+            if !read.more {
+                break;
+            }
+        }
         Ok(seed::document(StoredState {
             groups: self.store.device_groups(tenant_id).await?,
             machines,
             actions,
+            alerts,
+            indicators,
             outcomes: self.store.outcome_rules(tenant_id).await?,
             faults: self.store.fault_rules(Some(tenant_id)).await?,
             apps: self.store.apps(tenant_id).await?,

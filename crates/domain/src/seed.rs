@@ -10,7 +10,7 @@ use crate::ids;
 use crate::rules::{device_groups::GroupRules, faults};
 use crate::store::DeviceGroup;
 use palisade_contract::seed::{SeedApp, SeedDeviceGroup, SeedGroupRules, SeedUser, TenantDocument};
-use palisade_contract::{Machine, MachineAction, MdeError, Timestamp};
+use palisade_contract::{Alert, Indicator, Machine, MachineAction, MdeError, Timestamp};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -23,6 +23,10 @@ pub struct TenantState {
     pub groups: Vec<DeviceGroup>,
     pub machines: Vec<Machine>,
     pub actions: Vec<MachineAction>,
+    /// Each with a `lastUpdateTime` of its own (no two alike).
+    pub alerts: Vec<Alert>,
+    /// With the value each is matched by.
+    pub indicators: Vec<(Indicator, String)>,
     pub outcomes: Vec<StoredOutcomeRule>,
     pub faults: Vec<StoredFaultRule>,
     pub apps: Vec<SeedApp>,
@@ -211,6 +215,9 @@ pub fn resolve(document: &TenantDocument, now: Timestamp) -> Result<TenantState,
         "status (one open action of a type per machine)",
     )?;
 
+    let alerts = seeded_alerts(document, &tenant_id, &machines, &groups, now)?;
+    let indicators = seeded_indicators(document, &groups, now)?;
+
     let mut outcomes = Vec::new();
     for (i, rule) in document.outcomes.iter().enumerate() {
         rule.validate().map_err(|e| {
@@ -274,11 +281,158 @@ pub fn resolve(document: &TenantDocument, now: Timestamp) -> Result<TenantState,
         groups,
         machines,
         actions,
+        alerts,
+        indicators,
         outcomes,
         faults: fault_rules,
         apps: document.apps.clone(),
         users,
     })
+}
+
+/// The document's alerts, each on a machine of `machines` (its name and
+/// group from it unless given), New and queued unless it says otherwise.
+/// Update times that repeat are moved on by a tick each, in order, so that
+/// no two alerts share one (incremental polling rests on it).
+fn seeded_alerts(
+    document: &TenantDocument,
+    tenant_id: &str,
+    machines: &[Machine],
+    groups: &[DeviceGroup],
+    now: Timestamp,
+) -> Result<Vec<Alert>, MdeError> {
+    let mut alerts = Vec::with_capacity(document.alerts.len());
+    for (i, given) in document.alerts.iter().enumerate() {
+        let entry = format!("alerts[{i}]");
+        let machine_id = given
+            .get("machineId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(&format!("{entry}.machineId"), "the id of a machine above"))?
+            .to_ascii_lowercase();
+        let mut machine = machines
+            .iter()
+            .find(|m| m.id == machine_id)
+            .ok_or_else(|| {
+                invalid(
+                    &format!("{entry}.machineId"),
+                    format!("no machine {machine_id} in machines"),
+                )
+            })?
+            .clone();
+        // In the group the store will place it in.
+        crate::rules::device_groups::place(groups, &mut machine);
+        let machine = &machine;
+        let created = given
+            .get("alertCreationTime")
+            .and_then(Value::as_str)
+            .and_then(Timestamp::parse)
+            .unwrap_or(now);
+        let mut defaults =
+            serde_json::to_value(crate::rules::alerts::new_alert(machine, tenant_id, created))
+                .expect("an Alert serializes");
+        defaults["incidentId"] = json!(i + 1);
+        let mut given = given.clone();
+        given["machineId"] = json!(machine_id);
+        let alert: Alert = read(&entry, overlay(&entry, defaults, &given)?)?;
+        if alert.title.trim().is_empty() {
+            return Err(invalid(&format!("{entry}.title"), "an alert needs a title"));
+        }
+        alerts.push(alert);
+    }
+    unique(alerts.iter().map(|a| a.id.clone()), "alerts", "id")?;
+    let mut order: Vec<usize> = (0..alerts.len()).collect();
+    order.sort_by_key(|&i| (alerts[i].last_update_time, i));
+    let mut last = None;
+    for i in order {
+        let time = &mut alerts[i].last_update_time;
+        if let Some(last) = last.filter(|last: &Timestamp| *time <= *last) {
+            *time = Timestamp::from_ticks(last.ticks() + 1);
+        }
+        last = Some(*time);
+    }
+    Ok(alerts)
+}
+
+/// The document's indicators, checked as `POST /api/indicators` checks a
+/// submission (an expired one may be seeded), numbered after the highest
+/// id given.
+fn seeded_indicators(
+    document: &TenantDocument,
+    groups: &[DeviceGroup],
+    now: Timestamp,
+) -> Result<Vec<(Indicator, String)>, MdeError> {
+    let given_ids = document
+        .indicators
+        .iter()
+        .filter_map(|i| i.get("id").and_then(Value::as_str))
+        .filter_map(|id| id.parse::<i64>().ok());
+    let mut next_id = given_ids.max().unwrap_or(0) + 1;
+    let mut indicators = Vec::with_capacity(document.indicators.len());
+    for (i, given) in document.indicators.iter().enumerate() {
+        let entry = format!("indicators[{i}]");
+        let id = match given.get("id") {
+            Some(Value::String(id)) if id.parse::<i64>().is_ok_and(|n| n > 0) => id.clone(),
+            Some(_) => return Err(invalid(&format!("{entry}.id"), "a number, as a string")),
+            None => {
+                next_id += 1;
+                (next_id - 1).to_string()
+            }
+        };
+        let defaults = json!({
+            "id": id,
+            "application": null,
+            "source": "seed",
+            "sourceType": "User",
+            "createdBy": "seed",
+            "createdByDisplayName": "seed",
+            "createdBySource": "PublicApi",
+            "severity": "Informational",
+            "recommendedActions": null,
+            "creationTimeDateTimeUtc": now,
+            "expirationTime": null,
+            "lastUpdateTime": now,
+            "lastUpdatedBy": null,
+            "rbacGroupNames": [],
+            "rbacGroupIds": [],
+            "generateAlert": false,
+            "mitreTechniques": [],
+            "educateUrl": null,
+        });
+        let mut indicator: Indicator = read(&entry, overlay(&entry, defaults, given)?)?;
+        let key = crate::rules::indicators::value_key(
+            indicator.indicator_type,
+            &indicator.indicator_value,
+        )
+        .map_err(|e| invalid(&format!("{entry}.indicatorValue"), e.message))?;
+        let mut ids = Vec::new();
+        for (g, name) in indicator.rbac_group_names.iter().enumerate() {
+            let group = groups
+                .iter()
+                .find(|group| group.name == *name)
+                .ok_or_else(|| {
+                    invalid(
+                        &format!("{entry}.rbacGroupNames[{g}]"),
+                        format!("no device group named '{name}'"),
+                    )
+                })?;
+            ids.push(group.id.to_string());
+        }
+        indicator.rbac_group_ids = ids;
+        indicators.push((indicator, key));
+    }
+    unique(
+        indicators.iter().map(|(i, _)| i.id.clone()),
+        "indicators",
+        "id",
+    )?;
+    unique(
+        indicators
+            .iter()
+            .map(|(i, key)| format!("{} {key}", i.indicator_type.as_str())),
+        "indicators",
+        "indicatorValue (one indicator per type and value)",
+    )?;
+    Ok(indicators)
 }
 
 fn unique(keys: impl Iterator<Item = String>, list: &str, field: &str) -> Result<(), MdeError> {
@@ -385,6 +539,8 @@ pub struct StoredState {
     /// MDE Machine objects.
     pub machines: Vec<Value>,
     pub actions: Vec<MachineAction>,
+    pub alerts: Vec<Alert>,
+    pub indicators: Vec<Indicator>,
     pub outcomes: Vec<StoredOutcomeRule>,
     pub faults: Vec<StoredFaultRule>,
     pub apps: Vec<crate::identity::AppRegistration>,
@@ -399,6 +555,8 @@ impl StoredState {
             groups: vec![],
             machines: vec![],
             actions: vec![],
+            alerts: vec![],
+            indicators: vec![],
             outcomes: vec![],
             faults: vec![],
             apps: vec![],
@@ -417,6 +575,8 @@ impl StoredState {
                 .map(|m| serde_json::to_value(m).expect("a Machine serializes"))
                 .collect(),
             actions: state.actions.clone(),
+            alerts: state.alerts.clone(),
+            indicators: state.indicators.iter().map(|(i, _)| i.clone()).collect(),
             outcomes: state.outcomes.clone(),
             faults: state.faults.clone(),
             apps: vec![],
@@ -433,6 +593,10 @@ pub fn document(mut state: StoredState) -> TenantDocument {
         .machines
         .sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     state.actions.sort_by(|a, b| a.id.cmp(&b.id));
+    state.alerts.sort_by(|a, b| a.id.cmp(&b.id));
+    state
+        .indicators
+        .sort_by_key(|i| i.id.parse::<i64>().unwrap_or(i64::MAX));
     state.apps.sort_by(|a, b| a.client_id.cmp(&b.client_id));
     state.users.sort_by(|a, b| a.username.cmp(&b.username));
     TenantDocument {
@@ -459,6 +623,16 @@ pub fn document(mut state: StoredState) -> TenantDocument {
             .actions
             .iter()
             .map(|a| serde_json::to_value(a).expect("a MachineAction serializes"))
+            .collect(),
+        alerts: state
+            .alerts
+            .iter()
+            .map(|a| serde_json::to_value(a).expect("an Alert serializes"))
+            .collect(),
+        indicators: state
+            .indicators
+            .iter()
+            .map(|i| serde_json::to_value(i).expect("an Indicator serializes"))
             .collect(),
         apps: state
             .apps

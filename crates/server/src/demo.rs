@@ -1,4 +1,4 @@
-//! The demo tenant: a realistic fleet to try the API on (`palisade serve --demo`),
+//! The demo tenant: a realistic fleet, with alerts and indicators, to try the API on (`palisade serve --demo`),
 //! also used by the benchmark to build large fleets.
 
 use palisade_contract::control::{IsoDuration, NewOutcomeRule, OutcomeMatch, OutcomeStep};
@@ -9,12 +9,14 @@ use palisade_contract::{
     DeviceValue, ExposureLevel, HealthStatus, Machine, OnboardingStatus, OsPlatform, RiskScore,
     Timestamp,
 };
+use palisade_device::detections::{random_alert, Target};
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::{DeviceGroupAccess, Palisade, Role};
 use palisade_identity::admin::{Admin, Administrator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use serde_json::{json, Value};
 
 pub const DEMO_TENANT_ID: &str = "6a1f4c3e-2b7d-4e8f-9a0b-1c2d3e4f5a6b";
 /// Machines in the demo fleet.
@@ -455,7 +457,8 @@ pub async fn ensure_demo(
 /// one transaction, from a document a reset puts it back to), unless it
 /// exists already. Returns whether it was created now.
 pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
-    let machines = fleet(DEMO_FLEET_SIZE, 1703, Timestamp::now());
+    let now = Timestamp::now();
+    let machines = fleet(DEMO_FLEET_SIZE, 1703, now);
     let document = TenantDocument {
         tenant_id: DEMO_TENANT_ID.into(),
         name: "Contoso (demo)".into(),
@@ -474,6 +477,8 @@ pub async fn ensure_demo_tenant(palisade: &Palisade) -> anyhow::Result<bool> {
             .map(serde_json::to_value)
             .collect::<Result<_, _>>()?,
         machine_actions: vec![],
+        alerts: demo_alerts(&machines, now),
+        indicators: demo_indicators(),
         apps: vec![],
         users: vec![],
         outcomes: vec![demo_outcome()],
@@ -501,4 +506,113 @@ fn demo_outcome() -> NewOutcomeRule {
             step(ActionStatus::Succeeded, None),
         ],
     }
+}
+
+/// The demo tenant's alerts: about one machine in eight has some (a few
+/// several), over the last three weeks; the older ones mostly resolved
+/// with a classification, the newer ones New or InProgress.
+pub fn demo_alerts(machines: &[Machine], now: Timestamp) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(18);
+    let mut alerts = Vec::new();
+    for (n, machine) in machines.iter().enumerate().filter(|(n, _)| n % 8 == 3) {
+        let count = 1 + usize::from(n % 24 == 3) * 2;
+        for _ in 0..count {
+            let age_hours = rng.random_range(1..21 * 24);
+            let at = now.plus_seconds(-age_hours * 3_600);
+            let mut alert = random_alert(&mut rng, &Target::of(machine), at);
+            let (status, classified) = match age_hours {
+                h if h > 7 * 24 => ("Resolved", true),
+                h if h > 24 => ("InProgress", false),
+                _ => ("New", false),
+            };
+            alert["status"] = json!(status);
+            if status != "New" {
+                alert["assignedTo"] = json!("secops@contoso.example");
+                alert["investigationState"] = json!("Running");
+            }
+            if classified {
+                let (classification, determination) = match rng.random_range(0..3) {
+                    0 => ("TruePositive", "Malware"),
+                    1 => ("FalsePositive", "NotMalicious"),
+                    _ => ("InformationalExpectedActivity", "SecurityTesting"),
+                };
+                let resolved = at.plus_seconds(6 * 3_600);
+                alert["classification"] = json!(classification);
+                alert["determination"] = json!(determination);
+                alert["investigationState"] = json!("SuccessfullyRemediated");
+                alert["resolvedTime"] = json!(resolved);
+                alert["lastUpdateTime"] = json!(resolved);
+                alert["comments"] = json!([{
+                    "comment": "Checked with the device owner; closing.",
+                    "createdBy": "secops@contoso.example",
+                    "createdTime": resolved,
+                }]);
+            }
+            alerts.push(alert);
+        }
+    }
+    alerts
+}
+
+/// The demo tenant's indicators: a few of each type MDE has.
+pub fn demo_indicators() -> Vec<Value> {
+    let indicator = |value: &str, kind: &str, action: &str, title: &str, severity: &str| {
+        json!({
+            "indicatorValue": value, "indicatorType": kind, "action": action,
+            "title": title, "description": format!("{title} (demo)"), "severity": severity,
+            "generateAlert": action != "Allowed", "source": "secops@contoso.example",
+            "createdBy": "secops@contoso.example", "createdByDisplayName": "secops@contoso.example",
+        })
+    };
+    vec![
+        indicator(
+            "203.0.113.66",
+            "IpAddress",
+            "Block",
+            "Known C2 server",
+            "High",
+        ),
+        indicator(
+            "198.51.100.23",
+            "IpAddress",
+            "Audit",
+            "Scanner seen at the edge",
+            "Low",
+        ),
+        indicator(
+            "malware-drop.example",
+            "DomainName",
+            "Block",
+            "Malware distribution domain",
+            "High",
+        ),
+        indicator(
+            "https://login-contoso-42.example/verify",
+            "Url",
+            "Warn",
+            "Phishing page",
+            "Medium",
+        ),
+        indicator(
+            "44d88612fea8a8f36de82e1278abb02f",
+            "FileMd5",
+            "BlockAndRemediate",
+            "EICAR test file",
+            "Informational",
+        ),
+        indicator(
+            "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f",
+            "FileSha256",
+            "BlockAndRemediate",
+            "EICAR test file",
+            "Informational",
+        ),
+        indicator(
+            "3395856ce81f2b7382dee72602f798b642f14140",
+            "FileSha1",
+            "Allowed",
+            "EICAR test file, allowed on the test ring",
+            "Informational",
+        ),
+    ]
 }

@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
-    ActionResult, CheckIn, CheckInReply, EnrollRequest, CHECK_IN_PATH, ENROLL_PATH,
+    ActionResult, CheckIn, CheckInReply, EnrollRequest, ALERTS_PATH, CHECK_IN_PATH, ENROLL_PATH,
     MAX_WAIT_SECONDS,
 };
 use palisade_domain::devices::{Device, EnrollError};
@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(ENROLL_PATH, post(enroll))
         .route(CHECK_IN_PATH, post(check_in))
+        .route(ALERTS_PATH, post(raise_alert))
         .route("/device/v1/actions/{id}/start", post(start_action))
         .route("/device/v1/actions/{id}/result", post(finish_action))
 }
@@ -94,6 +95,17 @@ async fn check_in(
 ) -> ApiResult<Json<CheckInReply>> {
     let wait = Duration::from_secs(poll.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     Ok(Json(app.devices.check_in(&device, report, wait).await?))
+}
+
+/// A detection of the device's agent, raised as an alert on its machine (201).
+async fn raise_alert(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    JsonBody(alert): JsonBody<serde_json::Value>,
+) -> ApiResult<(StatusCode, Json<palisade_contract::Alert>)> {
+    let alert = app.devices.raise_alert(&device, alert).await?;
+    tracing::info!(machine = %device.machine_id, alert = %alert.id, title = %alert.title, "device raised an alert");
+    Ok((StatusCode::CREATED, Json(alert)))
 }
 
 async fn start_action(

@@ -25,6 +25,10 @@ pub struct SimulateArgs {
     /// Share of actions that end Failed (0.0 to 1.0).
     #[arg(long, default_value_t = 0.05, value_parser = parse_rate)]
     pub failure_rate: f64,
+    /// Alerts each device raises an hour, on average (random detections with
+    /// their evidence, as `GET /api/alerts` then shows them); 0: none.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_alert_rate)]
+    pub alerts_per_hour: f64,
     /// The devices' osPlatform.
     #[arg(long, default_value = "Windows11", value_parser = admin_cli::parse_os)]
     pub os_platform: OsPlatform,
@@ -72,6 +76,7 @@ pub async fn run(
         action_latency: Duration::from_millis(args.action_latency_ms),
         failure_rate: args.failure_rate,
         enroll_concurrency: 32,
+        alerts_per_hour: args.alerts_per_hour,
     };
     let fleet = Fleet::start(client, options).await?;
     println!(
@@ -102,4 +107,13 @@ pub async fn run(
     fleet.stop().await;
     println!("stopped: {}", stats.summary());
     Ok(())
+}
+
+fn parse_alert_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (0.0..=3_600.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a rate from 0 to 3600 alerts an hour"
+        )),
+    }
 }

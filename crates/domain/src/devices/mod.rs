@@ -2,6 +2,7 @@
 //! the hand-over of machine actions to the devices that carry them out.
 
 pub mod check_ins;
+pub mod indicators;
 mod plane;
 pub mod secrets;
 pub mod wakeups;

@@ -1,6 +1,7 @@
 //! The device plane's service: what the HTTP handlers of `/device/v1` call.
 
 use super::check_ins::CheckInBuffer;
+use super::indicators::{DeviceIndicatorSets, FRESH_FOR};
 use super::secrets::{self, PresentedSecret};
 use super::{CheckInRecord, Device, DeviceActionChange, EnrollError};
 use crate::rate_limit::{RateKey, RateLimiter, RateLimits, RateScope};
@@ -8,8 +9,8 @@ use crate::rules;
 use crate::service::Palisade;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
-    ActionResult, CheckIn, CheckInReply, EnrollRequest, Enrollment, CREDENTIAL_PREFIX,
-    OFFBOARDED_MESSAGE, ONBOARDING_TOKEN_PREFIX,
+    ActionResult, CheckIn, CheckInReply, DeviceIndicators, EnrollRequest, Enrollment,
+    CREDENTIAL_PREFIX, OFFBOARDED_MESSAGE, ONBOARDING_TOKEN_PREFIX,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub struct DevicePlane {
     enrollment_limiter: Option<RateLimiter>,
     /// Set when the server stops: long polls answer at once instead of holding shutdown up.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    indicators: Arc<DeviceIndicatorSets>,
 }
 
 fn unauthorized(message: &str) -> MdeError {
@@ -49,6 +51,7 @@ impl DevicePlane {
             check_in_interval_seconds,
             enrollment_limiter: None,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            indicators: Arc::default(),
         }
     }
 
@@ -181,8 +184,22 @@ impl DevicePlane {
         Ok(device)
     }
 
+    /// The tenant's indicators, if the device does not hold their version.
+    async fn indicators_for(
+        &self,
+        device: &Device,
+        held: Option<&str>,
+    ) -> Result<Option<DeviceIndicators>, MdeError> {
+        let set = self
+            .indicators
+            .of(&self.palisade, &device.tenant_id)
+            .await?;
+        Ok((held != Some(set.version.as_str())).then(|| (*set).clone()))
+    }
+
     /// Records a check-in (written with the next flush) and answers the
-    /// device's open actions; with none open, waits up to `wait` for one.
+    /// device's open actions and, if they changed, its tenant's indicators;
+    /// with neither, waits up to `wait` for one or the other.
     pub async fn check_in(
         &self,
         device: &Device,
@@ -190,6 +207,7 @@ impl DevicePlane {
         wait: Duration,
     ) -> Result<CheckInReply, MdeError> {
         rules::device_report::validate(&report)?;
+        let held = report.indicators_version.clone();
         self.check_ins.record(CheckInRecord {
             tenant_id: device.tenant_id.clone(),
             machine_id: device.machine_id.clone(),
@@ -206,19 +224,32 @@ impl DevicePlane {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let mut actions = self.claim_actions(device).await?;
+        let mut indicators = self.indicators_for(device, held.as_deref()).await?;
         let mut stopping = self.stopping.subscribe();
-        if actions.is_empty() && !wait.is_zero() && !*stopping.borrow_and_update() {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Waits for an action, looking at the indicators between whiles
+        // (they change on any node; the set is read at most every FRESH_FOR).
+        while actions.is_empty()
+            && indicators.is_none()
+            && tokio::time::Instant::now() < deadline
+            && !*stopping.borrow_and_update()
+        {
+            let look_again = (tokio::time::Instant::now() + FRESH_FOR).min(deadline);
             let woken = tokio::select! {
-                woken = tokio::time::timeout(wait, notified) => woken.is_ok(),
-                _ = stopping.changed() => false,
+                () = notified.as_mut() => true,
+                () = tokio::time::sleep_until(look_again) => false,
+                _ = stopping.changed() => break,
             };
             if woken {
                 actions = self.claim_actions(device).await?;
+                break;
             }
+            indicators = self.indicators_for(device, held.as_deref()).await?;
         }
         Ok(CheckInReply {
             actions,
             check_in_interval_seconds: self.check_in_interval_seconds,
+            indicators,
         })
     }
 
@@ -230,6 +261,19 @@ impl DevicePlane {
             .store()
             .claim_device_actions(&device.tenant_id, &device.machine_id, now, held_until)
             .await?)
+    }
+
+    /// Raises an alert on the device's own machine (a detection of its agent:
+    /// an indicator hit, a blocked file): a partial MDE alert.
+    pub async fn raise_alert(
+        &self,
+        device: &Device,
+        mut alert: serde_json::Value,
+    ) -> Result<palisade_contract::Alert, MdeError> {
+        if let Some(object) = alert.as_object_mut() {
+            object.insert("machineId".into(), device.machine_id.clone().into());
+        }
+        self.palisade.raise_alert(&device.tenant_id, alert).await
     }
 
     /// Pending → InProgress: the device has taken the action on.

@@ -1080,6 +1080,41 @@ impl Write for SeedTenant {
         for action in &state.actions {
             tx.save_action(tenant_id, action).await?;
         }
+        tx.save_alerts(tenant_id, &state.alerts).await?;
+        tx.save_indicators(tenant_id, &state.indicators).await?;
+        // The counters go on from what was seeded (the state's were cleared).
+        let highest = |values: Vec<i64>| values.into_iter().max();
+        let counters = [
+            (
+                Counter::AlertUpdate,
+                highest(
+                    state
+                        .alerts
+                        .iter()
+                        .map(|a| a.last_update_time.ticks())
+                        .collect(),
+                ),
+            ),
+            (
+                Counter::IncidentId,
+                highest(state.alerts.iter().filter_map(|a| a.incident_id).collect()),
+            ),
+            (
+                Counter::IndicatorId,
+                highest(
+                    state
+                        .indicators
+                        .iter()
+                        .filter_map(|(i, _)| i.id.parse().ok())
+                        .collect(),
+                ),
+            ),
+        ];
+        for (counter, highest) in counters {
+            if let Some(highest) = highest {
+                tx.reserve(tenant_id, counter, highest, 1).await?;
+            }
+        }
         for rule in &state.outcomes {
             tx.save_outcome_rule(rule).await?;
         }

@@ -439,6 +439,139 @@ impl Drop for Network {
     }
 }
 
+/// The namespaces are one network: its tests take turns.
+static NETWORK_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The network, the server in its namespace (demo tenant, TLS), and a peer
+/// (any TCP service: a second Palisade) on both of the peer's addresses.
+struct Testbed {
+    _peer: ChildGuard,
+    server: ServerProcess,
+    state: PathBuf,
+    tls: PathBuf,
+    agent_log: PathBuf,
+    onboarding_token: String,
+    network: Network,
+    dir: tempfile::TempDir,
+}
+
+impl Testbed {
+    async fn build() -> Testbed {
+        let network = Network::build();
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        let server = ServerProcess::start_in_namespace(
+            dir.path(),
+            SERVER_NS,
+            &format!("{SERVER_IP}:{SERVER_PORT}"),
+            &[
+                "--tls-self-signed",
+                tls.to_str().unwrap(),
+                "--tls-name",
+                SERVER_IP,
+            ],
+        )
+        .await;
+        let peer = ChildGuard(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    PEER_NS,
+                    env!("CARGO_BIN_EXE_palisade"),
+                    "serve",
+                ])
+                .args(["--listen", &format!("0.0.0.0:{PEER_PORT}"), "--database"])
+                .arg(format!("sqlite://{}", dir.path().join("peer.db").display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let onboarding_token = server.demo_credentials()["onboarding_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Testbed {
+            _peer: peer,
+            state: dir.path().join("agent-state"),
+            agent_log: dir.path().join("agent.log"),
+            tls,
+            server,
+            onboarding_token,
+            network,
+            dir,
+        }
+    }
+
+    /// The agent in the device's namespace (with the onboarding token, to
+    /// enroll), with `extra` flags.
+    fn start_agent(&self, binary: &Path, with_token: bool, extra: &[&str]) -> AgentProcess {
+        let mut args = vec![
+            "--server".to_string(),
+            format!("https://{SERVER_IP}:{SERVER_PORT}"),
+            "--state-dir".to_string(),
+            self.state.display().to_string(),
+            "--ca-file".to_string(),
+            self.tls.join("ca.pem").display().to_string(),
+            "--selective-allow".to_string(),
+            "10.77.2.0/24".to_string(),
+            "--check-in-wait".to_string(),
+            "20".to_string(),
+        ];
+        if with_token {
+            args.extend([
+                "--onboarding-token".to_string(),
+                self.onboarding_token.clone(),
+            ]);
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        AgentProcess::start(binary, Some(DEVICE_NS), &args, self.agent_log.clone())
+    }
+
+    /// The enrolled machine's id, once the agent has enrolled.
+    async fn enrolled_machine(&self, agent: &AgentProcess) -> String {
+        wait_for_file(&self.state.join("enrollment.json"), agent).await;
+        let enrollment: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.state.join("enrollment.json")).unwrap(),
+        )
+        .unwrap();
+        enrollment["machine_id"].as_str().unwrap().to_string()
+    }
+}
+
+/// Sends `body` with the demo app's token.
+async fn send(
+    server: &ServerProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Reply {
+    let mut request = server
+        .client
+        .request(method, format!("{}{path}", server.origin));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    server_reply(request.send().await.unwrap()).await
+}
+
+/// Deletes every indicator of the demo tenant.
+async fn clear_indicators(server: &ServerProcess) {
+    let ids = server.get("/api/indicators").await.unwrap().value_ids();
+    if !ids.is_empty() {
+        let reply = send(
+            server,
+            reqwest::Method::POST,
+            "/api/indicators/BatchDelete",
+            Some(json!({"IndicatorIds": ids})),
+        )
+        .await;
+        assert_eq!(reply.status, 204, "{}", reply.text);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
     let Some(agent_binary) = agent_binary() else {
@@ -447,68 +580,12 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
     if !Network::available() {
         return;
     }
-    let network = Network::build();
-    let dir = tempfile::tempdir().unwrap();
-    let tls = dir.path().join("tls");
-    let server = ServerProcess::start_in_namespace(
-        dir.path(),
-        SERVER_NS,
-        &format!("{SERVER_IP}:{SERVER_PORT}"),
-        &[
-            "--tls-self-signed",
-            tls.to_str().unwrap(),
-            "--tls-name",
-            SERVER_IP,
-        ],
-    )
-    .await;
-    // The peer: any TCP service will do; a second Palisade is at hand.
-    let _peer = ChildGuard(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                PEER_NS,
-                env!("CARGO_BIN_EXE_palisade"),
-                "serve",
-            ])
-            .args(["--listen", &format!("0.0.0.0:{PEER_PORT}"), "--database"])
-            .arg(format!("sqlite://{}", dir.path().join("peer.db").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let agent_log = dir.path().join("agent.log");
-    let state = dir.path().join("agent-state");
-    let credentials = server.demo_credentials();
-    let onboarding_token = credentials["onboarding_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let agent_args = |with_token: bool| {
-        let mut args = vec![
-            "--server".to_string(),
-            format!("https://{SERVER_IP}:{SERVER_PORT}"),
-            "--state-dir".to_string(),
-            state.display().to_string(),
-            "--ca-file".to_string(),
-            tls.join("ca.pem").display().to_string(),
-            "--selective-allow".to_string(),
-            "10.77.2.0/24".to_string(),
-            "--check-in-wait".to_string(),
-            "20".to_string(),
-        ];
-        if with_token {
-            args.extend(["--onboarding-token".to_string(), onboarding_token.clone()]);
-        }
-        args
-    };
-    let start_agent = |with_token: bool| {
-        let args = agent_args(with_token);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        AgentProcess::start(&agent_binary, Some(DEVICE_NS), &args, agent_log.clone())
-    };
+    let _one_network = NETWORK_IN_USE.lock().await;
+    let bed = Testbed::build().await;
+    let (network, server, state) = (&bed.network, &bed.server, &bed.state);
+    // The demo's indicators would keep a table after release: this test is about isolation.
+    clear_indicators(server).await;
+    let start_agent = |with_token: bool| bed.start_agent(&agent_binary, with_token, &[]);
 
     // Before isolation the device reaches the peer on both networks.
     for _ in 0..100 {
@@ -543,12 +620,12 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
 
     // Full isolation: the peer is cut off, the server is not.
     let id = post_action(
-        &server,
+        server,
         &format!("/api/machines/{machine}/isolate"),
         json!({"Comment": "contain", "IsolationType": "Full"}),
     )
     .await;
-    let action = final_action(&server, &id, || agent.log()).await;
+    let action = final_action(server, &id, || agent.log()).await;
     assert_eq!(action["status"], "Succeeded", "{action}");
     assert!(network.device_tables().contains("table inet palisade"));
     assert!(
@@ -579,13 +656,13 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
 
     // Release: exactly the agent's table goes.
     let id = post_action(
-        &server,
+        server,
         &format!("/api/machines/{machine}/unisolate"),
         json!({"Comment": "release"}),
     )
     .await;
     assert_eq!(
-        final_action(&server, &id, || agent.log()).await["status"],
+        final_action(server, &id, || agent.log()).await["status"],
         "Succeeded"
     );
     assert!(network.device_reaches(PEER_ALLOWED, PEER_PORT), "released");
@@ -595,13 +672,13 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
 
     // Selective: the allow-listed network stays reachable, the other does not.
     let id = post_action(
-        &server,
+        server,
         &format!("/api/machines/{machine}/isolate"),
         json!({"Comment": "contain", "IsolationType": "Selective"}),
     )
     .await;
     assert_eq!(
-        final_action(&server, &id, || agent.log()).await["status"],
+        final_action(server, &id, || agent.log()).await["status"],
         "Succeeded"
     );
     assert!(
@@ -617,13 +694,13 @@ async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
     // Offboard: isolation lifted, credential removed, the agent stops, the
     // server refuses the device from then on.
     let id = post_action(
-        &server,
+        server,
         &format!("/api/machines/{machine}/offboard"),
         json!({"Comment": "decommissioned"}),
     )
     .await;
     assert_eq!(
-        final_action(&server, &id, || agent.log()).await["status"],
+        final_action(server, &id, || agent.log()).await["status"],
         "Succeeded"
     );
     assert_eq!(
@@ -675,13 +752,14 @@ async fn a_simulated_fleet_carries_out_actions() {
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_in(dir.path(), &[]).await;
     let credentials = server.demo_credentials();
-    let simulate = |prefix: &str, failure_rate: &str| {
+    let simulate = |prefix: &str, failure_rate: &str, alerts_per_hour: &str| {
         ChildGuard(
             Command::new(env!("CARGO_BIN_EXE_palisade"))
                 .args(["simulate", "--server", &server.origin, "--onboarding-token"])
                 .arg(credentials["onboarding_token"].as_str().unwrap())
                 .args(["--devices", "20", "--name-prefix", prefix])
                 .args(["--action-latency-ms", "20", "--failure-rate", failure_rate])
+                .args(["--alerts-per-hour", alerts_per_hour])
                 .args(["--wait", "20", "--duration", "120"])
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(dir.path().join(format!("{prefix}.log"))).unwrap())
@@ -689,8 +767,9 @@ async fn a_simulated_fleet_carries_out_actions() {
                 .unwrap(),
         )
     };
-    let _reliable = simulate("simok", "0");
-    let _failing = simulate("simbad", "1");
+    // 20 devices, 360 alerts an hour each: two a second over the fleet.
+    let _reliable = simulate("simok", "0", "360");
+    let _failing = simulate("simbad", "1", "0");
     // The fleet enrolls its devices concurrently: wait until all of one prefix are in.
     let enrolled_fleet = |prefix: &'static str| {
         let (server, dir) = (&server, &dir);
@@ -731,4 +810,273 @@ async fn a_simulated_fleet_carries_out_actions() {
         .await;
         assert_eq!(action["status"], expected, "{action}");
     }
+
+    // The reliable fleet's alerts arrive, with evidence, on its machines only.
+    let mut fleet_alerts = vec![];
+    for _ in 0..120 {
+        let alerts = server
+            .get("/api/alerts?$expand=evidence&$orderby=lastUpdateTime%20desc&$top=200")
+            .await
+            .unwrap()
+            .json;
+        fleet_alerts = alerts["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| {
+                a["computerDnsName"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("sim"))
+            })
+            .cloned()
+            .collect();
+        if fleet_alerts.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(fleet_alerts.len() >= 3, "{fleet_alerts:?}");
+    for alert in &fleet_alerts {
+        let name = alert["computerDnsName"].as_str().unwrap();
+        assert!(
+            name.starts_with("simok-"),
+            "only the fleet that raises alerts: {name}"
+        );
+        assert!(!alert["evidence"].as_array().unwrap().is_empty(), "{alert}");
+    }
+}
+
+/// The alerts of `machine` with their evidence, once one satisfies `found`.
+async fn await_alert(
+    server: &ServerProcess,
+    machine: &str,
+    agent: &AgentProcess,
+    found: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/machines/{machine}/alerts?$expand=evidence");
+    for _ in 0..120 {
+        let alerts = server.get(&path).await.unwrap().json;
+        if let Some(alert) = alerts["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| found(a))
+        {
+            return alert.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("no such alert on {machine}; agent log:\n{}", agent.log());
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tenant's indicators on a real device: a Block indicator of the
+/// peer's address cuts the device from the peer (not from the server, not
+/// from the peer's other address) and raises an alert naming the address;
+/// isolation and its release leave it in force; deleting it restores the
+/// path. A file with a blocked SHA-256 in a scanned path is quarantined and
+/// an alert names it; an Allowed indicator of a file's SHA-1 keeps a Block
+/// of its SHA-256 from touching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_enforces_address_and_file_indicators_for_real() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    if !Network::available() {
+        return;
+    }
+    let _one_network = NETWORK_IN_USE.lock().await;
+    let bed = Testbed::build().await;
+    let (network, server) = (&bed.network, &bed.server);
+    clear_indicators(server).await;
+    let watched = bed.dir.path().join("watched");
+    std::fs::create_dir_all(&watched).unwrap();
+    let agent = bed.start_agent(
+        &agent_binary,
+        true,
+        &[
+            "--scan-path",
+            watched.to_str().unwrap(),
+            "--scan-interval",
+            "1",
+        ],
+    );
+    let machine = bed.enrolled_machine(&agent).await;
+    network
+        .await_reach(PEER_OTHER, PEER_PORT, true, &agent)
+        .await;
+
+    // Block the peer's other address.
+    let blocked = send(
+        server,
+        reqwest::Method::POST,
+        "/api/indicators",
+        Some(json!({
+            "indicatorValue": PEER_OTHER, "indicatorType": "IpAddress", "action": "Block",
+            "title": "Peer under investigation", "description": "e2e", "severity": "High",
+        })),
+    )
+    .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.text);
+    let blocked_id = blocked.json["id"].as_str().unwrap().to_string();
+    network
+        .await_reach(PEER_OTHER, PEER_PORT, false, &agent)
+        .await;
+    assert!(
+        network.device_reaches(PEER_ALLOWED, PEER_PORT),
+        "another address of the peer"
+    );
+    assert!(network.device_reaches(SERVER_IP, SERVER_PORT), "the server");
+    let alert = await_alert(server, &machine, &agent, |a| {
+        a["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["ipAddress"] == PEER_OTHER)
+    })
+    .await;
+    assert_eq!(alert["severity"], "High", "{alert}");
+    assert_eq!(alert["detectionSource"], "CustomerTI", "{alert}");
+
+    // Isolation and indicators in one table; release keeps the indicator.
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/isolate"),
+        json!({"Comment": "contain", "IsolationType": "Full"}),
+    )
+    .await;
+    assert_eq!(
+        final_action(server, &id, || agent.log()).await["status"],
+        "Succeeded"
+    );
+    assert!(!network.device_reaches(PEER_ALLOWED, PEER_PORT), "isolated");
+    assert!(network.device_reaches(SERVER_IP, SERVER_PORT));
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/unisolate"),
+        json!({"Comment": "release"}),
+    )
+    .await;
+    let released = final_action(server, &id, || agent.log()).await;
+    assert_eq!(released["status"], "Succeeded", "{released}");
+    assert!(network.device_reaches(PEER_ALLOWED, PEER_PORT), "released");
+    assert!(
+        !network.device_reaches(PEER_OTHER, PEER_PORT),
+        "still blocked after release"
+    );
+    assert!(network.device_tables().contains("table inet palisade"));
+
+    // Deleting the indicator lifts it, and the table with it.
+    let deleted = send(
+        server,
+        reqwest::Method::DELETE,
+        &format!("/api/indicators/{blocked_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    network
+        .await_reach(PEER_OTHER, PEER_PORT, true, &agent)
+        .await;
+
+    // Files: one blocked by its SHA-256; another blocked by its SHA-256 but
+    // allowed by its SHA-1, which wins.
+    let evil = watched.join("invoice.pdf.exe");
+    let evil_bytes = format!("not a real threat {}", bed.dir.path().display()).into_bytes();
+    std::fs::write(&evil, &evil_bytes).unwrap();
+    let tool = watched.join("admin-tool");
+    let tool_bytes = format!("an allowed admin tool {}", bed.dir.path().display()).into_bytes();
+    std::fs::write(&tool, &tool_bytes).unwrap();
+    let indicators = json!({"Indicators": [
+        {"indicatorValue": sha256_hex(&evil_bytes), "indicatorType": "FileSha256",
+         "action": "BlockAndRemediate", "title": "Invoice dropper", "description": "e2e", "severity": "Medium"},
+        {"indicatorValue": sha256_hex(&tool_bytes), "indicatorType": "FileSha256",
+         "action": "Block", "title": "Admin tool", "description": "e2e"},
+        {"indicatorValue": sha1_hex(&tool_bytes), "indicatorType": "FileSha1",
+         "action": "Allowed", "title": "Admin tool, allowed", "description": "e2e"},
+    ]});
+    let imported = send(
+        server,
+        reqwest::Method::POST,
+        "/api/indicators/import",
+        Some(indicators),
+    )
+    .await;
+    assert_eq!(imported.status, 200, "{}", imported.text);
+    assert!(
+        imported.json["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["isFailed"] == false),
+        "{}",
+        imported.text
+    );
+    let alert = await_alert(server, &machine, &agent, |a| {
+        a["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["fileName"] == "invoice.pdf.exe")
+    })
+    .await;
+    let evidence = &alert["evidence"][0];
+    assert_eq!(evidence["sha256"], sha256_hex(&evil_bytes), "{alert}");
+    assert_eq!(
+        evidence["filePath"],
+        watched.display().to_string(),
+        "{alert}"
+    );
+    assert!(!evil.exists(), "quarantined");
+    let kept = bed.state.join("quarantine").join(sha256_hex(&evil_bytes));
+    assert_eq!(std::fs::read(&kept).unwrap(), evil_bytes);
+    let record: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            bed.state
+                .join("quarantine")
+                .join(format!("{}.json", sha256_hex(&evil_bytes))),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["originalPath"], evil.display().to_string());
+    // Scans run every second: a few more and the allowed file is still there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        tool.exists(),
+        "Allowed wins over Block; agent log:\n{}",
+        agent.log()
+    );
+    let alerts = server
+        .get(&format!("/api/machines/{machine}/alerts?$expand=evidence"))
+        .await
+        .unwrap()
+        .json;
+    assert!(
+        !alerts["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["evidence"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["fileName"] == "admin-tool")),
+        "{alerts}"
+    );
 }

@@ -217,6 +217,7 @@ async fn check_ins_move_last_seen_and_addresses() {
                 health_status: Some(palisade_contract::HealthStatus::ImpairedCommunication),
                 agent_version: Some("0.2.0".into()),
                 isolation: Isolation::None,
+                indicators_version: None,
             },
             Duration::ZERO,
         )

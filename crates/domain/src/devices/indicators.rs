@@ -1,0 +1,93 @@
+//! The indicators devices enforce, per tenant: those in force of the types
+//! a device can act on (addresses, domains, file hashes), with a version
+//! that changes whenever the set does (a submission, a deletion, an
+//! expiry). Read again from the store at most every [`FRESH_FOR`], so that
+//! a change on any node reaches every device within seconds without each
+//! check-in reading the store.
+
+use crate::query::ListQuery;
+use crate::rules::indicators;
+use crate::service::Palisade;
+use palisade_contract::{Indicator, MdeError};
+use palisade_device::{DeviceIndicator, DeviceIndicators};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a tenant's set is served before it is read again.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// Each tenant's set, as last read, and when.
+#[derive(Default)]
+pub struct DeviceIndicatorSets {
+    sets: Mutex<HashMap<String, (Arc<DeviceIndicators>, Instant)>>,
+}
+
+/// What a device enforces of `indicator`, if it is of a type devices act on.
+fn enforced(indicator: &Indicator) -> Option<DeviceIndicator> {
+    use palisade_contract::indicator::IndicatorType as T;
+    if !matches!(
+        indicator.indicator_type,
+        T::IpAddress | T::DomainName | T::FileSha1 | T::FileSha256 | T::FileMd5
+    ) {
+        return None;
+    }
+    let value = indicators::value_key(indicator.indicator_type, &indicator.indicator_value).ok()?;
+    Some(DeviceIndicator {
+        id: indicator.id.clone(),
+        indicator_type: indicator.indicator_type,
+        value,
+        action: indicator.action,
+        title: indicator.title.clone(),
+        severity: indicator.severity,
+        generate_alert: indicator.generate_alert,
+    })
+}
+
+impl DeviceIndicatorSets {
+    /// The tenant's set now (read again when older than [`FRESH_FOR`]).
+    pub async fn of(
+        &self,
+        palisade: &Palisade,
+        tenant_id: &str,
+    ) -> Result<Arc<DeviceIndicators>, MdeError> {
+        if let Some((set, read)) = self.lock().get(tenant_id) {
+            if read.elapsed() < FRESH_FOR {
+                return Ok(set.clone());
+            }
+        }
+        let now = palisade.now_in(tenant_id);
+        let mut items = Vec::new();
+        let mut skip = 0;
+        loop {
+            let query = ListQuery {
+                skip,
+                limit: crate::query::PAGE_SIZE,
+                ..ListQuery::default()
+            };
+            let page = palisade
+                .store()
+                .indicators(tenant_id, None, now, &query)
+                .await?;
+            skip += page.items.len() as u64;
+            items.extend(page.items.iter().filter_map(enforced));
+            if !page.more {
+                break;
+            }
+        }
+        let digest = Sha256::digest(serde_json::to_vec(&items).unwrap_or_default());
+        let version = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        let set = Arc::new(DeviceIndicators {
+            version,
+            indicators: items,
+        });
+        self.lock()
+            .insert(tenant_id.to_string(), (set.clone(), Instant::now()));
+        Ok(set)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<DeviceIndicators>, Instant)>> {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
