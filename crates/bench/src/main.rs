@@ -5,7 +5,10 @@
 //! - writes (tag POST, isolate POST) against the raw commit rate of SQLite with
 //!   the very settings Palisade uses, without HTTP;
 //! - reads (GET machine, a `machineTags/any(...)` filter over the fleet) against
-//!   the same HTTP stack serving a static body of the same bytes.
+//!   the same HTTP stack serving a static body of the same bytes;
+//! - alerts and indicators: incremental polling (`lastUpdateTime gt T`) over
+//!   `--alerts` alerts against the static body of its answer, and indicator
+//!   imports of 500 against raw commits of 500 rows each.
 //!
 //! Throughput is taken at saturation (`--concurrency`), latency at moderate load
 //! (`--moderate`). Run it with `cargo run --release -p palisade-bench`.
@@ -66,6 +69,9 @@ struct Args {
     /// Isolations whose delivery is timed.
     #[arg(long, default_value_t = 1_000)]
     isolations: usize,
+    /// Alerts raised for the alert-listing measurement.
+    #[arg(long, default_value_t = 100_000)]
+    alerts: usize,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Sections::All)]
     only: Sections,
@@ -95,6 +101,8 @@ enum Sections {
     Reads,
     /// The device plane: check-ins and action delivery.
     Devices,
+    /// Alert listing and indicator import.
+    Alerts,
 }
 
 impl Sections {
@@ -107,7 +115,16 @@ impl Sections {
     fn reads(self) -> bool {
         matches!(self, Sections::All | Sections::Api | Sections::Reads)
     }
+    fn alerts(self) -> bool {
+        matches!(self, Sections::All | Sections::Api | Sections::Alerts)
+    }
 }
+
+/// Indicators per import, as MDE allows at most.
+const IMPORT_BATCH: usize = 500;
+/// Distinct batches imported: within the tenant's 15,000 indicators, so
+/// that every import is taken (the first of each creates, the rest update).
+const IMPORT_BATCHES: usize = 29;
 
 const FILTER_TAG: &str = "bench-x";
 
@@ -130,22 +147,27 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (database, raw_commits) = match &args.postgres {
+    let (database, raw_commits, raw_batches) = match &args.postgres {
         None => {
-            let raw_commits = raw_commit_rate(&dir.path().join("raw.db"), duration)?;
+            let raw_commits = raw_commit_rate(&dir.path().join("raw.db"), duration, 1)?;
             println!(
                 "ceiling  raw SQLite commits (synchronous=FULL, WAL, no HTTP): {raw_commits:.0}/s"
             );
+            let raw_batches =
+                raw_commit_rate(&dir.path().join("raw-batches.db"), duration, IMPORT_BATCH)?;
+            println!("ceiling  raw SQLite commits of {IMPORT_BATCH} rows: {raw_batches:.0}/s");
             let database = format!("sqlite://{}", dir.path().join("palisade.db").display());
-            (database, raw_commits)
+            (database, raw_commits, raw_batches)
         }
         Some(server) => server_runtime.block_on(async {
             let database = postgres::create_database(server).await?;
-            let raw_commits = postgres::raw_commit_rate(&database, duration).await?;
+            let raw_commits = postgres::raw_commit_rate(&database, duration, 1).await?;
             println!(
                 "ceiling  raw PostgreSQL commits (synchronous_commit=on, one connection, no HTTP): {raw_commits:.0}/s"
             );
-            anyhow::Ok((database, raw_commits))
+            let raw_batches = postgres::raw_commit_rate(&database, duration, IMPORT_BATCH).await?;
+            println!("ceiling  raw PostgreSQL commits of {IMPORT_BATCH} rows: {raw_batches:.0}/s");
+            anyhow::Ok((database, raw_commits, raw_batches))
         })?,
     };
     let served = server_runtime.block_on(start_server(&database, &args))?;
@@ -325,16 +347,13 @@ fn main() -> anyhow::Result<()> {
         let machine_body =
             client_runtime.block_on(load::fetch(&origin, &authorization, &one_machine))?;
         let filter_body = client_runtime.block_on(load::fetch(&origin, &authorization, &filter))?;
-        STATIC_BODIES
-            .set((Bytes::from(machine_body), Bytes::from(filter_body)))
-            .ok();
         let (static_machine, _) = measure(
             "static body (GET machine bytes)",
-            RequestPlan::get(|_| "/bench/static/machine".to_string()),
+            RequestPlan::get(static_route(machine_body)),
         )?;
         let (static_filter, _) = measure(
             "static body (filter result bytes)",
-            RequestPlan::get(|_| "/bench/static/filter".to_string()),
+            RequestPlan::get(static_route(filter_body)),
         )?;
 
         ratios.push((
@@ -346,6 +365,68 @@ fn main() -> anyhow::Result<()> {
             "filter any() / static",
             filters.throughput(),
             static_filter.throughput(),
+        ));
+    }
+    if args.only.alerts() {
+        println!("\nalerts and indicators");
+        let started = Instant::now();
+        server_runtime.block_on(raise_alerts(&served, args.alerts))?;
+        println!(
+            "setup    raised {} alerts with evidence in {:.1}s",
+            args.alerts,
+            started.elapsed().as_secs_f64()
+        );
+        // A poller's next page: the 100 alerts updated since its last one.
+        let newest: serde_json::Value = serde_json::from_slice(&client_runtime.block_on(
+            load::fetch(
+                &origin,
+                &authorization,
+                "/api/alerts?$orderby=lastUpdateTime%20desc&$skip=100&$top=1&$select=lastUpdateTime",
+            ),
+        )?)?;
+        let since = newest["value"][0]["lastUpdateTime"]
+            .as_str()
+            .context("no alert to poll from")?
+            .to_string();
+        let poll = format!(
+            "/api/alerts?$filter=lastUpdateTime%20gt%20{since}&$orderby=lastUpdateTime%20asc&$top=100"
+        );
+        let poll_path = poll.clone();
+        let (polls, _) = measure(
+            &format!("GET alerts lastUpdateTime gt T (100 of {})", args.alerts),
+            RequestPlan::get(move |_| poll_path.clone()),
+        )?;
+        let poll_body = client_runtime.block_on(load::fetch(&origin, &authorization, &poll))?;
+        let (static_poll, _) = measure(
+            "static body (alert page bytes)",
+            RequestPlan::get(static_route(poll_body)),
+        )?;
+        let (imports, _) = measure(
+            &format!("POST /api/indicators/import ({IMPORT_BATCH} a call)"),
+            RequestPlan::post(|n| {
+                let batch = n % IMPORT_BATCHES;
+                let indicators: Vec<String> = (0..IMPORT_BATCH)
+                    .map(|i| {
+                        format!(
+                            r#"{{"indicatorValue":"i{i}.b{batch}.bench.example","indicatorType":"DomainName","action":"Block","title":"bench {n}","description":"bench"}}"#
+                        )
+                    })
+                    .collect();
+                Some((
+                    "/api/indicators/import".to_string(),
+                    format!(r#"{{"Indicators":[{}]}}"#, indicators.join(",")),
+                ))
+            }),
+        )?;
+        ratios.push((
+            "alert poll / static",
+            polls.throughput(),
+            static_poll.throughput(),
+        ));
+        ratios.push((
+            "import of 500 / raw commits of 500",
+            imports.throughput(),
+            raw_batches,
         ));
     }
     if !ratios.is_empty() {
@@ -402,8 +483,46 @@ async fn second_node(database: &str) -> anyhow::Result<String> {
     Ok(format!("http://{local}"))
 }
 
-/// Bodies the static ceiling routes serve (captured from the real API in this run).
-static STATIC_BODIES: std::sync::OnceLock<(Bytes, Bytes)> = std::sync::OnceLock::new();
+/// Bodies the static ceiling routes serve (captured from the real API in
+/// this run), by their number in `/bench/static/{n}`.
+static STATIC_BODIES: std::sync::RwLock<Vec<Bytes>> = std::sync::RwLock::new(Vec::new());
+
+/// Keeps `body` to be served statically; the plan that asks for it.
+fn static_route(body: Vec<u8>) -> impl Fn(usize) -> String + Send + Sync + 'static {
+    let mut bodies = STATIC_BODIES.write().unwrap_or_else(|e| e.into_inner());
+    bodies.push(Bytes::from(body));
+    let path = format!("/bench/static/{}", bodies.len() - 1);
+    move |_| path.clone()
+}
+
+/// Raises `count` alerts on the fleet's machines through the domain (as the
+/// device plane and the control plane do), 64 at a time.
+async fn raise_alerts(served: &Served, count: usize) -> anyhow::Result<()> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+    let mut raising = tokio::task::JoinSet::new();
+    for n in 0..count {
+        let machine = &served.fleet[n % served.fleet.len()];
+        let alert = palisade_device::detections::random_alert(
+            &mut rng,
+            &palisade_device::detections::Target::of(machine),
+            Timestamp::now(),
+        );
+        let (palisade, tenant) = (served.palisade.clone(), served.tenant_id.clone());
+        raising.spawn(async move { palisade.raise_alert(&tenant, alert).await });
+        if raising.len() >= 64 {
+            raising
+                .join_next()
+                .await
+                .context("a raise")??
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+    }
+    while let Some(raised) = raising.join_next().await {
+        raised?.map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    Ok(())
+}
 
 /// A server running for the benchmark.
 struct Served {
@@ -413,6 +532,8 @@ struct Served {
     fleet: Vec<Machine>,
     devices: palisade_domain::devices::DevicePlane,
     onboarding_token: String,
+    palisade: Palisade,
+    tenant_id: String,
 }
 
 /// Serves a fleet with rate limits off.
@@ -470,9 +591,11 @@ async fn start_server(database: &str, args: &Args) -> anyhow::Result<Served> {
         .put_onboarding_token(&tenant_id, None, "palisade-bench")
         .await?;
     let devices = state.devices.clone();
-    let statics = axum::Router::new()
-        .route("/bench/static/machine", get(|| async { static_body(0) }))
-        .route("/bench/static/filter", get(|| async { static_body(1) }));
+    let palisade = state.palisade.clone();
+    let statics = axum::Router::new().route(
+        "/bench/static/{n}",
+        get(|axum::extract::Path(n): axum::extract::Path<usize>| async move { static_body(n) }),
+    );
     let router = app::http_app(state, statics);
     tokio::spawn(palisade_server::transport::serve(
         listener,
@@ -487,15 +610,19 @@ async fn start_server(database: &str, args: &Args) -> anyhow::Result<Served> {
         fleet,
         devices,
         onboarding_token,
+        palisade,
+        tenant_id,
     })
 }
 
 fn static_body(which: usize) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let bodies = STATIC_BODIES
-        .get()
-        .expect("bodies captured before the ceiling runs");
-    let bytes = if which == 0 { &bodies.0 } else { &bodies.1 };
+    let bytes = STATIC_BODIES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(which)
+        .cloned()
+        .unwrap_or_default();
     (
         [
             (
@@ -504,7 +631,7 @@ fn static_body(which: usize) -> axum::response::Response {
             ),
             ("odata-version", "4.0"),
         ],
-        bytes.clone(),
+        bytes,
     )
         .into_response()
 }
@@ -521,8 +648,8 @@ fn isolatable(fleet: &[Machine]) -> Vec<String> {
         .collect()
 }
 
-/// Sequential single-row commits per second, with Palisade's connection settings.
-fn raw_commit_rate(path: &std::path::Path, duration: Duration) -> anyhow::Result<f64> {
+/// Sequential commits of `rows` rows each per second, with Palisade's connection settings.
+fn raw_commit_rate(path: &std::path::Path, duration: Duration, rows: usize) -> anyhow::Result<f64> {
     let mut conn = palisade_store_sqlite::open_connection(path).context("open the raw database")?;
     conn.execute_batch("CREATE TABLE commits (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")?;
     let body = "x".repeat(600);
@@ -530,7 +657,9 @@ fn raw_commit_rate(path: &std::path::Path, duration: Duration) -> anyhow::Result
     let mut commits = 0u64;
     while started.elapsed() < duration {
         let txn = conn.transaction()?;
-        txn.execute("INSERT INTO commits (body) VALUES (?1)", [&body])?;
+        for _ in 0..rows {
+            txn.execute("INSERT INTO commits (body) VALUES (?1)", [&body])?;
+        }
         txn.commit()?;
         commits += 1;
     }

@@ -39,20 +39,25 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 /// Sequential single-row commits per second over one connection, with the
 /// server's durability settings (as the store commits: synchronous_commit on).
-pub async fn raw_commit_rate(database_url: &str, duration: Duration) -> anyhow::Result<f64> {
+pub async fn raw_commit_rate(
+    database_url: &str,
+    duration: Duration,
+    rows: usize,
+) -> anyhow::Result<f64> {
     let client = connect(database_url).await?;
     client
         .batch_execute("CREATE TABLE raw_commits (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)")
         .await?;
     let insert = client
-        .prepare("INSERT INTO raw_commits (body) VALUES ($1)")
+        .prepare("INSERT INTO raw_commits (body) SELECT $1 FROM generate_series(1, $2)")
         .await?;
     let body = "x".repeat(600);
+    let rows = i64::try_from(rows)?;
     let started = Instant::now();
     let mut commits = 0u64;
     while started.elapsed() < duration {
         // Outside a transaction block every statement commits on its own.
-        client.execute(&insert, &[&body]).await?;
+        client.execute(&insert, &[&body, &rows]).await?;
         commits += 1;
     }
     let rate = commits as f64 / started.elapsed().as_secs_f64();

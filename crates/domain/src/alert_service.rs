@@ -3,6 +3,7 @@
 //! `rules::alerts` and `rules::indicators`, the writes in `writes`.
 
 use crate::caller::{Caller, Principal};
+use crate::identity::AuditEntry;
 use crate::query::ListQuery;
 use crate::rules::alerts::{self, ByReference};
 use crate::rules::indicators::{self, Submitter, MAX_BATCH_INDICATORS};
@@ -83,6 +84,19 @@ fn indicator_owner(caller: &Caller) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// The request's audit entry, written with its change, which answers `result`.
+fn audit_entry(
+    caller: &Caller,
+    now: Timestamp,
+    result: u16,
+    target: impl FnOnce() -> String,
+) -> Option<AuditEntry> {
+    caller.audit.as_ref().map(|audit| AuditEntry {
+        result,
+        ..audit.entry(now, target)
+    })
 }
 
 fn submitter(caller: &Caller) -> Submitter {
@@ -189,10 +203,7 @@ impl Palisade {
         alerts::validate_update(&update)?;
         let now = self.now_in(&caller.tenant.id);
         let requestor = caller.requestor().to_string();
-        let audit = caller
-            .audit
-            .as_ref()
-            .map(|audit| audit.entry(now, || ids.join(",")));
+        let audit = audit_entry(caller, now, 200, || ids.join(","));
         let write = ChangeAlerts {
             visibility: caller.visibility(now),
             ids,
@@ -247,10 +258,7 @@ impl Palisade {
         let (visibility, audit) = match caller {
             Some(caller) => (
                 caller.visibility(now),
-                caller
-                    .audit
-                    .as_ref()
-                    .map(|audit| audit.entry(now, || machine.to_string())),
+                audit_entry(caller, now, 200, || machine.to_string()),
             ),
             None => (crate::caller::Visibility::whole_tenant(tenant_id), None),
         };
@@ -329,14 +337,16 @@ impl Palisade {
     ) -> Result<Vec<Result<Indicator, MdeError>>, MdeError> {
         let tenant_id = caller.tenant.id.clone();
         let now = self.now_in(&tenant_id);
+        let values: Vec<String> = bodies
+            .iter()
+            .flatten()
+            .filter_map(|body| body.indicator_value.clone())
+            .collect();
         let submissions = bodies
             .into_iter()
             .map(|body| body.and_then(|body| indicators::validate(body, now)))
             .collect();
-        let audit = caller
-            .audit
-            .as_ref()
-            .map(|audit| audit.entry(now, String::new));
+        let audit = audit_entry(caller, now, 200, || values.join(","));
         let write = SubmitIndicators {
             tenant_id,
             submissions,
@@ -420,10 +430,7 @@ impl Palisade {
 
     async fn delete(&self, caller: &Caller, ids: Vec<String>) -> Result<(), MdeError> {
         let now = self.now_in(&caller.tenant.id);
-        let audit = caller
-            .audit
-            .as_ref()
-            .map(|audit| audit.entry(now, || ids.join(",")));
+        let audit = audit_entry(caller, now, 204, || ids.join(","));
         let write = DeleteIndicators {
             tenant_id: caller.tenant.id.clone(),
             ids,

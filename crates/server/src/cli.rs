@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 #[command(
     name = "palisade",
     version,
-    about = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint machine API."
+    about = "A self-hosted control plane that speaks the Microsoft Defender for Endpoint API: machines, actions, alerts, indicators."
 )]
 pub struct Cli {
     #[command(subcommand)]

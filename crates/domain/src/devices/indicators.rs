@@ -45,6 +45,18 @@ fn enforced(indicator: &Indicator) -> Option<DeviceIndicator> {
     })
 }
 
+/// The version of a set: a digest of what a device enforces of it.
+fn version_of(items: &[DeviceIndicator]) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(items).unwrap_or_default());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The version of no indicators: what a device that holds none holds.
+pub fn empty_version() -> &'static str {
+    static EMPTY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| version_of(&[]));
+    &EMPTY
+}
+
 impl DeviceIndicatorSets {
     /// The tenant's set now (read again when older than [`FRESH_FOR`]).
     pub async fn of(
@@ -76,10 +88,8 @@ impl DeviceIndicatorSets {
                 break;
             }
         }
-        let digest = Sha256::digest(serde_json::to_vec(&items).unwrap_or_default());
-        let version = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let set = Arc::new(DeviceIndicators {
-            version,
+            version: version_of(&items),
             indicators: items,
         });
         self.lock()

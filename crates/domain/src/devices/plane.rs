@@ -1,7 +1,7 @@
 //! The device plane's service: what the HTTP handlers of `/device/v1` call.
 
 use super::check_ins::CheckInBuffer;
-use super::indicators::{DeviceIndicatorSets, FRESH_FOR};
+use super::indicators::{empty_version, DeviceIndicatorSets, FRESH_FOR};
 use super::secrets::{self, PresentedSecret};
 use super::{CheckInRecord, Device, DeviceActionChange, EnrollError};
 use crate::rate_limit::{RateKey, RateLimiter, RateLimits, RateScope};
@@ -194,7 +194,8 @@ impl DevicePlane {
             .indicators
             .of(&self.palisade, &device.tenant_id)
             .await?;
-        Ok((held != Some(set.version.as_str())).then(|| (*set).clone()))
+        let held = held.unwrap_or(empty_version());
+        Ok((held != set.version).then(|| (*set).clone()))
     }
 
     /// Records a check-in (written with the next flush) and answers the

@@ -141,7 +141,11 @@ pub async fn batch_update_alerts(
 /// machine's open alert of the same title): 200 with the alert.
 #[utoipa::path(post, path = "/api/alerts/CreateAlertByReference", tag = "Alerts",
     request_body = AlertByReference,
-    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = Alert),
+        (status = 400, body = ErrorBody),
+        (status = 404, description = "No such machine (or one the caller does not see)", body = ErrorBody),
+    ))]
 pub async fn create_alert_by_reference(
     State(app): State<AppState>,
     caller: Caller,

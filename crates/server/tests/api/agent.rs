@@ -1079,4 +1079,59 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
                 .any(|e| e["fileName"] == "admin-tool")),
         "{alerts}"
     );
+
+    // A process running a file with a blocked hash, outside the scanned
+    // paths: it is stopped, and its file quarantined.
+    let elsewhere = bed.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let runner = elsewhere.join("updater");
+    let mut runner_bytes = std::fs::read("/bin/sleep").unwrap();
+    // Trailing bytes leave the program as it runs but give it a hash of its own.
+    runner_bytes.extend_from_slice(bed.dir.path().display().to_string().as_bytes());
+    std::fs::write(&runner, &runner_bytes).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut running = ChildGuard(Command::new(&runner).arg("300").spawn().unwrap());
+    let blocked = send(
+        server,
+        reqwest::Method::POST,
+        "/api/indicators",
+        Some(json!({
+            "indicatorValue": sha256_hex(&runner_bytes), "indicatorType": "FileSha256",
+            "action": "Block", "title": "Fake updater", "description": "e2e",
+        })),
+    )
+    .await;
+    assert_eq!(blocked.status, 200, "{}", blocked.text);
+    let mut ended = None;
+    for _ in 0..80 {
+        ended = running.0.try_wait().unwrap();
+        if ended.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let ended = ended.unwrap_or_else(|| panic!("the process runs on; agent log:\n{}", agent.log()));
+    assert_eq!(ended.signal(), Some(9), "stopped by the agent");
+    assert!(!runner.exists(), "its file quarantined");
+    assert!(bed
+        .state
+        .join("quarantine")
+        .join(sha256_hex(&runner_bytes))
+        .exists());
+    let alert = await_alert(server, &machine, &agent, |a| {
+        a["evidence"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["fileName"] == "updater" && e["processId"].is_number())
+    })
+    .await;
+    assert!(
+        alert["description"].as_str().unwrap().contains("stopped"),
+        "{alert}"
+    );
 }

@@ -115,7 +115,7 @@ async fn unknown_route_is_not_found() {
         format!("/api/machines/{}/tags/extra", m.id),
         format!("/api/machines/{}/isolate/now", m.id),
         "/api/machineactions/a/b/c".to_string(),
-        "/api/alerts".to_string(),
+        "/api/alerts/a/b".to_string(),
     ] {
         let reply = server.get(&path).await;
         assert_mde_error(&reply, 404, "NotFound");

@@ -10,6 +10,7 @@ mod harness;
 
 mod admin_cli;
 mod agent;
+mod alerts;
 mod bulk_writes;
 mod control_clock;
 mod control_faults;
@@ -22,6 +23,7 @@ mod durability;
 mod errors;
 mod external_issuer;
 mod identity;
+mod indicators;
 mod key_encryption;
 mod limits_and_audit;
 mod machine_actions;

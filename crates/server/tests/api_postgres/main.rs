@@ -7,6 +7,8 @@ const BACKEND: backend::Backend = backend::Backend::Postgres;
 mod admin_cli;
 #[path = "../api/agent.rs"]
 mod agent;
+#[path = "../api/alerts.rs"]
+mod alerts;
 #[path = "../api/backend.rs"]
 mod backend;
 #[path = "../api/bulk_writes.rs"]
@@ -35,6 +37,8 @@ mod external_issuer;
 mod harness;
 #[path = "../api/identity.rs"]
 mod identity;
+#[path = "../api/indicators.rs"]
+mod indicators;
 #[path = "../api/key_encryption.rs"]
 mod key_encryption;
 #[path = "../api/limits_and_audit.rs"]
