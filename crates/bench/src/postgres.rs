@@ -49,7 +49,7 @@ pub async fn raw_commit_rate(
         .batch_execute("CREATE TABLE raw_commits (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)")
         .await?;
     let insert = client
-        .prepare("INSERT INTO raw_commits (body) SELECT $1 FROM generate_series(1, $2)")
+        .prepare("INSERT INTO raw_commits (body) SELECT $1 FROM generate_series(1, $2::int8)")
         .await?;
     let body = "x".repeat(600);
     let rows = i64::try_from(rows)?;

@@ -163,12 +163,7 @@ impl Palisade {
             ));
         }
         let visibility = self.visibility(caller);
-        let mut page = self.store.alerts(&visibility, &list).await?;
-        if !evidence {
-            for alert in &mut page.items {
-                alert.evidence.clear();
-            }
-        }
+        let page = self.store.alerts(&visibility, &list, evidence).await?;
         let resume_token = resumable
             .and(page.items.last())
             .map(|last| last.last_update_time.ticks().to_string());

@@ -218,7 +218,7 @@ impl Palisade {
         }
         let mut alerts = Vec::new();
         loop {
-            let read = self.store.alerts(&whole, &page(alerts.len())).await?;
+            let read = self.store.alerts(&whole, &page(alerts.len()), true).await?;
             alerts.extend(read.items);
             if !read.more {
                 break;

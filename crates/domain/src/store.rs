@@ -254,11 +254,12 @@ pub trait Store: Send + Sync + 'static {
     // Alerts and indicators.
 
     /// A page of the alerts `visibility` shows: those of machines it shows,
-    /// updated within retention.
+    /// updated within retention; their evidence empty unless `with_evidence`.
     async fn alerts(
         &self,
         visibility: &Visibility,
         query: &ListQuery,
+        with_evidence: bool,
     ) -> Result<Page<Alert>, StoreError>;
     async fn alert(&self, visibility: &Visibility, id: &str) -> Result<Option<Alert>, StoreError>;
     async fn change_alerts(&self, write: ChangeAlerts) -> Result<Vec<Alert>, WriteError>;

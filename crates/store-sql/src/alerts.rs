@@ -28,6 +28,23 @@ fn in_list(sql: &mut Sql, values: impl IntoIterator<Item = Value>) {
     sql.push(")");
 }
 
+/// The columns an alert's read selects: `alert_fields::select`, with an
+/// empty evidence list in place of the stored one unless `with_evidence`
+/// (lists show it only on `$expand=evidence`, and it is most of a row).
+pub fn alert_columns(dialect: Dialect, with_evidence: bool) -> &'static str {
+    fn without_evidence(dialect: Dialect) -> String {
+        let all = alert_fields::select(dialect);
+        let evidence = "l.evidence";
+        debug_assert!(all.ends_with(evidence), "evidence is the last field");
+        format!("{}'[]'", all.strip_suffix(evidence).unwrap_or(all))
+    }
+    if with_evidence {
+        alert_fields::select(dialect)
+    } else {
+        once_per_dialect!(dialect, without_evidence)
+    }
+}
+
 /// Reserves `count` values of the tenant's `counter`, the first one past
 /// the last and at least `at_least`; selects the last reserved. The
 /// upsert locks the row until the transaction ends.
@@ -68,9 +85,18 @@ pub fn first_reserved(last: i64, count: i64) -> i64 {
 /// caller's groups]`: alerts are visible where their machine's device
 /// group is, while updated within retention.
 pub fn alert_visibility(sql: &mut Sql, visibility: &Visibility) {
+    // SQLite bounds an index range by one condition of a column, chosen
+    // without the parameters' values: the unary plus keeps retention's
+    // bound (nearly always the whole index) from being the one it takes
+    // over a filter's `lastUpdateTime gt T`. PostgreSQL keeps the tighter
+    // of the two bounds itself.
+    let updated = match sql.dialect {
+        Dialect::Sqlite => " AND +l.last_update_time >= ",
+        Dialect::Postgres => " AND l.last_update_time >= ",
+    };
     sql.push("l.tenant_id = ")
         .bind(text(&visibility.tenant_id))
-        .push(" AND l.last_update_time >= ")
+        .push(updated)
         .bind(Value::Integer(visibility.seen_since.ticks()));
     if let palisade_domain::DeviceGroupAccess::Only(groups) = &visibility.device_groups {
         sql.push(" AND l.machine_id IN (SELECT v.id FROM machines v WHERE v.tenant_id = ")

@@ -352,9 +352,10 @@ impl<D: Database> Store for SqlStore<D> {
         &self,
         visibility: &Visibility,
         query: &ListQuery,
+        with_evidence: bool,
     ) -> Result<Page<Alert>, StoreError> {
         let visible = |sql: &mut Sql| alerts::alert_visibility(sql, visibility);
-        let table = (alert_fields::select(D::DIALECT), "alerts l");
+        let table = (alerts::alert_columns(D::DIALECT, with_evidence), "alerts l");
         let tenant_id = &visibility.tenant_id;
         let ListSql { page, count } =
             ListSql::new(D::DIALECT, &ALERTS, table, visible, tenant_id, query);

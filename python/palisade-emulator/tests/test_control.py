@@ -1,7 +1,6 @@
 """The control client against the real control plane: outcome rules, the operator
 token, errors; and the requests every call makes (test_clock.py, test_faults.py,
-test_state.py and test_recorder.py run those against the server; raising alerts
-follows control-plane.md and is checked here only for its request)."""
+test_state.py, test_recorder.py and test_alerts.py run those against the server)."""
 
 import datetime as dt
 
