@@ -18,14 +18,27 @@ pub(crate) async fn save_machines(
     tenant_id: &str,
     machines: &[(&Machine, &[String])],
 ) -> Result<(), StoreError> {
-    // One array per column, from the field table's values of each machine.
-    let kinds = machine_fields::kinds();
-    let mut columns: Vec<Vec<Value>> = kinds
+    let rows = machines
         .iter()
-        .map(|_| Vec::with_capacity(machines.len()))
-        .collect();
-    for (machine, _) in machines {
-        for (column, value) in columns.iter_mut().zip(machine_fields::values(machine)) {
+        .map(|(machine, _)| machine_fields::values(machine));
+    let kinds = machine_fields::kinds();
+    upsert_rows(db, machines_upsert_unnest(), tenant_id, &kinds, rows).await?;
+    sync_tags(db, tenant_id, machines).await
+}
+
+/// Runs an `unnest` upsert (`fields::machines_upsert_unnest`, ...) of
+/// `rows` (each the values of `kinds`' columns) in one statement.
+pub(crate) async fn upsert_rows(
+    db: &impl Db,
+    sql: &str,
+    tenant_id: &str,
+    kinds: &[Kind],
+    rows: impl Iterator<Item = Vec<Value>>,
+) -> Result<(), StoreError> {
+    // One array per column, from each row's values.
+    let mut columns: Vec<Vec<Value>> = kinds.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        for (column, value) in columns.iter_mut().zip(row) {
             column.push(value);
         }
     }
@@ -36,8 +49,7 @@ pub(crate) async fn save_machines(
         .collect::<Result<_, _>>()?;
     let mut params: Vec<Param<'_>> = vec![&tenant_id];
     params.extend(arrays.iter().map(|a| a.as_ref() as Param<'_>));
-    db.run(machines_upsert_unnest(), &params).await?;
-    sync_tags(db, tenant_id, machines).await
+    db.run(sql, &params).await.map(|_| ())
 }
 
 /// A column of field-table values as the typed array PostgreSQL unnests.

@@ -4,7 +4,7 @@
 
 use crate::database::NEW_ACTION_CHANNEL;
 use crate::devices::{device_by_credential, device_by_machine, open_actions, save_device};
-use crate::machine_writes::{save_ip_history, save_machines, sync_tags};
+use crate::machine_writes::{save_ip_history, save_machines, sync_tags, upsert_rows};
 use crate::rows::{action_from_row, execute, machine_columns, run_values, PostgresRow};
 use crate::rows::{get, machine_from_row, save_action, to_json, Db};
 use palisade_contract::{Alert, Indicator, Machine, MachineAction, Timestamp};
@@ -16,7 +16,9 @@ use palisade_domain::rules::ip_history::IpHistorySync;
 use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::{Counter, Transaction};
 use palisade_domain::TenantClock;
-use palisade_store_sql::fields::{alert_fields, indicator_fields};
+use palisade_store_sql::fields::{
+    alert_fields, indicator_fields, indicator_row, indicator_row_kinds, indicators_upsert_unnest,
+};
 use palisade_store_sql::fields::{
     clock_fields, fault_rule_fields, outcome_rule_fields, script_run_fields,
 };
@@ -625,11 +627,12 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
         tenant_id: &str,
         indicators: &[(Indicator, String)],
     ) -> Result<(), StoreError> {
-        for (indicator, key) in indicators {
-            let sql = alerts::save_indicator(Dialect::Postgres, tenant_id, indicator, key);
-            execute(self.tx, &sql).await?;
-        }
-        Ok(())
+        // One statement for an import's hundreds.
+        let rows = indicators
+            .iter()
+            .map(|(indicator, key)| indicator_row(indicator, key));
+        let kinds = indicator_row_kinds();
+        upsert_rows(self.tx, indicators_upsert_unnest(), tenant_id, &kinds, rows).await
     }
 
     async fn delete_indicators(&mut self, tenant_id: &str, ids: &[i64]) -> Result<(), StoreError> {

@@ -1,7 +1,9 @@
 //! The statements of alerts, indicators and the tenant counters their
 //! writes reserve from, for both databases.
 
-use crate::fields::{alert_fields, alert_upsert, indicator_fields, indicator_upsert};
+use crate::fields::{
+    alert_fields, alert_upsert, indicator_fields, indicator_row, indicator_upsert,
+};
 use crate::{Dialect, Sql, Value};
 use palisade_contract::{Alert, Indicator, Timestamp};
 use palisade_domain::caller::Visibility;
@@ -203,8 +205,7 @@ pub fn active_indicator_count(dialect: Dialect, tenant_id: &str, now: Timestamp)
 
 pub fn save_indicator(dialect: Dialect, tenant_id: &str, indicator: &Indicator, key: &str) -> Sql {
     let mut values = vec![text(tenant_id)];
-    values.extend(indicator_fields::values(indicator));
-    values.push(text(key));
+    values.extend(indicator_row(indicator, key));
     Sql::fixed(dialect, indicator_upsert(dialect), values)
 }
 

@@ -469,8 +469,8 @@ stored_entity! {
     }
 }
 
-/// Saves an indicator row: parameter 1 is the tenant id, then
-/// `indicator_fields::values`, then the value as matched (`value_key`).
+/// Saves an indicator row: parameter 1 is the tenant id, then its
+/// [`indicator_row`].
 pub fn indicator_upsert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
         let mut columns = with_tenant(indicator_fields::COLUMNS);
@@ -556,24 +556,60 @@ pub fn machine_upsert(dialect: Dialect) -> &'static str {
     once_per_dialect!(dialect, build)
 }
 
-/// [`machine_upsert`] for many machines in one statement, on PostgreSQL:
-/// parameter 1 is the tenant id, then one array per column of
-/// `machine_fields::COLUMNS` (one element per machine). No id twice: a
-/// statement updates a row once.
+/// An upsert of many rows of `table` in one statement, on PostgreSQL:
+/// parameter 1 is the tenant id, then one array per column of `columns`
+/// (of `kinds`), one element per row. No key twice: a statement updates a
+/// row once.
+fn unnest_upsert(table: &str, columns: &[&'static str], kinds: &[Kind]) -> String {
+    let arrays: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| format!("${}::{}[]", i + 2, kind.postgres_type()))
+        .collect();
+    let columns = with_tenant(columns);
+    format!(
+        "INSERT INTO {table} ({}) SELECT $1, u.* FROM unnest({}) AS u{}",
+        columns.join(", "),
+        arrays.join(", "),
+        on_conflict(&columns, &["tenant_id", "id"], &[])
+    )
+}
+
+/// [`machine_upsert`] for many machines in one statement, on PostgreSQL
+/// (`unnest_upsert` of `machine_fields`).
 pub fn machines_upsert_unnest() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        let arrays: Vec<String> = machine_fields::kinds()
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| format!("${}::{}[]", i + 2, kind.postgres_type()))
-            .collect();
-        let columns = with_tenant(machine_fields::COLUMNS);
-        format!(
-            "INSERT INTO machines ({}) SELECT $1, u.* FROM unnest({}) AS u{}",
-            columns.join(", "),
-            arrays.join(", "),
-            on_conflict(&columns, &["tenant_id", "id"], &[])
+        unnest_upsert(
+            "machines",
+            machine_fields::COLUMNS,
+            &machine_fields::kinds(),
         )
+    });
+    SQL.as_str()
+}
+
+/// An indicator row's saved values: `indicator_fields::values`, then the
+/// value it is matched by (`value_key`).
+pub fn indicator_row(indicator: &Indicator, key: &str) -> Vec<Value> {
+    let mut values = indicator_fields::values(indicator);
+    values.push(Value::Text(key.to_string()));
+    values
+}
+
+/// The kinds of [`indicator_row`]'s values.
+pub fn indicator_row_kinds() -> Vec<Kind> {
+    let mut kinds = indicator_fields::kinds();
+    kinds.push(Kind::Text);
+    kinds
+}
+
+/// [`indicator_upsert`] for many indicators in one statement, on PostgreSQL
+/// (an [`indicator_row`] each).
+pub fn indicators_upsert_unnest() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut columns = indicator_fields::COLUMNS.to_vec();
+        columns.push("value_key");
+        unnest_upsert("indicators", &columns, &indicator_row_kinds())
     });
     SQL.as_str()
 }
