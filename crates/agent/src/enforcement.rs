@@ -8,11 +8,13 @@
 //! seconds whatever the long poll is waiting for.
 
 use crate::firewall::{AddressRule, Nft};
+use crate::hashes::Hashes;
+use crate::processes::{self, Process};
+use crate::quarantine::Quarantine;
 use palisade_contract::indicator::{IndicatorAction, IndicatorType};
 use palisade_device::client::DeviceClient;
 use palisade_device::{DeviceIndicator, DeviceIndicators};
 use serde_json::{json, Value};
-use sha1::Digest;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -24,30 +26,69 @@ const HIT_CHECK_EVERY: Duration = Duration::from_secs(2);
 /// One alert per indicator in this time, however often it is hit.
 const ALERT_EVERY: Duration = Duration::from_secs(600);
 /// Files larger than this are not hashed.
-const MAX_SCANNED_BYTES: u64 = 256 * 1024 * 1024;
+pub const MAX_SCANNED_BYTES: u64 = 256 * 1024 * 1024;
+/// How long a domain indicator's lookup may take; one that does not answer
+/// in time blocks nothing this round, and is asked again the next.
+const RESOLVE_WITHIN: Duration = Duration::from_secs(3);
 
 /// The indicators held, shared by the check-in loop (which replaces them)
 /// and the detector (which enforces the file ones).
-pub type SharedIndicators = Arc<RwLock<DeviceIndicators>>;
+#[derive(Clone, Default)]
+pub struct SharedIndicators(Arc<RwLock<DeviceIndicators>>);
+
+impl SharedIndicators {
+    pub fn new(indicators: DeviceIndicators) -> SharedIndicators {
+        SharedIndicators(Arc::new(RwLock::new(indicators)))
+    }
+
+    /// The set held now.
+    pub fn held(&self) -> DeviceIndicators {
+        self.0.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    pub fn replace(&self, indicators: DeviceIndicators) {
+        let mut held = self.0.write().unwrap_or_else(|e| e.into_inner());
+        *held = indicators;
+    }
+}
 
 /// The address rules of `indicators` in force: each address indicator's
 /// address, each domain's addresses as they resolve now; an Allowed
 /// indicator of an address lifts the others of that address.
 pub async fn address_rules(indicators: &DeviceIndicators) -> Vec<AddressRule> {
-    let mut rules = Vec::new();
-    let mut allowed = Vec::new();
-    for indicator in &indicators.indicators {
-        let addresses: Vec<IpAddr> = match indicator.indicator_type {
-            IndicatorType::IpAddress => indicator.value.parse().into_iter().collect(),
-            IndicatorType::DomainName => {
-                match tokio::net::lookup_host((indicator.value.as_str(), 0)).await {
-                    Ok(found) => found.map(|a| a.ip()).collect(),
-                    Err(error) => {
-                        tracing::debug!(domain = %indicator.value, %error, "indicator domain does not resolve");
+    // Every domain looked up at once, each within RESOLVE_WITHIN.
+    let mut lookups = tokio::task::JoinSet::new();
+    for (index, indicator) in indicators.indicators.iter().enumerate() {
+        if indicator.indicator_type == IndicatorType::DomainName {
+            let domain = indicator.value.clone();
+            lookups.spawn(async move {
+                let found = tokio::time::timeout(
+                    RESOLVE_WITHIN,
+                    tokio::net::lookup_host((domain.as_str(), 0)),
+                )
+                .await;
+                let addresses: Vec<IpAddr> = match found {
+                    Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                    Ok(Err(error)) => {
+                        tracing::debug!(%domain, %error, "indicator domain does not resolve");
                         vec![]
                     }
-                }
-            }
+                    Err(_) => {
+                        tracing::debug!(%domain, "indicator domain lookup timed out");
+                        vec![]
+                    }
+                };
+                (index, addresses)
+            });
+        }
+    }
+    let mut resolved: HashMap<usize, Vec<IpAddr>> = lookups.join_all().await.into_iter().collect();
+    let mut rules = Vec::new();
+    let mut allowed = Vec::new();
+    for (index, indicator) in indicators.indicators.iter().enumerate() {
+        let addresses: Vec<IpAddr> = match indicator.indicator_type {
+            IndicatorType::IpAddress => indicator.value.parse().into_iter().collect(),
+            IndicatorType::DomainName => resolved.remove(&index).unwrap_or_default(),
             _ => continue,
         };
         for address in addresses {
@@ -66,40 +107,6 @@ pub async fn address_rules(indicators: &DeviceIndicators) -> Vec<AddressRule> {
     rules.sort();
     rules.dedup();
     rules
-}
-
-/// The hashes of one file, as the indicators name them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Hashes {
-    sha1: String,
-    sha256: String,
-    md5: String,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hashes a file in one read through it.
-fn hash_file(path: &Path) -> std::io::Result<Hashes> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let (mut sha1, mut sha256, mut md5) = (sha1::Sha1::new(), sha2::Sha256::new(), md5::Md5::new());
-    let mut buffer = vec![0; 64 * 1024];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        sha1.update(&buffer[..read]);
-        sha256.update(&buffer[..read]);
-        md5.update(&buffer[..read]);
-    }
-    Ok(Hashes {
-        sha1: hex(&sha1.finalize()),
-        sha256: hex(&sha256.finalize()),
-        md5: hex(&md5.finalize()),
-    })
 }
 
 /// What the file indicators say of a file with `hashes`: Allowed wins over
@@ -122,52 +129,6 @@ fn verdict<'a>(indicators: &'a DeviceIndicators, hashes: &Hashes) -> Option<&'a 
     matching.into_iter().next()
 }
 
-/// Where quarantined files go: readable by root only.
-pub struct Quarantine {
-    dir: PathBuf,
-}
-
-impl Quarantine {
-    pub fn open(dir: PathBuf) -> std::io::Result<Quarantine> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        Ok(Quarantine { dir })
-    }
-
-    /// Moves `path` in (as `<sha256>`, owner-read-only) with a record of
-    /// where it came from (`<sha256>.json`); returns where it is now.
-    fn take(
-        &self,
-        path: &Path,
-        hashes: &Hashes,
-        indicator: &DeviceIndicator,
-    ) -> std::io::Result<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
-        let kept = self.dir.join(&hashes.sha256);
-        if std::fs::rename(path, &kept).is_err() {
-            // Another file system: copy, then remove the original.
-            std::fs::copy(path, &kept)?;
-            std::fs::remove_file(path)?;
-        }
-        std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(0o400))?;
-        let record = json!({
-            "originalPath": path.display().to_string(),
-            "sha1": hashes.sha1, "sha256": hashes.sha256, "md5": hashes.md5,
-            "indicatorId": indicator.id,
-            "quarantinedAt": palisade_contract::Timestamp::now(),
-        });
-        std::fs::write(
-            self.dir.join(format!("{}.json", hashes.sha256)),
-            record.to_string(),
-        )?;
-        Ok(kept)
-    }
-}
-
 /// What the detector is told at start.
 pub struct DetectorConfig {
     pub scan_paths: Vec<PathBuf>,
@@ -175,18 +136,145 @@ pub struct DetectorConfig {
     pub quarantine: Quarantine,
 }
 
+/// A file (or a process's executable) that met a file indicator, and what
+/// was done about it.
+struct FileHit {
+    path: PathBuf,
+    hashes: Hashes,
+    indicator: DeviceIndicator,
+    pid: Option<i32>,
+    done: Vec<String>,
+}
+
+/// The file side of the detector: hashes files and processes' executables
+/// (blocking work, run off the async threads) and stops and quarantines
+/// what a blocking indicator names.
+struct Scanner {
+    scan_paths: Vec<PathBuf>,
+    quarantine: Quarantine,
+    /// Hashes of files as last seen (path, size, modification time).
+    hashed: HashMap<PathBuf, (u64, SystemTime, Hashes)>,
+}
+
+impl Scanner {
+    /// The hashes of `path`, from the cache while its size and time hold.
+    fn hashes(&mut self, path: &Path) -> Option<Hashes> {
+        let metadata = std::fs::symlink_metadata(path).ok()?;
+        if !metadata.is_file() || metadata.len() > MAX_SCANNED_BYTES {
+            return None;
+        }
+        let modified = metadata.modified().ok()?;
+        if let Some((size, at, hashes)) = self.hashed.get(path) {
+            if *size == metadata.len() && *at == modified {
+                return Some(hashes.clone());
+            }
+        }
+        let hashes = Hashes::of_path(path).ok()?;
+        self.hashed.insert(
+            path.to_path_buf(),
+            (metadata.len(), modified, hashes.clone()),
+        );
+        Some(hashes)
+    }
+
+    /// Scans the running processes' executables, then the configured paths.
+    fn sweep(&mut self, held: &DeviceIndicators) -> Vec<FileHit> {
+        let mut hits = Vec::new();
+        let any_file = held.indicators.iter().any(|i| {
+            matches!(
+                i.indicator_type,
+                IndicatorType::FileSha1 | IndicatorType::FileSha256 | IndicatorType::FileMd5
+            )
+        });
+        if !any_file {
+            return hits;
+        }
+        for pid in processes::ids() {
+            let Some(process) = Process::open(pid) else {
+                continue;
+            };
+            let Some(hashes) = process.executable_hashes() else {
+                continue;
+            };
+            let Some(indicator) = verdict(held, &hashes).cloned() else {
+                continue;
+            };
+            let path = process.executable_path().unwrap_or_default();
+            let mut done = Vec::new();
+            if indicator.action.blocks() {
+                match process.kill() {
+                    Ok(()) => done.push(format!("process {pid} stopped")),
+                    Err(error) => done.push(format!("process {pid} could not be stopped: {error}")),
+                }
+            }
+            let mut hit = FileHit {
+                path,
+                hashes,
+                indicator,
+                pid: Some(pid),
+                done,
+            };
+            self.remediate(&mut hit);
+            hits.push(hit);
+        }
+        for root in self.scan_paths.clone() {
+            for entry in walkdir::WalkDir::new(&root)
+                .follow_links(false)
+                .into_iter()
+                .flatten()
+            {
+                if !entry.file_type().is_file() {
+                    continue;
+                }
+                let path = entry.path().to_path_buf();
+                let Some(hashes) = self.hashes(&path) else {
+                    continue;
+                };
+                if let Some(indicator) = verdict(held, &hashes).cloned() {
+                    let mut hit = FileHit {
+                        path,
+                        hashes,
+                        indicator,
+                        pid: None,
+                        done: vec![],
+                    };
+                    self.remediate(&mut hit);
+                    hits.push(hit);
+                }
+            }
+        }
+        hits
+    }
+
+    /// Quarantines the hit's file, for a blocking indicator.
+    fn remediate(&mut self, hit: &mut FileHit) {
+        if !hit.indicator.action.blocks() || !hit.path.is_absolute() {
+            return;
+        }
+        let reason = json!({"indicatorId": hit.indicator.id, "action": hit.indicator.action, "title": hit.indicator.title});
+        match self.quarantine.take(&hit.path, &hit.hashes, &reason) {
+            Ok(kept) => {
+                self.hashed.remove(&hit.path);
+                hit.done
+                    .push(format!("file quarantined as {}", kept.display()));
+            }
+            Err(error) => hit.done.push(format!("file not quarantined: {error}")),
+        }
+    }
+}
+
 /// Raises the alerts of hits and enforces the file indicators.
 pub struct Detector {
     pub client: DeviceClient,
     pub nft: Nft,
     pub indicators: SharedIndicators,
-    pub config: DetectorConfig,
+    scan_every: Duration,
+    /// Taken while a sweep runs on a blocking thread.
+    scanner: Option<Scanner>,
     /// Counters as last read, by indicator id.
     counted: HashMap<String, u64>,
-    /// When each indicator last raised an alert.
+    /// When each indicator (or indicator and file) last raised an alert.
     alerted: HashMap<String, Instant>,
-    /// Hashes of files as last seen (path, size, modification time).
-    hashed: HashMap<PathBuf, (u64, SystemTime, Hashes)>,
 }
 
 impl Detector {
@@ -200,44 +288,41 @@ impl Detector {
             client,
             nft,
             indicators,
-            config,
+            scan_every: config.scan_every,
+            scanner: Some(Scanner {
+                scan_paths: config.scan_paths,
+                quarantine: config.quarantine,
+                hashed: HashMap::new(),
+            }),
             counted: HashMap::new(),
             alerted: HashMap::new(),
-            hashed: HashMap::new(),
         }
-    }
-
-    fn held(&self) -> DeviceIndicators {
-        self.indicators
-            .read()
-            .map(|i| i.clone())
-            .unwrap_or_default()
     }
 
     pub async fn run(mut self) {
         let mut last_scan: Option<Instant> = None;
         let mut version = String::new();
         loop {
-            let held = self.held();
+            let held = self.indicators.held();
             self.check_hits(&held).await;
             // A new set is scanned for at once.
-            let due = last_scan.is_none_or(|at| at.elapsed() >= self.config.scan_every);
+            let due = last_scan.is_none_or(|at| at.elapsed() >= self.scan_every);
             if due || held.version != version {
                 version = held.version.clone();
-                self.scan(&held).await;
+                self.scan(held).await;
                 last_scan = Some(Instant::now());
             }
             tokio::time::sleep(HIT_CHECK_EVERY).await;
         }
     }
 
-    /// Whether `indicator` may raise an alert now (one per [`ALERT_EVERY`]).
-    fn may_alert(&mut self, indicator: &str) -> bool {
+    /// Whether `key` may raise an alert now (one per [`ALERT_EVERY`]).
+    fn may_alert(&mut self, key: &str) -> bool {
         let now = Instant::now();
-        match self.alerted.get(indicator) {
+        match self.alerted.get(key) {
             Some(at) if now.duration_since(*at) < ALERT_EVERY => false,
             _ => {
-                self.alerted.insert(indicator.to_string(), now);
+                self.alerted.insert(key.to_string(), now);
                 true
             }
         }
@@ -264,12 +349,12 @@ impl Detector {
             if packets <= before && before != 0 {
                 continue;
             }
-            if packets == 0 || !self.may_alert(&id) {
-                continue;
-            }
             let Some(indicator) = held.indicators.iter().find(|i| i.id == id) else {
                 continue;
             };
+            if packets == 0 || !indicator.generate_alert || !self.may_alert(&id) {
+                continue;
+            }
             let blocked = indicator.action.blocks();
             let address = match indicator.indicator_type {
                 IndicatorType::IpAddress => Some(indicator.value.clone()),
@@ -293,100 +378,49 @@ impl Detector {
         }
     }
 
-    /// The hashes of `path`, from the cache while its size and time hold.
-    fn hashes(&mut self, path: &Path) -> Option<Hashes> {
-        let metadata = std::fs::metadata(path).ok()?;
-        if !metadata.is_file() || metadata.len() > MAX_SCANNED_BYTES {
-            return None;
-        }
-        let modified = metadata.modified().ok()?;
-        if let Some((size, at, hashes)) = self.hashed.get(path) {
-            if *size == metadata.len() && *at == modified {
-                return Some(hashes.clone());
-            }
-        }
-        let hashes = hash_file(path).ok()?;
-        self.hashed.insert(
-            path.to_path_buf(),
-            (metadata.len(), modified, hashes.clone()),
-        );
-        Some(hashes)
-    }
-
-    /// Scans the running processes' executables, then the configured paths.
-    async fn scan(&mut self, held: &DeviceIndicators) {
-        let any_file = held.indicators.iter().any(|i| {
-            matches!(
-                i.indicator_type,
-                IndicatorType::FileSha1 | IndicatorType::FileSha256 | IndicatorType::FileMd5
-            )
-        });
-        if !any_file {
+    /// Sweeps files and processes on a blocking thread, then raises the
+    /// alerts of what it found.
+    async fn scan(&mut self, held: DeviceIndicators) {
+        let Some(mut scanner) = self.scanner.take() else {
             return;
-        }
-        for (pid, exe) in processes() {
-            let Some(hashes) = self.hashes(&exe) else {
-                continue;
-            };
-            if let Some(indicator) = verdict(held, &hashes).cloned() {
-                self.enforce(&exe, &hashes, &indicator, Some(pid)).await;
+        };
+        let swept = tokio::task::spawn_blocking(move || {
+            let hits = scanner.sweep(&held);
+            (scanner, hits)
+        })
+        .await;
+        let hits = match swept {
+            Ok((scanner, hits)) => {
+                self.scanner = Some(scanner);
+                hits
             }
-        }
-        let paths = self.config.scan_paths.clone();
-        for root in paths {
-            for entry in walkdir::WalkDir::new(&root)
-                .follow_links(false)
-                .into_iter()
-                .flatten()
-            {
-                if !entry.file_type().is_file() {
-                    continue;
-                }
-                let path = entry.path().to_path_buf();
-                let Some(hashes) = self.hashes(&path) else {
-                    continue;
-                };
-                if let Some(indicator) = verdict(held, &hashes).cloned() {
-                    self.enforce(&path, &hashes, &indicator, None).await;
-                }
+            Err(error) => {
+                // The scanner is lost with the panicked sweep: scanning stops, the rest goes on.
+                tracing::error!(%error, "the file scan failed; files are no longer scanned");
+                return;
             }
+        };
+        for hit in hits {
+            self.report(hit).await;
         }
     }
 
-    /// Stops `pid` (if it runs the file) and quarantines the file, for a
-    /// blocking indicator; raises the alert either way.
-    async fn enforce(
-        &mut self,
-        path: &Path,
-        hashes: &Hashes,
-        indicator: &DeviceIndicator,
-        pid: Option<i32>,
-    ) {
+    /// Raises the alert of a file hit: each stop or quarantine, and a
+    /// detection without them once per indicator and file in [`ALERT_EVERY`].
+    async fn report(&mut self, hit: FileHit) {
+        let FileHit {
+            path,
+            hashes,
+            indicator,
+            pid,
+            done,
+        } = hit;
         let blocks = indicator.action.blocks();
-        let mut done = Vec::new();
-        if blocks {
-            if let Some(pid) = pid {
-                match nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                ) {
-                    Ok(()) => done.push(format!("process {pid} stopped")),
-                    Err(error) => done.push(format!("process {pid} could not be stopped: {error}")),
-                }
-            }
-            match self.config.quarantine.take(path, hashes, indicator) {
-                Ok(kept) => {
-                    self.hashed.remove(path);
-                    done.push(format!("file quarantined as {}", kept.display()));
-                }
-                Err(error) => done.push(format!("file could not be quarantined: {error}")),
-            }
-        }
+        tracing::warn!(file = %path.display(), indicator = %indicator.id, action = %indicator.action, "{}", done.join("; "));
         let key = format!("{}:{}", indicator.id, path.display());
-        if !blocks && !self.may_alert(&key) {
+        if !indicator.generate_alert || (!blocks && !self.may_alert(&key)) {
             return;
         }
-        tracing::warn!(file = %path.display(), indicator = %indicator.id, action = %indicator.action, "{}", done.join("; "));
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         let folder = path.parent().map(|p| p.display().to_string());
         self.raise(json!({
@@ -405,22 +439,6 @@ impl Detector {
         }))
         .await;
     }
-}
-
-/// Every process's id and executable (those whose link can be read).
-fn processes() -> Vec<(i32, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return vec![];
-    };
-    let own = std::process::id() as i32;
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
-            let exe = std::fs::read_link(entry.path().join("exe")).ok()?;
-            (pid != own).then_some((pid, exe))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -450,7 +468,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, b"X5O!P%@AP").unwrap();
-        let hashes = hash_file(&file).unwrap();
+        let hashes = Hashes::of_path(&file).unwrap();
         let block = indicator(
             "1",
             IndicatorType::FileSha256,
@@ -477,6 +495,7 @@ mod tests {
         };
         assert!(verdict(&both, &hashes).is_none());
         let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
         let addresses = DeviceIndicators {
@@ -506,36 +525,5 @@ mod tests {
         assert_eq!(rules.len(), 1, "{rules:?}");
         assert_eq!(rules[0].indicator_id, "5");
         assert!(!rules[0].block);
-    }
-
-    #[test]
-    fn a_quarantined_file_is_moved_with_a_record_of_its_origin() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("evil.bin");
-        std::fs::write(&file, b"payload").unwrap();
-        let hashes = hash_file(&file).unwrap();
-        let quarantine = Quarantine::open(dir.path().join("q")).unwrap();
-        let block = indicator(
-            "9",
-            IndicatorType::FileSha1,
-            &hashes.sha1,
-            IndicatorAction::Block,
-        );
-        let kept = quarantine.take(&file, &hashes, &block).unwrap();
-        assert!(!file.exists());
-        assert_eq!(std::fs::read(&kept).unwrap(), b"payload");
-        let mode = std::fs::metadata(dir.path().join("q"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o700);
-        let record: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("q").join(format!("{}.json", hashes.sha256)))
-                .unwrap(),
-        )
-        .unwrap();
-        assert_eq!(record["originalPath"], file.display().to_string());
-        assert_eq!(record["indicatorId"], "9");
     }
 }

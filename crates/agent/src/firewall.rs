@@ -128,6 +128,14 @@ pub fn script(policy: &Policy) -> String {
         "udp sport 546 udp dport 547 accept".to_string(),
     ]);
     let mut input = vec!["iif \"lo\" accept".to_string()];
+    // The server's replies, too, before the indicators.
+    for endpoint in &policy.control_plane {
+        input.push(format!(
+            "{} tcp sport {} accept",
+            family_match(&endpoint.ip(), "saddr"),
+            endpoint.port()
+        ));
+    }
     input.extend(indicator_rules(policy, "saddr"));
     input.extend([
         "ct state established,related accept".to_string(),
@@ -430,7 +438,13 @@ mod tests {
             .find("ip daddr 10.0.0.1 counter drop comment \"palisade-indicator:7\"")
             .unwrap();
         assert!(control < block, "the control plane first:\n{text}");
-        assert!(text.contains("ip saddr 10.0.0.1 counter drop comment \"palisade-indicator:7\""));
+        let replies = text
+            .find("ip saddr 10.0.0.1 tcp sport 8443 accept")
+            .unwrap();
+        let block_in = text
+            .find("ip saddr 10.0.0.1 counter drop comment \"palisade-indicator:7\"")
+            .unwrap();
+        assert!(replies < block_in, "the server's replies first:\n{text}");
         assert!(text.contains(
             "ip6 daddr 2001:db8::8 ct state new counter comment \"palisade-indicator:8\""
         ));

@@ -8,10 +8,13 @@
 
 pub mod enforcement;
 pub mod firewall;
+pub mod hashes;
 pub mod host;
+pub mod processes;
+pub mod quarantine;
 pub mod state;
 
-use enforcement::{Detector, DetectorConfig, Quarantine, SharedIndicators};
+use enforcement::{Detector, DetectorConfig, SharedIndicators};
 use firewall::{FirewallError, Nft, Policy};
 use ipnet::IpNet;
 use palisade_contract::{ActionType, MachineAction, Timestamp};
@@ -19,10 +22,10 @@ use palisade_device::client::{http_client, DeviceClient, DeviceError};
 use palisade_device::hresult::{E_ACCESSDENIED, E_FAIL, E_NOTIMPL};
 use palisade_device::DeviceIndicators;
 use palisade_device::{ActionResult, Capability, CheckIn, EnrollRequest, Isolation};
+use quarantine::Quarantine;
 use state::{EnrollmentState, OffboardedState, StateDir};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Pause after a failed call before trying again.
@@ -68,7 +71,8 @@ struct Agent {
     nft: Nft,
     /// Desired isolation, as kept in the state directory.
     isolation: Isolation,
-    /// The policy last confirmed in force (`None`: none confirmed).
+    /// The policy last confirmed in force (`None`: none confirmed; an empty
+    /// one: no table).
     in_force: Option<Policy>,
     /// The tenant's indicators, as last received.
     indicators: SharedIndicators,
@@ -94,40 +98,36 @@ pub async fn run(
     let nft = Nft {
         binary: config.nft.clone(),
     };
-    let indicators: SharedIndicators = Arc::new(RwLock::new(state.indicators()?));
-    let detector = Detector::new(
-        client.with_credential(&enrollment.credential),
-        nft.clone(),
-        indicators.clone(),
-        DetectorConfig {
-            scan_paths: config.scan_paths.clone(),
-            scan_every: config.scan_every,
-            quarantine: Quarantine::open(state.quarantine_dir())?,
-        },
-    );
+    let indicators = SharedIndicators::new(state.indicators()?);
+    let quarantine = Quarantine::open(state.quarantine_dir())?;
     let mut agent = Agent {
         client: client.with_credential(&enrollment.credential),
         isolation: state.isolation()?,
-        nft,
+        nft: nft.clone(),
         state,
         config,
         in_force: None,
-        indicators,
+        indicators: indicators.clone(),
     };
-    let detecting = tokio::spawn(detector.run());
-    let _stop_detecting = AbortOnDrop(detecting);
-    if agent.isolation == Isolation::None && agent.held().indicators.is_empty() {
-        // A crash between loading a table and recording it can leave one behind.
-        if let Err(error) = agent.nft.release().await {
-            tracing::debug!(%error, "no stale isolation table removed");
-        }
-    }
     if saved && agent.config.onboarding_token.is_some() {
         // Isolation first: the server may be slow or away at boot.
         agent.hold_enforcement().await;
         let refreshed = refresh(&agent.config, &agent.client, &agent.state, enrollment).await?;
         agent.client = client.with_credential(&refreshed.credential);
     }
+    // With the credential the refresh may have replaced.
+    let detector = Detector::new(
+        agent.client.clone(),
+        nft,
+        indicators,
+        DetectorConfig {
+            scan_paths: agent.config.scan_paths.clone(),
+            scan_every: agent.config.scan_every,
+            quarantine,
+        },
+    );
+    let detecting = tokio::spawn(detector.run());
+    let _stop_detecting = AbortOnDrop(detecting);
     tokio::pin!(stop);
     loop {
         agent.hold_enforcement().await;
@@ -160,6 +160,7 @@ fn enroll_request() -> EnrollRequest {
             Capability::FullIsolation,
             Capability::SelectiveIsolation,
             Capability::Offboard,
+            Capability::Indicators,
         ],
         credential: None,
     }
@@ -262,13 +263,6 @@ impl Drop for AbortOnDrop {
 }
 
 impl Agent {
-    fn held(&self) -> DeviceIndicators {
-        self.indicators
-            .read()
-            .map(|i| i.clone())
-            .unwrap_or_default()
-    }
-
     /// The policy for `isolation` now: the control plane's addresses (and
     /// the indicators' domains) are resolved afresh, so that it follows a
     /// server that moved.
@@ -294,7 +288,7 @@ impl Agent {
             control_plane,
             resolvers: if named { host::resolvers() } else { vec![] },
             allow: self.config.selective_allow.clone(),
-            indicators: enforcement::address_rules(&self.held()).await,
+            indicators: enforcement::address_rules(&self.indicators.held()).await,
         })
     }
 
@@ -310,7 +304,8 @@ impl Agent {
                 return;
             }
         };
-        if wanted.is_empty() && self.in_force.is_none() {
+        // Nothing wanted and no table confirmed: nobody else makes ours.
+        if wanted.is_empty() && self.in_force.as_ref().is_some_and(Policy::is_empty) {
             return;
         }
         let intact =
@@ -318,10 +313,18 @@ impl Agent {
         if intact {
             return;
         }
+        // Nothing wanted at start still removes a table a crash left behind.
         match self.nft.apply(&wanted).await {
             Ok(()) => {
-                tracing::info!(isolation = %self.isolation, addresses = wanted.indicators.len(), "firewall policy in force");
-                self.in_force = (!wanted.is_empty()).then_some(wanted);
+                if !wanted.is_empty() {
+                    tracing::info!(isolation = %self.isolation, addresses = wanted.indicators.len(), "firewall policy in force");
+                }
+                self.in_force = Some(wanted);
+            }
+            Err(FirewallError::Unavailable(error)) if wanted.is_empty() => {
+                // No nftables here: no table of ours either.
+                tracing::debug!(%error, "no stale table looked for");
+                self.in_force = Some(wanted);
             }
             Err(error) => {
                 // Reported as not in force until a re-apply succeeds.
@@ -343,7 +346,7 @@ impl Agent {
                 .in_force
                 .as_ref()
                 .map_or(Isolation::None, |policy| policy.isolation),
-            indicators_version: Some(self.held().version).filter(|v| !v.is_empty()),
+            indicators_version: Some(self.indicators.held().version).filter(|v| !v.is_empty()),
         }
     }
 
@@ -354,9 +357,7 @@ impl Agent {
         if let Err(error) = self.state.save_indicators(&indicators) {
             tracing::warn!(%error, "indicators not kept in the state directory");
         }
-        if let Ok(mut held) = self.indicators.write() {
-            *held = indicators;
-        }
+        self.indicators.replace(indicators);
     }
 
     /// One check-in and the actions it brings.
@@ -517,7 +518,7 @@ impl Agent {
                 kept.indicators.len()
             )
         };
-        self.in_force = (!kept.is_empty()).then_some(kept);
+        self.in_force = Some(kept);
         self.isolation = Isolation::None;
         match self.state.save_isolation(Isolation::None) {
             Ok(()) => ActionResult::succeeded(lifted),

@@ -129,6 +129,18 @@ impl SerializedMachine {
             .map(|m| m.id)
             .expect("a serialized Machine has an id")
     }
+
+    /// The machine's device group, read back from its JSON.
+    pub fn rbac_group_name(&self) -> Option<String> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Group {
+            rbac_group_name: Option<String>,
+        }
+        serde_json::from_str::<Group>(self.json())
+            .ok()
+            .and_then(|m| m.rbac_group_name)
+    }
 }
 
 impl Serialize for SerializedMachine {

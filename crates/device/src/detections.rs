@@ -198,21 +198,18 @@ impl Target {
     }
 }
 
-/// A partial MDE alert of a detection from the catalogue, drawn by `rng`,
-/// on `target` at `at` (what the device plane's alerts, the control plane
-/// and seed documents take).
-pub fn random_alert(rng: &mut impl Rng, target: &Target, at: Timestamp) -> Value {
+/// A detection from the catalogue, drawn by `rng`, on `target` at `at`:
+/// what a device says of an alert it raises (`POST /device/v1/alerts`).
+pub fn random_detection(rng: &mut impl Rng, target: &Target, at: Timestamp) -> Value {
     let detection = &DETECTIONS[rng.random_range(0..DETECTIONS.len())];
     let evidence: Vec<Value> = detection
         .evidence
         .iter()
         .map(|kind| evidence(*kind, target, rng, at))
         .collect();
-    let machine = target;
     json!({
-        "machineId": machine.machine_id,
         "title": detection.title,
-        "description": format!("{} on {}.", detection.title, machine.computer_dns_name),
+        "description": format!("{} on {}.", detection.title, target.computer_dns_name),
         "severity": detection.severity,
         "category": detection.category,
         "detectionSource": detection.source,
@@ -220,10 +217,18 @@ pub fn random_alert(rng: &mut impl Rng, target: &Target, at: Timestamp) -> Value
         "threatFamilyName": detection.threat.map(|t| t.split(['/', ':']).next_back().unwrap_or(t)),
         "threatName": detection.threat,
         "mitreTechniques": detection.techniques,
-        "alertCreationTime": at,
         "firstEventTime": at.plus_seconds(-90),
         "lastEventTime": at.plus_seconds(-30),
-        "lastUpdateTime": at,
         "evidence": evidence,
     })
+}
+
+/// A partial MDE alert of a [`random_detection`] on its machine, created
+/// at `at` (what the control plane and seed documents take).
+pub fn random_alert(rng: &mut impl Rng, target: &Target, at: Timestamp) -> Value {
+    let mut alert = random_detection(rng, target, at);
+    alert["machineId"] = target.machine_id.clone().into();
+    alert["alertCreationTime"] = json!(at);
+    alert["lastUpdateTime"] = json!(at);
+    alert
 }

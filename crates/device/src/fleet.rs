@@ -3,7 +3,7 @@
 //! configurable latency, failing at a configurable rate) without real devices.
 
 use crate::client::{DeviceClient, DeviceError};
-use crate::detections::{random_alert, Target};
+use crate::detections::{random_detection, Target};
 use crate::protocol::*;
 use palisade_contract::{ActionType, HealthStatus, IpAddress, OsPlatform, Timestamp};
 use rand::Rng;
@@ -202,7 +202,7 @@ async fn raise_alerts(devices: Vec<(DeviceClient, Target)>, per_hour: f64, stats
         };
         tokio::time::sleep(Duration::from_secs_f64(gap.min(3_600.0))).await;
         let (client, target) = &devices[n];
-        let alert = random_alert(&mut rand::rng(), target, Timestamp::now());
+        let alert = random_detection(&mut rand::rng(), target, Timestamp::now());
         match client.raise_alert(&alert).await {
             Ok(_) => stats.alerts.fetch_add(1, Ordering::Relaxed),
             Err(_) => stats.errors.fetch_add(1, Ordering::Relaxed),

@@ -55,6 +55,8 @@ pub enum Capability {
     FullIsolation,
     SelectiveIsolation,
     Offboard,
+    /// Enforces its tenant's indicators: check-ins carry the set when it changed.
+    Indicators,
 }
 
 /// Network isolation as a device has it in force.
@@ -175,6 +177,7 @@ pub struct DeviceIndicator {
     pub action: palisade_contract::indicator::IndicatorAction,
     pub title: String,
     pub severity: palisade_contract::indicator::IndicatorSeverity,
+    /// Whether a hit raises an alert (blocking or not).
     pub generate_alert: bool,
 }
 

@@ -298,8 +298,17 @@ impl Palisade {
         tenant_id: &str,
         alert: serde_json::Value,
     ) -> Result<Alert, MdeError> {
+        self.raise_partial_alert(tenant_id, alerts::Partial::read(alert)?)
+            .await
+    }
+
+    /// [`Self::raise_alert`], of an alert already read.
+    pub async fn raise_partial_alert(
+        &self,
+        tenant_id: &str,
+        partial: alerts::Partial,
+    ) -> Result<Alert, MdeError> {
         self.existing_tenant(tenant_id).await?;
-        let partial = alerts::Partial::read(alert)?;
         let machine = partial.machine_id.clone();
         let tenant = tenant_id.to_string();
         let now = self.now_in(tenant_id);

@@ -48,13 +48,16 @@ pub enum RateScope {
     /// Devices enrolling with one onboarding token: holding a token must not
     /// let anyone fill the tenant with machines at the speed of the network.
     Enrollment,
+    /// Alerts one device raises: a detection loop on a device (or a stolen
+    /// credential) must not flood its tenant's alerts.
+    DeviceAlerts,
 }
 
 impl RateScope {
     fn own_limits(&self) -> Option<RateLimits> {
         match self {
             RateScope::Api(operation) => operation.own_rate_limits(),
-            RateScope::Enrollment => None,
+            RateScope::Enrollment | RateScope::DeviceAlerts => None,
         }
     }
 }
@@ -65,6 +68,7 @@ impl RateScope {
         match self {
             RateScope::Api(operation) => operation.name(),
             RateScope::Enrollment => "Enroll",
+            RateScope::DeviceAlerts => "DeviceAlerts",
         }
     }
 }

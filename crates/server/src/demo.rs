@@ -607,12 +607,17 @@ pub fn demo_indicators() -> Vec<Value> {
             "EICAR test file",
             "Informational",
         ),
-        indicator(
-            "3395856ce81f2b7382dee72602f798b642f14140",
-            "FileSha1",
-            "Allowed",
-            "EICAR test file, allowed on the test ring",
-            "Informational",
-        ),
+        // Scoped to one device group: elsewhere the blocks above stand.
+        {
+            let mut allowed = indicator(
+                "3395856ce81f2b7382dee72602f798b642f14140",
+                "FileSha1",
+                "Allowed",
+                "EICAR test file, allowed on Finance's machines",
+                "Informational",
+            );
+            allowed["rbacGroupNames"] = json!(["Finance"]);
+            allowed
+        },
     ]
 }

@@ -16,7 +16,7 @@ use palisade_device::{
     ActionResult, CheckIn, CheckInReply, EnrollRequest, ALERTS_PATH, CHECK_IN_PATH, ENROLL_PATH,
     MAX_WAIT_SECONDS,
 };
-use palisade_domain::devices::{Device, EnrollError};
+use palisade_domain::devices::{Device, DeviceRefusal};
 use palisade_identity::validate::bearer_token;
 use serde::Deserialize;
 use std::time::Duration;
@@ -74,8 +74,8 @@ async fn enroll(
             tracing::info!(tenant = %enrollment.tenant_id, machine = %enrollment.machine_id, "device enrolled");
             (StatusCode::CREATED, Json(enrollment)).into_response()
         }
-        Err(EnrollError::Refused(error)) => ApiError(error).into_response(),
-        Err(EnrollError::Throttled(throttled)) => {
+        Err(DeviceRefusal::Refused(error)) => ApiError(error).into_response(),
+        Err(DeviceRefusal::Throttled(throttled)) => {
             too_many_requests(throttled, "enrollments", "with this onboarding token")
         }
     }
@@ -102,10 +102,17 @@ async fn raise_alert(
     State(app): State<AppState>,
     CallingDevice(device): CallingDevice,
     JsonBody(alert): JsonBody<serde_json::Value>,
-) -> ApiResult<(StatusCode, Json<palisade_contract::Alert>)> {
-    let alert = app.devices.raise_alert(&device, alert).await?;
-    tracing::info!(machine = %device.machine_id, alert = %alert.id, title = %alert.title, "device raised an alert");
-    Ok((StatusCode::CREATED, Json(alert)))
+) -> Response {
+    match app.devices.raise_alert(&device, alert).await {
+        Ok(alert) => {
+            tracing::info!(machine = %device.machine_id, alert = %alert.id, title = %alert.title, "device raised an alert");
+            (StatusCode::CREATED, Json(alert)).into_response()
+        }
+        Err(DeviceRefusal::Refused(error)) => ApiError(error).into_response(),
+        Err(DeviceRefusal::Throttled(throttled)) => {
+            too_many_requests(throttled, "alerts", "from this device")
+        }
+    }
 }
 
 async fn start_action(

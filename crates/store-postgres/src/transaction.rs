@@ -17,7 +17,8 @@ use palisade_domain::store::{DeviceGroup, MachineKey, StoreError};
 use palisade_domain::writes::{Counter, Transaction};
 use palisade_domain::TenantClock;
 use palisade_store_sql::fields::{
-    alert_fields, indicator_fields, indicator_row, indicator_row_kinds, indicators_upsert_unnest,
+    alert_fields, alerts_upsert_unnest, indicator_fields, indicator_row, indicator_row_kinds,
+    indicators_upsert_unnest,
 };
 use palisade_store_sql::fields::{
     clock_fields, fault_rule_fields, outcome_rule_fields, script_run_fields,
@@ -541,11 +542,8 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     ) -> Result<i64, StoreError> {
         let sql = alerts::reserve(Dialect::Postgres, tenant_id, counter, at_least, count);
         let rows = self.tx.built(&sql).await?;
-        let last: i64 = match rows.first() {
-            Some(row) => get(row, 0)?,
-            None => return Err(StoreError::Internal("a counter returned no row".into())),
-        };
-        Ok(alerts::first_reserved(last, count))
+        let last: Option<i64> = rows.first().map(|row| get(row, 0)).transpose()?;
+        alerts::first_reserved(last, count)
     }
 
     async fn alerts(
@@ -574,14 +572,10 @@ impl<D: Db> Transaction for PostgresTransaction<'_, D> {
     }
 
     async fn save_alerts(&mut self, tenant_id: &str, alerts: &[Alert]) -> Result<(), StoreError> {
-        for alert in alerts {
-            execute(
-                self.tx,
-                &alerts::save_alert(Dialect::Postgres, tenant_id, alert),
-            )
-            .await?;
-        }
-        Ok(())
+        // One statement for a batch update's hundreds.
+        let rows = alerts.iter().map(alert_fields::values);
+        let kinds = alert_fields::kinds();
+        upsert_rows(self.tx, alerts_upsert_unnest(), tenant_id, &kinds, rows).await
     }
 
     async fn indicators_with_keys(

@@ -7,6 +7,7 @@ use crate::fields::{
 use crate::{Dialect, Sql, Value};
 use palisade_contract::{Alert, Indicator, Timestamp};
 use palisade_domain::caller::Visibility;
+use palisade_domain::store::StoreError;
 use palisade_domain::writes::Counter;
 
 fn text(value: &str) -> Value {
@@ -78,9 +79,10 @@ pub fn reserve(
     sql
 }
 
-/// The first of the `count` values a [`reserve`] that selected `last` reserved.
-pub fn first_reserved(last: i64, count: i64) -> i64 {
-    last - count + 1
+/// The first of the `count` values a [`reserve`] that returned `last` reserved.
+pub fn first_reserved(last: Option<i64>, count: i64) -> Result<i64, StoreError> {
+    let last = last.ok_or_else(|| StoreError::Internal("a counter returned no row".into()))?;
+    Ok(last - count + 1)
 }
 
 /// `l.tenant_id = ? AND l.last_update_time >= ? [AND its machine in the

@@ -588,6 +588,15 @@ pub fn machines_upsert_unnest() -> &'static str {
     SQL.as_str()
 }
 
+/// [`alert_upsert`] for many alerts in one statement, on PostgreSQL
+/// (`alert_fields::values` each).
+pub fn alerts_upsert_unnest() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        unnest_upsert("alerts", alert_fields::COLUMNS, &alert_fields::kinds())
+    });
+    SQL.as_str()
+}
+
 /// An indicator row's saved values: `indicator_fields::values`, then the
 /// value it is matched by (`value_key`).
 pub fn indicator_row(indicator: &Indicator, key: &str) -> Vec<Value> {

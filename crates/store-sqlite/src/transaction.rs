@@ -535,7 +535,10 @@ impl Transaction for SqliteTransaction<'_> {
     ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         let sql = alerts::reserve(Dialect::Sqlite, tenant_id, counter, at_least, count);
         let last = query_rows(self.conn, &sql, |row| row.get::<_, i64>(0));
-        done(last.map(|last| alerts::first_reserved(last.first().copied().unwrap_or(0), count)))
+        ready(
+            last.map_err(store_error)
+                .and_then(|last| alerts::first_reserved(last.first().copied(), count)),
+        )
     }
 
     fn alerts(

@@ -18,10 +18,61 @@ use std::time::{Duration, Instant};
 /// How long a tenant's set is served before it is read again.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// Each tenant's set, as last read, and when.
+/// Each tenant's indicators, as last read, and when.
 #[derive(Default)]
 pub struct DeviceIndicatorSets {
-    sets: Mutex<HashMap<String, (Arc<DeviceIndicators>, Instant)>>,
+    tenants: Mutex<HashMap<String, (Arc<TenantIndicators>, Instant)>>,
+}
+
+/// A tenant's indicators in force that devices act on, each with the
+/// device groups it is scoped to (none: every device), and the set each
+/// device group gets, made when first asked for.
+pub struct TenantIndicators {
+    scoped: Vec<(DeviceIndicator, Vec<String>)>,
+    by_group: Mutex<HashMap<Option<String>, Arc<DeviceIndicators>>>,
+}
+
+impl TenantIndicators {
+    fn new(scoped: Vec<(DeviceIndicator, Vec<String>)>) -> TenantIndicators {
+        TenantIndicators {
+            scoped,
+            by_group: Mutex::default(),
+        }
+    }
+
+    /// Whether any indicator applies to some device groups only: else every
+    /// device gets the same set, whatever its group.
+    pub fn depends_on_group(&self) -> bool {
+        self.scoped.iter().any(|(_, groups)| !groups.is_empty())
+    }
+
+    /// The set a device of `group` (none: in no group) enforces: the
+    /// indicators scoped to no group or to its own, as MDE applies
+    /// `rbacGroupNames`.
+    pub fn for_group(&self, group: Option<&str>) -> Arc<DeviceIndicators> {
+        let group = group.filter(|_| self.depends_on_group());
+        let mut by_group = self.by_group.lock().unwrap_or_else(|e| e.into_inner());
+        let key = group.map(str::to_lowercase);
+        by_group
+            .entry(key)
+            .or_insert_with(|| {
+                let items: Vec<DeviceIndicator> = self
+                    .scoped
+                    .iter()
+                    .filter(|(_, groups)| {
+                        groups.is_empty()
+                            || group
+                                .is_some_and(|g| groups.iter().any(|n| n.eq_ignore_ascii_case(g)))
+                    })
+                    .map(|(indicator, _)| indicator.clone())
+                    .collect();
+                Arc::new(DeviceIndicators {
+                    version: version_of(&items),
+                    indicators: items,
+                })
+            })
+            .clone()
+    }
 }
 
 /// What a device enforces of `indicator`, if it is of a type devices act on.
@@ -58,12 +109,12 @@ pub fn empty_version() -> &'static str {
 }
 
 impl DeviceIndicatorSets {
-    /// The tenant's set now (read again when older than [`FRESH_FOR`]).
+    /// The tenant's indicators now (read again when older than [`FRESH_FOR`]).
     pub async fn of(
         &self,
         palisade: &Palisade,
         tenant_id: &str,
-    ) -> Result<Arc<DeviceIndicators>, MdeError> {
+    ) -> Result<Arc<TenantIndicators>, MdeError> {
         if let Some((set, read)) = self.lock().get(tenant_id) {
             if read.elapsed() < FRESH_FOR {
                 return Ok(set.clone());
@@ -83,21 +134,20 @@ impl DeviceIndicatorSets {
                 .indicators(tenant_id, None, now, &query)
                 .await?;
             skip += page.items.len() as u64;
-            items.extend(page.items.iter().filter_map(enforced));
+            items.extend(page.items.iter().filter_map(|indicator| {
+                Some((enforced(indicator)?, indicator.rbac_group_names.clone()))
+            }));
             if !page.more {
                 break;
             }
         }
-        let set = Arc::new(DeviceIndicators {
-            version: version_of(&items),
-            indicators: items,
-        });
+        let set = Arc::new(TenantIndicators::new(items));
         self.lock()
             .insert(tenant_id.to_string(), (set.clone(), Instant::now()));
         Ok(set)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<DeviceIndicators>, Instant)>> {
-        self.sets.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Arc<TenantIndicators>, Instant)>> {
+        self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -51,23 +51,24 @@ impl Device {
     }
 }
 
-/// Why an enrollment did not happen.
+/// Why a device's call (an enrollment, an alert) did not go through.
 #[derive(Debug)]
-pub enum EnrollError {
+pub enum DeviceRefusal {
     Refused(MdeError),
-    /// The onboarding token enrolled as many devices as its limit allows for now.
+    /// The onboarding token enrolled as many devices as its limit allows
+    /// for now, or the device raised as many alerts.
     Throttled(Throttled),
 }
 
-impl From<MdeError> for EnrollError {
+impl From<MdeError> for DeviceRefusal {
     fn from(error: MdeError) -> Self {
-        EnrollError::Refused(error)
+        DeviceRefusal::Refused(error)
     }
 }
 
-impl From<StoreError> for EnrollError {
+impl From<StoreError> for DeviceRefusal {
     fn from(error: StoreError) -> Self {
-        EnrollError::Refused(error.into())
+        DeviceRefusal::Refused(error.into())
     }
 }
 

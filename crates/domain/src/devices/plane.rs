@@ -3,13 +3,15 @@
 use super::check_ins::CheckInBuffer;
 use super::indicators::{empty_version, DeviceIndicatorSets, FRESH_FOR};
 use super::secrets::{self, PresentedSecret};
-use super::{CheckInRecord, Device, DeviceActionChange, EnrollError};
+use super::{CheckInRecord, Device, DeviceActionChange, DeviceRefusal};
+use crate::caller::Visibility;
 use crate::rate_limit::{RateKey, RateLimiter, RateLimits, RateScope};
 use crate::rules;
 use crate::service::Palisade;
+use crate::store::MachineKey;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
-    ActionResult, CheckIn, CheckInReply, DeviceIndicators, EnrollRequest, Enrollment,
+    ActionResult, Capability, CheckIn, CheckInReply, DeviceIndicators, EnrollRequest, Enrollment,
     CREDENTIAL_PREFIX, OFFBOARDED_MESSAGE, ONBOARDING_TOKEN_PREFIX,
 };
 use std::sync::Arc;
@@ -33,7 +35,15 @@ pub struct DevicePlane {
     /// Set when the server stops: long polls answer at once instead of holding shutdown up.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     indicators: Arc<DeviceIndicatorSets>,
+    alert_limiter: RateLimiter,
 }
+
+/// Alerts one device may raise: the agent raises one per indicator in ten
+/// minutes, and one per file it stops, so a sound agent stays well inside.
+pub const DEVICE_ALERT_LIMITS: RateLimits = RateLimits {
+    per_minute: 30,
+    per_hour: 300,
+};
 
 fn unauthorized(message: &str) -> MdeError {
     MdeError::new(ErrorCode::Unauthorized, message)
@@ -46,12 +56,17 @@ const BAD_CREDENTIAL: &str = "The device credential is not valid.";
 impl DevicePlane {
     pub fn new(palisade: Palisade, check_in_interval_seconds: u64) -> DevicePlane {
         DevicePlane {
-            palisade,
             check_ins: Arc::default(),
             check_in_interval_seconds,
             enrollment_limiter: None,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
             indicators: Arc::default(),
+            alert_limiter: RateLimiter::new(
+                DEVICE_ALERT_LIMITS,
+                palisade.clock().clone(),
+                palisade.store().clone(),
+            ),
+            palisade,
         }
     }
 
@@ -80,7 +95,7 @@ impl DevicePlane {
         &self,
         onboarding_token: &str,
         request: EnrollRequest,
-    ) -> Result<Enrollment, EnrollError> {
+    ) -> Result<Enrollment, DeviceRefusal> {
         let presented = PresentedSecret::parse(onboarding_token, ONBOARDING_TOKEN_PREFIX)
             .ok_or_else(|| unauthorized(BAD_ONBOARDING_TOKEN))?;
         let store = self.palisade.store();
@@ -101,7 +116,7 @@ impl DevicePlane {
                 .admit(&key)
                 .await
                 .map_err(MdeError::from)?
-                .map_err(EnrollError::Throttled)?;
+                .map_err(DeviceRefusal::Throttled)?;
         }
         rules::enrollment::validate(&request)?;
         let presenting = self.presented_device(&token.tenant_id, &request).await?;
@@ -184,18 +199,40 @@ impl DevicePlane {
         Ok(device)
     }
 
-    /// The tenant's indicators, if the device does not hold their version.
+    /// The indicators the device enforces, if it enforces any and does not
+    /// hold their version. `group` is the device group of its machine, read
+    /// from the store the first time a check-in needs it (only when some
+    /// indicator is scoped to device groups).
     async fn indicators_for(
         &self,
         device: &Device,
         held: Option<&str>,
+        group: &mut Option<Option<String>>,
     ) -> Result<Option<DeviceIndicators>, MdeError> {
-        let set = self
+        if !device.capabilities.contains(&Capability::Indicators) {
+            return Ok(None);
+        }
+        let tenant = self
             .indicators
             .of(&self.palisade, &device.tenant_id)
             .await?;
+        if tenant.depends_on_group() && group.is_none() {
+            *group = Some(self.device_group(device).await?);
+        }
+        let set = tenant.for_group(group.as_ref().and_then(Option::as_deref));
         let held = held.unwrap_or(empty_version());
         Ok((held != set.version).then(|| (*set).clone()))
+    }
+
+    /// The device group (`rbacGroupName`) of the device's machine.
+    async fn device_group(&self, device: &Device) -> Result<Option<String>, MdeError> {
+        let visibility = Visibility::whole_tenant(&device.tenant_id);
+        let machine = self
+            .palisade
+            .store()
+            .machine(&visibility, MachineKey::Id(&device.machine_id))
+            .await?;
+        Ok(machine.and_then(|m| m.rbac_group_name()))
     }
 
     /// Records a check-in (written with the next flush) and answers the
@@ -225,7 +262,10 @@ impl DevicePlane {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let mut actions = self.claim_actions(device).await?;
-        let mut indicators = self.indicators_for(device, held.as_deref()).await?;
+        let mut group = None;
+        let mut indicators = self
+            .indicators_for(device, held.as_deref(), &mut group)
+            .await?;
         let mut stopping = self.stopping.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         // Waits for an action, looking at the indicators between whiles
@@ -245,7 +285,9 @@ impl DevicePlane {
                 actions = self.claim_actions(device).await?;
                 break;
             }
-            indicators = self.indicators_for(device, held.as_deref()).await?;
+            indicators = self
+                .indicators_for(device, held.as_deref(), &mut group)
+                .await?;
         }
         Ok(CheckInReply {
             actions,
@@ -265,16 +307,27 @@ impl DevicePlane {
     }
 
     /// Raises an alert on the device's own machine (a detection of its agent:
-    /// an indicator hit, a blocked file): a partial MDE alert.
+    /// an indicator hit, a blocked file), at most [`DEVICE_ALERT_LIMITS`].
     pub async fn raise_alert(
         &self,
         device: &Device,
-        mut alert: serde_json::Value,
-    ) -> Result<palisade_contract::Alert, MdeError> {
-        if let Some(object) = alert.as_object_mut() {
-            object.insert("machineId".into(), device.machine_id.clone().into());
-        }
-        self.palisade.raise_alert(&device.tenant_id, alert).await
+        alert: serde_json::Value,
+    ) -> Result<palisade_contract::Alert, DeviceRefusal> {
+        let partial = rules::alerts::Partial::read_detection(alert, &device.machine_id)?;
+        let key = RateKey {
+            tenant_id: device.tenant_id.clone(),
+            principal_id: device.machine_id.clone(),
+            scope: RateScope::DeviceAlerts,
+        };
+        self.alert_limiter
+            .admit(&key)
+            .await
+            .map_err(MdeError::from)?
+            .map_err(DeviceRefusal::Throttled)?;
+        Ok(self
+            .palisade
+            .raise_partial_alert(&device.tenant_id, partial)
+            .await?)
     }
 
     /// Pending → InProgress: the device has taken the action on.

@@ -233,7 +233,51 @@ const SERVER_OWNED: &[&str] = &[
     "incidentId",
 ];
 
+/// What a device may say of the alerts it raises: its detection. Triage
+/// (status, assignment, classification, comments) is for analysts, and the
+/// machine is the device's own.
+const DETECTION_FIELDS: &[&str] = &[
+    "title",
+    "description",
+    "severity",
+    "category",
+    "detectionSource",
+    "detectorId",
+    "threatName",
+    "threatFamilyName",
+    "mitreTechniques",
+    "relatedUser",
+    "evidence",
+    "firstEventTime",
+    "lastEventTime",
+];
+
 impl Partial {
+    /// Reads a device's detection (only [`DETECTION_FIELDS`]) as an alert
+    /// on its machine.
+    pub fn read_detection(value: serde_json::Value, machine_id: &str) -> Result<Partial, MdeError> {
+        let serde_json::Value::Object(mut given) = value else {
+            return Err(MdeError::new(
+                ErrorCode::InvalidRequestBody,
+                "An alert is a JSON object.",
+            ));
+        };
+        if let Some(key) = given
+            .keys()
+            .find(|k| !DETECTION_FIELDS.contains(&k.as_str()))
+        {
+            return Err(MdeError::new(
+                ErrorCode::InvalidRequestBody,
+                format!(
+                    "A device's alert gives only its detection ({}); '{key}' is not one of them.",
+                    DETECTION_FIELDS.join(", ")
+                ),
+            ));
+        }
+        given.insert("machineId".into(), machine_id.into());
+        Partial::read(serde_json::Value::Object(given))
+    }
+
     /// Reads `value`, refusing (naming the property) what no alert could hold.
     pub fn read(value: serde_json::Value) -> Result<Partial, MdeError> {
         let serde_json::Value::Object(mut given) = value else {
@@ -321,11 +365,6 @@ fn stand_in_machine() -> Machine {
         ip_addresses: vec![],
         vm_metadata: None,
     }
-}
-
-/// Whether an alert is still open (CreateAlertByReference merges into those).
-pub fn is_open(alert: &Alert) -> bool {
-    alert.status != AlertStatus::Resolved
 }
 
 #[cfg(test)]

@@ -128,7 +128,7 @@ impl Write for RaiseAlert {
     async fn attempt<T: Transaction + Send>(&mut self, tx: &mut T) -> Result<Alert, WriteError> {
         let mut machine = None;
         for key in self.machine.keys() {
-            machine = tx.machine(&self.visibility, key, false).await?;
+            machine = tx.machine(&self.visibility, key, true).await?;
             if machine.is_some() {
                 break;
             }

@@ -258,7 +258,8 @@ pub trait Transaction {
     /// Reserves `count` values of the tenant's `counter`, the first one past
     /// the last reserved and at least `at_least`; returns the first. The
     /// counter stays locked until the transaction ends, so that writes
-    /// commit in the order of the values they took.
+    /// commit in the order of the values they took. A `count` of 0 (with
+    /// `at_least` 0) takes the lock alone.
     fn reserve(
         &mut self,
         tenant_id: &str,

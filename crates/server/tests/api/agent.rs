@@ -9,6 +9,7 @@
 use crate::harness::*;
 use palisade_device::hresult::E_ACCESSDENIED;
 use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -869,6 +870,19 @@ async fn await_alert(
     panic!("no such alert on {machine}; agent log:\n{}", agent.log());
 }
 
+/// The files the agent with state directory `state` quarantined with
+/// `sha256`: each kept as `<sha256>-<unique>`, its record beside it.
+fn quarantined(state: &Path, sha256: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(state.join("quarantine"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with(sha256) && !name.ends_with(".json")
+        })
+        .collect()
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes)
@@ -929,6 +943,7 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
         Some(json!({
             "indicatorValue": PEER_OTHER, "indicatorType": "IpAddress", "action": "Block",
             "title": "Peer under investigation", "description": "e2e", "severity": "High",
+            "generateAlert": true,
         })),
     )
     .await;
@@ -1004,7 +1019,8 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
     std::fs::write(&tool, &tool_bytes).unwrap();
     let indicators = json!({"Indicators": [
         {"indicatorValue": sha256_hex(&evil_bytes), "indicatorType": "FileSha256",
-         "action": "BlockAndRemediate", "title": "Invoice dropper", "description": "e2e", "severity": "Medium"},
+         "action": "BlockAndRemediate", "title": "Invoice dropper", "description": "e2e", "severity": "Medium",
+         "generateAlert": true},
         {"indicatorValue": sha256_hex(&tool_bytes), "indicatorType": "FileSha256",
          "action": "Block", "title": "Admin tool", "description": "e2e"},
         {"indicatorValue": sha1_hex(&tool_bytes), "indicatorType": "FileSha1",
@@ -1043,18 +1059,17 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
         "{alert}"
     );
     assert!(!evil.exists(), "quarantined");
-    let kept = bed.state.join("quarantine").join(sha256_hex(&evil_bytes));
-    assert_eq!(std::fs::read(&kept).unwrap(), evil_bytes);
-    let record: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            bed.state
-                .join("quarantine")
-                .join(format!("{}.json", sha256_hex(&evil_bytes))),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let kept = quarantined(&bed.state, &sha256_hex(&evil_bytes));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept = &kept[0];
+    assert_eq!(std::fs::read(kept).unwrap(), evil_bytes);
+    let mode = std::fs::metadata(kept).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o400, "read by its owner (root) alone");
+    let record: Value =
+        serde_json::from_str(&std::fs::read_to_string(kept.with_extension("json")).unwrap())
+            .unwrap();
     assert_eq!(record["originalPath"], evil.display().to_string());
+    assert_eq!(record["sha256"], sha256_hex(&evil_bytes));
     // Scans run every second: a few more and the allowed file is still there.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
@@ -1089,10 +1104,7 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
     // Trailing bytes leave the program as it runs but give it a hash of its own.
     runner_bytes.extend_from_slice(bed.dir.path().display().to_string().as_bytes());
     std::fs::write(&runner, &runner_bytes).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut running = ChildGuard(Command::new(&runner).arg("300").spawn().unwrap());
     let blocked = send(
         server,
@@ -1101,6 +1113,7 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
         Some(json!({
             "indicatorValue": sha256_hex(&runner_bytes), "indicatorType": "FileSha256",
             "action": "Block", "title": "Fake updater", "description": "e2e",
+            "generateAlert": true,
         })),
     )
     .await;
@@ -1117,11 +1130,7 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
     let ended = ended.unwrap_or_else(|| panic!("the process runs on; agent log:\n{}", agent.log()));
     assert_eq!(ended.signal(), Some(9), "stopped by the agent");
     assert!(!runner.exists(), "its file quarantined");
-    assert!(bed
-        .state
-        .join("quarantine")
-        .join(sha256_hex(&runner_bytes))
-        .exists());
+    assert_eq!(quarantined(&bed.state, &sha256_hex(&runner_bytes)).len(), 1);
     let alert = await_alert(server, &machine, &agent, |a| {
         a["evidence"]
             .as_array()
