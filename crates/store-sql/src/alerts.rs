@@ -36,10 +36,17 @@ fn in_list(sql: &mut Sql, values: impl IntoIterator<Item = Value>) {
 /// (lists show it only on `$expand=evidence`, and it is most of a row).
 pub fn alert_columns(dialect: Dialect, with_evidence: bool) -> &'static str {
     fn without_evidence(dialect: Dialect) -> String {
-        let all = alert_fields::select(dialect);
-        let evidence = "l.evidence";
-        debug_assert!(all.ends_with(evidence), "evidence is the last field");
-        format!("{}'[]'", all.strip_suffix(evidence).unwrap_or(all))
+        let columns: Vec<&str> = alert_fields::select(dialect)
+            .split(", ")
+            .map(|column| {
+                if column == "l.evidence" {
+                    "'[]'"
+                } else {
+                    column
+                }
+            })
+            .collect();
+        columns.join(", ")
     }
     if with_evidence {
         alert_fields::select(dialect)
@@ -218,4 +225,20 @@ pub fn delete_indicators(dialect: Dialect, tenant_id: &str, ids: &[i64]) -> Sql 
         .push(" AND id");
     in_list(&mut sql, ids.iter().map(|id| Value::Integer(*id)));
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_every_column_but_the_evidence() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let all = alert_columns(dialect, true);
+            let listed = alert_columns(dialect, false);
+            assert!(all.contains("l.evidence"), "{all}");
+            assert!(!listed.contains("l.evidence"), "{listed}");
+            assert_eq!(all.split(", ").count(), listed.split(", ").count());
+        }
+    }
 }

@@ -217,12 +217,8 @@ impl Write for DeleteIndicators {
                 .as_ref()
                 .is_none_or(|owner| indicator.created_by == *owner)
         };
-        let is_there = |id: &String| {
-            let number = id.parse::<i64>().map(|n| n.to_string());
-            found
-                .iter()
-                .any(|i| number.as_ref().is_ok_and(|n| i.id == *n) && visible(i))
-        };
+        // As written: "007" is not indicator 7.
+        let is_there = |id: &String| found.iter().any(|i| i.id == *id && visible(i));
         if let Some(missing) = self.ids.iter().find(|id| !is_there(id)) {
             return Err(MdeError::indicator_not_found(missing).into());
         }

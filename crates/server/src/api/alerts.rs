@@ -80,10 +80,7 @@ async fn alert_collection(
 ) -> ApiResult<Response> {
     let selection = Selection::resolve::<Alert>(&query)?;
     let listed = app.palisade.list_alerts(&caller, machine, &query).await?;
-    let resume = match listed.resume_token {
-        Some(token) => Resume::Token(Some(token)),
-        None => Resume::Skip,
-    };
+    let resume = listed.resume_token.map_or(Resume::Skip, Resume::Token);
     collection_resuming(&base, &query, selection, listed.page, resume)
 }
 

@@ -180,7 +180,7 @@ pub enum Resume {
     /// At an offset: `$skip`, as MDE's own next links.
     Skip,
     /// After the last item read: a `$skiptoken` the entity made.
-    Token(Option<String>),
+    Token(String),
 }
 
 /// `base`'s URL with `resume` (`$skip=` or `$skiptoken=`) in place of the
@@ -229,10 +229,7 @@ pub fn collection_resuming<T: EntitySet>(
             next_link(base, &format!("$skip={skip}"))
         }
         // Read on from the token, not from the offset the client began at.
-        Resume::Token(token) => next_link(
-            base,
-            &format!("$skiptoken={}", token.as_deref().unwrap_or_default()),
-        ),
+        Resume::Token(token) => next_link(base, &format!("$skiptoken={token}")),
     });
     let body = match &selection.0 {
         Some(chosen) => serde_json::to_vec(&Collection {

@@ -18,6 +18,7 @@ mod control_plane;
 mod control_recorder;
 mod control_state;
 mod device_groups;
+mod device_indicators;
 mod device_plane;
 mod durability;
 mod errors;

@@ -25,6 +25,8 @@ mod control_recorder;
 mod control_state;
 #[path = "../api/device_groups.rs"]
 mod device_groups;
+#[path = "../api/device_indicators.rs"]
+mod device_indicators;
 #[path = "../api/device_plane.rs"]
 mod device_plane;
 #[path = "../api/durability.rs"]
