@@ -12,11 +12,13 @@ pub mod hashes;
 pub mod host;
 pub mod processes;
 pub mod quarantine;
+pub mod response;
 pub mod state;
 
 use enforcement::{Detector, DetectorConfig, SharedIndicators};
 use firewall::{FirewallError, Nft, Policy};
 use ipnet::IpNet;
+use palisade_contract::requests::ScanType;
 use palisade_contract::{ActionType, MachineAction, Timestamp};
 use palisade_device::client::{http_client, DeviceClient, DeviceError};
 use palisade_device::hresult::{E_ACCESSDENIED, E_FAIL, E_NOTIMPL};
@@ -32,6 +34,9 @@ use std::time::Duration;
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// Attempts to report an action's outcome before leaving it to the next check-in.
 const REPORT_ATTEMPTS: usize = 5;
+/// How long antivirus scans may take before they are stopped (and Failed).
+const QUICK_SCAN_WITHIN: Duration = Duration::from_secs(30 * 60);
+const FULL_SCAN_WITHIN: Duration = Duration::from_secs(6 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -50,6 +55,12 @@ pub struct AgentConfig {
     pub scan_paths: Vec<PathBuf>,
     /// How often those paths and the running processes are scanned.
     pub scan_every: Duration,
+    /// ClamAV's `clamscan`, for antivirus scans.
+    pub clamscan: PathBuf,
+    /// Where Quick scans look besides `scan_paths`.
+    pub quick_scan_paths: Vec<PathBuf>,
+    /// A ClamAV signature directory in place of its own (`clamscan --database`).
+    pub clamav_database: Option<PathBuf>,
 }
 
 /// How the agent ended.
@@ -76,6 +87,7 @@ struct Agent {
     in_force: Option<Policy>,
     /// The tenant's indicators, as last received.
     indicators: SharedIndicators,
+    quarantine: Quarantine,
 }
 
 /// Runs the agent until `stop` resolves or the device is offboarded.
@@ -108,6 +120,7 @@ pub async fn run(
         config,
         in_force: None,
         indicators: indicators.clone(),
+        quarantine: quarantine.clone(),
     };
     if saved && agent.config.onboarding_token.is_some() {
         // Isolation first: the server may be slow or away at boot.
@@ -161,6 +174,8 @@ fn enroll_request() -> EnrollRequest {
             Capability::SelectiveIsolation,
             Capability::Offboard,
             Capability::Indicators,
+            Capability::StopAndQuarantineFile,
+            Capability::AntivirusScan,
         ],
         credential: None,
     }
@@ -428,6 +443,8 @@ impl Agent {
                 ),
                 Err(error) => (failure(&error), None),
             },
+            ActionType::StopAndQuarantineFile => (self.stop_and_quarantine(action).await, None),
+            ActionType::RunAntiVirusScan => (self.antivirus_scan(action).await, None),
             other => (
                 ActionResult {
                     error_h_result: Some(E_NOTIMPL),
@@ -528,6 +545,58 @@ impl Agent {
         }
     }
 
+    /// StopAndQuarantineFile: the SHA-1 the action names, stopped and
+    /// quarantined (in the scan paths) on a blocking thread.
+    async fn stop_and_quarantine(&self, action: &MachineAction) -> ActionResult {
+        let Some(file) = &action.related_file_info else {
+            return ActionResult::failed("the action names no file");
+        };
+        let sha1 = file.file_identifier.clone();
+        let search = self.config.scan_paths.clone();
+        let quarantine = self.quarantine.clone();
+        blocking(move || response::stop_and_quarantine(&sha1, &search, &quarantine).result)
+            .await
+            .unwrap_or_else(|failed| failed)
+    }
+
+    /// RunAntiVirusScan: ClamAV over the places of its scan type; each file
+    /// it finds quarantined and raised as an alert.
+    async fn antivirus_scan(&self, action: &MachineAction) -> ActionResult {
+        let scan_type = match action.scope.as_deref().map(str::parse::<ScanType>) {
+            Some(Ok(scan_type)) => scan_type,
+            _ => ScanType::Quick,
+        };
+        let antivirus = response::Antivirus {
+            clamscan: self.config.clamscan.clone(),
+            database: self.config.clamav_database.clone(),
+            quick_places: self
+                .config
+                .scan_paths
+                .iter()
+                .chain(&self.config.quick_scan_paths)
+                .cloned()
+                .collect(),
+            quick_within: QUICK_SCAN_WITHIN,
+            full_within: FULL_SCAN_WITHIN,
+        };
+        let quarantine = self.quarantine.clone();
+        let outcome = match blocking(move || antivirus.scan(scan_type, &quarantine)).await {
+            Ok(outcome) => outcome,
+            Err(failed) => return failed,
+        };
+        for file in &outcome.remediated {
+            let Some(threat) = &file.threat else { continue };
+            if let Err(error) = self
+                .client
+                .raise_alert(&response::scan_alert(file, threat))
+                .await
+            {
+                tracing::warn!(%error, file = %file.path.display(), "could not raise the scan's alert");
+            }
+        }
+        outcome.result
+    }
+
     /// Reports an outcome, retrying a few times; if it still does not arrive,
     /// the action comes back (InProgress) with the next check-in. Returns
     /// whether the server took it.
@@ -554,6 +623,16 @@ impl Agent {
         }
         false
     }
+}
+
+/// Runs blocking work (file systems, processes, a scanner) off the async
+/// threads; a panic in it is the action's failure.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ActionResult> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ActionResult::failed(format!("the action's work failed: {error}")))
 }
 
 fn failure(error: &FirewallError) -> ActionResult {

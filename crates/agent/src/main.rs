@@ -11,7 +11,8 @@ use std::time::Duration;
     name = "palisade-agent",
     version,
     about = "Enrolls this Linux device with a Palisade server and carries out its machine actions: \
-             network isolation with nftables (Full, Selective), release, offboarding; and enforces \
+             network isolation with nftables (Full, Selective), release, offboarding, stopping and \
+             quarantining a file, antivirus scans with ClamAV; and enforces \
              its tenant's indicators: addresses blocked, files with a blocked hash quarantined."
 )]
 struct Args {
@@ -57,6 +58,17 @@ struct Args {
     /// (a change of indicators starts one at once).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     scan_interval: u64,
+    /// Where Quick antivirus scans look besides the scan paths; repeat for more.
+    #[arg(long = "quick-scan-path", env = "PALISADE_QUICK_SCAN_PATHS", value_delimiter = ',',
+          default_values = palisade_agent::response::QUICK_SCAN_PLACES)]
+    quick_scan_paths: Vec<PathBuf>,
+    /// ClamAV's scanner, for antivirus scans (RunAntiVirusScan); without it they fail.
+    #[arg(long, default_value = "clamscan")]
+    clamscan: PathBuf,
+    /// A ClamAV signature directory to scan with in place of ClamAV's own
+    /// (`clamscan --database`).
+    #[arg(long, env = "PALISADE_CLAMAV_DATABASE")]
+    clamav_database: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -78,6 +90,9 @@ fn main() -> ExitCode {
         nft: args.nft,
         scan_paths: args.scan_paths,
         scan_every: Duration::from_secs(args.scan_interval),
+        clamscan: args.clamscan,
+        quick_scan_paths: args.quick_scan_paths,
+        clamav_database: args.clamav_database,
     };
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

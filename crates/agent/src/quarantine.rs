@@ -17,6 +17,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// The quarantine directory.
+#[derive(Debug, Clone)]
 pub struct Quarantine {
     dir: PathBuf,
 }

@@ -57,6 +57,10 @@ pub enum Capability {
     Offboard,
     /// Enforces its tenant's indicators: check-ins carry the set when it changed.
     Indicators,
+    /// Stops the processes and quarantines the files of a SHA-1.
+    StopAndQuarantineFile,
+    /// Scans with an antivirus engine (Quick or Full) and quarantines what it finds.
+    AntivirusScan,
 }
 
 /// Network isolation as a device has it in force.
@@ -243,6 +247,10 @@ pub mod hresult {
     pub const E_ACCESSDENIED: i64 = 0x8007_0005_u32 as i32 as i64;
     /// The device does not carry out this kind of action.
     pub const E_NOTIMPL: i64 = 0x8000_4001_u32 as i32 as i64;
+    /// What the action names is not there (no file, no process, no scanner).
+    pub const ERROR_FILE_NOT_FOUND: i64 = 0x8007_0002_u32 as i32 as i64;
+    /// The action ran out of the time it is given.
+    pub const ERROR_TIMEOUT: i64 = 0x8007_05b4_u32 as i32 as i64;
 }
 
 /// The action types a device plane carries out, by what they change on the device.

@@ -111,6 +111,8 @@ fn declared(capabilities: &[Capability], kind: &ActionKind) -> bool {
             has(Capability::FullIsolation) || has(Capability::SelectiveIsolation)
         }
         ActionKind::Offboard => has(Capability::Offboard),
+        ActionKind::StopAndQuarantineFile { .. } => has(Capability::StopAndQuarantineFile),
+        ActionKind::RunAntiVirusScan(_) => has(Capability::AntivirusScan),
         _ => false,
     }
 }

@@ -1144,3 +1144,163 @@ async fn the_agent_enforces_address_and_file_indicators_for_real() {
         "{alert}"
     );
 }
+
+/// Whether ClamAV's scanner is here; under CI=true it must be.
+fn clamscan_available() -> bool {
+    let found = Command::new("clamscan")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            !under_ci(),
+            "CI=true but clamscan is missing; .ci/run installs clamav"
+        );
+        eprintln!(
+            "SKIPPED: the antivirus scan test needs ClamAV's clamscan (apt-get install clamav)"
+        );
+    }
+    found
+}
+
+/// The file actions on a real device: StopAndQuarantineFile stops a
+/// process running a SHA-1 and quarantines its file (and fails, with the
+/// reason, once nothing has it); a Quick antivirus scan with a signature of
+/// the test's own quarantines the file it names and raises an alert with
+/// its evidence.
+#[tokio::test]
+async fn the_agent_stops_and_quarantines_a_file_and_scans_with_clamav() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    if !Network::available() || !clamscan_available() {
+        return;
+    }
+    let _one_network = NETWORK_IN_USE.lock().await;
+    let bed = Testbed::build().await;
+    let server = &bed.server;
+    clear_indicators(server).await;
+    let watched = bed.dir.path().join("watched");
+    let signatures = bed.dir.path().join("signatures");
+    std::fs::create_dir_all(&watched).unwrap();
+    std::fs::create_dir_all(&signatures).unwrap();
+    // The sample and its signature first: ClamAV reads its database at each scan.
+    let sample = watched.join("sample.bin");
+    let sample_bytes =
+        format!("palisade antivirus sample {}", bed.dir.path().display()).into_bytes();
+    std::fs::write(&sample, &sample_bytes).unwrap();
+    let md5: String = {
+        use md5::Digest;
+        md5::Md5::digest(&sample_bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    std::fs::write(
+        signatures.join("palisade-test.hdb"),
+        format!("{md5}:{}:Palisade.Test.Sample\n", sample_bytes.len()),
+    )
+    .unwrap();
+    let agent = bed.start_agent(
+        &agent_binary,
+        true,
+        &[
+            "--scan-path",
+            watched.to_str().unwrap(),
+            "--quick-scan-path",
+            watched.to_str().unwrap(),
+            "--clamav-database",
+            signatures.to_str().unwrap(),
+        ],
+    );
+    let machine = bed.enrolled_machine(&agent).await;
+
+    // A process running a copy of sleep with a hash of its own.
+    let runner = watched.join("helper");
+    let mut runner_bytes = std::fs::read("/bin/sleep").unwrap();
+    runner_bytes.extend_from_slice(format!("stop {}", bed.dir.path().display()).as_bytes());
+    std::fs::write(&runner, &runner_bytes).unwrap();
+    std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut running = ChildGuard(Command::new(&runner).arg("300").spawn().unwrap());
+    let sha1 = sha1_hex(&runner_bytes);
+    let body = json!({"Sha1": sha1, "Comment": "stop the helper"});
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/StopAndQuarantineFile"),
+        body.clone(),
+    )
+    .await;
+    let done = final_action(server, &id, || agent.log()).await;
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    assert_eq!(done["relatedFileInfo"]["fileIdentifier"], sha1, "{done}");
+    let said = done["troubleshootInfo"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("stopped") && said.contains("quarantined"),
+        "{done}"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    let ended = running.0.wait().unwrap();
+    assert_eq!(ended.signal(), Some(9), "stopped by the agent");
+    assert!(!runner.exists(), "gone from its place");
+    assert_eq!(quarantined(&bed.state, &sha256_hex(&runner_bytes)).len(), 1);
+    // Nothing has that SHA-1 any more.
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/StopAndQuarantineFile"),
+        body,
+    )
+    .await;
+    let nothing = final_action(server, &id, || agent.log()).await;
+    assert_eq!(nothing["status"], "Failed", "{nothing}");
+    assert_eq!(
+        nothing["errorHResult"],
+        palisade_device::hresult::ERROR_FILE_NOT_FOUND,
+        "{nothing}"
+    );
+    assert!(
+        nothing["troubleshootInfo"]
+            .as_str()
+            .unwrap()
+            .contains(&sha1),
+        "{nothing}"
+    );
+
+    // A Quick scan finds the sample by the test's signature.
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/runAntiVirusScan"),
+        json!({"ScanType": "Quick", "Comment": "sweep"}),
+    )
+    .await;
+    let scanned = final_action(server, &id, || agent.log()).await;
+    assert_eq!(scanned["status"], "Succeeded", "{scanned}");
+    assert_eq!(scanned["scope"], "Quick", "{scanned}");
+    assert!(
+        scanned["troubleshootInfo"]
+            .as_str()
+            .unwrap()
+            .contains("Palisade.Test.Sample"),
+        "{scanned}"
+    );
+    assert!(!sample.exists(), "quarantined");
+    assert_eq!(quarantined(&bed.state, &sha256_hex(&sample_bytes)).len(), 1);
+    let alert = await_alert(server, &machine, &agent, |a| {
+        a["detectionSource"] == "Antivirus"
+    })
+    .await;
+    assert!(
+        alert["threatName"]
+            .as_str()
+            .unwrap()
+            .starts_with("Palisade.Test.Sample"),
+        "{alert}"
+    );
+    let evidence = &alert["evidence"][0];
+    assert_eq!(evidence["fileName"], "sample.bin", "{alert}");
+    assert_eq!(evidence["sha256"], sha256_hex(&sample_bytes), "{alert}");
+    assert_eq!(
+        evidence["filePath"],
+        watched.display().to_string(),
+        "{alert}"
+    );
+}
