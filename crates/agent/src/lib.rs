@@ -10,6 +10,7 @@ pub mod enforcement;
 pub mod firewall;
 pub mod hashes;
 pub mod host;
+pub mod package;
 pub mod processes;
 pub mod quarantine;
 pub mod response;
@@ -445,6 +446,7 @@ impl Agent {
             },
             ActionType::StopAndQuarantineFile => (self.stop_and_quarantine(action).await, None),
             ActionType::RunAntiVirusScan => (self.antivirus_scan(action).await, None),
+            ActionType::CollectInvestigationPackage => (self.collect_package(action).await, None),
             other => (
                 ActionResult {
                     error_h_result: Some(E_NOTIMPL),
@@ -595,6 +597,51 @@ impl Agent {
             }
         }
         outcome.result
+    }
+
+    /// CollectInvestigationPackage: the package collected into the state
+    /// directory (bounded in size and time), uploaded, then removed; the
+    /// server takes Succeeded only once it holds the package.
+    async fn collect_package(&self, action: &MachineAction) -> ActionResult {
+        let out = self.state.package_path(&action.id);
+        let collecting = out.clone();
+        let collected = match blocking(move || {
+            package::collect(&collecting, &package::Limits::default())
+        })
+        .await
+        {
+            Ok(Ok(collected)) => collected,
+            Ok(Err(error)) => {
+                let _ = std::fs::remove_file(&out);
+                return ActionResult::failed(format!("collecting the package failed: {error}"));
+            }
+            Err(failed) => return failed,
+        };
+        let uploaded = match tokio::fs::File::open(&collected.path).await {
+            Ok(file) => self
+                .client
+                .upload_package(&action.id, file, collected.bytes)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let _ = tokio::fs::remove_file(&collected.path).await;
+        match uploaded {
+            Ok(_) => {
+                let truncated = if collected.truncated.is_empty() {
+                    String::new()
+                } else {
+                    format!("; cut short: {}", collected.truncated.join(", "))
+                };
+                ActionResult::succeeded(format!(
+                    "investigation package uploaded: {} bytes, {} entries, SHA-256 {}{truncated}",
+                    collected.bytes,
+                    collected.entries.len(),
+                    collected.sha256
+                ))
+            }
+            Err(error) => ActionResult::failed(format!("uploading the package failed: {error}")),
+        }
     }
 
     /// Reports an outcome, retrying a few times; if it still does not arrive,

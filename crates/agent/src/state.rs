@@ -115,6 +115,12 @@ impl StateDir {
         self.write(INDICATORS, indicators)
     }
 
+    /// Where an investigation package is collected before its upload (the
+    /// state directory is root's alone, as what the package holds is).
+    pub fn package_path(&self, action_id: &str) -> PathBuf {
+        self.dir.join(format!("package-{action_id}.zip"))
+    }
+
     /// Where quarantined files are kept.
     pub fn quarantine_dir(&self) -> PathBuf {
         self.dir.join("quarantine")

@@ -115,52 +115,83 @@ impl DeviceClient {
         body: &B,
         wait: Duration,
     ) -> Result<T, DeviceError> {
-        let response = self
+        let request = self
             .http
             .post(format!("{}{path}", self.server))
             .bearer_auth(bearer)
             .json(body)
-            .timeout(CALL_TIMEOUT + wait)
-            .send()
-            .await
-            .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                DeviceError::Unavailable(format!("the server's answer is not understood: {e}"))
-            });
-        }
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => (body.error.code.as_str().to_string(), body.error.message),
-            Err(_) => (
-                status.as_str().to_string(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ),
-        };
-        Err(match status {
-            StatusCode::UNAUTHORIZED if message == OFFBOARDED_MESSAGE => DeviceError::Offboarded,
-            StatusCode::UNAUTHORIZED => DeviceError::Unauthorized(message),
-            StatusCode::TOO_MANY_REQUESTS => DeviceError::Throttled {
-                retry_after: Duration::from_secs(retry_after.unwrap_or(1).max(1)),
-                message,
-            },
-            s if s.is_server_error() => DeviceError::Unavailable(format!("{status}: {message}")),
-            _ => DeviceError::Refused {
-                status: status.as_u16(),
-                code,
-                message,
-            },
-        })
+            .timeout(CALL_TIMEOUT + wait);
+        answer(request).await
     }
 
+    /// Uploads the investigation package of the InProgress action
+    /// `action_id` from `file` (`size` bytes), streamed.
+    pub async fn upload_package(
+        &self,
+        action_id: &str,
+        file: tokio::fs::File,
+        size: u64,
+    ) -> Result<serde_json::Value, DeviceError> {
+        let request = self
+            .http
+            .put(format!("{}{}", self.server, package_path(action_id)))
+            .bearer_auth(self.credential()?)
+            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::from(file))
+            .timeout(UPLOAD_TIMEOUT);
+        answer(request).await
+    }
+}
+
+/// How long an upload may take.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Sends `request` and reads its answer: the JSON of a success, or the
+/// error the server gave.
+async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result<T, DeviceError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            DeviceError::Unavailable(format!("the server's answer is not understood: {e}"))
+        });
+    }
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => (body.error.code.as_str().to_string(), body.error.message),
+        Err(_) => (
+            status.as_str().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ),
+    };
+    Err(match status {
+        StatusCode::UNAUTHORIZED if message == OFFBOARDED_MESSAGE => DeviceError::Offboarded,
+        StatusCode::UNAUTHORIZED => DeviceError::Unauthorized(message),
+        StatusCode::TOO_MANY_REQUESTS => DeviceError::Throttled {
+            retry_after: Duration::from_secs(retry_after.unwrap_or(1).max(1)),
+            message,
+        },
+        s if s.is_server_error() => DeviceError::Unavailable(format!("{status}: {message}")),
+        _ => DeviceError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        },
+    })
+}
+
+impl DeviceClient {
     fn credential(&self) -> Result<&str, DeviceError> {
         self.credential
             .as_deref()

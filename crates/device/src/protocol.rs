@@ -20,6 +20,12 @@ pub fn action_result_path(action_id: &str) -> String {
     format!("/device/v1/actions/{action_id}/result")
 }
 
+/// `PUT` here uploads an InProgress CollectInvestigationPackage action's
+/// zip (the body, streamed); the action may then be reported Succeeded.
+pub fn package_path(action_id: &str) -> String {
+    format!("/device/v1/actions/{action_id}/package")
+}
+
 /// The 401 message for a credential whose device was offboarded: the device
 /// reads it as confirmation that its offboarding took effect.
 pub const OFFBOARDED_MESSAGE: &str =

@@ -86,6 +86,7 @@ pub enum Operation {
     ListMachineActions,
     GetAction,
     CancelAction,
+    GetPackageUri,
     ListAlerts,
     GetAlert,
     UpdateAlert,
@@ -174,6 +175,13 @@ impl Operation {
                 same(&[P::MachineCollectForensics], &[R::AlertsInvestigation])
             }
             StopAndQuarantineFile => same(&[P::MachineStopAndQuarantine], REMEDIATE),
+            // The package page: Machine.Read.All or Machine.ReadWrite.All;
+            // delegated, Machine.CollectForensics and "Alerts investigation".
+            GetPackageUri => Requirement {
+                app: READ_APP,
+                delegated: &[P::MachineCollectForensics],
+                roles: &[R::AlertsInvestigation],
+            },
             // MDE is silent: whoever may create actions may cancel them.
             CancelAction => same(
                 ACTION_PERMISSIONS,
@@ -224,6 +232,7 @@ impl Operation {
                 | ListActions
                 | ListMachineActions
                 | GetAction
+                | GetPackageUri
                 | ListAlerts
                 | GetAlert
                 | GetAlertMachine
@@ -246,6 +255,7 @@ impl Operation {
         };
         match self {
             Operation::BatchUpdateAlerts => limits(10, 500),
+            Operation::GetPackageUri => limits(2, 120),
             Operation::CreateAlertByReference => limits(15, 1_500),
             Operation::ImportIndicators | Operation::BatchDeleteIndicators => limits(30, 1_500),
             _ => None,

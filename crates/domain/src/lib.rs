@@ -15,6 +15,7 @@ pub mod clock;
 pub mod control;
 pub mod control_service;
 pub mod devices;
+pub mod files;
 pub mod identity;
 pub mod ids;
 pub mod query;

@@ -14,6 +14,7 @@ use crate::control::{
 };
 use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
+use crate::files::{FileKind, StoredFile};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
@@ -201,6 +202,56 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<String>, StoreError>;
     /// Forgets, in all tenants, the address spans that ended before `before`; returns how many.
     async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError>;
+
+    /// Files devices upload (`crate::files`): a new, incomplete one.
+    async fn create_file(&self, file: &StoredFile) -> Result<(), StoreError>;
+    /// The file's chunk `seq` (0, 1, ... in order).
+    async fn append_file_chunk(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        seq: i64,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError>;
+    /// Marks the file complete, with its size and digest.
+    async fn complete_file(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        size: i64,
+        sha256: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The action's newest complete file of `kind`.
+    async fn action_file(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+        kind: FileKind,
+    ) -> Result<Option<StoredFile>, StoreError>;
+    /// The file's chunk `seq`, if it has one.
+    async fn file_chunk(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        seq: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn create_file_link(
+        &self,
+        token_hash: &str,
+        tenant_id: &str,
+        file_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// The (complete) file a link reads, and when the link expires.
+    async fn linked_file(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(StoredFile, Timestamp)>, StoreError>;
+    /// Deletes, in all tenants, the files created before `before` (their
+    /// chunks and links with them) and the links expired at `now`; returns
+    /// how many files.
+    async fn forget_files(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
 
     async fn machines(
         &self,

@@ -3,6 +3,7 @@
 use crate::api;
 use crate::control;
 use crate::device_plane;
+use crate::downloads;
 use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
 use crate::http::host::{require_known_host, PublicOrigins, PublicUrl};
@@ -42,6 +43,8 @@ pub struct Services {
     pub scheme: &'static str,
     /// The origins requests may name (`--public-url`).
     pub origins: PublicOrigins,
+    /// The largest investigation package a device may upload.
+    pub max_package_bytes: u64,
 }
 
 /// How the HTTP front end is set up, beyond the store.
@@ -60,6 +63,8 @@ pub struct Settings {
     pub key_sealer: KeySealer,
     /// Enrollments per onboarding token; `None`: not limited.
     pub enrollment_rate_limits: Option<RateLimits>,
+    /// The largest investigation package a device may upload.
+    pub max_package_bytes: u64,
 }
 
 impl Default for Settings {
@@ -73,6 +78,7 @@ impl Default for Settings {
             // Good for a database that does not outlive the process; `serve` loads a kept one.
             key_sealer: KeySealer::ephemeral(),
             enrollment_rate_limits: None,
+            max_package_bytes: palisade_domain::files::DEFAULT_MAX_PACKAGE_BYTES,
         }
     }
 }
@@ -100,6 +106,7 @@ impl AppState {
             palisade,
             scheme,
             origins: PublicOrigins::new(&settings.public_urls, scheme, &listen_authority),
+            max_package_bytes: settings.max_package_bytes,
         }))
     }
 }
@@ -243,6 +250,11 @@ pub fn spawn_sweeper(state: &AppState) {
             if let Err(error) = palisade.forget_old_ip_history().await {
                 tracing::warn!(%error, "could not forget address history older than 30 days");
             }
+            match palisade.forget_old_files().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "forgot uploaded files past their retention"),
+                Err(error) => tracing::warn!(%error, "could not forget old uploaded files"),
+            }
         }
     });
 }
@@ -320,6 +332,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
     let router = api_router
         .merge(token_service::routes())
         .merge(device_plane::routes())
+        .merge(downloads::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",

@@ -140,6 +140,11 @@ pub struct ServeArgs {
     /// Beyond it enrollment answers 429 with Retry-After (devices wait and retry).
     #[arg(long, env = "PALISADE_ENROLLMENT_RATE_LIMIT", default_value = "100/6000", value_parser = parse_rate_limit)]
     pub enrollment_rate_limit: RateLimitSetting,
+    /// The largest investigation package a device may upload, in bytes
+    /// (checked while it streams in).
+    #[arg(long, env = "PALISADE_MAX_PACKAGE_BYTES",
+          default_value_t = palisade_domain::files::DEFAULT_MAX_PACKAGE_BYTES)]
+    pub max_package_bytes: u64,
     /// How many recorded calls each tenant keeps (the newest), while its recorder is on.
     #[arg(long, env = "PALISADE_RECORDER_KEEP", value_name = "CALLS",
           default_value_t = palisade_domain::service::DEFAULT_RECORDED_CALLS_KEPT,
@@ -371,6 +376,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_urls: args.public_urls.clone(),
         key_sealer,
         enrollment_rate_limits: args.enrollment_rate_limit.0,
+        max_package_bytes: args.max_package_bytes,
     };
     // Where clients reach this server: a wildcard address is reached as localhost.
     let authority = if local.ip().is_unspecified() {

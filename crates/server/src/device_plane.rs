@@ -4,19 +4,22 @@
 use crate::app::AppState;
 use crate::http::error::{too_many_requests, ApiError, ApiResult};
 use crate::http::extract::JsonBody;
+use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{post, put};
 use axum::{Json, Router};
+use http_body_util::BodyExt;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
     ActionResult, CheckIn, CheckInReply, EnrollRequest, ALERTS_PATH, CHECK_IN_PATH, ENROLL_PATH,
     MAX_WAIT_SECONDS,
 };
 use palisade_domain::devices::{Device, DeviceRefusal};
+use palisade_domain::files::FileKind;
 use palisade_identity::validate::bearer_token;
 use serde::Deserialize;
 use std::time::Duration;
@@ -28,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route(ALERTS_PATH, post(raise_alert))
         .route("/device/v1/actions/{id}/start", post(start_action))
         .route("/device/v1/actions/{id}/result", post(finish_action))
+        .route("/device/v1/actions/{id}/package", put(upload_package))
 }
 
 /// The bearer secret of the request: an onboarding token or a device credential.
@@ -132,4 +136,38 @@ async fn finish_action(
     let action = app.devices.finish_action(&device, &id, result).await?;
     tracing::info!(machine = %device.machine_id, action = %action.id, status = %action.status, "device reported an action");
     Ok(Json(action))
+}
+
+/// The investigation package of an InProgress collection, streamed in as
+/// the body (201 with its size and SHA-256); past the server's limit, 413
+/// while it streams.
+async fn upload_package(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let kind = FileKind::InvestigationPackage;
+    let mut upload = app
+        .palisade
+        .begin_upload(&device, &id, kind, app.max_package_bytes)
+        .await?;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            MdeError::new(
+                ErrorCode::BadRequest,
+                format!("The upload could not be read: {e}"),
+            )
+        })?;
+        if let Some(data) = frame.data_ref() {
+            app.palisade.upload_bytes(&mut upload, data).await?;
+        }
+    }
+    let file = app.palisade.finish_upload(upload).await?;
+    tracing::info!(machine = %device.machine_id, action = %id, bytes = file.size, "investigation package uploaded");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"id": file.id, "size": file.size, "sha256": file.sha256})),
+    ))
 }

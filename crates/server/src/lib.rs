@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod demo;
 pub mod device_plane;
+pub mod downloads;
 pub mod http;
 pub mod simulate;
 pub mod tls;

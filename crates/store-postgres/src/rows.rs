@@ -90,6 +90,10 @@ impl StoredRow for PostgresRow<'_> {
     fn boolean(&self, index: usize) -> Result<Option<bool>, StoreError> {
         get(self.0, index)
     }
+
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        get(self.0, index)
+    }
 }
 
 /// A field-table value bound to a prepared statement's parameter, as the
@@ -109,6 +113,7 @@ impl ToSql for Bound {
             Value::Integer(n) => n.to_sql(ty, out),
             Value::Real(x) => x.to_sql(ty, out),
             Value::Boolean(b) => b.to_sql(ty, out),
+            Value::Bytes(bytes) => bytes.to_sql(ty, out),
             Value::Null => Ok(IsNull::Yes),
         }
     }

@@ -15,6 +15,7 @@ use palisade_domain::control::{
     OperatorCredential, RecordedCall, RulePlace, ScriptRun, StoredFaultRule, StoredOutcomeRule,
 };
 use palisade_domain::devices::{Device, OnboardingToken};
+use palisade_domain::files::StoredFile;
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::store::{DeviceGroup, StoreError};
 use palisade_domain::TenantClock;
@@ -26,6 +27,7 @@ pub trait StoredRow {
     fn integer(&self, index: usize) -> Result<Option<i64>, StoreError>;
     /// SQLite stores booleans as 0 and 1; PostgreSQL as `boolean`.
     fn boolean(&self, index: usize) -> Result<Option<bool>, StoreError>;
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// A column that does not read back as what was stored: a fault, not a retry.
@@ -989,6 +991,20 @@ pub fn script_run_upsert(dialect: Dialect) -> &'static str {
         )
     }
     once_per_dialect!(dialect, build)
+}
+
+stored_entity! {
+    /// `files`: files devices upload (their bytes are in `file_chunks`).
+    pub mod file_fields for StoredFile, alias "files" {
+        tenant_id: Plain = "tenant_id";
+        id: Plain = "id";
+        action_id: Plain = "action_id";
+        kind: Wire = "kind";
+        size: Plain = "size";
+        sha256: Plain = "sha256";
+        created_at: Ticks = "created_at";
+        completed_at: Ticks = "completed_at";
+    }
 }
 
 stored_entity! {

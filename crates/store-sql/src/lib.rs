@@ -21,6 +21,8 @@ pub enum Value {
     Real(f64),
     /// SQLite binds it as 0 or 1.
     Boolean(bool),
+    /// A BLOB (SQLite), a BYTEA (PostgreSQL).
+    Bytes(Vec<u8>),
     Null,
 }
 
@@ -76,6 +78,7 @@ pub mod alerts;
 pub mod control;
 pub mod database;
 pub mod fields;
+pub mod files;
 pub mod machine_cache;
 pub mod store;
 
@@ -436,6 +439,7 @@ impl Sql {
                     Value::Integer(_) => "int8",
                     Value::Real(_) => "float8",
                     Value::Boolean(_) => "bool",
+                    Value::Bytes(_) => "bytea",
                 };
                 let n = self.params.len() + 1;
                 self.text.push_str(&format!("${n}::{cast}"));

@@ -7,11 +7,12 @@ use crate::control;
 use crate::database::{Database, Reading};
 use crate::fields::{
     alert_fields, app_fields, app_upsert, audit_fields, clock_fields, device_fields,
-    fault_rule_fields, fault_rule_insert, group_fields, indicator_fields, key_fields, key_insert,
-    operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert,
+    fault_rule_fields, fault_rule_insert, file_fields, group_fields, indicator_fields, key_fields,
+    key_insert, operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert,
     recorded_call_fields, recorded_call_insert, required, tenant_fields, token_fields,
     token_upsert, user_fields, user_upsert, StoredRow,
 };
+use crate::files;
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
     action_lookup, any_deliverable_action, audit_entries, forget_ip_history, machine_lookup,
@@ -29,6 +30,7 @@ use palisade_domain::control::{
 };
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
+use palisade_domain::files::{FileKind, StoredFile};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{RateKey, RateLimits, Throttled};
@@ -249,6 +251,87 @@ impl<D: Database> Store for SqlStore<D> {
     async fn forget_ip_history(&self, before: Timestamp) -> Result<u64, StoreError> {
         self.execute(forget_ip_history(D::DIALECT), vec![ticks(before)])
             .await
+    }
+
+    async fn create_file(&self, file: &StoredFile) -> Result<(), StoreError> {
+        let sql = files::insert_file(D::DIALECT, file);
+        self.db.execute(vec![sql]).await.map(drop)
+    }
+
+    async fn append_file_chunk(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        seq: i64,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let sql = files::insert_chunk(D::DIALECT, tenant_id, file_id, seq, data);
+        self.db.execute(vec![sql]).await.map(drop)
+    }
+
+    async fn complete_file(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        size: i64,
+        sha256: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sql = files::complete_file(D::DIALECT, tenant_id, file_id, size, sha256, at);
+        self.db.execute(vec![sql]).await.map(drop)
+    }
+
+    async fn action_file(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+        kind: FileKind,
+    ) -> Result<Option<StoredFile>, StoreError> {
+        let sql = files::action_file(D::DIALECT, tenant_id, action_id, kind);
+        self.row(sql, |row| file_fields::from_row(row, 0)).await
+    }
+
+    async fn file_chunk(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+        seq: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = files::chunk(D::DIALECT, tenant_id, file_id, seq);
+        self.row(sql, |row| required(row.bytes(0)?, 0)).await
+    }
+
+    async fn create_file_link(
+        &self,
+        token_hash: &str,
+        tenant_id: &str,
+        file_id: &str,
+        expires_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let sql = files::insert_link(D::DIALECT, token_hash, tenant_id, file_id, expires_at);
+        self.db.execute(vec![sql]).await.map(drop)
+    }
+
+    async fn linked_file(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(StoredFile, Timestamp)>, StoreError> {
+        let sql = files::linked_file(D::DIALECT, token_hash);
+        self.row(sql, |row| {
+            let file = file_fields::from_row(row, 0)?;
+            let at = file_fields::READ_COLUMNS;
+            let expires_at = Timestamp::from_ticks(required(row.integer(at)?, at)?);
+            Ok((file, expires_at))
+        })
+        .await
+    }
+
+    async fn forget_files(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        let changed = self
+            .db
+            .execute(files::forget_files(D::DIALECT, before, now))
+            .await?;
+        Ok(changed.first().copied().unwrap_or(0))
     }
 
     async fn machines(

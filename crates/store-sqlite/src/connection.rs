@@ -27,6 +27,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
             "../migrations/0012_emulator_clock_faults_recorder.sql"
         )),
         M::up(include_str!("../migrations/0013_alerts_and_indicators.sql")),
+        M::up(include_str!("../migrations/0014_files.sql")),
     ])
 });
 

@@ -61,6 +61,7 @@ pub(crate) fn sqlite_value(value: &Value) -> rusqlite::types::Value {
         Value::Integer(n) => rusqlite::types::Value::Integer(*n),
         Value::Real(x) => rusqlite::types::Value::Real(*x),
         Value::Boolean(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+        Value::Bytes(bytes) => rusqlite::types::Value::Blob(bytes.clone()),
         Value::Null => rusqlite::types::Value::Null,
     }
 }

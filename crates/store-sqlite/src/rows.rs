@@ -44,6 +44,10 @@ impl StoredRow for SqliteRow<'_, '_> {
     fn boolean(&self, index: usize) -> Result<Option<bool>, StoreError> {
         self.0.get(index).map_err(|e| unreadable(index, e))
     }
+
+    fn bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(index).map_err(|e| unreadable(index, e))
+    }
 }
 
 /// A field-table decoding error, as rusqlite's row mappers must answer.

@@ -5,6 +5,7 @@ use super::indicators::{empty_version, DeviceIndicatorSets, FRESH_FOR};
 use super::secrets::{self, PresentedSecret};
 use super::{CheckInRecord, Device, DeviceActionChange, DeviceRefusal};
 use crate::caller::Visibility;
+use crate::files::FileKind;
 use crate::rate_limit::{RateKey, RateLimiter, RateLimits, RateScope};
 use crate::rules;
 use crate::service::Palisade;
@@ -358,6 +359,9 @@ impl DevicePlane {
         action_id: &str,
         result: ActionResult,
     ) -> Result<MachineAction, MdeError> {
+        if result.status == palisade_contract::ActionStatus::Succeeded {
+            self.check_file_uploaded(device, action_id).await?;
+        }
         let now = self.palisade.now_in(&device.tenant_id);
         let decide = Box::new(move |action: &MachineAction, machine: &_, device: &_| {
             rules::device_actions::finish(action, machine, device, &result, now)
@@ -367,6 +371,30 @@ impl DevicePlane {
             .store()
             .change_device_action(device, action_id, decide)
             .await?)
+    }
+
+    /// A collection succeeds only once the server holds its package.
+    async fn check_file_uploaded(&self, device: &Device, action_id: &str) -> Result<(), MdeError> {
+        let visibility = Visibility::whole_tenant(&device.tenant_id);
+        let action = self.palisade.store().action(&visibility, action_id).await?;
+        let Some(action) = action.filter(|a| a.machine_id == device.machine_id) else {
+            return Ok(());
+        };
+        if action.action_type == palisade_contract::ActionType::CollectInvestigationPackage
+            && !self
+                .palisade
+                .has_file(&device.tenant_id, action_id, FileKind::InvestigationPackage)
+                .await?
+        {
+            return Err(MdeError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "Action {action_id} cannot succeed before its investigation package is uploaded ({}).",
+                    palisade_device::package_path(action_id)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Writes the check-ins recorded since the last flush; returns how many.

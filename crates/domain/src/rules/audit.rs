@@ -47,8 +47,8 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         }
         // Reads are not audited.
         ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
-        | ListMachineActions | GetAction | ListAlerts | GetAlert | GetAlertMachine
-        | ListMachineAlerts | ListIndicators | ListAuditLog => Subject::Nothing,
+        | ListMachineActions | GetAction | GetPackageUri | ListAlerts | GetAlert
+        | GetAlertMachine | ListMachineAlerts | ListIndicators | ListAuditLog => Subject::Nothing,
     }
 }
 

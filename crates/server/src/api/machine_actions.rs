@@ -111,3 +111,26 @@ pub async fn cancel_action(
     let action = app.palisade.cancel_action(&caller, &id, comment).await?;
     Ok(Entity::ok(&base, action))
 }
+
+/// A short-lived link that downloads the investigation package of a
+/// CollectInvestigationPackage action, without a bearer token
+/// (`{"@odata.context": ".../$metadata#Edm.String", "value": "<url>"}`);
+/// 404 until the device has uploaded it.
+#[utoipa::path(get, path = "/api/machineactions/{id}/GetPackageUri", tag = "Machine actions",
+    params(("id" = String, Path, format = Uuid, description = "Action id (GUID)")),
+    responses(
+        (status = 200, description = "The link (`value`), valid 15 minutes", body = Object),
+        (status = 404, description = "No such action, or its package is not there (yet)", body = ErrorBody),
+    ))]
+pub async fn get_package_uri(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let (token, _) = app.palisade.package_link(&caller, &id).await?;
+    Ok(axum::Json(serde_json::json!({
+        "@odata.context": format!("{}/api/$metadata#Edm.String", base.origin),
+        "value": format!("{}{}/{token}", base.origin, crate::downloads::PACKAGE_DOWNLOAD_PATH),
+    })))
+}

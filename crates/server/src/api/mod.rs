@@ -61,6 +61,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machine_actions::list_machine_actions))
         .routes(routes!(machine_actions::get_action))
         .routes(routes!(machine_actions::cancel_action))
+        .routes(routes!(machine_actions::get_package_uri))
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::get_alert, alerts::update_alert))
         .routes(routes!(alerts::batch_update_alerts))

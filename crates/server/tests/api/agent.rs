@@ -1304,3 +1304,132 @@ async fn the_agent_stops_and_quarantines_a_file_and_scans_with_clamav() {
         "{alert}"
     );
 }
+
+/// CollectInvestigationPackage on a real device: the agent collects and
+/// uploads the package; GetPackageUri's link downloads it without a token;
+/// the zip has MDE's folders, and names a process and
+/// a listening socket the test started on the device.
+#[tokio::test]
+async fn the_agent_collects_an_investigation_package_the_link_downloads() {
+    let Some(agent_binary) = agent_binary() else {
+        return;
+    };
+    if !Network::available() {
+        return;
+    }
+    let _one_network = NETWORK_IN_USE.lock().await;
+    let bed = Testbed::build().await;
+    let server = &bed.server;
+    let agent = bed.start_agent(&agent_binary, true, &[]);
+    let machine = bed.enrolled_machine(&agent).await;
+    // A listener of the test's on the device: the package must show it.
+    const LISTENER_PORT: u16 = 9555;
+    let listener = ChildGuard(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                DEVICE_NS,
+                env!("CARGO_BIN_EXE_palisade"),
+                "serve",
+            ])
+            .args([
+                "--listen",
+                &format!("0.0.0.0:{LISTENER_PORT}"),
+                "--database",
+            ])
+            .arg(format!(
+                "sqlite://{}",
+                bed.dir.path().join("listener.db").display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let listener_pid = listener.0.id();
+    for _ in 0..40 {
+        if bed
+            .network
+            .device_reaches("127.0.0.1", &LISTENER_PORT.to_string())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/collectInvestigationPackage"),
+        json!({"Comment": "collect"}),
+    )
+    .await;
+    let done = final_action(server, &id, || agent.log()).await;
+    assert_eq!(done["status"], "Succeeded", "{done}");
+    let link = server
+        .get(&format!("/api/machineactions/{id}/GetPackageUri"))
+        .await
+        .unwrap();
+    assert_eq!(link.status, 200, "{}", link.text);
+    assert_eq!(
+        link.json["@odata.context"],
+        format!("{}/api/$metadata#Edm.String", server.origin)
+    );
+    let url = link.json["value"].as_str().unwrap().to_string();
+    // No bearer token: the link is the credential.
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(bed.tls.join("ca.pem")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let download = anonymous.get(&url).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/zip",
+        "{url}"
+    );
+    let bytes = download.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let names: Vec<String> = zip.file_names().map(str::to_string).collect();
+    for folder in [
+        "Processes/",
+        "Network connections/",
+        "Installed programs/",
+        "Autoruns/",
+        "Scheduled tasks/",
+        "Users and groups/",
+        "System information/",
+        "Security logs/",
+    ] {
+        assert!(
+            names.iter().any(|n| n.starts_with(folder)),
+            "no {folder} in {names:?}"
+        );
+    }
+    assert!(names.iter().any(|n| n == "Summary.txt"), "{names:?}");
+    let read = |zip: &mut zip::ZipArchive<std::io::Cursor<Vec<u8>>>, name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let processes = read(&mut zip, "Processes/processes.csv");
+    assert!(
+        processes
+            .lines()
+            .any(|line| line.starts_with(&format!("{listener_pid},"))),
+        "the listener's pid {listener_pid} in:\n{processes}"
+    );
+    let tcp = read(&mut zip, "Network connections/tcp.csv");
+    assert!(
+        tcp.lines()
+            .any(|line| line.contains(&format!(":{LISTENER_PORT}")) && line.contains("LISTEN")),
+        "port {LISTENER_PORT} listening in:\n{tcp}"
+    );
+
+    // The package is held by the server: the link works again (expiry is
+    // tested with the clock, in packages.rs).
+    assert_eq!(anonymous.get(&url).send().await.unwrap().status(), 200);
+}

@@ -1,0 +1,243 @@
+//! Files devices upload for their actions (investigation packages), kept in
+//! the store in chunks so that every node serves them and neither an upload
+//! nor a download holds a whole file; and the short-lived links that let a
+//! client download one without a bearer token.
+
+use crate::caller::{Caller, Visibility};
+use crate::devices::Device;
+use crate::service::Palisade;
+use palisade_contract::{ActionStatus, ActionType, ErrorCode, MdeError, Timestamp};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// What a file is to its action.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::Display,
+)]
+pub enum FileKind {
+    InvestigationPackage,
+}
+
+/// A file as stored: complete once `completed_at` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub tenant_id: String,
+    pub id: String,
+    pub action_id: String,
+    pub kind: FileKind,
+    pub size: i64,
+    pub sha256: Option<String>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// The bytes a stored chunk holds: what an upload writes at a time.
+pub const CHUNK_BYTES: usize = 1024 * 1024;
+/// The largest package a device may upload, unless configured otherwise.
+pub const DEFAULT_MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
+/// How long a package link downloads.
+pub const PACKAGE_LINK_SECONDS: i64 = 15 * 60;
+/// How long files are kept after their upload began.
+pub const FILE_RETENTION_DAYS: u32 = 7;
+
+/// A file being uploaded: chunks written as they fill, the digest kept as
+/// they pass.
+pub struct Upload {
+    file: StoredFile,
+    max_bytes: u64,
+    buffer: Vec<u8>,
+    next_seq: i64,
+    size: u64,
+    digest: Sha256,
+}
+
+fn too_large(max_bytes: u64) -> MdeError {
+    MdeError::new(
+        ErrorCode::BadRequest,
+        format!("The file is larger than the {max_bytes} bytes a device may upload."),
+    )
+    .with_status(413)
+}
+
+impl Palisade {
+    /// Starts the upload of `kind` for the device's action `action_id`,
+    /// which must be the device's own, of the type that makes such a file,
+    /// and InProgress.
+    pub async fn begin_upload(
+        &self,
+        device: &Device,
+        action_id: &str,
+        kind: FileKind,
+        max_bytes: u64,
+    ) -> Result<Upload, MdeError> {
+        let visibility = Visibility::whole_tenant(&device.tenant_id);
+        let action = self
+            .store()
+            .action(&visibility, action_id)
+            .await?
+            .filter(|a| a.machine_id == device.machine_id)
+            .ok_or_else(|| MdeError::action_not_found(action_id))?;
+        let wanted = match kind {
+            FileKind::InvestigationPackage => ActionType::CollectInvestigationPackage,
+        };
+        if action.action_type != wanted || action.status != ActionStatus::InProgress {
+            return Err(MdeError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "Action {action_id} is a {} that is {}: only an InProgress {wanted} takes a {kind}.",
+                    action.action_type, action.status
+                ),
+            ));
+        }
+        let file = StoredFile {
+            tenant_id: device.tenant_id.clone(),
+            id: uuid::Uuid::new_v4().to_string(),
+            action_id: action.id,
+            kind,
+            size: 0,
+            sha256: None,
+            created_at: self.now_in(&device.tenant_id),
+            completed_at: None,
+        };
+        self.store().create_file(&file).await?;
+        Ok(Upload {
+            file,
+            max_bytes,
+            buffer: Vec::with_capacity(CHUNK_BYTES),
+            next_seq: 0,
+            size: 0,
+            digest: Sha256::new(),
+        })
+    }
+
+    /// Takes the next bytes of `upload`, writing each chunk that fills;
+    /// refuses past the upload's limit (the file stays incomplete and is
+    /// forgotten with the others).
+    pub async fn upload_bytes(
+        &self,
+        upload: &mut Upload,
+        mut bytes: &[u8],
+    ) -> Result<(), MdeError> {
+        upload.size += bytes.len() as u64;
+        if upload.size > upload.max_bytes {
+            return Err(too_large(upload.max_bytes));
+        }
+        upload.digest.update(bytes);
+        while !bytes.is_empty() {
+            let room = CHUNK_BYTES - upload.buffer.len();
+            let (now, later) = bytes.split_at(room.min(bytes.len()));
+            upload.buffer.extend_from_slice(now);
+            bytes = later;
+            if upload.buffer.len() == CHUNK_BYTES {
+                self.write_chunk(upload).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(&self, upload: &mut Upload) -> Result<(), MdeError> {
+        let data = std::mem::replace(&mut upload.buffer, Vec::with_capacity(CHUNK_BYTES));
+        let file = &upload.file;
+        self.store()
+            .append_file_chunk(&file.tenant_id, &file.id, upload.next_seq, data)
+            .await?;
+        upload.next_seq += 1;
+        Ok(())
+    }
+
+    /// Writes the last chunk and marks the file complete: from now on its
+    /// action's file.
+    pub async fn finish_upload(&self, mut upload: Upload) -> Result<StoredFile, MdeError> {
+        if !upload.buffer.is_empty() || upload.next_seq == 0 {
+            self.write_chunk(&mut upload).await?;
+        }
+        let sha256 = hex(&upload.digest.finalize_reset());
+        let mut file = upload.file;
+        let at = self.now_in(&file.tenant_id);
+        let size = i64::try_from(upload.size).unwrap_or(i64::MAX);
+        self.store()
+            .complete_file(&file.tenant_id, &file.id, size, &sha256, at)
+            .await?;
+        file.size = size;
+        file.sha256 = Some(sha256);
+        file.completed_at = Some(at);
+        Ok(file)
+    }
+
+    /// Whether the action has its complete file of `kind`.
+    pub async fn has_file(
+        &self,
+        tenant_id: &str,
+        action_id: &str,
+        kind: FileKind,
+    ) -> Result<bool, MdeError> {
+        Ok(self
+            .store()
+            .action_file(tenant_id, action_id, kind)
+            .await?
+            .is_some())
+    }
+
+    /// `GetPackageUri`: a link that downloads the action's investigation
+    /// package, without a bearer token, for [`PACKAGE_LINK_SECONDS`]; the
+    /// path it is served at is the caller's (`link_path`).
+    pub async fn package_link(
+        &self,
+        caller: &Caller,
+        action_id: &str,
+    ) -> Result<(String, Timestamp), MdeError> {
+        let action = self.get_action(caller, action_id).await?;
+        let tenant_id = &caller.tenant.id;
+        let file = match action.action_type {
+            ActionType::CollectInvestigationPackage => {
+                self.store()
+                    .action_file(tenant_id, &action.id, FileKind::InvestigationPackage)
+                    .await?
+            }
+            _ => None,
+        }
+        .ok_or_else(|| {
+            MdeError::new(
+                ErrorCode::NotFound,
+                format!("The investigation package of action {action_id} was not found."),
+            )
+        })?;
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = hex(&secret);
+        let expires_at = self.now_in(tenant_id).plus_seconds(PACKAGE_LINK_SECONDS);
+        self.store()
+            .create_file_link(&token_hash(&token), tenant_id, &file.id, expires_at)
+            .await?;
+        Ok((token, expires_at))
+    }
+
+    /// The file a download link reads, while the link holds.
+    pub async fn linked_file(&self, token: &str) -> Result<Option<StoredFile>, MdeError> {
+        let Some((file, expires_at)) = self.store().linked_file(&token_hash(token)).await? else {
+            return Ok(None);
+        };
+        // The tenant's clock: an emulator's clock control expires links too.
+        Ok((expires_at > self.now_in(&file.tenant_id)).then_some(file))
+    }
+
+    /// Forgets files whose upload began more than [`FILE_RETENTION_DAYS`]
+    /// ago, and expired links; how many files.
+    pub async fn forget_old_files(&self) -> Result<u64, MdeError> {
+        let now = Timestamp::now();
+        Ok(self
+            .store()
+            .forget_files(now.minus_days(FILE_RETENTION_DAYS), now)
+            .await?)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Links are stored by the SHA-256 of their token: the store never holds one
+/// that works.
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
