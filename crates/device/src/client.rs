@@ -125,11 +125,11 @@ impl DeviceClient {
     }
 
     /// Uploads the investigation package of the InProgress action
-    /// `action_id` from `file` (`size` bytes), streamed.
+    /// `action_id`: `body` (`size` bytes; a file's is streamed).
     pub async fn upload_package(
         &self,
         action_id: &str,
-        file: tokio::fs::File,
+        body: impl Into<reqwest::Body>,
         size: u64,
     ) -> Result<serde_json::Value, DeviceError> {
         let request = self
@@ -138,7 +138,7 @@ impl DeviceClient {
             .bearer_auth(self.credential()?)
             .header(reqwest::header::CONTENT_TYPE, "application/zip")
             .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::from(file))
+            .body(body)
             .timeout(UPLOAD_TIMEOUT);
         answer(request).await
     }

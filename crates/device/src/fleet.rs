@@ -310,6 +310,13 @@ impl SimulatedDevice {
         isolation: &mut Isolation,
     ) -> Result<Next, DeviceError> {
         self.client.start(&action.id).await?;
+        if action.action_type == ActionType::CollectInvestigationPackage {
+            let package = crate::simulated_package(&self.machine_id);
+            let size = package.len() as u64;
+            self.client
+                .upload_package(&action.id, package, size)
+                .await?;
+        }
         let latency = self
             .options
             .action_latency

@@ -21,3 +21,29 @@ pub mod detections;
 pub mod fleet;
 
 pub use protocol::*;
+
+/// A small investigation package of a simulated device (the fleet's, and
+/// the emulator's for machines without one): MDE's folders, with plausible
+/// contents.
+pub fn simulated_package(machine_id: &str) -> Vec<u8> {
+    use std::io::Write;
+    let entries = [
+        ("Summary.txt", format!("Simulated investigation package of machine {machine_id}\n")),
+        ("Processes/processes.csv", "pid,ppid,user,state,start,executable,command line\n1,0,root,S,,/sbin/init,/sbin/init\n412,1,root,S,,/usr/sbin/sshd,sshd: /usr/sbin/sshd -D\n".into()),
+        ("Network connections/tcp.csv", "local,remote,state,uid,inode,pid,process\n0.0.0.0:22,0.0.0.0:0,LISTEN,0,1001,412,sshd\n".into()),
+        ("Installed programs/packages.csv", "openssh-server,1:9.2p1-2,amd64\n".into()),
+        ("Autoruns/systemd-units.txt", "ssh.service enabled\n".into()),
+        ("Scheduled tasks/timers.txt", "logrotate.timer\n".into()),
+        ("Users and groups/passwd.csv", "name,uid,gid,home,shell\nroot,0,0,/root,/bin/bash\n".into()),
+        ("System information/uname.txt", "Linux simulated 6.1.0 x86_64 GNU/Linux\n".into()),
+        ("Security logs/auth.log", "sshd[412]: Server listening on 0.0.0.0 port 22.\n".into()),
+    ];
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, text) in entries {
+        // Writing to memory does not fail.
+        let _ = zip.start_file(name, options);
+        let _ = zip.write_all(text.as_bytes());
+    }
+    zip.finish().map(|c| c.into_inner()).unwrap_or_default()
+}

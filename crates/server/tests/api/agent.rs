@@ -812,6 +812,33 @@ async fn a_simulated_fleet_carries_out_actions() {
         assert_eq!(action["status"], expected, "{action}");
     }
 
+    // A simulated device's investigation package, through its link.
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{reliable}/collectInvestigationPackage"),
+        json!({"Comment": "collect"}),
+    )
+    .await;
+    let collected = final_action(&server, &id, || "no report".to_string()).await;
+    assert_eq!(collected["status"], "Succeeded", "{collected}");
+    let link = server
+        .get(&format!("/api/machineactions/{id}/GetPackageUri"))
+        .await
+        .unwrap();
+    assert_eq!(link.status, 200, "{}", link.text);
+    let package = reqwest::get(link.json["value"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(package.to_vec())).unwrap();
+    assert!(
+        zip.file_names().any(|n| n.starts_with("Processes/")),
+        "{:?}",
+        zip.file_names().collect::<Vec<_>>()
+    );
+
     // The reliable fleet's alerts arrive, with evidence, on its machines only.
     let mut fleet_alerts = vec![];
     for _ in 0..120 {

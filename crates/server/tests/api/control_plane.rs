@@ -675,3 +675,42 @@ async fn outcome_rules_are_set_from_the_command_line_as_over_http() {
     let listed = control(&server, operator, Method::GET, &outcomes(&server), None).await;
     assert_eq!(listed.json, json!({"value": []}));
 }
+
+#[tokio::test]
+async fn a_collection_the_emulator_makes_succeed_has_a_package_to_download() {
+    let (server, m) = server_with(palisade_contract::OsPlatform::Windows11).await;
+    add_rule(
+        &server,
+        json!({"match": {"actionType": "CollectInvestigationPackage"}, "script": [{"status": "Succeeded"}]}),
+    )
+    .await;
+    let created = act(&server, &m.id, "collectInvestigationPackage").await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(poll(&server, id).await["status"], "Succeeded");
+    let link = server
+        .get(&format!("/api/machineactions/{id}/GetPackageUri"))
+        .await;
+    assert_eq!(link.status, 200, "{}", link.text);
+    let url = link.json["value"].as_str().unwrap();
+    let download = reqwest::get(url).await.unwrap();
+    assert_eq!(download.status(), 200);
+    let bytes = download.bytes().await.unwrap();
+    let zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let names: Vec<&str> = zip.file_names().collect();
+    assert!(names.contains(&"Summary.txt"), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("Processes/")),
+        "{names:?}"
+    );
+    // Asked again, the same package.
+    let again = server
+        .get(&format!("/api/machineactions/{id}/GetPackageUri"))
+        .await;
+    let second = reqwest::get(again.json["value"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(second, bytes);
+}
