@@ -15,6 +15,7 @@
 
 mod devices;
 mod load;
+mod packages;
 mod postgres;
 
 // Requests allocate many small, short-lived objects (rows, JSON); mimalloc
@@ -72,6 +73,9 @@ struct Args {
     /// Alerts raised for the alert-listing measurement.
     #[arg(long, default_value_t = 100_000)]
     alerts: usize,
+    /// Size of the investigation package moved through the server, in MiB.
+    #[arg(long, default_value_t = 100)]
+    package_mib: u64,
     /// What to measure.
     #[arg(long, value_enum, default_value_t = Sections::All)]
     only: Sections,
@@ -103,6 +107,8 @@ enum Sections {
     Devices,
     /// Alert listing and indicator import.
     Alerts,
+    /// An investigation package's upload and download.
+    Packages,
 }
 
 impl Sections {
@@ -117,6 +123,9 @@ impl Sections {
     }
     fn alerts(self) -> bool {
         matches!(self, Sections::All | Sections::Api | Sections::Alerts)
+    }
+    fn packages(self) -> bool {
+        matches!(self, Sections::All | Sections::Packages)
     }
 }
 
@@ -427,6 +436,50 @@ fn main() -> anyhow::Result<()> {
             "import of 500 / raw commits of 500",
             imports.throughput(),
             raw_batches,
+        ));
+    }
+    if args.only.packages() {
+        println!("\ninvestigation packages");
+        let report = server_runtime.block_on(packages::measure(
+            &origin,
+            &authorization,
+            &served.onboarding_token,
+            dir.path(),
+            args.package_mib,
+        ))?;
+        let mib = |rate: f64| rate / 1024.0 / 1024.0;
+        println!(
+            "{:<44} {:.0} MiB/s",
+            format!("PUT package ({} MiB, streamed)", args.package_mib),
+            mib(report.upload)
+        );
+        println!(
+            "{:<44} {:.0} MiB/s",
+            "GET package link (streamed)",
+            mib(report.download)
+        );
+        println!(
+            "{:<44} {:.0} MiB/s",
+            "ceiling  the same bytes copied on disk",
+            mib(report.disk_copy)
+        );
+        println!(
+            "{:<44} {:.0} MiB before, {:.0} MiB at most during ({:.0} MiB more for a {} MiB package)",
+            "memory (anonymous resident, server + bench)",
+            report.rss_before as f64 / 1048576.0,
+            report.rss_peak as f64 / 1048576.0,
+            report.rss_peak.saturating_sub(report.rss_before) as f64 / 1048576.0,
+            report.bytes / 1048576
+        );
+        ratios.push((
+            "package upload / disk copy",
+            report.upload,
+            report.disk_copy,
+        ));
+        ratios.push((
+            "package download / disk copy",
+            report.download,
+            report.disk_copy,
         ));
     }
     if !ratios.is_empty() {

@@ -51,7 +51,8 @@ pub struct Upload {
     digest: Sha256,
 }
 
-fn too_large(max_bytes: u64) -> MdeError {
+/// The refusal of a file past the upload limit (413).
+pub fn too_large(max_bytes: u64) -> MdeError {
     MdeError::new(
         ErrorCode::BadRequest,
         format!("The file is larger than the {max_bytes} bytes a device may upload."),

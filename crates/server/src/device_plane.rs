@@ -19,7 +19,7 @@ use palisade_device::{
     MAX_WAIT_SECONDS,
 };
 use palisade_domain::devices::{Device, DeviceRefusal};
-use palisade_domain::files::FileKind;
+use palisade_domain::files::{too_large, FileKind};
 use palisade_identity::validate::bearer_token;
 use serde::Deserialize;
 use std::time::Duration;
@@ -140,19 +140,64 @@ async fn finish_action(
 
 /// The investigation package of an InProgress collection, streamed in as
 /// the body (201 with its size and SHA-256); past the server's limit, 413
-/// while it streams.
+/// while it streams (or at once, by its Content-Length).
 async fn upload_package(
     State(app): State<AppState>,
     CallingDevice(device): CallingDevice,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let kind = FileKind::InvestigationPackage;
+) -> Response {
+    let mut body = body;
+    match take_package(&app, &device, &id, &headers, &mut body).await {
+        Ok(file) => {
+            tracing::info!(machine = %device.machine_id, action = %id, bytes = file.size, "investigation package uploaded");
+            let answer =
+                serde_json::json!({"id": file.id, "size": file.size, "sha256": file.sha256});
+            (StatusCode::CREATED, Json(answer)).into_response()
+        }
+        Err(error) => {
+            // Read on (to a bound) before answering: a device still sending
+            // would otherwise lose the answer to a broken connection.
+            let mut drained = 0;
+            while drained < REFUSED_BODY_DRAINED {
+                match body.frame().await {
+                    Some(Ok(frame)) => drained += frame.data_ref().map_or(0, |d| d.len()),
+                    _ => break,
+                }
+            }
+            ApiError(error).into_response()
+        }
+    }
+}
+
+/// How much of a refused upload is read before the refusal is answered.
+const REFUSED_BODY_DRAINED: usize = 64 * 1024 * 1024;
+
+async fn take_package(
+    app: &AppState,
+    device: &Device,
+    action_id: &str,
+    headers: &axum::http::HeaderMap,
+    body: &mut Body,
+) -> Result<palisade_domain::files::StoredFile, MdeError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut upload = app
         .palisade
-        .begin_upload(&device, &id, kind, app.max_package_bytes)
+        .begin_upload(
+            device,
+            action_id,
+            FileKind::InvestigationPackage,
+            app.max_package_bytes,
+        )
         .await?;
-    let mut body = body;
+    // Refused before its bytes come, once the action is known to take one
+    // (the incomplete file is forgotten with the old ones).
+    if declared.is_some_and(|size| size > app.max_package_bytes) {
+        return Err(too_large(app.max_package_bytes));
+    }
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             MdeError::new(
@@ -164,10 +209,5 @@ async fn upload_package(
             app.palisade.upload_bytes(&mut upload, data).await?;
         }
     }
-    let file = app.palisade.finish_upload(upload).await?;
-    tracing::info!(machine = %device.machine_id, action = %id, bytes = file.size, "investigation package uploaded");
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"id": file.id, "size": file.size, "sha256": file.sha256})),
-    ))
+    app.palisade.finish_upload(upload).await
 }

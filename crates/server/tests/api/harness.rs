@@ -87,6 +87,8 @@ pub struct Options {
     pub limits: transport::Limits,
     /// `--public-url`s besides the server's own `origin`, which tests use.
     pub public_urls: Vec<PublicUrl>,
+    /// The largest investigation package a device may upload; `None`: the server's default.
+    pub max_package_bytes: Option<u64>,
 }
 
 /// Reads a response whole.
@@ -185,6 +187,9 @@ impl TestServer {
             tls: false,
             public_urls,
             key_sealer,
+            max_package_bytes: options
+                .max_package_bytes
+                .unwrap_or(palisade_domain::files::DEFAULT_MAX_PACKAGE_BYTES),
             ..app::Settings::default()
         };
         let state = AppState::new(palisade.clone(), &settings, local.to_string());

@@ -31,6 +31,7 @@ mod machine_actions;
 mod machines;
 mod odata;
 mod openapi;
+mod packages;
 mod public_url;
 mod python_fixture;
 mod real_clients;

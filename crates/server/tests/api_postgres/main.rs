@@ -53,6 +53,8 @@ mod machines;
 mod odata;
 #[path = "../api/openapi.rs"]
 mod openapi;
+#[path = "../api/packages.rs"]
+mod packages;
 #[path = "../api/public_url.rs"]
 mod public_url;
 #[path = "../api/real_clients.rs"]
