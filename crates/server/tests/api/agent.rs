@@ -443,6 +443,17 @@ impl Drop for Network {
 /// The namespaces are one network: its tests take turns.
 static NETWORK_IN_USE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The agent binary and the test network, held for this test alone, where
+/// both are here (else the test skips, with the reason printed).
+async fn testbed() -> Option<(PathBuf, tokio::sync::MutexGuard<'static, ()>, Testbed)> {
+    let agent_binary = agent_binary()?;
+    if !Network::available() {
+        return None;
+    }
+    let held = NETWORK_IN_USE.lock().await;
+    Some((agent_binary, held, Testbed::build().await))
+}
+
 /// The network, the server in its namespace (demo tenant, TLS), and a peer
 /// (any TCP service: a second Palisade) on both of the peer's addresses.
 struct Testbed {
@@ -575,14 +586,9 @@ async fn clear_indicators(server: &ServerProcess) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_isolates_releases_and_offboards_a_device_for_real() {
-    let Some(agent_binary) = agent_binary() else {
+    let Some((agent_binary, _one_network, bed)) = testbed().await else {
         return;
     };
-    if !Network::available() {
-        return;
-    }
-    let _one_network = NETWORK_IN_USE.lock().await;
-    let bed = Testbed::build().await;
     let (network, server, state) = (&bed.network, &bed.server, &bed.state);
     // The demo's indicators would keep a table after release: this test is about isolation.
     clear_indicators(server).await;
@@ -935,14 +941,9 @@ fn sha1_hex(bytes: &[u8]) -> String {
 /// of its SHA-256 from touching it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_enforces_address_and_file_indicators_for_real() {
-    let Some(agent_binary) = agent_binary() else {
+    let Some((agent_binary, _one_network, bed)) = testbed().await else {
         return;
     };
-    if !Network::available() {
-        return;
-    }
-    let _one_network = NETWORK_IN_USE.lock().await;
-    let bed = Testbed::build().await;
     let (network, server) = (&bed.network, &bed.server);
     clear_indicators(server).await;
     let watched = bed.dir.path().join("watched");
@@ -1197,14 +1198,12 @@ fn clamscan_available() -> bool {
 /// its evidence.
 #[tokio::test]
 async fn the_agent_stops_and_quarantines_a_file_and_scans_with_clamav() {
-    let Some(agent_binary) = agent_binary() else {
-        return;
-    };
-    if !Network::available() || !clamscan_available() {
+    if !clamscan_available() {
         return;
     }
-    let _one_network = NETWORK_IN_USE.lock().await;
-    let bed = Testbed::build().await;
+    let Some((agent_binary, _one_network, bed)) = testbed().await else {
+        return;
+    };
     let server = &bed.server;
     clear_indicators(server).await;
     let watched = bed.dir.path().join("watched");
@@ -1338,14 +1337,9 @@ async fn the_agent_stops_and_quarantines_a_file_and_scans_with_clamav() {
 /// a listening socket the test started on the device.
 #[tokio::test]
 async fn the_agent_collects_an_investigation_package_the_link_downloads() {
-    let Some(agent_binary) = agent_binary() else {
+    let Some((agent_binary, _one_network, bed)) = testbed().await else {
         return;
     };
-    if !Network::available() {
-        return;
-    }
-    let _one_network = NETWORK_IN_USE.lock().await;
-    let bed = Testbed::build().await;
     let server = &bed.server;
     let agent = bed.start_agent(&agent_binary, true, &[]);
     let machine = bed.enrolled_machine(&agent).await;

@@ -9,8 +9,6 @@ use crate::device_plane::Enrolled;
 use crate::harness::*;
 use palisade_contract::alert::AlertStatus;
 use palisade_contract::indicator::{IndicatorAction, IndicatorType};
-use palisade_contract::machine::IpAddress;
-use palisade_contract::OsPlatform;
 use palisade_device::client::DeviceError;
 use palisade_device::{Capability, CheckIn, DeviceIndicators, EnrollRequest};
 use palisade_domain::rules::device_groups::GroupRules;
@@ -26,29 +24,6 @@ const OTHER_SHA256: &str = "5a6b7c8d9e0f11223344556677889900aabbccddeeff00112233
 /// Longer than the 2 s a tenant's indicator set is served from memory
 /// (`FRESH_FOR`, measured on the real clock, not the test clock).
 const PAST_THE_CACHE: Duration = Duration::from_millis(2100);
-
-/// A Linux device of the current agent, declaring `capabilities`.
-fn linux(name: &str, capabilities: &[Capability]) -> EnrollRequest {
-    EnrollRequest {
-        hardware_id: format!("hw-{name}"),
-        computer_dns_name: name.to_string(),
-        os_platform: OsPlatform::Linux,
-        os_version: Some("Debian GNU/Linux 12".into()),
-        version: Some("12".into()),
-        os_build: None,
-        os_architecture: Some("64-bit".into()),
-        agent_version: "0.1.0".into(),
-        ip_addresses: vec![IpAddress {
-            ip_address: "192.0.2.20".into(),
-            mac_address: Some("0A0000000020".into()),
-            kind: "Ethernet".into(),
-            operational_status: "Up".into(),
-        }],
-        last_external_ip_address: None,
-        capabilities: capabilities.to_vec(),
-        credential: None,
-    }
-}
 
 /// A submission with every required property.
 fn indicator(value: &str, indicator_type: &str, action: &str) -> Value {
@@ -206,10 +181,10 @@ async fn indicators_scoped_to_a_device_group_reach_only_the_devices_of_that_grou
         .await
         .unwrap();
     let ringed = server
-        .enroll(&linux("ring-q-01", &[Capability::Indicators]))
+        .enroll(&linux_device("ring-q-01", &[Capability::Indicators]))
         .await;
     let outside = server
-        .enroll(&linux("lab-02", &[Capability::Indicators]))
+        .enroll(&linux_device("lab-02", &[Capability::Indicators]))
         .await;
     let ringed_id = ringed.enrollment.machine_id.clone();
     let outside_id = outside.enrollment.machine_id.clone();
@@ -314,10 +289,10 @@ async fn a_device_that_does_not_enforce_indicators_gets_none_however_often_it_ch
         indicator(SHA256, "FileSha256", "BlockAndRemediate"),
     )
     .await;
-    let older_request = linux("old-agent", &[Capability::FullIsolation]);
+    let older_request = linux_device("old-agent", &[Capability::FullIsolation]);
     let older = server.enroll(&older_request).await;
     let current = server
-        .enroll(&linux("new-agent", &[Capability::Indicators]))
+        .enroll(&linux_device("new-agent", &[Capability::Indicators]))
         .await;
 
     // The tenant has indicators: a device that enforces them gets both.
@@ -369,7 +344,7 @@ async fn a_device_that_does_not_enforce_indicators_gets_none_however_often_it_ch
 async fn a_long_poll_ends_with_the_new_set_when_indicators_change() {
     let server = TestServer::start().await;
     let device = server
-        .enroll(&linux("poller", &[Capability::Indicators]))
+        .enroll(&linux_device("poller", &[Capability::Indicators]))
         .await;
 
     // A tenant without indicators: the device holding none holds its set.
@@ -431,10 +406,10 @@ async fn a_long_poll_ends_with_the_new_set_when_indicators_change() {
 async fn a_device_raises_alerts_on_its_own_machine_at_most_30_a_minute() {
     let server = TestServer::start().await;
     let sensor = server
-        .enroll(&linux("sensor-01", &[Capability::Indicators]))
+        .enroll(&linux_device("sensor-01", &[Capability::Indicators]))
         .await;
     let neighbour = server
-        .enroll(&linux("sensor-02", &[Capability::Indicators]))
+        .enroll(&linux_device("sensor-02", &[Capability::Indicators]))
         .await;
     let id = sensor.enrollment.machine_id.clone();
     let neighbour_id = neighbour.enrollment.machine_id.clone();
@@ -552,7 +527,7 @@ async fn a_device_raises_alerts_on_its_own_machine_at_most_30_a_minute() {
 #[tokio::test]
 async fn a_device_raises_at_most_300_alerts_an_hour() {
     let server = TestServer::start().await;
-    let sensor = server.enroll(&linux("chatty", &[])).await;
+    let sensor = server.enroll(&linux_device("chatty", &[])).await;
     let id = sensor.enrollment.machine_id.clone();
     // Ten minutes of 30 each (a minute apart, on the test clock).
     for minute in 0..10 {

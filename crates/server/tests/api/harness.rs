@@ -703,3 +703,29 @@ pub fn jwt_claims(token: &str) -> Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// The enrollment of a Linux device of the current agent, declaring `capabilities`.
+pub fn linux_device(
+    name: &str,
+    capabilities: &[palisade_device::Capability],
+) -> palisade_device::EnrollRequest {
+    palisade_device::EnrollRequest {
+        hardware_id: format!("hw-{name}"),
+        computer_dns_name: name.to_string(),
+        os_platform: OsPlatform::Linux,
+        os_version: Some("Debian GNU/Linux 12".into()),
+        version: Some("12".into()),
+        os_build: None,
+        os_architecture: Some("64-bit".into()),
+        agent_version: "0.1.0".into(),
+        ip_addresses: vec![IpAddress {
+            ip_address: "192.0.2.20".into(),
+            mac_address: Some("0A0000000020".into()),
+            kind: "Ethernet".into(),
+            operational_status: "Up".into(),
+        }],
+        last_external_ip_address: None,
+        capabilities: capabilities.to_vec(),
+        credential: None,
+    }
+}

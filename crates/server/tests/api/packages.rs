@@ -7,10 +7,9 @@
 
 use crate::device_plane::Enrolled;
 use crate::harness::*;
-use palisade_contract::machine::IpAddress;
-use palisade_contract::{ActionStatus, OsPlatform, Permission};
+use palisade_contract::{ActionStatus, Permission};
 use palisade_device::client::DeviceError;
-use palisade_device::{ActionResult, EnrollRequest};
+use palisade_device::ActionResult;
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::Role;
 use reqwest::Method;
@@ -24,29 +23,6 @@ const PACKAGE_BYTES: usize = 3 * MIB + MIB / 2 + 123;
 const SMALL: usize = 16 * 1024;
 /// How long a link downloads (`PACKAGE_LINK_SECONDS`).
 const LINK_SECONDS: i64 = 900;
-
-/// A Linux device of the current agent (Linux machines collect packages).
-fn linux(name: &str) -> EnrollRequest {
-    EnrollRequest {
-        hardware_id: format!("hw-{name}"),
-        computer_dns_name: name.to_string(),
-        os_platform: OsPlatform::Linux,
-        os_version: Some("Debian GNU/Linux 12".into()),
-        version: Some("12".into()),
-        os_build: None,
-        os_architecture: Some("64-bit".into()),
-        agent_version: "0.1.0".into(),
-        ip_addresses: vec![IpAddress {
-            ip_address: "192.0.2.30".into(),
-            mac_address: Some("0A0000000030".into()),
-            kind: "Ethernet".into(),
-            operational_status: "Up".into(),
-        }],
-        last_external_ip_address: None,
-        capabilities: vec![],
-        credential: None,
-    }
-}
 
 /// Pseudo-random bytes (xorshift), different for each seed.
 fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -192,7 +168,7 @@ async fn assert_link_refused(server: &TestServer, link: &str) {
 
 /// A Linux device whose collection is InProgress; its action's id.
 async fn started_collection(server: &TestServer, name: &str) -> (Enrolled, String) {
-    let device = server.enroll(&linux(name)).await;
+    let device = server.enroll(&linux_device(name, &[])).await;
     let action_id = collect(server, &device.enrollment.machine_id).await;
     let started = device.device.start(&action_id).await.unwrap();
     assert_eq!(started.status, ActionStatus::InProgress);
@@ -218,7 +194,9 @@ async fn collected(server: &TestServer, name: &str, bytes: &[u8]) -> (Enrolled, 
 #[tokio::test]
 async fn a_collected_package_is_uploaded_then_downloaded_by_link_without_a_token() {
     let server = TestServer::start().await;
-    let device = server.enroll(&linux("lnx-forensics.contoso.test")).await;
+    let device = server
+        .enroll(&linux_device("lnx-forensics.contoso.test", &[]))
+        .await;
     let action_id = collect(&server, &device.enrollment.machine_id).await;
     assert_no_package(&server, &action_id).await;
     let started = device.device.start(&action_id).await.unwrap();
@@ -367,7 +345,7 @@ async fn an_empty_and_an_exact_chunk_package_download_whole() {
 async fn uploads_for_an_action_that_takes_no_package_are_refused_and_store_nothing() {
     let server = TestServer::start().await;
     let (a, of_a) = started_collection(&server, "lnx-a").await;
-    let b = server.enroll(&linux("lnx-b")).await;
+    let b = server.enroll(&linux_device("lnx-b", &[])).await;
     let bytes = noise(SMALL, 2);
     let b_credential = Some(b.enrollment.credential.as_str());
 
@@ -445,7 +423,7 @@ async fn a_device_streaming_a_refused_upload_reads_the_refusal() {
     })
     .await;
     let (a, of_a) = started_collection(&server, "lnx-streaming-a").await;
-    let b = server.enroll(&linux("lnx-streaming-b")).await;
+    let b = server.enroll(&linux_device("lnx-streaming-b", &[])).await;
     let pending = collect(&server, &b.enrollment.machine_id).await;
     for attempt in 1..=10 {
         let bytes = noise(MIB, attempt);
