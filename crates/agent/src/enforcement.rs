@@ -169,7 +169,7 @@ impl Scanner {
                 return Some(hashes.clone());
             }
         }
-        let hashes = Hashes::of_path(path).ok()?;
+        let hashes = Hashes::of_regular_file(path, MAX_SCANNED_BYTES)?;
         self.hashed.insert(
             path.to_path_buf(),
             (metadata.len(), modified, hashes.clone()),

@@ -128,10 +128,11 @@ pub fn script(policy: &Policy) -> String {
         "udp sport 546 udp dport 547 accept".to_string(),
     ]);
     let mut input = vec!["iif \"lo\" accept".to_string()];
-    // The server's replies, too, before the indicators.
+    // The server's replies, too, before the indicators (replies only: a
+    // new connection from that address and port is no reply).
     for endpoint in &policy.control_plane {
         input.push(format!(
-            "{} tcp sport {} accept",
+            "{} tcp sport {} ct state established,related accept",
             family_match(&endpoint.ip(), "saddr"),
             endpoint.port()
         ));
@@ -439,7 +440,7 @@ mod tests {
             .unwrap();
         assert!(control < block, "the control plane first:\n{text}");
         let replies = text
-            .find("ip saddr 10.0.0.1 tcp sport 8443 accept")
+            .find("ip saddr 10.0.0.1 tcp sport 8443 ct state established,related accept")
             .unwrap();
         let block_in = text
             .find("ip saddr 10.0.0.1 counter drop comment \"palisade-indicator:7\"")

@@ -41,4 +41,22 @@ impl Hashes {
     pub fn of_path(path: &Path) -> std::io::Result<Hashes> {
         Hashes::of(&mut std::fs::File::open(path)?)
     }
+
+    /// The hashes of the regular file at `path`, at most `max_bytes` long:
+    /// opened without following a link and without blocking, so that a
+    /// FIFO, a device or a link put in a file's place is passed over, never
+    /// read (nor waited on).
+    pub fn of_regular_file(path: &Path, max_bytes: u64) -> Option<Hashes> {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+        let stat = rustix::fs::fstat(&fd).ok()?;
+        let regular =
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+        let size = u64::try_from(stat.st_size).ok()?;
+        if !regular || size > max_bytes {
+            return None;
+        }
+        Hashes::of(&mut Read::take(std::fs::File::from(fd), size)).ok()
+    }
 }

@@ -63,46 +63,82 @@ impl Quarantine {
         &self.dir
     }
 
+    /// Opens the regular file at `path` for judging: no link followed in
+    /// any part of the path (`RESOLVE_NO_SYMLINKS`), no blocking on a FIFO.
+    pub fn open_judged(path: &Path) -> Result<(File, rustix::fs::Stat), QuarantineError> {
+        let (dir, name) = Self::parent(path)?;
+        Self::open_in(&dir, name, path)
+    }
+
+    /// The regular file `name` of `dir` (which is `path`), opened.
+    fn open_in(
+        dir: &std::os::fd::OwnedFd,
+        name: &std::ffi::OsStr,
+        path: &Path,
+    ) -> Result<(File, rustix::fs::Stat), QuarantineError> {
+        let fd = rustix::fs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(|e| io(path)(e.into()))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| io(path)(e.into()))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(QuarantineError::NotAFile(path.to_path_buf()));
+        }
+        Ok((File::from(fd), stat))
+    }
+
+    /// The directory holding `path` (reached without following a link) and
+    /// the file's name in it.
+    fn parent(path: &Path) -> Result<(std::os::fd::OwnedFd, &std::ffi::OsStr), QuarantineError> {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(QuarantineError::NotAFile(path.to_path_buf()));
+        };
+        let dir = rustix::fs::openat2(
+            CWD,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            rustix::fs::ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(|e| io(path)(e.into()))?;
+        Ok((dir, name))
+    }
+
     /// Moves the file at `path` in, if it still has `expected`'s hashes, as
     /// `<sha256>-<unique>` (owner-read-only) with its record beside it
     /// (`.json`: where it came from, its hashes, `reason`); returns where
-    /// it is now.
+    /// it is now. Every step is relative to the directory opened once, so
+    /// the file moved is the file hashed.
     pub fn take(
         &self,
         path: &Path,
         expected: &Hashes,
         reason: &serde_json::Value,
     ) -> Result<PathBuf, QuarantineError> {
-        let fd = rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-            Mode::empty(),
-        )
-        .map_err(|e| io(path)(e.into()))?;
-        let mut file = File::from(fd);
-        let stat = rustix::fs::fstat(file.as_fd()).map_err(|e| io(path)(e.into()))?;
-        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-            return Err(QuarantineError::NotAFile(path.to_path_buf()));
-        }
+        let (dir, name) = Self::parent(path)?;
+        let (mut file, stat) = Self::open_in(&dir, name, path)?;
         if Hashes::of(&mut file).map_err(io(path))? != *expected {
             return Err(QuarantineError::Changed(path.to_path_buf()));
         }
-        let name = format!("{}-{}", expected.sha256, uuid::Uuid::new_v4().simple());
-        let kept = self.dir.join(&name);
-        match rustix::fs::renameat_with(CWD, path, CWD, &kept, RenameFlags::NOREPLACE) {
+        let kept_name = format!("{}-{}", expected.sha256, uuid::Uuid::new_v4().simple());
+        let kept = self.dir.join(&kept_name);
+        match rustix::fs::renameat_with(&dir, name, CWD, &kept, RenameFlags::NOREPLACE) {
             Ok(()) => {
                 let landed = rustix::fs::statat(CWD, &kept, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io(&kept)(e.into()))?;
                 if inode(&landed) != inode(&stat) {
-                    // The path was swapped after it was opened: put back what moved.
+                    // Swapped after it was opened: put back what moved.
                     let _ =
-                        rustix::fs::renameat_with(CWD, &kept, CWD, path, RenameFlags::NOREPLACE);
+                        rustix::fs::renameat_with(CWD, &kept, &dir, name, RenameFlags::NOREPLACE);
                     return Err(QuarantineError::Changed(path.to_path_buf()));
                 }
             }
             Err(rustix::io::Errno::XDEV) => {
                 // Another file system: copy what was hashed, then remove the
-                // original if the path still names it.
+                // original if its name still names it.
                 file.seek(SeekFrom::Start(0)).map_err(io(path))?;
                 let mut copy = std::fs::OpenOptions::new()
                     .write(true)
@@ -111,13 +147,14 @@ impl Quarantine {
                     .map_err(io(&kept))?;
                 std::io::copy(&mut file, &mut copy).map_err(io(&kept))?;
                 copy.sync_all().map_err(io(&kept))?;
-                let now = rustix::fs::statat(CWD, path, AtFlags::SYMLINK_NOFOLLOW)
+                let now = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| io(path)(e.into()))?;
                 if inode(&now) != inode(&stat) {
                     let _ = std::fs::remove_file(&kept);
                     return Err(QuarantineError::Changed(path.to_path_buf()));
                 }
-                std::fs::remove_file(path).map_err(io(path))?;
+                rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                    .map_err(|e| io(path)(e.into()))?;
                 file = File::open(&kept).map_err(io(&kept))?;
             }
             Err(error) => return Err(io(path)(error.into())),
@@ -125,7 +162,7 @@ impl Quarantine {
         rustix::fs::fchmod(file.as_fd(), Mode::RUSR).map_err(|e| io(&kept)(e.into()))?;
         let record = json!({
             "originalPath": path.display().to_string(),
-            "quarantinedAs": name,
+            "quarantinedAs": kept_name,
             "sha1": expected.sha1, "sha256": expected.sha256, "md5": expected.md5,
             "size": stat.st_size,
             "owner": stat.st_uid,
@@ -133,7 +170,7 @@ impl Quarantine {
             "reason": reason,
             "quarantinedAt": palisade_contract::Timestamp::now(),
         });
-        let record_path = self.dir.join(format!("{name}.json"));
+        let record_path = self.dir.join(format!("{kept_name}.json"));
         std::fs::write(&record_path, record.to_string()).map_err(io(&record_path))?;
         Ok(kept)
     }
@@ -193,6 +230,18 @@ mod tests {
         assert!(link.exists() && precious.exists());
         let mode = std::fs::metadata(&precious).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644, "the link's target keeps its mode");
+        // A directory on the way swapped for a link (to somewhere else).
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("passwd"), b"payload").unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("drop")).unwrap();
+        let through = dir.path().join("drop").join("passwd");
+        assert!(quarantine.take(&through, &hashes, &json!({})).is_err());
+        assert!(Quarantine::open_judged(&through).is_err());
+        assert!(
+            real.join("passwd").exists(),
+            "nothing moved through the link"
+        );
         // Changed since the scan.
         std::fs::write(&precious, b"other").unwrap();
         assert!(matches!(

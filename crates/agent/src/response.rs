@@ -11,6 +11,7 @@ use palisade_contract::requests::ScanType;
 use palisade_device::hresult::{ERROR_FILE_NOT_FOUND, ERROR_TIMEOUT};
 use palisade_device::ActionResult;
 use serde_json::{json, Value};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,10 +131,7 @@ pub fn stop_and_quarantine(sha1: &str, search: &[PathBuf], quarantine: &Quaranti
 }
 
 fn hash_if_small(path: &Path) -> Option<Hashes> {
-    let metadata = std::fs::symlink_metadata(path).ok()?;
-    (metadata.is_file() && metadata.len() <= crate::enforcement::MAX_SCANNED_BYTES)
-        .then(|| Hashes::of_path(path).ok())
-        .flatten()
+    Hashes::of_regular_file(path, crate::enforcement::MAX_SCANNED_BYTES)
 }
 
 /// How the agent runs ClamAV.
@@ -180,7 +178,9 @@ pub fn infected(output: &str) -> Vec<(PathBuf, String)> {
         .lines()
         .filter_map(|line| {
             let (path, found) = line.strip_suffix(" FOUND")?.rsplit_once(": ")?;
-            Some((PathBuf::from(path), found.to_string()))
+            // A name with a line break in it cannot be told from two lines.
+            (path.starts_with('/') && !path.contains(char::is_control))
+                .then(|| (PathBuf::from(path), found.to_string()))
         })
         .collect()
 }
@@ -253,14 +253,12 @@ impl Antivirus {
         let mut notes = Vec::new();
         for (path, signature) in found {
             let reason = json!({"action": "RunAntiVirusScan", "threat": signature});
-            let taken = hash_if_small(&path)
-                .ok_or_else(|| "unreadable".to_string())
-                .and_then(|hashes| {
-                    quarantine
-                        .take(&path, &hashes, &reason)
-                        .map(|kept| (hashes, kept))
-                        .map_err(|e| e.to_string())
-                });
+            let taken = self.confirm(&path).and_then(|hashes| {
+                quarantine
+                    .take(&path, &hashes, &reason)
+                    .map(|kept| (hashes, kept))
+                    .map_err(|e| e.to_string())
+            });
             match taken {
                 Ok((hashes, kept)) => {
                     notes.push(format!("{} ({signature}) quarantined", path.display()));
@@ -291,6 +289,39 @@ impl Antivirus {
             result: ActionResult::succeeded(detail),
             remediated,
         }
+    }
+}
+
+impl Antivirus {
+    /// Scans the file at `path` again, through a descriptor opened without
+    /// following links, and answers its hashes if the scanner finds it
+    /// infected once more: what is quarantined is what was judged, whatever
+    /// a name in the first scan's output said (a name can hold a newline)
+    /// or became since.
+    fn confirm(&self, path: &Path) -> Result<Hashes, String> {
+        let (mut file, stat) = Quarantine::open_judged(path).map_err(|e| e.to_string())?;
+        if u64::try_from(stat.st_size).unwrap_or(u64::MAX) > crate::enforcement::MAX_SCANNED_BYTES {
+            return Err("too large to judge".into());
+        }
+        let stdin = file.try_clone().map_err(|e| e.to_string())?;
+        let mut command = Command::new(&self.clamscan);
+        command
+            .args(["--no-summary", "--infected"])
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(database) = &self.database {
+            command.arg(format!("--database={}", database.display()));
+        }
+        let child = command.arg("-").spawn().map_err(|e| e.to_string())?;
+        let second = wait_within(child, self.quick_within)?;
+        // clamscan: 1, found.
+        if second.status.code() != Some(1) {
+            return Err("not found again on a second look".into());
+        }
+        // The scanner read through the shared descriptor: hash from the start.
+        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        Hashes::of(&mut file).map_err(|e| e.to_string())
     }
 }
 

@@ -63,13 +63,14 @@ pub fn too_large(max_bytes: u64) -> MdeError {
 impl Palisade {
     /// Starts the upload of `kind` for the device's action `action_id`,
     /// which must be the device's own, of the type that makes such a file,
-    /// and InProgress.
+    /// and InProgress; `declared_bytes` is the length the upload says it has.
     pub async fn begin_upload(
         &self,
         device: &Device,
         action_id: &str,
         kind: FileKind,
         max_bytes: u64,
+        declared_bytes: Option<u64>,
     ) -> Result<Upload, MdeError> {
         let visibility = Visibility::whole_tenant(&device.tenant_id);
         let action = self
@@ -90,6 +91,10 @@ impl Palisade {
                 ),
             ));
         }
+        // Refused before its bytes come when its length says so.
+        if declared_bytes.is_some_and(|size| size > max_bytes) {
+            return Err(too_large(max_bytes));
+        }
         self.new_upload(&device.tenant_id, &action.id, kind, max_bytes)
             .await
     }
@@ -108,7 +113,9 @@ impl Palisade {
             kind,
             size: 0,
             sha256: None,
-            created_at: self.now_in(tenant_id),
+            // The server's time, not the tenant's: retention is the
+            // server's, whatever an emulated clock says.
+            created_at: self.now(),
             completed_at: None,
         };
         self.store().create_file(&file).await?;
@@ -163,17 +170,18 @@ impl Palisade {
         if !upload.buffer.is_empty() || upload.next_seq == 0 {
             self.write_chunk(&mut upload).await?;
         }
-        let sha256 = hex(&upload.digest.finalize_reset());
         let mut file = upload.file;
-        let at = self.now_in(&file.tenant_id);
-        let size = i64::try_from(upload.size).unwrap_or(i64::MAX);
-        self.store()
-            .complete_file(&file.tenant_id, &file.id, size, &sha256, at)
-            .await?;
-        file.size = size;
-        file.sha256 = Some(sha256);
-        file.completed_at = Some(at);
+        file.sha256 = Some(hex(&upload.digest.finalize_reset()));
+        file.size = i64::try_from(upload.size).unwrap_or(i64::MAX);
+        file.completed_at = Some(self.now());
+        self.store().complete_file(&file).await?;
         Ok(file)
+    }
+
+    /// Forgets an upload given up (refused, or its connection lost).
+    pub async fn abandon_upload(&self, upload: Upload) -> Result<(), MdeError> {
+        let file = &upload.file;
+        Ok(self.store().delete_file(&file.tenant_id, &file.id).await?)
     }
 
     /// Whether the action has its complete file of `kind`.
@@ -201,24 +209,23 @@ impl Palisade {
         let action = self.get_action(caller, action_id).await?;
         let tenant_id = &caller.tenant.id;
         let kind = FileKind::InvestigationPackage;
-        let mut file = match action.action_type {
-            ActionType::CollectInvestigationPackage => {
+        // As MDE: a package only once its collection has succeeded.
+        let collected = action.action_type == ActionType::CollectInvestigationPackage
+            && action.status == ActionStatus::Succeeded;
+        let mut file = match collected {
+            true => {
                 self.store()
                     .action_file(tenant_id, &action.id, kind)
                     .await?
             }
-            _ => None,
+            false => None,
         };
         // Devices upload before they may report Succeeded: a collection
         // that succeeded without one (recently) is the emulator's, on a
         // machine without a device; it gets a package of the simulated kind.
         let recent =
             action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
-        if file.is_none()
-            && action.action_type == ActionType::CollectInvestigationPackage
-            && action.status == ActionStatus::Succeeded
-            && recent
-        {
+        if file.is_none() && collected && recent {
             let package = palisade_device::simulated_package(&action.machine_id);
             let mut upload = self
                 .new_upload(tenant_id, &action.id, kind, package.len() as u64)
@@ -254,7 +261,7 @@ impl Palisade {
     /// Forgets files whose upload began more than [`FILE_RETENTION_DAYS`]
     /// ago, and expired links; how many files.
     pub async fn forget_old_files(&self) -> Result<u64, MdeError> {
-        let now = Timestamp::now();
+        let now = self.now();
         Ok(self
             .store()
             .forget_files(now.minus_days(FILE_RETENTION_DAYS), now)

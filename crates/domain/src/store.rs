@@ -213,15 +213,11 @@ pub trait Store: Send + Sync + 'static {
         seq: i64,
         data: Vec<u8>,
     ) -> Result<(), StoreError>;
-    /// Marks the file complete, with its size and digest.
-    async fn complete_file(
-        &self,
-        tenant_id: &str,
-        file_id: &str,
-        size: i64,
-        sha256: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
+    /// Marks `file` complete (its size, digest and `completed_at` as
+    /// given), in place of any other file of its action and kind.
+    async fn complete_file(&self, file: &StoredFile) -> Result<(), StoreError>;
+    /// Deletes a file and its chunks (an upload given up).
+    async fn delete_file(&self, tenant_id: &str, file_id: &str) -> Result<(), StoreError>;
     /// The action's newest complete file of `kind`.
     async fn action_file(
         &self,

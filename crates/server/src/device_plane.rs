@@ -19,7 +19,7 @@ use palisade_device::{
     MAX_WAIT_SECONDS,
 };
 use palisade_domain::devices::{Device, DeviceRefusal};
-use palisade_domain::files::{too_large, FileKind};
+use palisade_domain::files::FileKind;
 use palisade_identity::validate::bearer_token;
 use serde::Deserialize;
 use std::time::Duration;
@@ -191,13 +191,26 @@ async fn take_package(
             action_id,
             FileKind::InvestigationPackage,
             app.max_package_bytes,
+            declared,
         )
         .await?;
-    // Refused before its bytes come, once the action is known to take one
-    // (the incomplete file is forgotten with the old ones).
-    if declared.is_some_and(|size| size > app.max_package_bytes) {
-        return Err(too_large(app.max_package_bytes));
+    match stream_into(app, &mut upload, body).await {
+        Ok(()) => app.palisade.finish_upload(upload).await,
+        Err(error) => {
+            if let Err(forgetting) = app.palisade.abandon_upload(upload).await {
+                tracing::warn!(%forgetting, "an upload given up was not forgotten");
+            }
+            Err(error)
+        }
     }
+}
+
+/// The body's bytes into `upload`, as they come.
+async fn stream_into(
+    app: &AppState,
+    upload: &mut palisade_domain::files::Upload,
+    body: &mut Body,
+) -> Result<(), MdeError> {
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             MdeError::new(
@@ -206,8 +219,8 @@ async fn take_package(
             )
         })?;
         if let Some(data) = frame.data_ref() {
-            app.palisade.upload_bytes(&mut upload, data).await?;
+            app.palisade.upload_bytes(upload, data).await?;
         }
     }
-    app.palisade.finish_upload(upload).await
+    Ok(())
 }

@@ -16,6 +16,18 @@ use palisade_domain::files::StoredFile;
 /// Where package links point; the token follows.
 pub const PACKAGE_DOWNLOAD_PATH: &str = "/downloads/packages";
 
+/// `path` as it may be logged: a download link's token left out.
+pub fn without_token(path: &str) -> String {
+    let prefix = format!("{PACKAGE_DOWNLOAD_PATH}/");
+    let linked = path
+        .get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(&prefix));
+    if linked && path.len() > prefix.len() {
+        return format!("{prefix}…");
+    }
+    path.to_string()
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route(
         &format!("{PACKAGE_DOWNLOAD_PATH}/{{token}}"),

@@ -571,12 +571,21 @@ impl BodyTimedOut {
     }
 }
 
-/// A request body that fails when it has not all arrived in time.
+/// A request body that fails when it stops arriving: it has `timeout` for
+/// its first [`PROGRESS_BYTES`], and again for each further such run, so
+/// that a large upload at any sound rate goes through while a trickle (or
+/// a stalled client) does not hold its connection.
 struct TimedBody {
     inner: Incoming,
+    timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Bytes since the deadline last moved on.
+    since_deadline: usize,
     timed_out: BodyTimedOut,
 }
+
+/// What a body must deliver within each timeout.
+const PROGRESS_BYTES: usize = 64 * 1024;
 
 /// What a body read that timed out fails with.
 #[derive(Debug)]
@@ -596,7 +605,9 @@ impl TimedBody {
         extensions.insert(timed_out.clone());
         TimedBody {
             inner,
+            timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
+            since_deadline: 0,
             timed_out,
         }
     }
@@ -612,6 +623,13 @@ impl hyper::body::Body for TimedBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+                this.since_deadline += data.map_or(0, |d| d.len());
+                if this.since_deadline >= PROGRESS_BYTES {
+                    this.since_deadline = 0;
+                    this.deadline.as_mut().reset(Instant::now() + this.timeout);
+                }
+            }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         ready!(this.deadline.as_mut().poll(cx));

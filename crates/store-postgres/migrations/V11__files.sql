@@ -31,7 +31,7 @@ CREATE TABLE file_chunks (
 -- Download links: a random token (stored as its SHA-256) that reads one
 -- file until it expires.
 CREATE TABLE file_links (
-    token_hash  TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL PRIMARY KEY,
     tenant_id   TEXT NOT NULL,
     file_id     TEXT NOT NULL,
     expires_at  BIGINT NOT NULL,

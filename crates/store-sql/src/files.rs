@@ -48,24 +48,40 @@ pub fn insert_chunk(
     Sql::fixed(dialect, &dialect.numbered(statement), params)
 }
 
-pub fn complete_file(
-    dialect: Dialect,
-    tenant_id: &str,
-    file_id: &str,
-    size: i64,
-    sha256: &str,
-    at: Timestamp,
-) -> Sql {
-    let statement = "UPDATE files SET size = ?3, sha256 = ?4, completed_at = ?5 \
-                WHERE tenant_id = ?1 AND id = ?2";
+/// Completes `file` and forgets the other files of its action and kind
+/// (an earlier upload, complete or not).
+pub fn complete_file(dialect: Dialect, file: &StoredFile) -> Vec<Sql> {
+    let complete = "UPDATE files SET size = ?3, sha256 = ?4, completed_at = ?5 \
+                    WHERE tenant_id = ?1 AND id = ?2";
     let params = vec![
-        text(tenant_id),
-        text(file_id),
-        Value::Integer(size),
-        text(sha256),
-        ticks(at),
+        text(&file.tenant_id),
+        text(&file.id),
+        Value::Integer(file.size),
+        file.sha256.as_deref().map_or(Value::Null, text),
+        file.completed_at.map_or(Value::Null, ticks),
     ];
-    Sql::fixed(dialect, &dialect.numbered(statement), params)
+    let others =
+        "DELETE FROM files WHERE tenant_id = ?1 AND action_id = ?2 AND kind = ?3 AND id <> ?4";
+    let kind: &'static str = file.kind.into();
+    let other_params = vec![
+        text(&file.tenant_id),
+        text(&file.action_id),
+        text(kind),
+        text(&file.id),
+    ];
+    vec![
+        Sql::fixed(dialect, &dialect.numbered(complete), params),
+        Sql::fixed(dialect, &dialect.numbered(others), other_params),
+    ]
+}
+
+pub fn delete_file(dialect: Dialect, tenant_id: &str, file_id: &str) -> Sql {
+    let statement = "DELETE FROM files WHERE tenant_id = ?1 AND id = ?2";
+    Sql::fixed(
+        dialect,
+        &dialect.numbered(statement),
+        vec![text(tenant_id), text(file_id)],
+    )
 }
 
 /// The action's newest complete file of `kind`.

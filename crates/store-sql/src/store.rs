@@ -269,15 +269,14 @@ impl<D: Database> Store for SqlStore<D> {
         self.db.execute(vec![sql]).await.map(drop)
     }
 
-    async fn complete_file(
-        &self,
-        tenant_id: &str,
-        file_id: &str,
-        size: i64,
-        sha256: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let sql = files::complete_file(D::DIALECT, tenant_id, file_id, size, sha256, at);
+    async fn complete_file(&self, file: &StoredFile) -> Result<(), StoreError> {
+        // One transaction: the new file replaces the others at once.
+        let statements = files::complete_file(D::DIALECT, file);
+        self.db.execute(statements).await.map(drop)
+    }
+
+    async fn delete_file(&self, tenant_id: &str, file_id: &str) -> Result<(), StoreError> {
+        let sql = files::delete_file(D::DIALECT, tenant_id, file_id);
         self.db.execute(vec![sql]).await.map(drop)
     }
 

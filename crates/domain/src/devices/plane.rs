@@ -210,7 +210,9 @@ impl DevicePlane {
         held: Option<&str>,
         group: &mut Option<Option<String>>,
     ) -> Result<Option<DeviceIndicators>, MdeError> {
-        if !device.capabilities.contains(&Capability::Indicators) {
+        // A device that holds a version enforces them too, whatever it
+        // declared when it enrolled (agents enrolled before the capability).
+        if !device.capabilities.contains(&Capability::Indicators) && held.is_none() {
             return Ok(None);
         }
         let tenant = self

@@ -29,7 +29,8 @@ pub async fn envelope(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = palisade_domain::ids::new_request_id();
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    // A download link's token is a credential: never in the log.
+    let path = crate::downloads::without_token(request.uri().path());
     request.extensions_mut().insert(RequestId(id.clone()));
     let body_timed_out = request.extensions().get::<BodyTimedOut>().cloned();
 

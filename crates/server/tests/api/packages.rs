@@ -406,6 +406,12 @@ async fn uploads_for_an_action_that_takes_no_package_are_refused_and_store_nothi
     let own = noise(MIB + 5, 3);
     let uploaded = upload(&a, &of_a, &own).await.unwrap();
     assert_eq!(uploaded["sha256"], sha256_hex(&own));
+    // Held, but no link until the collection has succeeded (as MDE).
+    assert_no_package(&server, &of_a).await;
+    a.device
+        .finish(&of_a, &ActionResult::succeeded("collected"))
+        .await
+        .unwrap();
     let link = link_as(&server, &server.token, &of_a).await;
     assert_downloads(&link, &own).await;
 }
