@@ -30,6 +30,8 @@ pub const MAX_SCANNED_BYTES: u64 = 256 * 1024 * 1024;
 /// How long a domain indicator's lookup may take; one that does not answer
 /// in time blocks nothing this round, and is asked again the next.
 const RESOLVE_WITHIN: Duration = Duration::from_secs(3);
+/// Domain lookups in flight at once.
+const LOOKUPS_AT_ONCE: usize = 16;
 
 /// The indicators held, shared by the check-in loop (which replaces them)
 /// and the detector (which enforces the file ones).
@@ -58,10 +60,16 @@ impl SharedIndicators {
 pub async fn address_rules(indicators: &DeviceIndicators) -> Vec<AddressRule> {
     // Every domain looked up at once, each within RESOLVE_WITHIN.
     let mut lookups = tokio::task::JoinSet::new();
+    // Each lookup holds a blocking thread (getaddrinfo) even past its
+    // timeout: a bounded number at a time, so that thousands of domain
+    // indicators do not take the threads the scanner and actions need.
+    let at_once = Arc::new(tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE));
     for (index, indicator) in indicators.indicators.iter().enumerate() {
         if indicator.indicator_type == IndicatorType::DomainName {
             let domain = indicator.value.clone();
+            let at_once = at_once.clone();
             lookups.spawn(async move {
+                let _turn = at_once.acquire_owned().await;
                 let found = tokio::time::timeout(
                     RESOLVE_WITHIN,
                     tokio::net::lookup_host((domain.as_str(), 0)),
@@ -525,5 +533,25 @@ mod tests {
         assert_eq!(rules.len(), 1, "{rules:?}");
         assert_eq!(rules[0].indicator_id, "5");
         assert!(!rules[0].block);
+
+        // More domains than lookups run at once: every one resolved.
+        let domains = DeviceIndicators {
+            version: "d".into(),
+            indicators: (0..3 * LOOKUPS_AT_ONCE)
+                .map(|n| {
+                    indicator(
+                        &format!("d{n}"),
+                        IndicatorType::DomainName,
+                        "localhost",
+                        IndicatorAction::Block,
+                    )
+                })
+                .collect(),
+        };
+        let rules = runtime.block_on(address_rules(&domains));
+        let ids: std::collections::BTreeSet<&str> =
+            rules.iter().map(|r| r.indicator_id.as_str()).collect();
+        assert_eq!(ids.len(), 3 * LOOKUPS_AT_ONCE, "{rules:?}");
+        assert!(rules.iter().all(|r| r.address.is_loopback() && r.block));
     }
 }
