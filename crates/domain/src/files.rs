@@ -130,8 +130,7 @@ impl Palisade {
     }
 
     /// Takes the next bytes of `upload`, writing each chunk that fills;
-    /// refuses past the upload's limit (the file stays incomplete and is
-    /// forgotten with the others).
+    /// refuses past the upload's limit (the caller then abandons it).
     pub async fn upload_bytes(
         &self,
         upload: &mut Upload,
@@ -199,8 +198,8 @@ impl Palisade {
     }
 
     /// `GetPackageUri`: a link that downloads the action's investigation
-    /// package, without a bearer token, for [`PACKAGE_LINK_SECONDS`]; the
-    /// path it is served at is the caller's (`link_path`).
+    /// package, without a bearer token, for [`PACKAGE_LINK_SECONDS`]: its
+    /// token and when it expires.
     pub async fn package_link(
         &self,
         caller: &Caller,
