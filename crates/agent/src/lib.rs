@@ -10,6 +10,7 @@ pub mod enforcement;
 pub mod firewall;
 pub mod hashes;
 pub mod host;
+pub mod live_response;
 pub mod package;
 pub mod processes;
 pub mod quarantine;
@@ -62,6 +63,7 @@ pub struct AgentConfig {
     pub quick_scan_paths: Vec<PathBuf>,
     /// A ClamAV signature directory in place of its own (`clamscan --database`).
     pub clamav_database: Option<PathBuf>,
+    pub live_response: live_response::LiveResponseConfig,
 }
 
 /// How the agent ended.
@@ -177,6 +179,7 @@ fn enroll_request() -> EnrollRequest {
             Capability::Indicators,
             Capability::StopAndQuarantineFile,
             Capability::AntivirusScan,
+            Capability::LiveResponse,
         ],
         credential: None,
     }
@@ -447,6 +450,10 @@ impl Agent {
             ActionType::StopAndQuarantineFile => (self.stop_and_quarantine(action).await, None),
             ActionType::RunAntiVirusScan => (self.antivirus_scan(action).await, None),
             ActionType::CollectInvestigationPackage => (self.collect_package(action).await, None),
+            ActionType::LiveResponse => (
+                live_response::run_session(&self.client, &self.config.live_response, action).await,
+                None,
+            ),
             other => (
                 ActionResult {
                     error_h_result: Some(E_NOTIMPL),

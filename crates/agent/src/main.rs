@@ -1,6 +1,7 @@
 //! `palisade-agent`: the Linux agent's command line.
 
 use clap::Parser;
+use palisade_agent::live_response::LiveResponseConfig;
 use palisade_agent::{run, AgentConfig, Ended};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,6 +70,28 @@ struct Args {
     /// (`clamscan --database`).
     #[arg(long, env = "PALISADE_CLAMAV_DATABASE")]
     clamav_database: Option<PathBuf>,
+    /// Live response's working folder: PutFile places files in `files/`
+    /// (where scripts run), scripts wait in `scripts/`. Its parents must let
+    /// the script user through.
+    #[arg(
+        long,
+        env = "PALISADE_LIVE_RESPONSE_DIR",
+        default_value = "/var/lib/palisade-agent-live-response"
+    )]
+    live_response_dir: PathBuf,
+    /// Who live-response scripts run as; `root` gives them the whole host,
+    /// so it is never the default.
+    #[arg(long, env = "PALISADE_SCRIPT_USER", default_value = "nobody")]
+    script_user: String,
+    /// Seconds a live-response script may run before it is stopped (MDE: 10 minutes).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    script_timeout: u64,
+    /// Bytes kept of each of a script's standard output and error.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_script_output_bytes: usize,
+    /// The largest file a live-response session collects (GetFile) or places (PutFile).
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    max_live_response_file_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +116,13 @@ fn main() -> ExitCode {
         clamscan: args.clamscan,
         quick_scan_paths: args.quick_scan_paths,
         clamav_database: args.clamav_database,
+        live_response: LiveResponseConfig {
+            dir: args.live_response_dir,
+            script_user: args.script_user,
+            script_timeout: Duration::from_secs(args.script_timeout),
+            max_output_bytes: args.max_script_output_bytes,
+            max_file_bytes: args.max_live_response_file_bytes,
+        },
     };
     let outcome = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)

@@ -67,9 +67,8 @@ pub struct MachineAction {
     pub external_id: Option<String>,
     pub request_source: String,
     pub related_file_info: Option<RelatedFileInfo>,
-    /// Live-response commands; always `[]` for the other action types.
-    #[schema(value_type = Vec<Object>)]
-    pub commands: Vec<serde_json::Value>,
+    /// Live-response commands and how each went; always `[]` for the other action types.
+    pub commands: Vec<crate::live_response::ActionCommand>,
     #[schema(value_type = Option<Object>)]
     pub troubleshoot_info: Option<serde_json::Value>,
 }

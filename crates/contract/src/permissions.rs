@@ -40,6 +40,10 @@ wire_enum!(
         #[serde(rename = "Machine.LiveResponse")]
         #[strum(serialize = "Machine.LiveResponse")]
         MachineLiveResponse,
+        /// Upload, list and delete live-response library files.
+        #[serde(rename = "Library.Manage")]
+        #[strum(serialize = "Library.Manage")]
+        LibraryManage,
         #[serde(rename = "Alert.Read.All")]
         #[strum(serialize = "Alert.Read.All")]
         AlertReadAll,

@@ -6,6 +6,7 @@
 //! (`MissingRequiredParameter`) rather than as a generic parse failure.
 
 use crate::error::{ErrorCode, MdeError};
+use crate::live_response::{Command, CommandParam, CommandType};
 use crate::machine::{wire_enum, DeviceValue};
 use crate::odata::{parse_datetime, parse_function_parameters, Literal};
 use crate::time::Timestamp;
@@ -175,13 +176,15 @@ pub enum ActionKind {
     RunAntiVirusScan(ScanType),
     CollectInvestigationPackage,
     StopAndQuarantineFile { sha1: String },
+    LiveResponse(Vec<Command>),
 }
 
 /// A validated machine-action request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionRequest {
     pub kind: ActionKind,
-    pub comment: String,
+    /// Required on every action but live response.
+    pub comment: Option<String>,
     pub labels: Labels,
 }
 
@@ -245,7 +248,7 @@ impl ValidateBody for IsolateBody {
     fn validate(self) -> Result<ActionRequest, MdeError> {
         let isolation = parse_enum("IsolationType", self.isolation_type)?;
         Ok(ActionRequest {
-            comment: required("Comment", comment(self.comment)?)?,
+            comment: Some(required("Comment", comment(self.comment)?)?),
             kind: ActionKind::Isolate(isolation.unwrap_or(IsolationType::Full)),
             labels: Labels::validate(self.external_id, self.title)?,
         })
@@ -266,7 +269,7 @@ pub struct CommentBody {
 impl CommentBody {
     pub fn into_request(self, kind: ActionKind) -> Result<ActionRequest, MdeError> {
         Ok(ActionRequest {
-            comment: required("Comment", comment(self.comment)?)?,
+            comment: Some(required("Comment", comment(self.comment)?)?),
             kind,
             labels: Labels::validate(self.external_id, self.title)?,
         })
@@ -290,7 +293,7 @@ pub struct ScanBody {
 impl ValidateBody for ScanBody {
     type Valid = ActionRequest;
     fn validate(self) -> Result<ActionRequest, MdeError> {
-        let comment = required("Comment", comment(self.comment)?)?;
+        let comment = Some(required("Comment", comment(self.comment)?)?);
         let scan = required("ScanType", parse_enum("ScanType", self.scan_type)?)?;
         Ok(ActionRequest {
             comment,
@@ -317,7 +320,7 @@ pub struct StopAndQuarantineBody {
 impl ValidateBody for StopAndQuarantineBody {
     type Valid = ActionRequest;
     fn validate(self) -> Result<ActionRequest, MdeError> {
-        let comment = required("Comment", comment(self.comment)?)?;
+        let comment = Some(required("Comment", comment(self.comment)?)?);
         let sha1 = required("Sha1", self.sha1)?;
         if sha1.len() != 40 || !sha1.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(MdeError::new(
@@ -332,6 +335,121 @@ impl ValidateBody for StopAndQuarantineBody {
             },
             labels: Labels::validate(self.external_id, self.title)?,
         })
+    }
+}
+
+/// At most this many commands in one live-response session (MDE names no
+/// limit; this keeps an action's row bounded).
+pub const MAX_LIVE_RESPONSE_COMMANDS: usize = 50;
+/// Longest parameter value of a live-response command (a path on Linux is
+/// at most 4,096 bytes).
+pub const MAX_COMMAND_VALUE_CHARS: usize = 4_096;
+
+/// One command of `runliveresponse`, as sent: `{"type", "params": [{"key", "value"}]}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct CommandBody {
+    /// `PutFile`, `RunScript` or `GetFile`.
+    #[serde(rename = "type")]
+    #[schema(value_type = CommandType, required = true)]
+    pub command_type: Option<String>,
+    #[schema(value_type = Vec<CommandParam>)]
+    pub params: Option<Vec<ParamBody>>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ParamBody {
+    #[schema(value_type = String, required = true)]
+    pub key: Option<String>,
+    #[schema(value_type = String, required = true)]
+    pub value: Option<String>,
+}
+
+labelled_body! {
+/// Body of `runliveresponse`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct LiveResponseBody {
+    /// Optional on live response.
+    #[serde(rename = "Comment")]
+    #[schema(max_length = 4000)]
+    pub comment: Option<String>,
+    /// PutFile commands, then RunScript, then GetFile (any number of each);
+    /// a failed command skips the rest.
+    #[serde(rename = "Commands")]
+    #[schema(value_type = Vec<Command>, required = true, min_items = 1, max_items = 50)]
+    pub commands: Option<Vec<CommandBody>>,
+}
+}
+
+impl ValidateBody for LiveResponseBody {
+    type Valid = ActionRequest;
+    fn validate(self) -> Result<ActionRequest, MdeError> {
+        let comment = comment(self.comment)?;
+        let bodies = required("Commands", self.commands)?;
+        if bodies.is_empty() || bodies.len() > MAX_LIVE_RESPONSE_COMMANDS {
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input Commands: from 1 to {MAX_LIVE_RESPONSE_COMMANDS} commands."
+            )));
+        }
+        let commands = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(index, body)| validate_command(index, body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rank = |c: &Command| c.command_type as u8;
+        if commands.windows(2).any(|w| rank(&w[0]) > rank(&w[1])) {
+            return Err(MdeError::invalid_input(
+                "Invalid input Commands: PutFile commands come first, then RunScript, then GetFile.",
+            ));
+        }
+        Ok(ActionRequest {
+            comment,
+            kind: ActionKind::LiveResponse(commands),
+            labels: Labels::validate(self.external_id, self.title)?,
+        })
+    }
+}
+
+fn validate_command(index: usize, body: CommandBody) -> Result<Command, MdeError> {
+    let field = format!("Commands[{index}]");
+    let command_type: CommandType = required(
+        &format!("{field}.type"),
+        parse_enum("type", body.command_type)?,
+    )?;
+    let keys = command_type.keys();
+    let mut params: Vec<CommandParam> = Vec::new();
+    for param in body.params.unwrap_or_default() {
+        let key = required(&format!("{field}.params.key"), param.key)?;
+        let value = required(&format!("{field}.params.value"), param.value)?;
+        if !keys.contains(&key.as_str()) {
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input {field}: {command_type} takes no parameter {key}; it takes {}.",
+                keys.join(", ")
+            )));
+        }
+        if params.iter().any(|p| p.key == key) {
+            return Err(MdeError::invalid_input(format!(
+                "Invalid input {field}: parameter {key} is given twice."
+            )));
+        }
+        let value = bounded_text(&key, Some(value), MAX_COMMAND_VALUE_CHARS)?.unwrap_or_default();
+        params.push(CommandParam { key, value });
+    }
+    let command = Command {
+        command_type,
+        params,
+    };
+    let main = keys[0];
+    match command.param(main) {
+        None | Some("") => Err(MdeError::missing(&format!("{field}.{main}"))),
+        Some(name)
+            if command.library_file().is_some()
+                && !crate::live_response::is_library_file_name(name) =>
+        {
+            Err(MdeError::invalid_input(format!(
+                "Invalid input {main}: {name} is not the name of a library file."
+            )))
+        }
+        Some(_) => Ok(command),
     }
 }
 
@@ -442,6 +560,19 @@ impl FindByIpRequest {
             ip: required("ip", ip)?,
             timestamp,
         })
+    }
+}
+
+/// The `index` of `GetLiveResponseResultDownloadLink(index=n)`.
+pub fn parse_result_index(raw_parameters: &str) -> Result<i64, MdeError> {
+    let parameters = parse_function_parameters(raw_parameters)
+        .map_err(|e| MdeError::new(ErrorCode::ODataError, e.0))?;
+    match parameters.as_slice() {
+        [(name, Literal::Int(index))] if name.eq_ignore_ascii_case("index") => Ok(*index),
+        [] => Err(MdeError::missing("index")),
+        _ => Err(MdeError::invalid_input(
+            "Invalid input: GetLiveResponseResultDownloadLink takes one parameter, index, a whole number (index=0).",
+        )),
     }
 }
 

@@ -132,15 +132,66 @@ impl DeviceClient {
         body: impl Into<reqwest::Body>,
         size: u64,
     ) -> Result<serde_json::Value, DeviceError> {
+        self.upload(&package_path(action_id), "application/zip", body, size)
+            .await
+    }
+
+    /// Uploads what command `index` of the InProgress session `action_id`
+    /// left: `body` (`size` bytes).
+    pub async fn upload_command_result(
+        &self,
+        action_id: &str,
+        index: u32,
+        body: impl Into<reqwest::Body>,
+        size: u64,
+    ) -> Result<serde_json::Value, DeviceError> {
+        let path = command_result_path(action_id, index);
+        self.upload(&path, "application/octet-stream", body, size)
+            .await
+    }
+
+    async fn upload(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+        size: u64,
+    ) -> Result<serde_json::Value, DeviceError> {
         let request = self
             .http
-            .put(format!("{}{}", self.server, package_path(action_id)))
+            .put(format!("{}{path}", self.server))
             .bearer_auth(self.credential()?)
-            .header(reqwest::header::CONTENT_TYPE, "application/zip")
+            .header(reqwest::header::CONTENT_TYPE, content_type)
             .header(reqwest::header::CONTENT_LENGTH, size)
             .body(body)
             .timeout(UPLOAD_TIMEOUT);
         answer(request).await
+    }
+
+    /// Downloads library file `file_name` of the InProgress session
+    /// `action_id`: the response, its body still to be read a chunk at a time.
+    pub async fn download_session_file(
+        &self,
+        action_id: &str,
+        file_name: &str,
+    ) -> Result<reqwest::Response, DeviceError> {
+        let response = self
+            .http
+            .get(format!(
+                "{}{}",
+                self.server,
+                session_library_path(action_id, file_name)
+            ))
+            .bearer_auth(self.credential()?)
+            .timeout(UPLOAD_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        // The refusal, read as every other answer is.
+        Err(refusal(response).await)
     }
 }
 
@@ -154,20 +205,29 @@ async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result
         .send()
         .await
         .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+    if !response.status().is_success() {
+        return Err(refusal(response).await);
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        DeviceError::Unavailable(format!("the server's answer is not understood: {e}"))
+    })
+}
+
+/// The error an unsuccessful answer gives.
+async fn refusal(response: reqwest::Response) -> DeviceError {
     let status = response.status();
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
-    if status.is_success() {
-        return serde_json::from_slice(&bytes).map_err(|e| {
-            DeviceError::Unavailable(format!("the server's answer is not understood: {e}"))
-        });
-    }
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => return DeviceError::Unavailable(format!("{e:#}")),
+    };
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(body) => (body.error.code.as_str().to_string(), body.error.message),
         Err(_) => (
@@ -175,7 +235,7 @@ async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result
             String::from_utf8_lossy(&bytes).into_owned(),
         ),
     };
-    Err(match status {
+    match status {
         StatusCode::UNAUTHORIZED if message == OFFBOARDED_MESSAGE => DeviceError::Offboarded,
         StatusCode::UNAUTHORIZED => DeviceError::Unauthorized(message),
         StatusCode::TOO_MANY_REQUESTS => DeviceError::Throttled {
@@ -188,7 +248,7 @@ async fn answer<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> Result
             code,
             message,
         },
-    })
+    }
 }
 
 impl DeviceClient {

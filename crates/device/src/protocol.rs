@@ -1,7 +1,9 @@
 //! Paths and bodies of the device plane, in the JSON casing of the MDE API.
 
-use palisade_contract::OsPlatform;
+use palisade_contract::live_response::CommandStatus;
 use palisade_contract::{ActionStatus, ActionType, HealthStatus, IpAddress, MachineAction};
+use palisade_contract::{OsPlatform, Timestamp};
+use percent_encoding::utf8_percent_encode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,6 +21,27 @@ pub fn action_start_path(action_id: &str) -> String {
 pub fn action_result_path(action_id: &str) -> String {
     format!("/device/v1/actions/{action_id}/result")
 }
+
+/// `PUT` here uploads what command `index` of an InProgress live-response
+/// session left (a script's transcript, a file), streamed; the command may
+/// then be reported Completed.
+pub fn command_result_path(action_id: &str, index: u32) -> String {
+    format!("/device/v1/actions/{action_id}/commands/{index}/result")
+}
+
+/// `GET` here downloads library file `file_name` that the InProgress
+/// session `action_id` puts or runs.
+pub fn session_library_path(action_id: &str, file_name: &str) -> String {
+    let name = utf8_percent_encode(file_name, PATH_SEGMENT);
+    format!("/device/v1/actions/{action_id}/library/{name}")
+}
+
+/// Bytes percent-encoded in a path segment: all but unreserved ones.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// `PUT` here uploads an InProgress CollectInvestigationPackage action's
 /// zip (the body, streamed); the action may then be reported Succeeded.
@@ -67,6 +90,9 @@ pub enum Capability {
     StopAndQuarantineFile,
     /// Scans with an antivirus engine (Quick or Full) and quarantines what it finds.
     AntivirusScan,
+    /// Runs live-response sessions: puts library files, runs library
+    /// scripts, collects files.
+    LiveResponse,
 }
 
 /// Network isolation as a device has it in force.
@@ -225,6 +251,23 @@ pub struct ActionResult {
     /// A Windows HRESULT for `errorHResult`; a failure without one gets E_FAIL.
     #[serde(default)]
     pub error_h_result: Option<i64>,
+    /// How each command of a live-response session went, in order; the
+    /// commands after a failed one are not carried out (they stay Created).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandOutcome>,
+}
+
+/// How one live-response command went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandOutcome {
+    pub index: u32,
+    /// `Completed` or `Failed`.
+    pub command_status: CommandStatus,
+    #[serde(default)]
+    pub errors: Vec<String>,
+    pub start_time: Timestamp,
+    pub end_time: Timestamp,
 }
 
 impl ActionResult {
@@ -233,6 +276,7 @@ impl ActionResult {
             status: ActionStatus::Succeeded,
             detail: Some(detail.into()),
             error_h_result: None,
+            commands: vec![],
         }
     }
 
@@ -241,6 +285,7 @@ impl ActionResult {
             status: ActionStatus::Failed,
             detail: Some(detail.into()),
             error_h_result: None,
+            commands: vec![],
         }
     }
 }

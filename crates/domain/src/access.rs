@@ -41,6 +41,11 @@ pub enum Role {
     #[serde(rename = "Manage security settings")]
     #[strum(serialize = "Manage security settings")]
     ManageSecuritySettings,
+    /// Live response with scripts and files of the library, and the
+    /// library itself.
+    #[serde(rename = "Live response advanced")]
+    #[strum(serialize = "Live response advanced")]
+    LiveResponseAdvanced,
     /// Entra Global Administrator: every permission, every device group.
     #[serde(rename = "Global administrator")]
     #[strum(serialize = "Global administrator")]
@@ -87,6 +92,11 @@ pub enum Operation {
     GetAction,
     CancelAction,
     GetPackageUri,
+    RunLiveResponse,
+    GetLiveResponseResultDownloadLink,
+    ListLibraryFiles,
+    UploadLibraryFile,
+    DeleteLibraryFile,
     ListAlerts,
     GetAlert,
     UpdateAlert,
@@ -121,6 +131,8 @@ const VIEW: &[Role] = &[R::ViewData];
 /// under "Alerts investigation": either will do (contract §7.1).
 const MANAGE_MACHINE: &[Role] = &[R::ManageSecuritySettings, R::AlertsInvestigation];
 const REMEDIATE: &[Role] = &[R::ActiveRemediationActions];
+/// MDE's roles page: scripts and library files need advanced live response.
+const LIVE_RESPONSE: &[Role] = &[R::LiveResponseAdvanced];
 const ALERT_READ_APP: &[Permission] = &[P::AlertReadAll, P::AlertReadWriteAll];
 const ALERT_READ_DELEGATED: &[Permission] = &[P::AlertRead, P::AlertReadWrite];
 const INDICATORS_APP: &[Permission] = &[P::TiReadWrite, P::TiReadWriteAll];
@@ -182,6 +194,17 @@ impl Operation {
                 delegated: &[P::MachineCollectForensics],
                 roles: &[R::AlertsInvestigation],
             },
+            RunLiveResponse => same(&[P::MachineLiveResponse], LIVE_RESPONSE),
+            // The result page: Machine.Read.All or Machine.ReadWrite.All;
+            // delegated, Machine.LiveResponse.
+            GetLiveResponseResultDownloadLink => Requirement {
+                app: READ_APP,
+                delegated: &[P::MachineLiveResponse],
+                roles: LIVE_RESPONSE,
+            },
+            ListLibraryFiles | UploadLibraryFile | DeleteLibraryFile => {
+                same(&[P::LibraryManage], LIVE_RESPONSE)
+            }
             // MDE is silent: whoever may create actions may cancel them.
             CancelAction => same(
                 ACTION_PERMISSIONS,
@@ -233,6 +256,8 @@ impl Operation {
                 | ListMachineActions
                 | GetAction
                 | GetPackageUri
+                | GetLiveResponseResultDownloadLink
+                | ListLibraryFiles
                 | ListAlerts
                 | GetAlert
                 | GetAlertMachine
@@ -256,6 +281,7 @@ impl Operation {
         match self {
             Operation::BatchUpdateAlerts => limits(10, 500),
             Operation::GetPackageUri => limits(2, 120),
+            Operation::RunLiveResponse => limits(10, 1_500),
             Operation::CreateAlertByReference => limits(15, 1_500),
             Operation::ImportIndicators | Operation::BatchDeleteIndicators => limits(30, 1_500),
             _ => None,

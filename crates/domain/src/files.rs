@@ -1,10 +1,12 @@
-//! Files devices upload for their actions (investigation packages), kept in
-//! the store in chunks so that every node serves them and neither an upload
-//! nor a download holds a whole file; and the short-lived links that let a
+//! Files devices upload for their actions (investigation packages,
+//! live-response results) and the live-response library's, kept in the
+//! store in chunks so that every node serves them and neither an upload nor
+//! a download holds a whole file; and the short-lived links that let a
 //! client download one without a bearer token.
 
 use crate::caller::{Caller, Visibility};
 use crate::devices::Device;
+use crate::ids::hex;
 use crate::service::Palisade;
 use palisade_contract::{ActionStatus, ActionType, ErrorCode, MdeError, Timestamp};
 use rand::RngCore;
@@ -16,6 +18,10 @@ use sha2::{Digest, Sha256};
 )]
 pub enum FileKind {
     InvestigationPackage,
+    /// What a live-response command left: a script's transcript, a file.
+    LiveResponseResult,
+    /// A file of the live-response library.
+    LibraryFile,
 }
 
 /// A file as stored: complete once `completed_at` is set.
@@ -23,8 +29,11 @@ pub enum FileKind {
 pub struct StoredFile {
     pub tenant_id: String,
     pub id: String,
+    /// What the file belongs to: its action, or a library file's name.
     pub action_id: String,
     pub kind: FileKind,
+    /// Its part of that: a live-response result's command index, else 0.
+    pub part: i64,
     pub size: i64,
     pub sha256: Option<String>,
     pub created_at: Timestamp,
@@ -37,6 +46,8 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_PACKAGE_BYTES: u64 = 512 * 1024 * 1024;
 /// How long a package link downloads.
 pub const PACKAGE_LINK_SECONDS: i64 = 15 * 60;
+/// How long a live-response result link downloads (MDE's 30 minutes).
+pub const RESULT_LINK_SECONDS: i64 = 30 * 60;
 /// How long files are kept after their upload began.
 pub const FILE_RETENTION_DAYS: u32 = 7;
 
@@ -61,14 +72,15 @@ pub fn too_large(max_bytes: u64) -> MdeError {
 }
 
 impl Palisade {
-    /// Starts the upload of `kind` for the device's action `action_id`,
-    /// which must be the device's own, of the type that makes such a file,
-    /// and InProgress; `declared_bytes` is the length the upload says it has.
+    /// Starts the upload of `kind` (`part` of it) for the device's action
+    /// `action_id`, which must be the device's own, of the type that makes
+    /// such a file, and InProgress; `declared_bytes` is the length the
+    /// upload says it has.
     pub async fn begin_upload(
         &self,
         device: &Device,
         action_id: &str,
-        kind: FileKind,
+        (kind, part): (FileKind, i64),
         max_bytes: u64,
         declared_bytes: Option<u64>,
     ) -> Result<Upload, MdeError> {
@@ -79,14 +91,21 @@ impl Palisade {
             .await?
             .filter(|a| a.machine_id == device.machine_id)
             .ok_or_else(|| MdeError::action_not_found(action_id))?;
-        let wanted = match kind {
-            FileKind::InvestigationPackage => ActionType::CollectInvestigationPackage,
+        let takes = match kind {
+            FileKind::InvestigationPackage => {
+                action.action_type == ActionType::CollectInvestigationPackage && part == 0
+            }
+            FileKind::LiveResponseResult => {
+                action.action_type == ActionType::LiveResponse
+                    && crate::rules::live_response::has_result(&action, part)
+            }
+            FileKind::LibraryFile => false,
         };
-        if action.action_type != wanted || action.status != ActionStatus::InProgress {
+        if !takes || action.status != ActionStatus::InProgress {
             return Err(MdeError::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "Action {action_id} is a {} that is {}: only an InProgress {wanted} takes a {kind}.",
+                    "Action {action_id} is a {} that is {}: it takes no {kind} {part}.",
                     action.action_type, action.status
                 ),
             ));
@@ -95,22 +114,24 @@ impl Palisade {
         if declared_bytes.is_some_and(|size| size > max_bytes) {
             return Err(too_large(max_bytes));
         }
-        self.new_upload(&device.tenant_id, &action.id, kind, max_bytes)
+        self.new_upload(&device.tenant_id, &action.id, (kind, part), max_bytes)
             .await
     }
 
-    async fn new_upload(
+    /// A new upload of `kind` (`part` of it) for `owner`, what it belongs to.
+    pub(crate) async fn new_upload(
         &self,
         tenant_id: &str,
-        action_id: &str,
-        kind: FileKind,
+        owner: &str,
+        (kind, part): (FileKind, i64),
         max_bytes: u64,
     ) -> Result<Upload, MdeError> {
         let file = StoredFile {
             tenant_id: tenant_id.to_string(),
             id: uuid::Uuid::new_v4().to_string(),
-            action_id: action_id.to_string(),
+            action_id: owner.to_string(),
             kind,
+            part,
             size: 0,
             sha256: None,
             // The server's time, not the tenant's: retention is the
@@ -165,7 +186,14 @@ impl Palisade {
 
     /// Writes the last chunk and marks the file complete: from now on its
     /// action's file.
-    pub async fn finish_upload(&self, mut upload: Upload) -> Result<StoredFile, MdeError> {
+    pub async fn finish_upload(&self, upload: Upload) -> Result<StoredFile, MdeError> {
+        let file = self.last_chunk(upload).await?;
+        self.store().complete_file(&file).await?;
+        Ok(file)
+    }
+
+    /// Writes the upload's last chunk: the file as it is once complete.
+    pub(crate) async fn last_chunk(&self, mut upload: Upload) -> Result<StoredFile, MdeError> {
         if !upload.buffer.is_empty() || upload.next_seq == 0 {
             self.write_chunk(&mut upload).await?;
         }
@@ -173,7 +201,6 @@ impl Palisade {
         file.sha256 = Some(hex(&upload.digest.finalize_reset()));
         file.size = i64::try_from(upload.size).unwrap_or(i64::MAX);
         file.completed_at = Some(self.now());
-        self.store().complete_file(&file).await?;
         Ok(file)
     }
 
@@ -183,12 +210,12 @@ impl Palisade {
         Ok(self.store().delete_file(&file.tenant_id, &file.id).await?)
     }
 
-    /// Whether the action has its complete file of `kind`.
+    /// Whether the action has its complete file of `kind` (`part` of it).
     pub async fn has_file(
         &self,
         tenant_id: &str,
         action_id: &str,
-        kind: FileKind,
+        kind: (FileKind, i64),
     ) -> Result<bool, MdeError> {
         Ok(self
             .store()
@@ -207,7 +234,7 @@ impl Palisade {
     ) -> Result<(String, Timestamp), MdeError> {
         let action = self.get_action(caller, action_id).await?;
         let tenant_id = &caller.tenant.id;
-        let kind = FileKind::InvestigationPackage;
+        let kind = (FileKind::InvestigationPackage, 0);
         // As MDE: a package only once its collection has succeeded.
         let collected = action.action_type == ActionType::CollectInvestigationPackage
             && action.status == ActionStatus::Succeeded;
@@ -226,11 +253,10 @@ impl Palisade {
             action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
         if file.is_none() && collected && recent {
             let package = palisade_device::simulated_package(&action.machine_id);
-            let mut upload = self
-                .new_upload(tenant_id, &action.id, kind, package.len() as u64)
-                .await?;
-            self.upload_bytes(&mut upload, &package).await?;
-            file = Some(self.finish_upload(upload).await?);
+            file = Some(
+                self.store_file(tenant_id, &action.id, kind, &package)
+                    .await?,
+            );
         }
         let file = file.ok_or_else(|| {
             MdeError::new(
@@ -238,14 +264,39 @@ impl Palisade {
                 format!("The investigation package of action {action_id} was not found."),
             )
         })?;
+        self.link_to(&file, PACKAGE_LINK_SECONDS).await
+    }
+
+    /// A new link that downloads `file` for `seconds`: its token and when
+    /// it expires (on the tenant's clock).
+    pub(crate) async fn link_to(
+        &self,
+        file: &StoredFile,
+        seconds: i64,
+    ) -> Result<(String, Timestamp), MdeError> {
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let token = hex(&secret);
-        let expires_at = self.now_in(tenant_id).plus_seconds(PACKAGE_LINK_SECONDS);
+        let expires_at = self.now_in(&file.tenant_id).plus_seconds(seconds);
         self.store()
-            .create_file_link(&token_hash(&token), tenant_id, &file.id, expires_at)
+            .create_file_link(&token_hash(&token), &file.tenant_id, &file.id, expires_at)
             .await?;
         Ok((token, expires_at))
+    }
+
+    /// A whole file made here (a simulated result), stored for `owner`.
+    pub(crate) async fn store_file(
+        &self,
+        tenant_id: &str,
+        owner: &str,
+        kind: (FileKind, i64),
+        bytes: &[u8],
+    ) -> Result<StoredFile, MdeError> {
+        let mut upload = self
+            .new_upload(tenant_id, owner, kind, bytes.len() as u64)
+            .await?;
+        self.upload_bytes(&mut upload, bytes).await?;
+        self.finish_upload(upload).await
     }
 
     /// The file a download link reads, while the link holds.
@@ -266,10 +317,6 @@ impl Palisade {
             .forget_files(now.minus_days(FILE_RETENTION_DAYS), now)
             .await?)
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Links are stored by the SHA-256 of their token: the store never holds one

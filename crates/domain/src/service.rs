@@ -19,7 +19,7 @@ use palisade_contract::control::{NewOutcomeRule, OutcomeRule};
 use palisade_contract::machine::MACHINE_QUERYABLE;
 use palisade_contract::odata::{CompareOp, Filter, Literal, ODataQuery};
 use palisade_contract::requests::{
-    ActionRequest, BulkTagRequest, FindByIpRequest, TagRequest, UpdateMachineRequest,
+    ActionKind, ActionRequest, BulkTagRequest, FindByIpRequest, TagRequest, UpdateMachineRequest,
 };
 use palisade_contract::{
     DeviceValue, ErrorCode, Machine, MachineAction, MdeError, SerializedMachine, Timestamp,
@@ -488,6 +488,9 @@ impl Palisade {
         machine_id: &str,
         request: ActionRequest,
     ) -> Result<MachineAction, MdeError> {
+        if let ActionKind::LiveResponse(commands) = &request.kind {
+            self.check_library_has(caller, commands).await?;
+        }
         let requestor = caller.requestor().to_string();
         let now = self.clock.now_in(&caller.tenant.id);
         let changed = self

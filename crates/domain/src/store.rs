@@ -16,6 +16,7 @@ use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::files::{FileKind, StoredFile};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use crate::live_response::LibraryEntry;
 use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
 use crate::rules::device_groups::GroupRules;
@@ -214,16 +215,16 @@ pub trait Store: Send + Sync + 'static {
         data: Vec<u8>,
     ) -> Result<(), StoreError>;
     /// Marks `file` complete (its size, digest and `completed_at` as
-    /// given), in place of any other file of its action and kind.
+    /// given), in place of any other file of its action, kind and part.
     async fn complete_file(&self, file: &StoredFile) -> Result<(), StoreError>;
     /// Deletes a file and its chunks (an upload given up).
     async fn delete_file(&self, tenant_id: &str, file_id: &str) -> Result<(), StoreError>;
-    /// The action's newest complete file of `kind`.
+    /// The action's newest complete file of `kind` (and part).
     async fn action_file(
         &self,
         tenant_id: &str,
         action_id: &str,
-        kind: FileKind,
+        kind: (FileKind, i64),
     ) -> Result<Option<StoredFile>, StoreError>;
     /// The file's chunk `seq`, if it has one.
     async fn file_chunk(
@@ -246,8 +247,32 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(StoredFile, Timestamp)>, StoreError>;
     /// Deletes, in all tenants, the files created before `before` (their
     /// chunks and links with them) and the links expired at `now`; returns
-    /// how many files.
+    /// how many files. Library files stay while the library holds them.
     async fn forget_files(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// The tenant's live-response library, by name.
+    async fn library_files(&self, tenant_id: &str) -> Result<Vec<LibraryEntry>, StoreError>;
+    async fn library_file(
+        &self,
+        tenant_id: &str,
+        file_name: &str,
+    ) -> Result<Option<LibraryEntry>, StoreError>;
+    /// Completes `file` (uploaded for the library under the entry's name)
+    /// and makes it the entry's, in place of a file of that name if
+    /// `replace`; false (and nothing changed) if the name is taken and not
+    /// `replace`.
+    async fn put_library_file(
+        &self,
+        entry: &LibraryEntry,
+        file: &StoredFile,
+        replace: bool,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the entry and its file; false if there was none.
+    async fn delete_library_file(
+        &self,
+        tenant_id: &str,
+        file_name: &str,
+    ) -> Result<bool, StoreError>;
 
     async fn machines(
         &self,

@@ -10,7 +10,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{post, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
@@ -32,6 +32,14 @@ pub fn routes() -> Router<AppState> {
         .route("/device/v1/actions/{id}/start", post(start_action))
         .route("/device/v1/actions/{id}/result", post(finish_action))
         .route("/device/v1/actions/{id}/package", put(upload_package))
+        .route(
+            "/device/v1/actions/{id}/commands/{index}/result",
+            put(upload_command_result),
+        )
+        .route(
+            "/device/v1/actions/{id}/library/{name}",
+            get(download_session_file),
+        )
 }
 
 /// The bearer secret of the request: an onboarding token or a device credential.
@@ -148,10 +156,35 @@ async fn upload_package(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Response {
+    let kind = (FileKind::InvestigationPackage, 0);
+    upload(&app, &device, &id, kind, &headers, body).await
+}
+
+/// What command `index` of an InProgress live-response session left (a
+/// script's transcript, a file), streamed in as the package is.
+async fn upload_command_result(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Path((id, index)): Path<(String, u32)>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let kind = (FileKind::LiveResponseResult, i64::from(index));
+    upload(&app, &device, &id, kind, &headers, body).await
+}
+
+async fn upload(
+    app: &AppState,
+    device: &Device,
+    action_id: &str,
+    kind: (FileKind, i64),
+    headers: &axum::http::HeaderMap,
+    body: Body,
+) -> Response {
     let mut body = body;
-    match take_package(&app, &device, &id, &headers, &mut body).await {
+    match take_upload(app, device, action_id, kind, headers, &mut body).await {
         Ok(file) => {
-            tracing::info!(machine = %device.machine_id, action = %id, bytes = file.size, "investigation package uploaded");
+            tracing::info!(machine = %device.machine_id, action = %action_id, kind = %file.kind, part = file.part, bytes = file.size, "file uploaded");
             let answer =
                 serde_json::json!({"id": file.id, "size": file.size, "sha256": file.sha256});
             (StatusCode::CREATED, Json(answer)).into_response()
@@ -171,13 +204,26 @@ async fn upload_package(
     }
 }
 
+/// A library file the device's InProgress session puts or runs, streamed.
+async fn download_session_file(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
+    match app.palisade.session_library_file(&device, &id, &name).await {
+        Ok(file) => crate::downloads::stream_file(app, file, "application/octet-stream", &name),
+        Err(error) => ApiError(error).into_response(),
+    }
+}
+
 /// How much of a refused upload is read before the refusal is answered.
 const REFUSED_BODY_DRAINED: usize = 64 * 1024 * 1024;
 
-async fn take_package(
+async fn take_upload(
     app: &AppState,
     device: &Device,
     action_id: &str,
+    kind: (FileKind, i64),
     headers: &axum::http::HeaderMap,
     body: &mut Body,
 ) -> Result<palisade_domain::files::StoredFile, MdeError> {
@@ -186,13 +232,7 @@ async fn take_package(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let mut upload = app
         .palisade
-        .begin_upload(
-            device,
-            action_id,
-            FileKind::InvestigationPackage,
-            app.max_package_bytes,
-            declared,
-        )
+        .begin_upload(device, action_id, kind, app.max_package_bytes, declared)
         .await?;
     match stream_into(app, &mut upload, body).await {
         Ok(()) => app.palisade.finish_upload(upload).await,

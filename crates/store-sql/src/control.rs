@@ -186,12 +186,13 @@ pub fn delete_rules(dialect: Dialect, table: &str, tenant_id: &str, id: Option<&
 /// Every row of the tenant's state (`control-plane.md`: reset): its
 /// machines with their tags, history, devices and actions, device groups,
 /// audit (PostgreSQL's count of it too, so that ids start again at 1 as
-/// SQLite's do), outcome and fault rules, alerts, indicators, uploaded files; with `control`, its clock and
+/// SQLite's do), outcome and fault rules, alerts, indicators, the live-response library, uploaded files; with `control`, its clock and
 /// recorder. Children first. The tenant, its apps, users, keys and
 /// onboarding tokens stay.
 pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str, control: bool) -> Vec<Sql> {
     const STATE: &[&str] = &[
-        // Uploaded files (their chunks and links go with them).
+        // The library, then uploaded files (their chunks and links go with them).
+        "library_files",
         "files",
         "alerts",
         "indicators",

@@ -17,6 +17,7 @@ use palisade_domain::control::{
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::files::StoredFile;
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::live_response::LibraryEntry;
 use palisade_domain::store::{DeviceGroup, StoreError};
 use palisade_domain::TenantClock;
 use std::str::FromStr;
@@ -1000,10 +1001,27 @@ stored_entity! {
         id: Plain = "id";
         action_id: Plain = "action_id";
         kind: Wire = "kind";
+        part: Plain = "part";
         size: Plain = "size";
         sha256: Plain = "sha256";
         created_at: Ticks = "created_at";
         completed_at: Ticks = "completed_at";
+    }
+}
+
+stored_entity! {
+    /// `library_files`: the live-response library (each file's bytes are a `files` row's).
+    pub mod library_fields for LibraryEntry, alias "library_files" {
+        tenant_id: Plain = "tenant_id";
+        file_name: Plain = "file_name";
+        file_id: Plain = "file_id";
+        sha256: Plain = "sha256";
+        description: Plain = "description";
+        parameters_description: Plain = "parameters_description";
+        has_parameters: Plain = "has_parameters";
+        created_by: Plain = "created_by";
+        creation_time: Ticks = "creation_time";
+        last_updated_time: Ticks = "last_updated_time";
     }
 }
 

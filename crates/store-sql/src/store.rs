@@ -8,9 +8,9 @@ use crate::database::{Database, Reading};
 use crate::fields::{
     alert_fields, app_fields, app_upsert, audit_fields, clock_fields, device_fields,
     fault_rule_fields, fault_rule_insert, file_fields, group_fields, indicator_fields, key_fields,
-    key_insert, operator_fields, operator_upsert, outcome_rule_fields, outcome_rule_insert,
-    recorded_call_fields, recorded_call_insert, required, tenant_fields, token_fields,
-    token_upsert, user_fields, user_upsert, StoredRow,
+    key_insert, library_fields, operator_fields, operator_upsert, outcome_rule_fields,
+    outcome_rule_insert, recorded_call_fields, recorded_call_insert, required, tenant_fields,
+    token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::files;
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
@@ -32,6 +32,7 @@ use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::files::{FileKind, StoredFile};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::live_response::LibraryEntry;
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{RateKey, RateLimits, Throttled};
 use palisade_domain::seed::TenantState;
@@ -284,7 +285,7 @@ impl<D: Database> Store for SqlStore<D> {
         &self,
         tenant_id: &str,
         action_id: &str,
-        kind: FileKind,
+        kind: (FileKind, i64),
     ) -> Result<Option<StoredFile>, StoreError> {
         let sql = files::action_file(D::DIALECT, tenant_id, action_id, kind);
         self.row(sql, |row| file_fields::from_row(row, 0)).await
@@ -331,6 +332,43 @@ impl<D: Database> Store for SqlStore<D> {
             .execute(files::forget_files(D::DIALECT, before, now))
             .await?;
         Ok(changed.first().copied().unwrap_or(0))
+    }
+
+    async fn library_files(&self, tenant_id: &str) -> Result<Vec<LibraryEntry>, StoreError> {
+        let sql = files::library_files(D::DIALECT, tenant_id, None);
+        self.rows(Reading::Few, sql, |row| library_fields::from_row(row, 0))
+            .await
+    }
+
+    async fn library_file(
+        &self,
+        tenant_id: &str,
+        file_name: &str,
+    ) -> Result<Option<LibraryEntry>, StoreError> {
+        let sql = files::library_files(D::DIALECT, tenant_id, Some(file_name));
+        self.row(sql, |row| library_fields::from_row(row, 0)).await
+    }
+
+    async fn put_library_file(
+        &self,
+        entry: &LibraryEntry,
+        file: &StoredFile,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let statements = files::put_library_file(D::DIALECT, entry, file, replace);
+        let changed = self.db.execute(statements).await?;
+        // The file was completed only if the entry is its.
+        Ok(changed.get(1).copied().unwrap_or(0) == 1)
+    }
+
+    async fn delete_library_file(
+        &self,
+        tenant_id: &str,
+        file_name: &str,
+    ) -> Result<bool, StoreError> {
+        let statements = files::delete_library_file(D::DIALECT, tenant_id, file_name);
+        let changed = self.db.execute(statements).await?;
+        Ok(changed.first().copied().unwrap_or(0) > 0)
     }
 
     async fn machines(

@@ -361,9 +361,7 @@ impl DevicePlane {
         action_id: &str,
         result: ActionResult,
     ) -> Result<MachineAction, MdeError> {
-        if result.status == palisade_contract::ActionStatus::Succeeded {
-            self.check_file_uploaded(device, action_id).await?;
-        }
+        self.check_file_uploaded(device, action_id, &result).await?;
         let now = self.palisade.now_in(&device.tenant_id);
         let decide = Box::new(move |action: &MachineAction, machine: &_, device: &_| {
             rules::device_actions::finish(action, machine, device, &result, now)
@@ -375,17 +373,54 @@ impl DevicePlane {
             .await?)
     }
 
-    /// A collection succeeds only once the server holds its package.
-    async fn check_file_uploaded(&self, device: &Device, action_id: &str) -> Result<(), MdeError> {
+    /// A collection succeeds only once the server holds its package; a
+    /// live-response command is Completed only once it holds its result.
+    async fn check_file_uploaded(
+        &self,
+        device: &Device,
+        action_id: &str,
+        result: &ActionResult,
+    ) -> Result<(), MdeError> {
         let visibility = Visibility::whole_tenant(&device.tenant_id);
         let action = self.palisade.store().action(&visibility, action_id).await?;
         let Some(action) = action.filter(|a| a.machine_id == device.machine_id) else {
             return Ok(());
         };
-        if action.action_type == palisade_contract::ActionType::CollectInvestigationPackage
+        if action.action_type == palisade_contract::ActionType::LiveResponse {
+            for outcome in &result.commands {
+                let index = i64::from(outcome.index);
+                let completed = outcome.command_status
+                    == palisade_contract::live_response::CommandStatus::Completed;
+                if completed
+                    && rules::live_response::has_result(&action, index)
+                    && !self
+                        .palisade
+                        .has_file(
+                            &device.tenant_id,
+                            action_id,
+                            (FileKind::LiveResponseResult, index),
+                        )
+                        .await?
+                {
+                    return Err(MdeError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "Command {index} of action {action_id} cannot be Completed before its result is uploaded ({}).",
+                            palisade_device::command_result_path(action_id, outcome.index)
+                        ),
+                    ));
+                }
+            }
+        }
+        if result.status == palisade_contract::ActionStatus::Succeeded
+            && action.action_type == palisade_contract::ActionType::CollectInvestigationPackage
             && !self
                 .palisade
-                .has_file(&device.tenant_id, action_id, FileKind::InvestigationPackage)
+                .has_file(
+                    &device.tenant_id,
+                    action_id,
+                    (FileKind::InvestigationPackage, 0),
+                )
                 .await?
         {
             return Err(MdeError::new(

@@ -1,6 +1,7 @@
 //! Machine actions: when one may be created, what it looks like, how it ends.
 
 use crate::ids::new_action_id;
+use palisade_contract::live_response::{ActionCommand, Command, CommandStatus};
 use palisade_contract::requests::{ActionKind, ActionRequest, IsolationType};
 use palisade_contract::{
     ActionStatus, ActionType, ErrorCode, Machine, MachineAction, MdeError, OnboardingStatus,
@@ -21,6 +22,7 @@ pub fn action_type(kind: &ActionKind) -> ActionType {
         ActionKind::RunAntiVirusScan(_) => ActionType::RunAntiVirusScan,
         ActionKind::CollectInvestigationPackage => ActionType::CollectInvestigationPackage,
         ActionKind::StopAndQuarantineFile { .. } => ActionType::StopAndQuarantineFile,
+        ActionKind::LiveResponse(_) => ActionType::LiveResponse,
     }
 }
 
@@ -71,7 +73,7 @@ pub fn create(
         action_type,
         title: request.labels.title.clone(),
         requestor: requestor.to_string(),
-        requestor_comment: Some(request.comment.clone()),
+        requestor_comment: request.comment.clone(),
         status: ActionStatus::Pending,
         machine_id: machine.id.clone(),
         computer_dns_name: Some(machine.computer_dns_name.clone()),
@@ -85,9 +87,27 @@ pub fn create(
         external_id: request.labels.external_id.clone(),
         request_source: REQUEST_SOURCE.into(),
         related_file_info,
-        commands: vec![],
+        commands: match &request.kind {
+            ActionKind::LiveResponse(commands) => created_commands(commands),
+            _ => vec![],
+        },
         troubleshoot_info: None,
     })
+}
+
+/// A new session's `commands`: each Created, none started.
+fn created_commands(commands: &[Command]) -> Vec<ActionCommand> {
+    (0..)
+        .zip(commands)
+        .map(|(index, command)| ActionCommand {
+            index,
+            start_time: None,
+            end_time: None,
+            command_status: CommandStatus::Created,
+            errors: vec![],
+            command: command.clone(),
+        })
+        .collect()
 }
 
 /// Cancels an action that has not reached a final state; the action itself changes.

@@ -33,7 +33,8 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         | UnrestrictCodeExecution
         | RunAntivirusScan
         | CollectInvestigationPackage
-        | StopAndQuarantineFile => Subject::Machines(vec![target]),
+        | StopAndQuarantineFile
+        | RunLiveResponse => Subject::Machines(vec![target]),
         // The bulk request's ids, as the gate records them.
         TagMachines => Subject::Machines(target.split(',').filter(|k| !k.is_empty()).collect()),
         CancelAction => Subject::Action(target),
@@ -45,10 +46,25 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         SubmitIndicator | ImportIndicators | DeleteIndicator | BatchDeleteIndicators => {
             Subject::Nothing
         }
+        // The library serves every machine of the tenant.
+        UploadLibraryFile | DeleteLibraryFile => Subject::Nothing,
         // Reads are not audited.
-        ListMachines | GetMachine | FindByTag | FindMachinesByIp | ListActions
-        | ListMachineActions | GetAction | GetPackageUri | ListAlerts | GetAlert
-        | GetAlertMachine | ListMachineAlerts | ListIndicators | ListAuditLog => Subject::Nothing,
+        ListMachines
+        | GetMachine
+        | FindByTag
+        | FindMachinesByIp
+        | ListActions
+        | ListMachineActions
+        | GetAction
+        | GetPackageUri
+        | ListAlerts
+        | GetAlert
+        | GetAlertMachine
+        | ListMachineAlerts
+        | ListIndicators
+        | ListAuditLog
+        | GetLiveResponseResultDownloadLink
+        | ListLibraryFiles => Subject::Nothing,
     }
 }
 

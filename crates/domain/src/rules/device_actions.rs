@@ -86,6 +86,12 @@ pub fn finish(
         _ => return Err(already(action)),
     }
     let succeeded = result.status == ActionStatus::Succeeded;
+    let commands = match action.action_type {
+        ActionType::LiveResponse => {
+            super::live_response::reported(action, &result.commands, result.status)?
+        }
+        _ => action.commands.clone(),
+    };
     let detail = result
         .detail
         .as_ref()
@@ -99,6 +105,7 @@ pub fn finish(
             (false, _) => E_FAIL,
         },
         troubleshoot_info: detail,
+        commands,
         ..action.clone()
     };
     let mut change = DeviceActionChange {

@@ -10,6 +10,7 @@ pub mod enrollment;
 pub mod faults;
 pub mod indicators;
 pub mod ip_history;
+pub mod live_response;
 pub mod outcomes;
 pub mod platform;
 pub mod recorder;

@@ -160,6 +160,7 @@ fn action_at_step(action: &MachineAction, step: &OutcomeStep, at: Timestamp) -> 
     if let Some(info) = &step.troubleshoot_info {
         next.troubleshoot_info = Some(serde_json::Value::String(info.clone()));
     }
+    next.commands = super::live_response::ended(&next.commands, step.status, at);
     next
 }
 

@@ -83,6 +83,17 @@ fn supported(kind: &ActionKind) -> Vec<(OsPlatform, Minimum)> {
             (Linux, Any),
         ],
         ActionKind::StopAndQuarantineFile { .. } => vec![(Windows10, WIN10_1703), (Windows11, Any)],
+        // The live-response page: Windows 10 1709 on (with updates), 11,
+        // Server 2019 on, macOS and Linux.
+        ActionKind::LiveResponse(_) => vec![
+            (Windows10, WIN10_1709),
+            (Windows11, Any),
+            (WindowsServer2019, Any),
+            (WindowsServer2022, Any),
+            (WindowsServer2025, Any),
+            (MacOs, Any),
+            (Linux, Any),
+        ],
     };
     // Isolation (full and selective), its release, and collection work on every
     // Windows Server release.
@@ -113,6 +124,7 @@ fn declared(capabilities: &[Capability], kind: &ActionKind) -> bool {
         ActionKind::Offboard => has(Capability::Offboard),
         ActionKind::StopAndQuarantineFile { .. } => has(Capability::StopAndQuarantineFile),
         ActionKind::RunAntiVirusScan(_) => has(Capability::AntivirusScan),
+        ActionKind::LiveResponse(_) => has(Capability::LiveResponse),
         _ => false,
     }
 }

@@ -1,13 +1,15 @@
-//! `/api/machineactions`: list, get, cancel.
+//! `/api/machineactions`: list, get, cancel, and the links to what actions collected.
 
 use crate::app::AppState;
 use crate::http::error::ApiResult;
 use crate::http::extract::{JsonBody, OData, RequestBase};
 use crate::http::odata::{collection, Entity, Selection};
+use crate::http::paths::FunctionParameters;
 use axum::extract::{Path, State};
 use axum::response::Response;
+use axum::Extension;
 use palisade_contract::odata::ODataQuery;
-use palisade_contract::requests::{CancelBody, ValidateBody};
+use palisade_contract::requests::{parse_result_index, CancelBody, ValidateBody};
 use palisade_contract::{ErrorBody, MachineAction};
 use palisade_domain::Caller;
 
@@ -129,8 +131,40 @@ pub async fn get_package_uri(
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let (token, _) = app.palisade.package_link(&caller, &id).await?;
-    Ok(axum::Json(serde_json::json!({
+    Ok(link(&base, crate::downloads::PACKAGE_DOWNLOAD_PATH, &token))
+}
+
+/// `{"@odata.context": ".../$metadata#Edm.String", "value": "<url>"}` for a download link.
+fn link(base: &RequestBase, path: &str, token: &str) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
         "@odata.context": format!("{}/api/$metadata#Edm.String", base.origin),
-        "value": format!("{}{}/{token}", base.origin, crate::downloads::PACKAGE_DOWNLOAD_PATH),
-    })))
+        "value": format!("{}{path}/{token}", base.origin),
+    }))
+}
+
+/// A link, valid 30 minutes, that downloads what command `index` of a
+/// live-response session left (a RunScript's transcript as JSON, a
+/// GetFile's file), without a bearer token; asked again, a new link.
+/// Called as an OData function: `GetLiveResponseResultDownloadLink(index=0)`.
+#[utoipa::path(get, path = "/api/machineactions/{id}/GetLiveResponseResultDownloadLink()", tag = "Machine actions",
+    params(("id" = String, Path, format = Uuid, description = "Action id (GUID)")),
+    responses(
+        (status = 200, description = "The link (`value`), valid 30 minutes", body = Object),
+        (status = 400, description = "Not a live-response action, no such command, or a command without a result", body = ErrorBody),
+        (status = 404, description = "No such action, or the command has not Completed", body = ErrorBody),
+    ))]
+pub async fn get_live_response_result_download_link(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+    parameters: Option<Extension<FunctionParameters>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let raw = parameters.as_ref().map_or("", |Extension(p)| p.0.as_str());
+    let index = parse_result_index(raw)?;
+    let (token, _) = app
+        .palisade
+        .live_response_result_link(&caller, &id, index)
+        .await?;
+    Ok(link(&base, crate::downloads::RESULT_DOWNLOAD_PATH, &token))
 }

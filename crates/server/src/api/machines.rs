@@ -11,7 +11,8 @@ use axum::response::Response;
 use axum::Extension;
 use palisade_contract::requests::{
     ActionKind, ActionRequest, BulkTagBody, CommentBody, DeviceValueBody, FindByIpRequest,
-    IsolateBody, ScanBody, StopAndQuarantineBody, TagBody, UpdateMachineBody, ValidateBody,
+    IsolateBody, LiveResponseBody, ScanBody, StopAndQuarantineBody, TagBody, UpdateMachineBody,
+    ValidateBody,
 };
 use palisade_contract::{ErrorBody, Machine, MachineAction, MdeError, SerializedMachine};
 use palisade_domain::Caller;
@@ -267,6 +268,12 @@ action_endpoint!(
     /// Collect an investigation package.
     collect_investigation_package, "/api/machines/{id}/collectInvestigationPackage", CommentBody,
     |body| body.into_request(ActionKind::CollectInvestigationPackage)
+);
+action_endpoint!(
+    /// Run a live-response session: PutFile, RunScript and GetFile commands
+    /// with library files, in that order; a failed command skips the rest.
+    /// One session at a time per machine (`ActiveRequestAlreadyExists`).
+    run_live_response, "/api/machines/{id}/runliveresponse", LiveResponseBody, |body| body.validate()
 );
 action_endpoint!(
     /// Stop a file's processes and quarantine it, by SHA-1.

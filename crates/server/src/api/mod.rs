@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod audit;
 pub mod document;
 pub mod indicators;
+pub mod library;
 pub mod machine_actions;
 pub mod machines;
 
@@ -32,6 +33,7 @@ use utoipa_axum::routes;
     tags(
         (name = "Machines", description = "Machines and their tags"),
         (name = "Machine actions", description = "Isolate, offboard, scan... and the actions they create"),
+        (name = "Live response", description = "The library of scripts and files live-response sessions use"),
         (name = "Alerts", description = "Alerts, their machines, and the changes of their life cycle"),
         (name = "Indicators", description = "Indicators of compromise: files, addresses, domains and URLs to block, warn on or allow"),
         (name = "Audit", description = "Who changed what, through the API or the CLI")
@@ -57,11 +59,20 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machines::run_antivirus_scan))
         .routes(routes!(machines::collect_investigation_package))
         .routes(routes!(machines::stop_and_quarantine_file))
+        .routes(routes!(machines::run_live_response))
         .routes(routes!(machine_actions::list_actions))
         .routes(routes!(machine_actions::list_machine_actions))
         .routes(routes!(machine_actions::get_action))
         .routes(routes!(machine_actions::cancel_action))
         .routes(routes!(machine_actions::get_package_uri))
+        .routes(routes!(
+            machine_actions::get_live_response_result_download_link
+        ))
+        .routes(routes!(
+            library::list_library_files,
+            library::upload_library_file
+        ))
+        .routes(routes!(library::delete_library_file))
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::get_alert, alerts::update_alert))
         .routes(routes!(alerts::batch_update_alerts))

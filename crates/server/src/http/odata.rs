@@ -35,6 +35,10 @@ impl EntitySet for palisade_contract::MachineAction {
     const SET: &'static str = "MachineActions";
 }
 
+impl EntitySet for palisade_contract::live_response::LibraryFile {
+    const SET: &'static str = "LibraryFiles";
+}
+
 impl EntitySet for palisade_contract::Alert {
     const SET: &'static str = "Alerts";
 }

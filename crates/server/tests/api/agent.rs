@@ -1454,3 +1454,164 @@ async fn the_agent_collects_an_investigation_package_the_link_downloads() {
     // tested with the clock, in packages.rs).
     assert_eq!(anonymous.get(&url).send().await.unwrap().status(), 200);
 }
+
+/// Uploads `bytes` to the demo tenant's live-response library as `name`
+/// (multipart/form-data, as MDE's clients send it).
+async fn upload_to_library(server: &ServerProcess, name: &str, bytes: &[u8]) {
+    let boundary = "palisade-e2e-boundary";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"OverrideIfExists\"\r\n\r\ntrue\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let reply = server
+        .client
+        .post(format!("{}/api/libraryfiles", server.origin))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = reply.status();
+    let text = reply.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["fileName"],
+        name
+    );
+}
+
+/// What the link to command `index`'s result downloads (without a token).
+async fn live_response_result(bed: &Testbed, action_id: &str, index: u32) -> Vec<u8> {
+    let path =
+        format!("/api/machineactions/{action_id}/GetLiveResponseResultDownloadLink(index={index})");
+    let link = bed.server.get(&path).await.unwrap();
+    assert_eq!(link.status, 200, "{}", link.text);
+    let url = link.json["value"].as_str().unwrap();
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(bed.tls.join("ca.pem")).unwrap())
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let download = anonymous.get(url).send().await.unwrap();
+    assert_eq!(download.status(), 200, "{url}");
+    download.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_runs_a_live_response_session_with_library_files() {
+    let Some((agent_binary, _one_network, bed)) = testbed().await else {
+        return;
+    };
+    let server = &bed.server;
+    // Outside the test's private directory: the script user (nobody) must
+    // reach its script, and write where the session collects from.
+    let root = tempfile::Builder::new()
+        .prefix("palisade-live-response-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = root.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let working = root.path().join("agent");
+    let agent = bed.start_agent(
+        &agent_binary,
+        true,
+        &["--live-response-dir", working.to_str().unwrap()],
+    );
+    let machine = bed.enrolled_machine(&agent).await;
+
+    upload_to_library(server, "notes.txt", b"put by the session\n").await;
+    let script = format!(
+        "#!/bin/sh\necho \"hello $1\"\nid -un\ncat notes.txt\nprintf 'evidence %s' \"$2\" > {}/evidence.txt\necho warned >&2\n",
+        out.display()
+    );
+    upload_to_library(server, "collect.sh", script.as_bytes()).await;
+    upload_to_library(server, "linger.sh", b"sleep 3\n").await;
+
+    // One session at a time: a second is refused while the first runs.
+    let lingering = post_action(
+        server,
+        &format!("/api/machines/{machine}/runliveresponse"),
+        json!({"Commands": [{"type": "RunScript", "params": [{"key": "ScriptName", "value": "linger.sh"}]}]}),
+    )
+    .await;
+    let second = server
+        .client
+        .post(format!("{}/api/machines/{machine}/runliveresponse", server.origin))
+        .json(&json!({"Commands": [{"type": "GetFile", "params": [{"key": "Path", "value": "/etc/hostname"}]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 400);
+    let refusal: Value = second.json().await.unwrap();
+    assert_eq!(
+        refusal["error"]["code"], "ActiveRequestAlreadyExists",
+        "{refusal}"
+    );
+    let lingered = final_action(server, &lingering, || agent.log()).await;
+    assert_eq!(lingered["status"], "Succeeded", "{lingered}");
+
+    let id = post_action(
+        server,
+        &format!("/api/machines/{machine}/runliveresponse"),
+        json!({"Comment": "collect evidence", "Commands": [
+            {"type": "PutFile", "params": [{"key": "FileName", "value": "notes.txt"}]},
+            {"type": "RunScript", "params": [{"key": "ScriptName", "value": "collect.sh"},
+                                             {"key": "Args", "value": "'big world' 42"}]},
+            {"type": "GetFile", "params": [{"key": "Path", "value": format!("{}/evidence.txt", out.display())}]},
+        ]}),
+    )
+    .await;
+    let done = final_action(server, &id, || agent.log()).await;
+    assert_eq!(done["status"], "Succeeded", "{done}\n{}", agent.log());
+    for command in done["commands"].as_array().unwrap() {
+        assert_eq!(command["commandStatus"], "Completed", "{command}");
+        assert!(command["endTime"].is_string(), "{command}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(working.join("files/notes.txt")).unwrap(),
+        "put by the session\n"
+    );
+    let transcript: Value =
+        serde_json::from_slice(&live_response_result(&bed, &id, 1).await).unwrap();
+    assert_eq!(transcript["script_name"], "collect.sh");
+    assert_eq!(transcript["exit_code"], 0);
+    assert_eq!(
+        transcript["script_output"], "hello big world\nnobody\nput by the session\n",
+        "{transcript}"
+    );
+    assert_eq!(transcript["script_errors"], "warned\n");
+    assert_eq!(live_response_result(&bed, &id, 2).await, b"evidence 42");
+
+    // A failed command ends the session: what follows is not carried out.
+    let failed = post_action(
+        server,
+        &format!("/api/machines/{machine}/runliveresponse"),
+        json!({"Commands": [
+            {"type": "GetFile", "params": [{"key": "Path", "value": "/no/such/file"}]},
+            {"type": "GetFile", "params": [{"key": "Path", "value": "/etc/hostname"}]},
+        ]}),
+    )
+    .await;
+    let failed = final_action(server, &failed, || agent.log()).await;
+    assert_eq!(failed["status"], "Failed", "{failed}");
+    assert_eq!(failed["commands"][0]["commandStatus"], "Failed");
+    assert!(
+        failed["commands"][0]["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/file"),
+        "{failed}"
+    );
+    assert_eq!(failed["commands"][1]["commandStatus"], "Created");
+}
