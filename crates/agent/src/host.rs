@@ -29,13 +29,18 @@ pub fn hardware_id() -> String {
 
 /// `PRETTY_NAME` and `VERSION_ID` of /etc/os-release.
 pub fn os_release() -> (Option<String>, Option<String>) {
+    (
+        os_release_field("PRETTY_NAME"),
+        os_release_field("VERSION_ID"),
+    )
+}
+
+/// A field of /etc/os-release (`ID`: the distribution, e.g. `debian`).
+pub fn os_release_field(key: &str) -> Option<String> {
     let text = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(&format!("{key}=")))
-            .map(|v| v.trim_matches('"').to_string())
-    };
-    (field("PRETTY_NAME"), field("VERSION_ID"))
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_string())
 }
 
 pub fn architecture() -> &'static str {

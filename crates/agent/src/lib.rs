@@ -10,6 +10,7 @@ pub mod enforcement;
 pub mod firewall;
 pub mod hashes;
 pub mod host;
+pub mod inventory;
 pub mod live_response;
 pub mod package;
 pub mod processes;
@@ -36,6 +37,8 @@ use std::time::Duration;
 const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// Attempts to report an action's outcome before leaving it to the next check-in.
 const REPORT_ATTEMPTS: usize = 5;
+/// How often the inventory is looked at (and reported if it changed).
+const INVENTORY_EVERY: Duration = Duration::from_secs(60);
 /// How long antivirus scans may take before they are stopped (and Failed).
 const QUICK_SCAN_WITHIN: Duration = Duration::from_secs(30 * 60);
 const FULL_SCAN_WITHIN: Duration = Duration::from_secs(6 * 3600);
@@ -91,6 +94,9 @@ struct Agent {
     /// The tenant's indicators, as last received.
     indicators: SharedIndicators,
     quarantine: Quarantine,
+    /// The inventory the server last took, and when it was last looked at.
+    inventory_sent: Option<palisade_device::Inventory>,
+    inventory_checked: Option<std::time::Instant>,
 }
 
 /// Runs the agent until `stop` resolves or the device is offboarded.
@@ -124,6 +130,8 @@ pub async fn run(
         in_force: None,
         indicators: indicators.clone(),
         quarantine: quarantine.clone(),
+        inventory_sent: None,
+        inventory_checked: None,
     };
     if saved && agent.config.onboarding_token.is_some() {
         // Isolation first: the server may be slow or away at boot.
@@ -147,6 +155,7 @@ pub async fn run(
     tokio::pin!(stop);
     loop {
         agent.hold_enforcement().await;
+        agent.report_inventory().await;
         tokio::select! {
             _ = &mut stop => return Ok(Ended::Stopped),
             ended = agent.check_in() => {
@@ -350,6 +359,35 @@ impl Agent {
                 self.in_force = None;
                 tracing::error!(%error, "cannot put the firewall policy back in force");
             }
+        }
+    }
+
+    /// Reports the inventory if it changed since the server last took it
+    /// (looked at every [`INVENTORY_EVERY`]).
+    async fn report_inventory(&mut self) {
+        let due = self
+            .inventory_checked
+            .is_none_or(|at| at.elapsed() >= INVENTORY_EVERY);
+        if !due {
+            return;
+        }
+        self.inventory_checked = Some(std::time::Instant::now());
+        let Ok(inventory) = tokio::task::spawn_blocking(inventory::collect).await else {
+            return;
+        };
+        if self.inventory_sent.as_ref() == Some(&inventory) {
+            return;
+        }
+        match self.client.report_inventory(&inventory).await {
+            Ok(()) => {
+                tracing::info!(
+                    software = inventory.software.len(),
+                    users = inventory.logon_users.len(),
+                    "inventory reported"
+                );
+                self.inventory_sent = Some(inventory);
+            }
+            Err(error) => tracing::warn!(%error, "inventory not reported; trying again later"),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod alert;
 pub mod control;
 pub mod error;
 pub mod indicator;
+pub mod inventory;
 pub mod live_response;
 pub mod machine;
 pub mod odata;

@@ -44,6 +44,17 @@ wire_enum!(
         #[serde(rename = "Library.Manage")]
         #[strum(serialize = "Library.Manage")]
         LibraryManage,
+        /// Software inventory (vulnerability management), tenant-wide.
+        #[serde(rename = "Software.Read.All")]
+        #[strum(serialize = "Software.Read.All")]
+        SoftwareReadAll,
+        #[serde(rename = "Software.Read")]
+        #[strum(serialize = "Software.Read")]
+        SoftwareRead,
+        /// The users who logged on to machines.
+        #[serde(rename = "User.Read.All")]
+        #[strum(serialize = "User.Read.All")]
+        UserReadAll,
         #[serde(rename = "Alert.Read.All")]
         #[strum(serialize = "Alert.Read.All")]
         AlertReadAll,
@@ -78,6 +89,7 @@ impl Permission {
             Permission::AlertReadAll => Permission::AlertRead,
             Permission::AlertReadWriteAll => Permission::AlertReadWrite,
             Permission::TiReadWriteAll => Permission::TiReadWrite,
+            Permission::SoftwareReadAll => Permission::SoftwareRead,
             other => other,
         }
     }
@@ -88,6 +100,7 @@ impl Permission {
             self,
             Permission::MachineRead
                 | Permission::MachineReadWrite
+                | Permission::SoftwareRead
                 | Permission::AlertRead
                 | Permission::AlertReadWrite
         )

@@ -285,6 +285,24 @@ impl DeviceClient {
         self.post(&path, self.credential()?, report, wait).await
     }
 
+    /// Reports the device's inventory, whole.
+    pub async fn report_inventory(&self, inventory: &Inventory) -> Result<(), DeviceError> {
+        let request = self
+            .http
+            .put(format!("{}{INVENTORY_PATH}", self.server))
+            .bearer_auth(self.credential()?)
+            .json(inventory)
+            .timeout(CALL_TIMEOUT);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| DeviceError::Unavailable(format!("{e:#}")))?;
+        match response.status().is_success() {
+            true => Ok(()),
+            false => Err(refusal(response).await),
+        }
+    }
+
     pub async fn start(&self, action_id: &str) -> Result<MachineAction, DeviceError> {
         self.post(
             &action_start_path(action_id),

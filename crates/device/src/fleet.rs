@@ -130,6 +130,7 @@ impl Fleet {
             ));
             let device = SimulatedDevice {
                 client: client.with_credential(&enrollment.credential),
+                name: format!("{}-{n}", options.name_prefix),
                 machine_id: enrollment.machine_id,
                 address: address(n),
                 interval: options
@@ -212,6 +213,7 @@ async fn raise_alerts(devices: Vec<(DeviceClient, Target)>, per_hour: f64, stats
 
 struct SimulatedDevice {
     client: DeviceClient,
+    name: String,
     machine_id: String,
     address: String,
     interval: Duration,
@@ -236,6 +238,23 @@ impl SimulatedDevice {
             // Spread the fleet's periodic check-ins over the interval instead of all at once.
             let first = rand::rng().random_range(0..self.interval.as_millis().max(1) as u64);
             tokio::time::sleep(Duration::from_millis(first)).await;
+        }
+        // Its inventory once: a simulated device's never changes.
+        let inventory = crate::simulated_inventory(&self.name, Timestamp::now());
+        loop {
+            match self.client.report_inventory(&inventory).await {
+                Ok(()) => break,
+                Err(error @ DeviceError::Refused { .. }) => {
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(machine = %self.machine_id, "inventory refused: {error}");
+                    break;
+                }
+                Err(error) => {
+                    if let Next::Stop = self.on_error(error).await {
+                        return;
+                    }
+                }
+            }
         }
         loop {
             let report = CheckIn {
@@ -317,6 +336,24 @@ impl SimulatedDevice {
                 .upload_package(&action.id, package, size)
                 .await?;
         }
+        let mut commands = Vec::with_capacity(action.commands.len());
+        for command in &action.commands {
+            if command.command.command_type.has_result() {
+                let result = crate::simulated_command_result(&command.command, &self.machine_id);
+                let size = result.len() as u64;
+                self.client
+                    .upload_command_result(&action.id, command.index, result, size)
+                    .await?;
+            }
+            let at = Timestamp::now();
+            commands.push(crate::CommandOutcome {
+                index: command.index,
+                command_status: palisade_contract::live_response::CommandStatus::Completed,
+                errors: vec![],
+                start_time: at,
+                end_time: at,
+            });
+        }
         let latency = self
             .options
             .action_latency
@@ -328,7 +365,10 @@ impl SimulatedDevice {
         let result = if fails {
             ActionResult::failed(format!("simulated failure of {}", action.action_type))
         } else {
-            ActionResult::succeeded(format!("simulated {}", action.action_type))
+            ActionResult {
+                commands,
+                ..ActionResult::succeeded(format!("simulated {}", action.action_type))
+            }
         };
         self.client.finish(&action.id, &result).await?;
         if fails {

@@ -22,6 +22,59 @@ pub mod fleet;
 
 pub use protocol::*;
 
+use palisade_contract::live_response::{Command, CommandType, ScriptTranscript};
+
+/// What a simulated device's live-response command leaves (the fleet's,
+/// and the emulator's for machines without one): a transcript saying so,
+/// or a small text file in place of the one asked for.
+pub fn simulated_command_result(command: &Command, machine_id: &str) -> Vec<u8> {
+    match command.command_type {
+        CommandType::RunScript => {
+            let transcript = ScriptTranscript {
+                script_name: command.param("ScriptName").unwrap_or_default().into(),
+                exit_code: 0,
+                script_output: format!("simulated run on machine {machine_id}\n"),
+                script_errors: String::new(),
+            };
+            serde_json::to_vec(&transcript).expect("a transcript serialises")
+        }
+        _ => format!(
+            "simulated content of {} on machine {machine_id}\n",
+            command.param("Path").unwrap_or_default()
+        )
+        .into_bytes(),
+    }
+}
+
+/// A simulated device's inventory: a Linux server's usual packages, and
+/// its administrator's logon.
+pub fn simulated_inventory(hostname: &str, at: palisade_contract::Timestamp) -> Inventory {
+    let packages = [
+        ("openssh-server", "1:9.2p1-2+deb12u3"),
+        ("openssl", "3.0.15-1~deb12u1"),
+        ("bash", "5.2.15-2+b7"),
+        ("curl", "7.88.1-10+deb12u8"),
+        ("sudo", "1.9.13p3-1+deb12u1"),
+    ];
+    Inventory {
+        software: packages
+            .iter()
+            .map(|(name, version)| InstalledSoftware {
+                name: name.to_string(),
+                vendor: "debian".into(),
+                version: version.to_string(),
+            })
+            .collect(),
+        logon_users: vec![Logon {
+            account_name: "admin".into(),
+            account_domain: hostname.to_string(),
+            first_seen: at,
+            last_seen: at,
+            logon_types: "RemoteInteractive".into(),
+        }],
+    }
+}
+
 /// A small investigation package of a simulated device (the fleet's, and
 /// the emulator's for machines without one): MDE's folders, with plausible
 /// contents.

@@ -11,6 +11,45 @@ pub const ENROLL_PATH: &str = "/device/v1/enroll";
 pub const CHECK_IN_PATH: &str = "/device/v1/checkin";
 /// `POST` here raises an alert on the device's machine (a detection).
 pub const ALERTS_PATH: &str = "/device/v1/alerts";
+/// `PUT` here reports the device's inventory ([`Inventory`]), whole.
+pub const INVENTORY_PATH: &str = "/device/v1/inventory";
+
+/// At most this many packages in an inventory (it fits the server's 1 MiB bodies).
+pub const MAX_INVENTORY_SOFTWARE: usize = 8_000;
+/// At most this many users in an inventory.
+pub const MAX_INVENTORY_USERS: usize = 1_000;
+
+/// What is installed on a device and who logged on to it, as it stands:
+/// in place of what it reported before. Sent when it changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    pub software: Vec<InstalledSoftware>,
+    pub logon_users: Vec<Logon>,
+}
+
+/// One installed package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstalledSoftware {
+    pub name: String,
+    /// Who ships it: a Linux package's distribution (`debian`, `ubuntu`, `fedora`...).
+    pub vendor: String,
+    pub version: String,
+}
+
+/// A user who logged on, from the login records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Logon {
+    pub account_name: String,
+    /// The host name for a local account.
+    pub account_domain: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    /// `Interactive` (a local terminal) or `RemoteInteractive` (from another host).
+    pub logon_types: String,
+}
 
 /// `POST` here moves a Pending action to InProgress.
 pub fn action_start_path(action_id: &str) -> String {

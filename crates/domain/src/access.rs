@@ -92,6 +92,8 @@ pub enum Operation {
     GetAction,
     CancelAction,
     GetPackageUri,
+    ListMachineSoftware,
+    ListMachineLogonUsers,
     RunLiveResponse,
     GetLiveResponseResultDownloadLink,
     ListLibraryFiles,
@@ -194,6 +196,12 @@ impl Operation {
                 delegated: &[P::MachineCollectForensics],
                 roles: &[R::AlertsInvestigation],
             },
+            ListMachineSoftware => Requirement {
+                app: &[P::SoftwareReadAll],
+                delegated: &[P::SoftwareRead],
+                roles: VIEW,
+            },
+            ListMachineLogonUsers => same(&[P::UserReadAll], VIEW),
             RunLiveResponse => same(&[P::MachineLiveResponse], LIVE_RESPONSE),
             // The result page: Machine.Read.All or Machine.ReadWrite.All;
             // delegated, Machine.LiveResponse.
@@ -258,6 +266,8 @@ impl Operation {
                 | GetPackageUri
                 | GetLiveResponseResultDownloadLink
                 | ListLibraryFiles
+                | ListMachineSoftware
+                | ListMachineLogonUsers
                 | ListAlerts
                 | GetAlert
                 | GetAlertMachine

@@ -66,7 +66,7 @@ pub struct Upload {
 pub fn too_large(max_bytes: u64) -> MdeError {
     MdeError::new(
         ErrorCode::BadRequest,
-        format!("The file is larger than the {max_bytes} bytes a device may upload."),
+        format!("The file is larger than the {max_bytes} bytes taken here."),
     )
     .with_status(413)
 }

@@ -18,6 +18,7 @@ pub mod devices;
 pub mod files;
 pub mod identity;
 pub mod ids;
+pub mod inventory;
 pub mod live_response;
 pub mod query;
 pub mod rate_limit;

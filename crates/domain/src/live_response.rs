@@ -10,8 +10,7 @@ use crate::files::{FileKind, StoredFile, Upload, FILE_RETENTION_DAYS, RESULT_LIN
 use crate::rules::live_response as rules;
 use crate::service::Palisade;
 use palisade_contract::live_response::{
-    is_library_file_name, Command, CommandType, LibraryFile, ScriptTranscript,
-    MAX_LIBRARY_FILE_BYTES,
+    is_library_file_name, Command, LibraryFile, MAX_LIBRARY_FILE_BYTES,
 };
 use palisade_contract::{ActionStatus, ErrorCode, MdeError, Timestamp};
 
@@ -246,7 +245,8 @@ impl Palisade {
         let recent =
             action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
         if file.is_none() && recent {
-            let simulated = simulated_result(&command.command, &action.machine_id);
+            let simulated =
+                palisade_device::simulated_command_result(&command.command, &action.machine_id);
             file = Some(
                 self.store_file(tenant_id, &action.id, kind, &simulated)
                     .await?,
@@ -259,26 +259,5 @@ impl Palisade {
             )
         })?;
         self.link_to(&file, RESULT_LINK_SECONDS).await
-    }
-}
-
-/// What a command carried out by the emulator left: a transcript saying so,
-/// or a small text file in place of the one asked for.
-fn simulated_result(command: &Command, machine_id: &str) -> Vec<u8> {
-    match command.command_type {
-        CommandType::RunScript => {
-            let transcript = ScriptTranscript {
-                script_name: command.param("ScriptName").unwrap_or_default().into(),
-                exit_code: 0,
-                script_output: format!("simulated run on machine {machine_id}\n"),
-                script_errors: String::new(),
-            };
-            serde_json::to_vec(&transcript).expect("a transcript serialises")
-        }
-        _ => format!(
-            "simulated content of {} on machine {machine_id}\n",
-            command.param("Path").unwrap_or_default()
-        )
-        .into_bytes(),
     }
 }

@@ -489,6 +489,8 @@ impl Palisade {
         request: ActionRequest,
     ) -> Result<MachineAction, MdeError> {
         if let ActionKind::LiveResponse(commands) = &request.kind {
+            // An unknown machine is a 404 whatever the session names.
+            self.get_machine(caller, machine_id).await?;
             self.check_library_has(caller, commands).await?;
         }
         let requestor = caller.requestor().to_string();

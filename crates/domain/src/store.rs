@@ -16,6 +16,7 @@ use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::files::{FileKind, StoredFile};
 use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use crate::inventory::{StoredLogon, StoredSoftware};
 use crate::live_response::LibraryEntry;
 use crate::query::ListQuery;
 use crate::rate_limit::{RateKey, RateLimits, Throttled};
@@ -249,6 +250,28 @@ pub trait Store: Send + Sync + 'static {
     /// chunks and links with them) and the links expired at `now`; returns
     /// how many files. Library files stay while the library holds them.
     async fn forget_files(&self, before: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// Replaces the machine's inventory with these rows.
+    async fn replace_inventory(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+        software: &[StoredSoftware],
+        logons: &[StoredLogon],
+    ) -> Result<(), StoreError>;
+    /// The machine's software by id, each with how many of the tenant's
+    /// machines have it.
+    async fn machine_software(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<(StoredSoftware, i64)>, StoreError>;
+    /// The users who logged on to the machine, most recently seen first.
+    async fn machine_logons(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<StoredLogon>, StoreError>;
 
     /// The tenant's live-response library, by name.
     async fn library_files(&self, tenant_id: &str) -> Result<Vec<LibraryEntry>, StoreError>;

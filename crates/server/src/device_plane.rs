@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use http_body_util::BodyExt;
 use palisade_contract::{ErrorCode, MachineAction, MdeError};
 use palisade_device::{
-    ActionResult, CheckIn, CheckInReply, EnrollRequest, ALERTS_PATH, CHECK_IN_PATH, ENROLL_PATH,
-    MAX_WAIT_SECONDS,
+    ActionResult, CheckIn, CheckInReply, EnrollRequest, Inventory, ALERTS_PATH, CHECK_IN_PATH,
+    ENROLL_PATH, INVENTORY_PATH, MAX_WAIT_SECONDS,
 };
 use palisade_domain::devices::{Device, DeviceRefusal};
 use palisade_domain::files::FileKind;
@@ -29,6 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route(ENROLL_PATH, post(enroll))
         .route(CHECK_IN_PATH, post(check_in))
         .route(ALERTS_PATH, post(raise_alert))
+        .route(INVENTORY_PATH, put(report_inventory))
         .route("/device/v1/actions/{id}/start", post(start_action))
         .route("/device/v1/actions/{id}/result", post(finish_action))
         .route("/device/v1/actions/{id}/package", put(upload_package))
@@ -125,6 +126,17 @@ async fn raise_alert(
             too_many_requests(throttled, "alerts", "from this device")
         }
     }
+}
+
+/// The device's inventory, in place of what it reported before (204).
+async fn report_inventory(
+    State(app): State<AppState>,
+    CallingDevice(device): CallingDevice,
+    JsonBody(inventory): JsonBody<Inventory>,
+) -> ApiResult<StatusCode> {
+    let (software, users) = app.devices.report_inventory(&device, inventory).await?;
+    tracing::info!(machine = %device.machine_id, software, users, "inventory reported");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn start_action(

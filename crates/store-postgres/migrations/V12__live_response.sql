@@ -4,7 +4,7 @@
 -- A file's part of what it belongs to: the command index of a
 -- live-response result, 0 otherwise. `action_id` names what a file belongs
 -- to: its action, or for a library file its name.
-ALTER TABLE files ADD COLUMN part INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE files ADD COLUMN part BIGINT NOT NULL DEFAULT 0;
 DROP INDEX files_by_action;
 CREATE INDEX files_by_action ON files (tenant_id, action_id, kind, part);
 

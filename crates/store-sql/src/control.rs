@@ -186,7 +186,7 @@ pub fn delete_rules(dialect: Dialect, table: &str, tenant_id: &str, id: Option<&
 /// Every row of the tenant's state (`control-plane.md`: reset): its
 /// machines with their tags, history, devices and actions, device groups,
 /// audit (PostgreSQL's count of it too, so that ids start again at 1 as
-/// SQLite's do), outcome and fault rules, alerts, indicators, the live-response library, uploaded files; with `control`, its clock and
+/// SQLite's do), outcome and fault rules, alerts, indicators, inventories, the live-response library, uploaded files; with `control`, its clock and
 /// recorder. Children first. The tenant, its apps, users, keys and
 /// onboarding tokens stay.
 pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str, control: bool) -> Vec<Sql> {
@@ -200,6 +200,8 @@ pub fn clear_tenant_state(dialect: Dialect, tenant_id: &str, control: bool) -> V
         "action_scripts",
         "machine_actions",
         "machine_ip_history",
+        "machine_software",
+        "machine_logon_users",
         "machine_tags",
         "devices",
         "audit_machines",

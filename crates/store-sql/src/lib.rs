@@ -79,6 +79,7 @@ pub mod control;
 pub mod database;
 pub mod fields;
 pub mod files;
+pub mod inventory;
 pub mod machine_cache;
 pub mod store;
 

@@ -13,6 +13,7 @@ use crate::fields::{
     token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::files;
+use crate::inventory;
 use crate::machine_cache::{machine_probes, machine_rows, MachineCache, MACHINE_CACHE_BYTES};
 use crate::{
     action_lookup, any_deliverable_action, audit_entries, forget_ip_history, machine_lookup,
@@ -32,6 +33,7 @@ use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::files::{FileKind, StoredFile};
 use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::inventory::{StoredLogon, StoredSoftware};
 use palisade_domain::live_response::LibraryEntry;
 use palisade_domain::query::ListQuery;
 use palisade_domain::rate_limit::{RateKey, RateLimits, Throttled};
@@ -332,6 +334,38 @@ impl<D: Database> Store for SqlStore<D> {
             .execute(files::forget_files(D::DIALECT, before, now))
             .await?;
         Ok(changed.first().copied().unwrap_or(0))
+    }
+
+    async fn replace_inventory(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+        software: &[StoredSoftware],
+        logons: &[StoredLogon],
+    ) -> Result<(), StoreError> {
+        let statements =
+            inventory::replace_inventory(D::DIALECT, tenant_id, machine_id, software, logons);
+        self.db.execute(statements).await.map(drop)
+    }
+
+    async fn machine_software(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<(StoredSoftware, i64)>, StoreError> {
+        let sql = inventory::machine_software(D::DIALECT, tenant_id, machine_id);
+        self.rows(Reading::Many, sql, |row| inventory::software_row(row))
+            .await
+    }
+
+    async fn machine_logons(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Vec<StoredLogon>, StoreError> {
+        let sql = inventory::machine_logons(D::DIALECT, tenant_id, machine_id);
+        self.rows(Reading::Few, sql, |row| inventory::logon_row(row))
+            .await
     }
 
     async fn library_files(&self, tenant_id: &str) -> Result<Vec<LibraryEntry>, StoreError> {

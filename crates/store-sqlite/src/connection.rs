@@ -29,6 +29,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0013_alerts_and_indicators.sql")),
         M::up(include_str!("../migrations/0014_files.sql")),
         M::up(include_str!("../migrations/0015_live_response.sql")),
+        M::up(include_str!("../migrations/0016_inventory.sql")),
     ])
 });
 

@@ -28,7 +28,7 @@ pub const DELIVERY_HOLD_SECONDS: i64 = 60;
 
 #[derive(Clone)]
 pub struct DevicePlane {
-    palisade: Palisade,
+    pub(crate) palisade: Palisade,
     check_ins: Arc<CheckInBuffer>,
     check_in_interval_seconds: u64,
     /// Enrollments per onboarding token; `None`: not limited.

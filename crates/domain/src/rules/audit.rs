@@ -64,7 +64,9 @@ pub fn subject(operation: Operation, target: Option<&str>) -> Subject<'_> {
         | ListIndicators
         | ListAuditLog
         | GetLiveResponseResultDownloadLink
-        | ListLibraryFiles => Subject::Nothing,
+        | ListLibraryFiles
+        | ListMachineSoftware
+        | ListMachineLogonUsers => Subject::Nothing,
     }
 }
 

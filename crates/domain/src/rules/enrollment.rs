@@ -19,6 +19,9 @@ use super::device_report::{bounded, MAX_FIELD_CHARS};
 const MAX_NAME_CHARS: usize = 255;
 
 /// Checks a device's report before anything is stored.
+/// `managedBy` of a machine a device enrolled: it reports its own state (and inventory).
+pub const MANAGED_BY: &str = "Palisade";
+
 pub fn validate(request: &EnrollRequest) -> Result<(), MdeError> {
     bounded("hardwareId", &request.hardware_id, MAX_FIELD_CHARS, true)?;
     if let Some(credential) = &request.credential {
@@ -84,7 +87,7 @@ pub fn new_machine(request: &EnrollRequest, now: Timestamp) -> Machine {
         defender_av_status: None,
         onboarding_status: OnboardingStatus::Onboarded,
         os_architecture: request.os_architecture.clone(),
-        managed_by: Some("Palisade".into()),
+        managed_by: Some(MANAGED_BY.into()),
         managed_by_status: Some("Success".into()),
         ip_addresses: request.ip_addresses.clone(),
         vm_metadata: None,

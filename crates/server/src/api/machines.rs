@@ -9,6 +9,7 @@ use crate::http::paths::FunctionParameters;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Extension;
+use palisade_contract::inventory::{LogonUser, Software};
 use palisade_contract::requests::{
     ActionKind, ActionRequest, BulkTagBody, CommentBody, DeviceValueBody, FindByIpRequest,
     IsolateBody, LiveResponseBody, ScanBody, StopAndQuarantineBody, TagBody, UpdateMachineBody,
@@ -135,6 +136,39 @@ pub async fn find_machines_by_ip(
     let request = FindByIpRequest::parse(raw)?;
     let machines = app.palisade.find_machines_by_ip(&caller, &request).await?;
     list(&base, machines)
+}
+
+/// The software installed on a machine (its device's report; a machine
+/// without a device, what its seed implies).
+#[utoipa::path(get, path = "/api/machines/{id}/software", tag = "Machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses(
+        (status = 200, description = "A collection of Software (`value`)", body = [Software]),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list_machine_software(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    list(&base, app.palisade.machine_software(&caller, &id).await?)
+}
+
+/// The users who logged on to a machine, most recently seen first.
+#[utoipa::path(get, path = "/api/machines/{id}/logonusers", tag = "Machines",
+    params(("id" = String, Path, description = "Machine id")),
+    responses(
+        (status = 200, description = "A collection of users (`value`)", body = [LogonUser]),
+        (status = 404, body = ErrorBody),
+    ))]
+pub async fn list_machine_logon_users(
+    State(app): State<AppState>,
+    caller: Caller,
+    base: RequestBase,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    list(&base, app.palisade.machine_logon_users(&caller, &id).await?)
 }
 
 /// Add or remove a tag on a machine (PATCH is accepted too, as older docs said).

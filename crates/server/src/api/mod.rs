@@ -48,6 +48,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(machines::get_machine, machines::update_machine))
         .routes(routes!(machines::find_by_tag))
         .routes(routes!(machines::find_machines_by_ip))
+        .routes(routes!(machines::list_machine_software))
+        .routes(routes!(machines::list_machine_logon_users))
         .routes(routes!(machines::tag_machine))
         .routes(routes!(machines::tag_machines))
         .routes(routes!(machines::set_device_value))

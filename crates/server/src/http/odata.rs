@@ -39,6 +39,14 @@ impl EntitySet for palisade_contract::live_response::LibraryFile {
     const SET: &'static str = "LibraryFiles";
 }
 
+impl EntitySet for palisade_contract::inventory::Software {
+    const SET: &'static str = "Software";
+}
+
+impl EntitySet for palisade_contract::inventory::LogonUser {
+    const SET: &'static str = "Users";
+}
+
 impl EntitySet for palisade_contract::Alert {
     const SET: &'static str = "Alerts";
 }

@@ -1507,7 +1507,7 @@ async fn live_response_result(bed: &Testbed, action_id: &str, index: u32) -> Vec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_runs_a_live_response_session_with_library_files() {
+async fn the_agent_runs_a_live_response_session_and_reports_its_software() {
     let Some((agent_binary, _one_network, bed)) = testbed().await else {
         return;
     };
@@ -1614,4 +1614,32 @@ async fn the_agent_runs_a_live_response_session_with_library_files() {
         "{failed}"
     );
     assert_eq!(failed["commands"][1]["commandStatus"], "Created");
+
+    // The agent reported what is installed on this host: dpkg itself.
+    let distribution = std::fs::read_to_string("/etc/os-release")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ID=")
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap();
+    let dpkg = format!("{distribution}-_-dpkg");
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = server
+            .get(&format!("/api/machines/{machine}/software"))
+            .await
+            .unwrap()
+            .json;
+        let names = listed["value"].as_array().cloned().unwrap_or_default();
+        if names.iter().any(|s| s["id"] == dpkg.as_str()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "{dpkg} not in the machine's software: {listed}\n{}",
+        agent.log()
+    );
 }

@@ -41,10 +41,14 @@ mod harness;
 mod identity;
 #[path = "../api/indicators.rs"]
 mod indicators;
+#[path = "../api/inventory.rs"]
+mod inventory;
 #[path = "../api/key_encryption.rs"]
 mod key_encryption;
 #[path = "../api/limits_and_audit.rs"]
 mod limits_and_audit;
+#[path = "../api/live_response.rs"]
+mod live_response;
 #[path = "../api/machine_actions.rs"]
 mod machine_actions;
 #[path = "../api/machines.rs"]
