@@ -162,6 +162,9 @@ struct Scanner {
     quarantine: Quarantine,
     /// Hashes of files as last seen (path, size, modification time).
     hashed: HashMap<PathBuf, (u64, SystemTime, Hashes)>,
+    /// Hashes of executables as last seen, by device and inode (size,
+    /// modification time): each sweep reads only executables it has not.
+    executables: HashMap<(u64, u64), (u64, SystemTime, Hashes)>,
 }
 
 impl Scanner {
@@ -185,6 +188,27 @@ impl Scanner {
         Some(hashes)
     }
 
+    /// The hashes of the process's executable, from the cache while its
+    /// inode, size and time hold.
+    fn executable_hashes(&mut self, process: &Process) -> Option<Hashes> {
+        use std::os::unix::fs::MetadataExt;
+        let (mut file, metadata) = process.executable()?;
+        if metadata.len() > MAX_SCANNED_BYTES {
+            return None;
+        }
+        let key = (metadata.dev(), metadata.ino());
+        let modified = metadata.modified().ok()?;
+        if let Some((size, at, hashes)) = self.executables.get(&key) {
+            if *size == metadata.len() && *at == modified {
+                return Some(hashes.clone());
+            }
+        }
+        let hashes = Hashes::of(&mut file).ok()?;
+        self.executables
+            .insert(key, (metadata.len(), modified, hashes.clone()));
+        Some(hashes)
+    }
+
     /// Scans the running processes' executables, then the configured paths.
     fn sweep(&mut self, held: &DeviceIndicators) -> Vec<FileHit> {
         let mut hits = Vec::new();
@@ -201,7 +225,7 @@ impl Scanner {
             let Some(process) = Process::open(pid) else {
                 continue;
             };
-            let Some(hashes) = process.executable_hashes() else {
+            let Some(hashes) = self.executable_hashes(&process) else {
                 continue;
             };
             let Some(indicator) = verdict(held, &hashes).cloned() else {
@@ -301,6 +325,7 @@ impl Detector {
                 scan_paths: config.scan_paths,
                 quarantine: config.quarantine,
                 hashed: HashMap::new(),
+                executables: HashMap::new(),
             }),
             counted: HashMap::new(),
             alerted: HashMap::new(),

@@ -6,7 +6,7 @@
 //! bounded; GetFile uploads a regular file up to a size limit.
 
 use palisade_contract::live_response::{
-    ActionCommand, CommandStatus, CommandType, ScriptTranscript,
+    is_library_file_name, ActionCommand, CommandStatus, CommandType, ScriptTranscript,
 };
 use palisade_contract::{MachineAction, Timestamp};
 use palisade_device::client::DeviceClient;
@@ -24,8 +24,8 @@ pub struct LiveResponseConfig {
     /// folder) and scripts are kept to run (`scripts/`); its parents must
     /// let the script user through.
     pub dir: PathBuf,
-    /// Who scripts run as (the agent runs as root); `root` only where the
-    /// operator allows it.
+    /// Who scripts run as (the agent runs as root): `nobody` unless the
+    /// operator names another (`root` included).
     pub script_user: String,
     /// A script still running after this is killed (MDE: 10 minutes).
     pub script_timeout: Duration,
@@ -111,6 +111,13 @@ async fn run_command(
     command: &ActionCommand,
 ) -> Result<(), Failure> {
     let param = |key: &str| command.command.param(key).unwrap_or_default();
+    // The server checks library names; a name that is no plain file name
+    // (a server not to be trusted) must not place a file elsewhere.
+    if let Some(name) = command.command.library_file() {
+        if !is_library_file_name(name) {
+            return Err(format!("{name:?} is not the name of a library file").into());
+        }
+    }
     match command.command.command_type {
         CommandType::PutFile => {
             let name = param("FileName");
@@ -135,31 +142,59 @@ async fn run_command(
         }
         CommandType::GetFile => {
             let path = Path::new(param("Path"));
-            if !path.is_absolute() {
-                return Err(format!("{} is not an absolute path", path.display()).into());
-            }
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            let metadata = file.metadata().await?;
-            if !metadata.is_file() {
-                return Err(format!("{} is not a regular file", path.display()).into());
-            }
-            if metadata.len() > config.max_file_bytes {
-                return Err(format!(
-                    "{} is {} bytes, more than the {} this agent uploads",
-                    path.display(),
-                    metadata.len(),
-                    config.max_file_bytes
-                )
-                .into());
-            }
+            let (body, size) = collected(path, config.max_file_bytes).await?;
             client
-                .upload_command_result(&action.id, command.index, file, metadata.len())
+                .upload_command_result(&action.id, command.index, body, size)
                 .await?;
             Ok(())
         }
     }
+}
+
+/// The regular file at `path` to upload: opened without blocking (a FIFO
+/// or a device is refused, not waited on), as long as it was when opened
+/// (a log that grows meanwhile is sent as it was); a file that says it is
+/// empty (`/proc`) is read whole, up to `max_bytes`.
+async fn collected(path: &Path, max_bytes: u64) -> Result<(reqwest::Body, u64), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()).into());
+    }
+    let shown = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits() as i32)
+        .open(path)
+        .map_err(shown)?;
+    let metadata = file.metadata().map_err(shown)?;
+    if !metadata.is_file() {
+        return Err(format!("{} is not a regular file", path.display()).into());
+    }
+    let too_large = |size: u64| {
+        format!(
+            "{} is {size} bytes, more than the {max_bytes} this agent uploads",
+            path.display()
+        )
+    };
+    let file = tokio::fs::File::from_std(file);
+    let size = metadata.len();
+    if size > max_bytes {
+        return Err(too_large(size).into());
+    }
+    if size == 0 {
+        let mut whole = Vec::new();
+        file.take(max_bytes + 1)
+            .read_to_end(&mut whole)
+            .await
+            .map_err(shown)?;
+        if whole.len() as u64 > max_bytes {
+            return Err(too_large(whole.len() as u64).into());
+        }
+        let size = whole.len() as u64;
+        return Ok((whole.into(), size));
+    }
+    let stream = tokio_util::io::ReaderStream::new(file.take(size));
+    Ok((reqwest::Body::wrap_stream(stream), size))
 }
 
 /// `dir`, made if need be, that the script user may enter and read.
@@ -183,8 +218,13 @@ async fn fetch(
     mode: u32,
 ) -> Result<(), Failure> {
     let mut response = client.download_session_file(action_id, name).await?;
-    let partial = to.with_extension("partial");
-    let mut out = tokio::fs::File::create(&partial).await?;
+    // A name of its own, made anew: nothing in the folder is followed or truncated.
+    let partial = to.with_file_name(format!(".{}.partial", uuid::Uuid::new_v4()));
+    let mut out = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .await?;
     let mut size = 0u64;
     let written: Result<(), Failure> = async {
         while let Some(chunk) = response.chunk().await? {
@@ -252,19 +292,27 @@ async fn run_script(
     let pid = child.id();
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
     let max = config.max_output_bytes;
+    // The whole group: a script's children end with it (they would hold
+    // its output open, or outlive the session).
+    let kill_group = || {
+        if let Some(group) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    };
     let ran = tokio::time::timeout(config.script_timeout, async {
-        let (status, out, err) =
-            tokio::join!(child.wait(), capped(stdout, max), capped(stderr, max));
+        let exited = async {
+            let status = child.wait().await;
+            kill_group();
+            status
+        };
+        let (status, out, err) = tokio::join!(exited, capped(stdout, max), capped(stderr, max));
         Ok::<_, std::io::Error>((status?, out?, err?))
     })
     .await;
     let (status, out, err) = match ran {
         Ok(done) => done?,
         Err(_) => {
-            // The whole group: a script's children go with it.
-            if let Some(group) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            }
+            kill_group();
             return Err(Failure {
                 message: format!(
                     "{name} was still running after {} seconds and was stopped",

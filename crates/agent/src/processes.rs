@@ -43,11 +43,17 @@ impl Process {
     /// after the pidfd was opened: if the id was reused since, the pidfd's
     /// process is gone and [`Self::kill`] fails.
     pub fn executable_hashes(&self) -> Option<Hashes> {
-        let mut file = std::fs::File::open(format!("/proc/{}/exe", self.pid)).ok()?;
-        let size = file.metadata().ok()?.len();
-        (size <= crate::enforcement::MAX_SCANNED_BYTES)
+        let (mut file, metadata) = self.executable()?;
+        (metadata.len() <= crate::enforcement::MAX_SCANNED_BYTES)
             .then(|| Hashes::of(&mut file).ok())
             .flatten()
+    }
+
+    /// Its executable, opened, and what the file system says of it.
+    pub fn executable(&self) -> Option<(std::fs::File, std::fs::Metadata)> {
+        let file = std::fs::File::open(format!("/proc/{}/exe", self.pid)).ok()?;
+        let metadata = file.metadata().ok()?;
+        Some((file, metadata))
     }
 
     /// Stops it with SIGKILL.

@@ -5,7 +5,7 @@
 
 use crate::caller::Caller;
 use crate::devices::{Device, DevicePlane};
-use crate::rules::enrollment::MANAGED_BY;
+use crate::rules::enrollment::is_device_machine;
 use crate::service::Palisade;
 use palisade_contract::inventory::{software_id, LogonUser, Software};
 use palisade_contract::{Machine, MdeError, OsPlatform, Timestamp};
@@ -61,13 +61,12 @@ fn software(id: String, name: &str, vendor: &str, exposed_machines: i64) -> Soft
     }
 }
 
-/// Whether the machine is one a device enrolled (it reports its own inventory).
-fn has_device(machine: &Machine) -> bool {
-    machine.managed_by.as_deref() == Some(MANAGED_BY)
-}
-
 impl Palisade {
-    async fn inventoried_machine(&self, caller: &Caller, key: &str) -> Result<Machine, MdeError> {
+    pub(crate) async fn inventoried_machine(
+        &self,
+        caller: &Caller,
+        key: &str,
+    ) -> Result<Machine, MdeError> {
         let found = self.get_machine(caller, key).await?;
         serde_json::from_str(found.json())
             .map_err(|e| MdeError::internal(format!("a stored machine does not read back: {e}")))
@@ -80,7 +79,7 @@ impl Palisade {
         key: &str,
     ) -> Result<Vec<Software>, MdeError> {
         let machine = self.inventoried_machine(caller, key).await?;
-        if !has_device(&machine) {
+        if !is_device_machine(&machine) {
             return Ok(seeded_software(&machine));
         }
         let rows = self
@@ -100,7 +99,7 @@ impl Palisade {
         key: &str,
     ) -> Result<Vec<LogonUser>, MdeError> {
         let machine = self.inventoried_machine(caller, key).await?;
-        if !has_device(&machine) {
+        if !is_device_machine(&machine) {
             return Ok(seeded_logons(&machine));
         }
         let rows = self

@@ -74,30 +74,20 @@ impl Palisade {
     }
 
     /// Starts the upload of library file `file_name`; refused at once if
-    /// the name is not a plain file name, or is taken and not to be replaced.
+    /// the name is not a plain file name. (Whether a name taken may be
+    /// replaced is known once the whole form has come.)
     pub async fn begin_library_upload(
         &self,
         caller: &Caller,
         file_name: &str,
-        replace: bool,
     ) -> Result<Upload, MdeError> {
         if !is_library_file_name(file_name) {
             return Err(MdeError::invalid_input(format!(
                 "Invalid input file name {file_name:?}: a plain file name of at most 255 bytes."
             )));
         }
-        let tenant_id = &caller.tenant.id;
-        if !replace
-            && self
-                .store()
-                .library_file(tenant_id, file_name)
-                .await?
-                .is_some()
-        {
-            return Err(name_taken(file_name));
-        }
         self.new_upload(
-            tenant_id,
+            &caller.tenant.id,
             file_name,
             (FileKind::LibraryFile, 0),
             MAX_LIBRARY_FILE_BYTES,
@@ -129,7 +119,10 @@ impl Palisade {
                 .unwrap_or(form.parameters_description.is_some()),
             description: form.description,
             parameters_description: form.parameters_description,
-            created_by: caller.requestor().to_string(),
+            // A replaced file keeps who made it first, and when.
+            created_by: earlier
+                .as_ref()
+                .map_or_else(|| caller.requestor().to_string(), |e| e.created_by.clone()),
             creation_time: earlier.as_ref().map_or(now, |e| e.creation_time),
             last_updated_time: now,
         };
@@ -244,7 +237,11 @@ impl Palisade {
         // a machine without a device; it gets a result of the simulated kind.
         let recent =
             action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
-        if file.is_none() && recent {
+        let emulated = || async {
+            let machine = self.inventoried_machine(caller, &action.machine_id).await;
+            machine.is_ok_and(|m| !crate::rules::enrollment::is_device_machine(&m))
+        };
+        if file.is_none() && recent && emulated().await {
             let simulated =
                 palisade_device::simulated_command_result(&command.command, &action.machine_id);
             file = Some(

@@ -282,8 +282,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<LibraryEntry>, StoreError>;
     /// Completes `file` (uploaded for the library under the entry's name)
     /// and makes it the entry's, in place of a file of that name if
-    /// `replace`; false (and nothing changed) if the name is taken and not
-    /// `replace`.
+    /// `replace`; false (the library unchanged, `file` left incomplete) if
+    /// the name is taken and not `replace`.
     async fn put_library_file(
         &self,
         entry: &LibraryEntry,

@@ -12,7 +12,7 @@ CREATE INDEX files_by_action ON files (tenant_id, action_id, kind, part);
 -- by name; the bytes are the file `file_id`. Times in ticks.
 CREATE TABLE library_files (
     tenant_id               TEXT NOT NULL REFERENCES tenants (id),
-    file_name               TEXT NOT NULL,
+    file_name               TEXT COLLATE "C" NOT NULL,
     file_id                 TEXT NOT NULL,
     sha256                  TEXT NOT NULL,
     description             TEXT,
@@ -24,3 +24,5 @@ CREATE TABLE library_files (
     PRIMARY KEY (tenant_id, file_name),
     FOREIGN KEY (tenant_id, file_id) REFERENCES files (tenant_id, id)
 );
+-- A file's entry, for deleting files (their key is referenced from here).
+CREATE INDEX library_files_by_file ON library_files (tenant_id, file_id);

@@ -5,7 +5,7 @@
 CREATE TABLE machine_software (
     tenant_id    TEXT NOT NULL,
     machine_id   TEXT NOT NULL,
-    software_id  TEXT NOT NULL,
+    software_id  TEXT COLLATE "C" NOT NULL,
     name         TEXT NOT NULL,
     vendor       TEXT NOT NULL,
     version      TEXT NOT NULL,
@@ -18,8 +18,8 @@ CREATE INDEX machine_software_by_software ON machine_software (tenant_id, softwa
 CREATE TABLE machine_logon_users (
     tenant_id       TEXT NOT NULL,
     machine_id      TEXT NOT NULL,
-    account_domain  TEXT NOT NULL,
-    account_name    TEXT NOT NULL,
+    account_domain  TEXT COLLATE "C" NOT NULL,
+    account_name    TEXT COLLATE "C" NOT NULL,
     first_seen      BIGINT NOT NULL,
     last_seen       BIGINT NOT NULL,
     logon_types     TEXT NOT NULL,

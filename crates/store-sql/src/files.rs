@@ -223,8 +223,9 @@ pub fn put_library_file(
          AND b.file_id = files.id)",
     );
     let kind: &'static str = FileKind::LibraryFile.into();
+    // Complete ones only: another upload of the name may be under way.
     let others = "DELETE FROM files WHERE tenant_id = ?1 AND action_id = ?2 AND kind = ?3 \
-                  AND id <> (SELECT file_id FROM library_files b \
+                  AND completed_at IS NOT NULL AND id <> (SELECT file_id FROM library_files b \
                   WHERE b.tenant_id = ?1 AND b.file_name = ?2)";
     vec![
         Sql::fixed(
@@ -241,21 +242,23 @@ pub fn put_library_file(
     ]
 }
 
-/// Deletes the entry, then its file (the entry references it).
-pub fn delete_library_file(dialect: Dialect, tenant_id: &str, file_name: &str) -> Vec<Sql> {
-    let kind: &'static str = FileKind::LibraryFile.into();
+/// Deletes `entry` (if it still has its file), then that file; an upload
+/// of the name under way is left to finish.
+pub fn delete_library_file(dialect: Dialect, entry: &LibraryEntry) -> Vec<Sql> {
+    let key = || {
+        vec![
+            text(&entry.tenant_id),
+            text(&entry.file_name),
+            text(&entry.file_id),
+        ]
+    };
+    let entry_gone =
+        "DELETE FROM library_files WHERE tenant_id = ?1 AND file_name = ?2 AND file_id = ?3";
+    let file_gone = "DELETE FROM files WHERE tenant_id = ?1 AND action_id = ?2 AND id = ?3 \
+                     AND NOT EXISTS (SELECT 1 FROM library_files b \
+                     WHERE b.tenant_id = ?1 AND b.file_id = ?3)";
     vec![
-        Sql::fixed(
-            dialect,
-            &dialect.numbered("DELETE FROM library_files WHERE tenant_id = ?1 AND file_name = ?2"),
-            vec![text(tenant_id), text(file_name)],
-        ),
-        Sql::fixed(
-            dialect,
-            &dialect.numbered(
-                "DELETE FROM files WHERE tenant_id = ?1 AND action_id = ?2 AND kind = ?3",
-            ),
-            vec![text(tenant_id), text(file_name), text(kind)],
-        ),
+        Sql::fixed(dialect, &dialect.numbered(entry_gone), key()),
+        Sql::fixed(dialect, &dialect.numbered(file_gone), key()),
     ]
 }

@@ -400,8 +400,13 @@ impl<D: Database> Store for SqlStore<D> {
         tenant_id: &str,
         file_name: &str,
     ) -> Result<bool, StoreError> {
-        let statements = files::delete_library_file(D::DIALECT, tenant_id, file_name);
-        let changed = self.db.execute(statements).await?;
+        let Some(entry) = self.library_file(tenant_id, file_name).await? else {
+            return Ok(false);
+        };
+        let changed = self
+            .db
+            .execute(files::delete_library_file(D::DIALECT, &entry))
+            .await?;
         Ok(changed.first().copied().unwrap_or(0) > 0)
     }
 

@@ -24,3 +24,5 @@ CREATE TABLE library_files (
     PRIMARY KEY (tenant_id, file_name),
     FOREIGN KEY (tenant_id, file_id) REFERENCES files (tenant_id, id)
 );
+-- A file's entry, for deleting files (their key is referenced from here).
+CREATE INDEX library_files_by_file ON library_files (tenant_id, file_id);

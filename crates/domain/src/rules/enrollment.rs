@@ -18,10 +18,15 @@ use super::device_report::{bounded, MAX_FIELD_CHARS};
 
 const MAX_NAME_CHARS: usize = 255;
 
-/// Checks a device's report before anything is stored.
 /// `managedBy` of a machine a device enrolled: it reports its own state (and inventory).
 pub const MANAGED_BY: &str = "Palisade";
 
+/// Whether a device enrolled the machine (it reports its own inventory and results).
+pub fn is_device_machine(machine: &palisade_contract::Machine) -> bool {
+    machine.managed_by.as_deref() == Some(MANAGED_BY)
+}
+
+/// Checks a device's report before anything is stored.
 pub fn validate(request: &EnrollRequest) -> Result<(), MdeError> {
     bounded("hardwareId", &request.hardware_id, MAX_FIELD_CHARS, true)?;
     if let Some(credential) = &request.credential {

@@ -106,7 +106,7 @@ async fn take_upload(
                 // checked again when the entry is written.
                 let mut taking = app
                     .palisade
-                    .begin_library_upload(caller, &file_name, true)
+                    .begin_library_upload(caller, &file_name)
                     .await?;
                 let streamed: Result<(), MdeError> = async {
                     while let Some(bytes) = field.chunk().await.map_err(form_error)? {
@@ -122,7 +122,7 @@ async fn take_upload(
                 upload = Some(taking);
                 continue;
             }
-            let value = field.text().await.map_err(form_error)?;
+            let value = bounded_text(field).await?;
             match name.as_str() {
                 "description" => fields.description = Some(value).filter(|v| !v.is_empty()),
                 "parametersdescription" => {
@@ -161,6 +161,23 @@ async fn take_upload(
         .await?;
     let name = file.file_name.clone();
     Ok((file, name))
+}
+
+/// Longest text field of the form held (its limit is 4,000 characters).
+const MAX_TEXT_FIELD_BYTES: usize = 16 * 1024;
+
+/// A text field, read only up to [`MAX_TEXT_FIELD_BYTES`].
+async fn bounded_text(mut field: multer::Field<'_>) -> Result<String, MdeError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+            return Err(MdeError::invalid_input(
+                "Invalid input: Description and ParametersDescription are at most 4,000 characters, without NUL.",
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| bad_form("A text field of the form is not UTF-8."))
 }
 
 /// `true` or `false`, in any case; empty is false (MDE's default is an empty string).
