@@ -8,7 +8,7 @@ use crate::caller::{Caller, Visibility};
 use crate::devices::Device;
 use crate::ids::hex;
 use crate::service::Palisade;
-use palisade_contract::{ActionStatus, ActionType, ErrorCode, MdeError, Timestamp};
+use palisade_contract::{ActionStatus, ActionType, ErrorCode, MachineAction, MdeError, Timestamp};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -233,31 +233,18 @@ impl Palisade {
         action_id: &str,
     ) -> Result<(String, Timestamp), MdeError> {
         let action = self.get_action(caller, action_id).await?;
-        let tenant_id = &caller.tenant.id;
         let kind = (FileKind::InvestigationPackage, 0);
         // As MDE: a package only once its collection has succeeded.
         let collected = action.action_type == ActionType::CollectInvestigationPackage
             && action.status == ActionStatus::Succeeded;
-        let mut file = match collected {
+        let file = match collected {
             true => {
-                self.store()
-                    .action_file(tenant_id, &action.id, kind)
+                let simulate = || palisade_device::simulated_package(&action.machine_id);
+                self.held_or_simulated(caller, &action, kind, simulate)
                     .await?
             }
             false => None,
         };
-        // Devices upload before they may report Succeeded: a collection
-        // that succeeded without one (recently) is the emulator's, on a
-        // machine without a device; it gets a package of the simulated kind.
-        let recent =
-            action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
-        if file.is_none() && collected && recent {
-            let package = palisade_device::simulated_package(&action.machine_id);
-            file = Some(
-                self.store_file(tenant_id, &action.id, kind, &package)
-                    .await?,
-            );
-        }
         let file = file.ok_or_else(|| {
             MdeError::new(
                 ErrorCode::NotFound,
@@ -265,6 +252,37 @@ impl Palisade {
             )
         })?;
         self.link_to(&file, PACKAGE_LINK_SECONDS).await
+    }
+
+    /// The action's file of `kind`; or, for an action the emulator carried
+    /// out (devices upload before they may report success: a recent action
+    /// of a machine without a device), one it makes now with `simulate`.
+    pub(crate) async fn held_or_simulated(
+        &self,
+        caller: &Caller,
+        action: &MachineAction,
+        kind: (FileKind, i64),
+        simulate: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Option<StoredFile>, MdeError> {
+        let tenant_id = &caller.tenant.id;
+        let held = self
+            .store()
+            .action_file(tenant_id, &action.id, kind)
+            .await?;
+        if held.is_some() {
+            return Ok(held);
+        }
+        let recent =
+            action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
+        let machine = self.inventoried_machine(caller, &action.machine_id).await;
+        let emulated = machine.is_ok_and(|m| !crate::rules::enrollment::is_device_machine(&m));
+        if !(recent && emulated) {
+            return Ok(None);
+        }
+        let bytes = simulate();
+        Ok(Some(
+            self.store_file(tenant_id, &action.id, kind, &bytes).await?,
+        ))
     }
 
     /// A new link that downloads `file` for `seconds`: its token and when

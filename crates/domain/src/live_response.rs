@@ -6,7 +6,7 @@
 
 use crate::caller::{Caller, Visibility};
 use crate::devices::Device;
-use crate::files::{FileKind, StoredFile, Upload, FILE_RETENTION_DAYS, RESULT_LINK_SECONDS};
+use crate::files::{FileKind, StoredFile, Upload, RESULT_LINK_SECONDS};
 use crate::rules::live_response as rules;
 use crate::service::Palisade;
 use palisade_contract::live_response::{
@@ -226,29 +226,12 @@ impl Palisade {
     ) -> Result<(String, Timestamp), MdeError> {
         let action = self.get_action(caller, action_id).await?;
         let command = rules::result_command(&action, index)?;
-        let tenant_id = &caller.tenant.id;
         let kind = (FileKind::LiveResponseResult, index);
-        let mut file = self
-            .store()
-            .action_file(tenant_id, &action.id, kind)
+        let simulate =
+            || palisade_device::simulated_command_result(&command.command, &action.machine_id);
+        let file = self
+            .held_or_simulated(caller, &action, kind, simulate)
             .await?;
-        // Devices upload a result before they may report its command
-        // Completed: one completed without (recently) is the emulator's, on
-        // a machine without a device; it gets a result of the simulated kind.
-        let recent =
-            action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
-        let emulated = || async {
-            let machine = self.inventoried_machine(caller, &action.machine_id).await;
-            machine.is_ok_and(|m| !crate::rules::enrollment::is_device_machine(&m))
-        };
-        if file.is_none() && recent && emulated().await {
-            let simulated =
-                palisade_device::simulated_command_result(&command.command, &action.machine_id);
-            file = Some(
-                self.store_file(tenant_id, &action.id, kind, &simulated)
-                    .await?,
-            );
-        }
         let file = file.ok_or_else(|| {
             MdeError::new(
                 ErrorCode::NotFound,

@@ -16,34 +16,12 @@ use palisade_device::{ActionResult, Capability, CommandOutcome};
 use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::Role;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 /// The largest library file (`MAX_LIBRARY_FILE_BYTES`).
 const LIBRARY_LIMIT: usize = 20 * MIB;
 /// How long a result link downloads (`RESULT_LINK_SECONDS`).
 const LINK_SECONDS: i64 = 30 * 60;
-
-/// Pseudo-random bytes (xorshift), different for each seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 // ---------------------------------------------------------------------------
 // The library

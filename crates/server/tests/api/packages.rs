@@ -14,7 +14,6 @@ use palisade_domain::rate_limit::RateLimits;
 use palisade_domain::Role;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 /// Several stored chunks and a partial last one: 3.5 MiB and a few bytes.
@@ -23,27 +22,6 @@ const PACKAGE_BYTES: usize = 3 * MIB + MIB / 2 + 123;
 const SMALL: usize = 16 * 1024;
 /// How long a link downloads (`PACKAGE_LINK_SECONDS`).
 const LINK_SECONDS: i64 = 900;
-
-/// Pseudo-random bytes (xorshift), different for each seed.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// `POST /api/machines/{id}/collectInvestigationPackage`: the new action's id.
 async fn collect(server: &TestServer, machine_id: &str) -> String {
