@@ -428,4 +428,45 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(!marker.exists(), "a child of the script outlived it");
     }
+
+    #[tokio::test]
+    async fn get_file_refuses_what_is_no_regular_file_and_reads_proc_files_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        // Opened without blocking: refused at once, not waited on.
+        let Err(refused) = collected(&fifo, 1024).await else {
+            panic!("a FIFO was collected");
+        };
+        assert!(
+            refused.message.contains("not a regular file"),
+            "{}",
+            refused.message
+        );
+        let Err(relative) = collected(Path::new("etc/hostname"), 1024).await else {
+            panic!("a relative path was collected");
+        };
+        assert!(relative.message.contains("absolute"));
+        // /proc files say they are empty: read whole, and bounded.
+        let (_, size) = collected(Path::new("/proc/self/status"), 1 << 20)
+            .await
+            .ok()
+            .unwrap();
+        assert!(size > 0);
+        assert!(collected(Path::new("/proc/self/status"), 8).await.is_err());
+        let file = dir.path().join("big");
+        std::fs::write(&file, vec![1u8; 2048]).unwrap();
+        let Err(large) = collected(&file, 1024).await else {
+            panic!("a file past the limit was collected");
+        };
+        assert!(
+            large.message.contains("more than the 1024"),
+            "{}",
+            large.message
+        );
+    }
 }

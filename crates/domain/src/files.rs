@@ -84,13 +84,7 @@ impl Palisade {
         max_bytes: u64,
         declared_bytes: Option<u64>,
     ) -> Result<Upload, MdeError> {
-        let visibility = Visibility::whole_tenant(&device.tenant_id);
-        let action = self
-            .store()
-            .action(&visibility, action_id)
-            .await?
-            .filter(|a| a.machine_id == device.machine_id)
-            .ok_or_else(|| MdeError::action_not_found(action_id))?;
+        let action = self.device_action(device, action_id).await?;
         let takes = match kind {
             FileKind::InvestigationPackage => {
                 action.action_type == ActionType::CollectInvestigationPackage && part == 0
@@ -116,6 +110,20 @@ impl Palisade {
         }
         self.new_upload(&device.tenant_id, &action.id, (kind, part), max_bytes)
             .await
+    }
+
+    /// The device's own action `action_id` (404 for another machine's).
+    pub(crate) async fn device_action(
+        &self,
+        device: &Device,
+        action_id: &str,
+    ) -> Result<MachineAction, MdeError> {
+        let visibility = Visibility::whole_tenant(&device.tenant_id);
+        self.store()
+            .action(&visibility, action_id)
+            .await?
+            .filter(|a| a.machine_id == device.machine_id)
+            .ok_or_else(|| MdeError::action_not_found(action_id))
     }
 
     /// A new upload of `kind` (`part` of it) for `owner`, what it belongs to.
@@ -274,7 +282,7 @@ impl Palisade {
         }
         let recent =
             action.creation_date_time_utc > self.now_in(tenant_id).minus_days(FILE_RETENTION_DAYS);
-        let machine = self.inventoried_machine(caller, &action.machine_id).await;
+        let machine = self.machine_entity(caller, &action.machine_id).await;
         let emulated = machine.is_ok_and(|m| !crate::rules::enrollment::is_device_machine(&m));
         if !(recent && emulated) {
             return Ok(None);

@@ -62,7 +62,8 @@ fn software(id: String, name: &str, vendor: &str, exposed_machines: i64) -> Soft
 }
 
 impl Palisade {
-    pub(crate) async fn inventoried_machine(
+    /// The machine `key` names, as the caller sees it, as an entity.
+    pub(crate) async fn machine_entity(
         &self,
         caller: &Caller,
         key: &str,
@@ -78,7 +79,7 @@ impl Palisade {
         caller: &Caller,
         key: &str,
     ) -> Result<Vec<Software>, MdeError> {
-        let machine = self.inventoried_machine(caller, key).await?;
+        let machine = self.machine_entity(caller, key).await?;
         if !is_device_machine(&machine) {
             return Ok(seeded_software(&machine));
         }
@@ -98,7 +99,7 @@ impl Palisade {
         caller: &Caller,
         key: &str,
     ) -> Result<Vec<LogonUser>, MdeError> {
-        let machine = self.inventoried_machine(caller, key).await?;
+        let machine = self.machine_entity(caller, key).await?;
         if !is_device_machine(&machine) {
             return Ok(seeded_logons(&machine));
         }

@@ -4,7 +4,7 @@
 //! (`rules::live_response` has its rules); its devices fetch library files
 //! and upload results through the device plane.
 
-use crate::caller::{Caller, Visibility};
+use crate::caller::Caller;
 use crate::devices::Device;
 use crate::files::{FileKind, StoredFile, Upload, RESULT_LINK_SECONDS};
 use crate::rules::live_response as rules;
@@ -182,13 +182,7 @@ impl Palisade {
         action_id: &str,
         file_name: &str,
     ) -> Result<StoredFile, MdeError> {
-        let visibility = Visibility::whole_tenant(&device.tenant_id);
-        let action = self
-            .store()
-            .action(&visibility, action_id)
-            .await?
-            .filter(|a| a.machine_id == device.machine_id)
-            .ok_or_else(|| MdeError::action_not_found(action_id))?;
+        let action = self.device_action(device, action_id).await?;
         let named = action
             .commands
             .iter()
