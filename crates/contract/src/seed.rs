@@ -91,6 +91,17 @@ pub struct SeedApp {
     pub client_secret: Option<String>,
     #[serde(default)]
     pub permissions: Vec<Permission>,
+    /// Entra's "Allow public client flows": users sign in through the app
+    /// (password, device code, authorization code with PKCE) without a secret.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_public_client: bool,
+    /// Where the authorization endpoint may send codes (`http://localhost`
+    /// matches any port).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// PEM certificates whose keys may sign the app's client assertions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
 }
 
 /// A user with MDE roles (`View data`, `Active remediation actions`, ...)

@@ -8,8 +8,9 @@ use palisade_contract::{Permission, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// An app registration: a client that gets tokens with its secret
-/// (client credentials) or signs users in (password grant).
+/// An app registration: a client that gets tokens with its secret or a
+/// certificate (client credentials) or signs users in (password, device
+/// code, authorization code; refresh tokens).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppRegistration {
     pub tenant_id: String,
@@ -21,7 +22,98 @@ pub struct AppRegistration {
     pub permissions: Vec<Permission>,
     /// argon2 PHC string of the client secret.
     pub secret_hash: String,
+    /// Entra's "Allow public client flows": users may sign in through it
+    /// (password, device code, authorization code with PKCE, refresh) with
+    /// no secret or certificate, as native and command-line apps do.
+    pub allow_public_client: bool,
+    /// Where the authorization endpoint may send its codes.
+    pub redirect_uris: Vec<String>,
+    /// PEM X.509 certificates whose keys may sign its client assertions.
+    pub certificates: Vec<String>,
     pub created_at: Timestamp,
+}
+
+/// What an [`OAuthGrant`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantKind {
+    /// An authorization code: redeemed once, within minutes.
+    Code,
+    /// A device code, approved by a user at the verification page.
+    Device,
+    /// A refresh token: rotated on each use.
+    Refresh,
+}
+
+impl From<GrantKind> for &'static str {
+    fn from(kind: GrantKind) -> &'static str {
+        match kind {
+            GrantKind::Code => "code",
+            GrantKind::Device => "device",
+            GrantKind::Refresh => "refresh",
+        }
+    }
+}
+
+impl std::str::FromStr for GrantKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "code" => GrantKind::Code,
+            "device" => GrantKind::Device,
+            "refresh" => GrantKind::Refresh,
+            other => return Err(format!("unknown grant kind {other}")),
+        })
+    }
+}
+
+/// Something the token service handed out and takes back once: an
+/// authorization code, a device code, a refresh token.
+/// Only a hash of the secret is kept (`key`); codes and tokens of one
+/// sign-in share a `family`, revoked together when one is replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthGrant {
+    /// SHA-256 (hex) of the code or token.
+    pub key: String,
+    pub tenant_id: String,
+    pub kind: GrantKind,
+    pub client_id: String,
+    /// The user signed in; a device code's until approved: none.
+    pub user_id: Option<String>,
+    pub family: String,
+    /// A device code's code for people (`ABCD-EFGH`), unique while kept.
+    pub user_code: Option<String>,
+    /// What the grant carries (scopes asked, redirect URI, PKCE challenge,
+    /// nonce...), as the token service reads it.
+    pub details: serde_json::Value,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When it was redeemed (a code, a refresh token, a device code's tokens).
+    pub used_at: Option<Timestamp>,
+    /// A device code's last poll.
+    pub polled_at: Option<Timestamp>,
+}
+
+/// Whose grants to revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantsOf<'a> {
+    /// One sign-in's: its code, refresh tokens (a replay revokes them all).
+    Family(&'a str),
+    /// A user's (deleted, or a new password).
+    User(&'a str),
+    /// An app's (deleted).
+    App(&'a str),
+}
+
+/// What redeeming a grant found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    /// Unused until now: it is marked used.
+    Fresh(OAuthGrant),
+    /// Used before: a replay.
+    Replayed(OAuthGrant),
+    /// No such grant (never made, or revoked).
+    Missing,
 }
 
 /// A user who signs in with a password and acts with MDE roles.

@@ -642,6 +642,9 @@ pub fn document(mut state: StoredState) -> TenantDocument {
                 name: a.display_name.clone(),
                 client_secret: None,
                 permissions: a.permissions.clone(),
+                allow_public_client: a.allow_public_client,
+                redirect_uris: a.redirect_uris.clone(),
+                certificates: a.certificates.clone(),
             })
             .collect(),
         users: state

@@ -15,7 +15,9 @@ use crate::control::{
 use crate::devices::wakeups::Wakeups;
 use crate::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use crate::files::{FileKind, StoredFile};
-use crate::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use crate::identity::{
+    AppRegistration, AuditEntry, GrantsOf, OAuthGrant, Redeemed, SigningKey, User,
+};
 use crate::inventory::{StoredLogon, StoredSoftware};
 use crate::live_response::LibraryEntry;
 use crate::query::ListQuery;
@@ -399,6 +401,43 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<User>, StoreError>;
     async fn users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError>;
     async fn delete_user(&self, tenant_id: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Keeps a new grant (a code, device code, refresh token).
+    async fn put_grant(&self, grant: &OAuthGrant) -> Result<(), StoreError>;
+    async fn grant(&self, tenant_id: &str, key: &str) -> Result<Option<OAuthGrant>, StoreError>;
+    /// The device code a person typed the user code of (any tenant's).
+    async fn device_grant_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<OAuthGrant>, StoreError>;
+    /// Marks the grant used, if it was not: one caller wins a race.
+    async fn redeem_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Redeemed, StoreError>;
+    /// Gives an unexpired, unapproved device code to `user_id`; whether it did.
+    async fn approve_device_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Records a device code's poll at `now` unless the last one was after
+    /// `not_after`; whether it did (false: polled too soon, or no such code).
+    async fn poll_device_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        now: Timestamp,
+        not_after: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Removes the grants of a sign-in, a user or an app; how many.
+    async fn revoke_grants(&self, tenant_id: &str, of: GrantsOf<'_>) -> Result<u64, StoreError>;
+    /// Removes every grant expired before `before`; how many.
+    async fn forget_expired_grants(&self, before: Timestamp) -> Result<u64, StoreError>;
 
     /// A tenant's signing keys, newest first, retired ones included.
     async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError>;

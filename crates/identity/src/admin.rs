@@ -7,7 +7,7 @@ use palisade_contract::seed::SeedApp;
 use palisade_contract::Permission;
 use palisade_domain::devices::secrets as device_secrets;
 use palisade_domain::devices::OnboardingToken;
-use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::identity::{AppRegistration, AuditEntry, GrantsOf, SigningKey, User};
 use palisade_domain::seed::SeededUser;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{Clock, DeviceGroupAccess, Role, Store, StoreError};
@@ -41,6 +41,35 @@ pub struct Admin {
 
 /// A secret or password, shown once: only its hash is kept.
 pub type ShownOnce = String;
+
+/// How users and certificates may sign in through an app, beside its secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInSettings {
+    /// Entra's "Allow public client flows".
+    pub allow_public_client: bool,
+    /// Where authorization codes may be sent: `https://` URLs, or
+    /// `http://localhost` (any port, as native apps listen: RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// PEM certificates whose keys sign client assertions.
+    pub certificates: Vec<String>,
+}
+
+impl SignInSettings {
+    /// Refuses what the token service could never use: a redirect URI that
+    /// is not absolute, has a fragment, or is plain HTTP off the loopback; a
+    /// certificate that does not parse or has no RSA key.
+    pub fn check(&self) -> Result<(), AdminError> {
+        for uri in &self.redirect_uris {
+            crate::grants::check_redirect_uri(uri)
+                .map_err(|why| AdminError::Invalid(format!("redirect URI {uri}: {why}")))?;
+        }
+        for (n, pem) in self.certificates.iter().enumerate() {
+            crate::certificates::ClientCertificate::parse(pem)
+                .map_err(|why| AdminError::Invalid(format!("certificate {}: {why}", n + 1)))?;
+        }
+        Ok(())
+    }
+}
 
 impl Admin {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, by: Administrator) -> Self {
@@ -80,8 +109,9 @@ impl Admin {
         Ok(())
     }
 
-    /// Registers an app with `permissions` (or, with `client_id` of an existing
-    /// app, gives it a new secret and these permissions). Returns the app and its secret.
+    /// Registers a confidential app with `permissions` (or, with `client_id`
+    /// of an existing app, gives it a new secret and these permissions).
+    /// Returns the app and its secret.
     pub async fn put_app(
         &self,
         tenant_id: &str,
@@ -89,10 +119,26 @@ impl Admin {
         display_name: &str,
         permissions: &[Permission],
     ) -> Result<(AppRegistration, ShownOnce), AdminError> {
+        let settings = SignInSettings::default();
+        self.put_app_with(tenant_id, client_id, display_name, permissions, &settings)
+            .await
+    }
+
+    /// `put_app` with how users and certificates sign in through the app.
+    /// Replacing an app's settings ends the sign-ins made through it.
+    pub async fn put_app_with(
+        &self,
+        tenant_id: &str,
+        client_id: Option<&str>,
+        display_name: &str,
+        permissions: &[Permission],
+        settings: &SignInSettings,
+    ) -> Result<(AppRegistration, ShownOnce), AdminError> {
         self.require_tenant(tenant_id).await?;
         if display_name.trim().is_empty() {
             return Err(AdminError::Invalid("an app needs a name".into()));
         }
+        settings.check()?;
         let client_id = match client_id {
             Some(id) => uuid::Uuid::parse_str(id)
                 .map_err(|_| AdminError::Invalid(format!("client id {id} is not a GUID")))?
@@ -110,9 +156,17 @@ impl Admin {
             display_name: display_name.trim().to_string(),
             permissions: unique,
             secret_hash: hash_secret(&secret),
-            created_at: existing.map_or(self.clock.now(), |e| e.created_at),
+            allow_public_client: settings.allow_public_client,
+            redirect_uris: settings.redirect_uris.clone(),
+            certificates: settings.certificates.clone(),
+            created_at: existing.as_ref().map_or(self.clock.now(), |e| e.created_at),
         };
         self.store.put_app(&app).await?;
+        if existing.is_some() {
+            self.store
+                .revoke_grants(tenant_id, GrantsOf::App(&app.client_id))
+                .await?;
+        }
         self.audit(tenant_id, "apps put", &app.client_id).await?;
         Ok((app, secret))
     }
@@ -124,6 +178,9 @@ impl Admin {
                 "no app {client_id} in tenant {tenant_id}"
             )));
         }
+        self.store
+            .revoke_grants(tenant_id, GrantsOf::App(client_id))
+            .await?;
         self.audit(tenant_id, "apps delete", client_id).await
     }
 
@@ -186,6 +243,10 @@ impl Admin {
             created_at: existing.map_or(self.clock.now(), |u| u.created_at),
         };
         self.store.put_user(&user).await?;
+        // A new password (or new roles) ends the user's sign-ins.
+        self.store
+            .revoke_grants(tenant_id, GrantsOf::User(&user.id))
+            .await?;
         self.audit(tenant_id, "users put", &user.username).await?;
         Ok((user, password))
     }
@@ -200,6 +261,9 @@ impl Admin {
                 AdminError::Invalid(format!("no user {username} in tenant {tenant_id}"))
             })?;
         self.store.delete_user(tenant_id, &user.id).await?;
+        self.store
+            .revoke_grants(tenant_id, GrantsOf::User(&user.id))
+            .await?;
         self.audit(tenant_id, "users delete", username).await
     }
 
@@ -309,12 +373,21 @@ impl Admin {
             let mut permissions = app.permissions.clone();
             permissions.sort_by_key(|p| p.as_str());
             permissions.dedup();
+            let settings = SignInSettings {
+                allow_public_client: app.allow_public_client,
+                redirect_uris: app.redirect_uris.clone(),
+                certificates: app.certificates.clone(),
+            };
+            settings.check()?;
             let registration = AppRegistration {
                 tenant_id: tenant_id.to_string(),
                 client_id,
                 display_name: app.name.trim().to_string(),
                 permissions,
                 secret_hash,
+                allow_public_client: settings.allow_public_client,
+                redirect_uris: settings.redirect_uris,
+                certificates: settings.certificates,
                 created_at: existing.map_or(self.clock.now(), |e| e.created_at),
             };
             self.store.put_app(&registration).await?;
@@ -340,9 +413,14 @@ impl Admin {
                 roles,
                 device_groups: user.access.clone(),
                 password_hash,
-                created_at: existing.map_or(self.clock.now(), |u| u.created_at),
+                created_at: existing.as_ref().map_or(self.clock.now(), |u| u.created_at),
             };
             self.store.put_user(&seeded).await?;
+            if user.password.is_some() && existing.is_some() {
+                self.store
+                    .revoke_grants(tenant_id, GrantsOf::User(&seeded.id))
+                    .await?;
+            }
             self.audit(tenant_id, "users seed", &seeded.username)
                 .await?;
         }

@@ -4,6 +4,9 @@
 //! client secrets and passwords.
 
 pub mod admin;
+pub mod authorize;
+pub mod certificates;
+pub mod grants;
 pub mod keys;
 pub mod lockout;
 pub mod operator;

@@ -11,7 +11,7 @@ use palisade_domain::rules::device_groups::GroupRules;
 use palisade_domain::store::DeviceGroup;
 use palisade_domain::{Clock, Palisade};
 use palisade_domain::{DeviceGroupAccess, Role, Store, SystemClock, Tenant};
-use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::admin::{Admin, Administrator, SignInSettings};
 use palisade_identity::operator;
 use palisade_identity::TokenService;
 use palisade_store_postgres::PoolSettings;
@@ -90,6 +90,17 @@ pub enum AppCommand {
         /// Keep this client id (GUID); a new one by default.
         #[arg(long)]
         client_id: Option<String>,
+        /// Allow public client flows: users sign in through the app without
+        /// its secret (device code, password, authorization code with PKCE).
+        #[arg(long)]
+        public_client: bool,
+        /// Where the authorization endpoint may send codes (repeat for more);
+        /// `http://localhost` matches any port.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A PEM certificate whose key signs the app's client assertions (repeat for more).
+        #[arg(long = "certificate")]
+        certificates: Vec<std::path::PathBuf>,
         #[command(flatten)]
         tenant: InTenant,
     },
@@ -468,10 +479,31 @@ pub async fn apps(command: AppCommand) -> anyhow::Result<()> {
             name,
             permissions,
             client_id,
+            public_client,
+            redirect_uris,
+            certificates,
             tenant,
         } => {
+            let certificates = certificates
+                .iter()
+                .map(|path| {
+                    std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
+                })
+                .collect::<anyhow::Result<Vec<String>>>()?;
+            let settings = SignInSettings {
+                allow_public_client: public_client,
+                redirect_uris,
+                certificates,
+            };
             let (app, secret) = admin(store(&tenant.db).await?)
-                .put_app(&tenant.tenant, client_id.as_deref(), &name, &permissions)
+                .put_app_with(
+                    &tenant.tenant,
+                    client_id.as_deref(),
+                    &name,
+                    &permissions,
+                    &settings,
+                )
                 .await?;
             println!("client_id:     {}", app.client_id);
             println!("client_secret: {secret}");

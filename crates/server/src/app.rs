@@ -8,7 +8,7 @@ use crate::http::auth::{gate, operation_table};
 use crate::http::envelope::envelope;
 use crate::http::host::{require_known_host, PublicOrigins, PublicUrl};
 use crate::http::paths::PathCanon;
-use crate::token_service;
+use crate::{sign_in, token_service};
 use axum::body::Bytes;
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -250,6 +250,16 @@ pub fn spawn_sweeper(state: &AppState) {
             if let Err(error) = palisade.forget_old_ip_history().await {
                 tracing::warn!(%error, "could not forget address history older than 30 days");
             }
+            // Kept a day past their expiry, so that a late poll hears `expired_token`.
+            let day_ago = palisade_contract::Timestamp::now().minus_days(1);
+            match palisade.store().forget_expired_grants(day_ago).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    grants = n,
+                    "forgot expired sign-in codes and refresh tokens"
+                ),
+                Err(error) => tracing::warn!(%error, "could not forget expired sign-in grants"),
+            }
             match palisade.forget_old_files().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(files = n, "forgot uploaded files past their retention"),
@@ -331,6 +341,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .into();
     let router = api_router
         .merge(token_service::routes())
+        .merge(sign_in::routes())
         .merge(device_plane::routes())
         .merge(downloads::routes())
         .route("/healthz", get(|| async { "ok" }))

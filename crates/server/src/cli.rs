@@ -470,6 +470,7 @@ fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
          OpenAPI:    {origin}/openapi.json\n\
          Token URL:  {token_url}\n\
          App:        client_id {client_id}  client_secret {secret}  (every permission)\n\
+         Public app: client_id {public_client_id}  (no secret: device code, password, authorization code with PKCE)\n\
          Devices:    palisade-agent --server {origin} --onboarding-token {onboarding} --state-dir DIR\n\
          \x20           palisade simulate --server {origin} --onboarding-token {onboarding} --devices 10\n\
          Users (password grant; secrets are new on every start):\n{users}\n\
@@ -485,6 +486,7 @@ fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
         token_url = credentials.token_url,
         client_id = credentials.client_id,
         secret = credentials.client_secret,
+        public_client_id = credentials.public_client_id,
         onboarding = credentials.onboarding_token,
     );
 }

@@ -12,7 +12,7 @@ use palisade_contract::{
 use palisade_device::detections::{random_alert, Target};
 use palisade_domain::caller::DEFAULT_RETENTION_DAYS;
 use palisade_domain::{DeviceGroupAccess, Palisade, Role};
-use palisade_identity::admin::{Admin, Administrator};
+use palisade_identity::admin::{Admin, Administrator, SignInSettings};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -325,6 +325,11 @@ fn machine(rng: &mut StdRng, n: usize, now: Timestamp) -> Machine {
 /// The demo app's client id: the same on every start, so scripts can keep it.
 pub const DEMO_CLIENT_ID: &str = "5e0c2a8d-7b1f-4c3e-9d6a-2f8b4e1c7a90";
 
+/// The demo's public client (no secret: device code, password, authorization
+/// code with PKCE to `http://localhost` on any port), as MSAL's
+/// PublicClientApplication and command-line tools use.
+pub const DEMO_PUBLIC_CLIENT_ID: &str = "8f3b6c1e-2d4a-4e7b-a9c5-0b1d2e3f4a5b";
+
 /// Who the demo signs in as: one user per MDE role, one limited to one device group.
 const DEMO_USERS: [(&str, &[Role], Option<i64>); 6] = [
     ("admin@contoso.example", &[Role::GlobalAdministrator], None),
@@ -366,6 +371,8 @@ pub struct DemoCredentials {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: String,
+    /// An app that allows public client flows (no secret).
+    pub public_client_id: String,
     pub token_url: String,
     pub api_url: String,
     /// Devices enroll with it: `palisade-agent --onboarding-token`, `palisade simulate`.
@@ -413,6 +420,20 @@ pub async fn ensure_demo(
             every_permission,
         )
         .await?;
+    let public_client = SignInSettings {
+        allow_public_client: true,
+        redirect_uris: vec!["http://localhost".into()],
+        certificates: Vec::new(),
+    };
+    let (public_app, _) = admin
+        .put_app_with(
+            DEMO_TENANT_ID,
+            Some(DEMO_PUBLIC_CLIENT_ID),
+            "Palisade demo public client",
+            every_permission,
+            &public_client,
+        )
+        .await?;
     let (_, onboarding_token) = admin
         .put_onboarding_token(DEMO_TENANT_ID, Some("demo"), "demo devices")
         .await?;
@@ -444,6 +465,7 @@ pub async fn ensure_demo(
         tenant_id: DEMO_TENANT_ID.into(),
         client_id: app.client_id,
         client_secret,
+        public_client_id: public_app.client_id,
         token_url: format!("{origin}/{DEMO_TENANT_ID}/oauth2/v2.0/token"),
         api_url: format!("{origin}/api"),
         onboarding_token,

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod device_plane;
 pub mod downloads;
 pub mod http;
+pub mod sign_in;
 pub mod simulate;
 pub mod tls;
 pub mod token_service;

@@ -121,39 +121,9 @@ async fn token(
     let (uri, headers) = (&parts.uri, &parts.headers);
     let version = version(&route);
     let tenant = canonical_guid(&tenant);
-    let form_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if !form_type {
-        let error = invalid_request("The request body must be application/x-www-form-urlencoded.");
-        return oauth_error(&app, error, &request_id);
-    }
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            let error = OAuthError::new(
-                413,
-                "invalid_request",
-                90023,
-                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-            );
-            return oauth_error(&app, error, &request_id);
-        }
-        Err(BodyError::Unreadable(reason)) => {
-            let error = invalid_request(&format!("The request body could not be read: {reason}."));
-            return oauth_error(&app, error, &request_id);
-        }
-    };
-    let mut form: TokenRequest = match serde_urlencoded::from_bytes(&body) {
+    let mut form: TokenRequest = match read_oauth_form(headers, body).await {
         Ok(form) => form,
-        Err(e) => {
-            let error = invalid_request(&format!("The request body is malformed: {e}."));
-            return oauth_error(&app, error, &request_id);
-        }
+        Err(error) => return oauth_error(&app, error, &request_id),
     };
     // client_secret_basic (RFC 6749 §2.3.1): id and secret, form-encoded, in Basic auth.
     let basic = basic_credentials(headers);
@@ -215,6 +185,44 @@ async fn token(
             response
         }
     }
+}
+
+/// A form posted to the token service (`application/x-www-form-urlencoded`),
+/// or the OAuth error that says why it cannot be read.
+pub(crate) async fn read_oauth_form<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, OAuthError> {
+    let form_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(invalid_request(
+            "The request body must be application/x-www-form-urlencoded.",
+        ));
+    }
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            return Err(OAuthError::new(
+                413,
+                "invalid_request",
+                90023,
+                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+            ))
+        }
+        Err(BodyError::Unreadable(reason)) => {
+            return Err(invalid_request(&format!(
+                "The request body could not be read: {reason}."
+            )))
+        }
+    };
+    serde_urlencoded::from_bytes(&body)
+        .map_err(|e| invalid_request(&format!("The request body is malformed: {e}.")))
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {

@@ -16,7 +16,7 @@ use palisade_domain::control::{
 };
 use palisade_domain::devices::{Device, OnboardingToken};
 use palisade_domain::files::StoredFile;
-use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::identity::{AppRegistration, AuditEntry, OAuthGrant, SigningKey, User};
 use palisade_domain::live_response::LibraryEntry;
 use palisade_domain::store::{DeviceGroup, StoreError};
 use palisade_domain::TenantClock;
@@ -677,7 +677,28 @@ stored_entity! {
         display_name: Plain = "display_name";
         permissions: Json = "permissions";
         secret_hash: Plain = "secret_hash";
+        allow_public_client: Plain = "allow_public_client";
+        redirect_uris: Json = "redirect_uris";
+        certificates: Json = "certificates";
         created_at: Ticks = "created_at";
+    }
+}
+
+stored_entity! {
+    /// `oauth_grants`: codes, device codes, refresh tokens.
+    pub mod grant_fields for OAuthGrant, alias "oauth_grants" {
+        key: Plain = "key";
+        tenant_id: Plain = "tenant_id";
+        kind: Wire = "kind";
+        client_id: Plain = "client_id";
+        user_id: Plain = "user_id";
+        family: Plain = "family";
+        user_code: Plain = "user_code";
+        details: Json = "details";
+        created_at: Ticks = "created_at";
+        expires_at: Ticks = "expires_at";
+        used_at: Ticks = "used_at";
+        polled_at: Ticks = "polled_at";
     }
 }
 
@@ -915,13 +936,7 @@ stored_entity! {
 /// Saves a recorded call (`recorded_call_fields::values`).
 pub fn recorded_call_insert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
-        let columns = recorded_call_fields::COLUMNS;
-        let values: Vec<String> = (1..=columns.len()).map(|n| dialect.parameter(n)).collect();
-        format!(
-            "INSERT INTO recorded_calls ({}) VALUES ({})",
-            columns.join(", "),
-            values.join(", ")
-        )
+        plain_insert(dialect, "recorded_calls", recorded_call_fields::COLUMNS)
     }
     once_per_dialect!(dialect, build)
 }
@@ -1093,16 +1108,27 @@ pub fn user_upsert(dialect: Dialect) -> &'static str {
 /// Adds a signing key (`key_fields::values`).
 pub fn key_insert(dialect: Dialect) -> &'static str {
     fn build(dialect: Dialect) -> String {
-        let values: Vec<String> = (1..=key_fields::COLUMNS.len())
-            .map(|n| dialect.parameter(n))
-            .collect();
-        format!(
-            "INSERT INTO signing_keys ({}) VALUES ({})",
-            key_fields::COLUMNS.join(", "),
-            values.join(", ")
-        )
+        plain_insert(dialect, "signing_keys", key_fields::COLUMNS)
     }
     once_per_dialect!(dialect, build)
+}
+
+/// Adds a grant (`grant_fields::values`).
+pub fn grant_insert(dialect: Dialect) -> &'static str {
+    fn build(dialect: Dialect) -> String {
+        plain_insert(dialect, "oauth_grants", grant_fields::COLUMNS)
+    }
+    once_per_dialect!(dialect, build)
+}
+
+/// `INSERT INTO table (columns) VALUES (?1, ...)`.
+fn plain_insert(dialect: Dialect, table: &str, columns: &[&str]) -> String {
+    let values: Vec<String> = (1..=columns.len()).map(|n| dialect.parameter(n)).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        columns.join(", "),
+        values.join(", ")
+    )
 }
 
 /// Saves an onboarding token (`token_fields::values`).

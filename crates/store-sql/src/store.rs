@@ -7,10 +7,10 @@ use crate::control;
 use crate::database::{Database, Reading};
 use crate::fields::{
     alert_fields, app_fields, app_upsert, audit_fields, clock_fields, device_fields,
-    fault_rule_fields, fault_rule_insert, file_fields, group_fields, indicator_fields, key_fields,
-    key_insert, library_fields, operator_fields, operator_upsert, outcome_rule_fields,
-    outcome_rule_insert, recorded_call_fields, recorded_call_insert, required, tenant_fields,
-    token_fields, token_upsert, user_fields, user_upsert, StoredRow,
+    fault_rule_fields, fault_rule_insert, file_fields, grant_fields, grant_insert, group_fields,
+    indicator_fields, key_fields, key_insert, library_fields, operator_fields, operator_upsert,
+    outcome_rule_fields, outcome_rule_insert, recorded_call_fields, recorded_call_insert, required,
+    tenant_fields, token_fields, token_upsert, user_fields, user_upsert, StoredRow,
 };
 use crate::files;
 use crate::inventory;
@@ -32,7 +32,9 @@ use palisade_domain::control::{
 use palisade_domain::devices::wakeups::Wakeups;
 use palisade_domain::devices::{CheckInRecord, Device, DeviceActionDecision, OnboardingToken};
 use palisade_domain::files::{FileKind, StoredFile};
-use palisade_domain::identity::{AppRegistration, AuditEntry, SigningKey, User};
+use palisade_domain::identity::{
+    AppRegistration, AuditEntry, GrantsOf, OAuthGrant, Redeemed, SigningKey, User,
+};
 use palisade_domain::inventory::{StoredLogon, StoredSoftware};
 use palisade_domain::live_response::LibraryEntry;
 use palisade_domain::query::ListQuery;
@@ -642,6 +644,96 @@ impl<D: Database> Store for SqlStore<D> {
         Ok(deleted > 0)
     }
 
+    async fn put_grant(&self, grant: &OAuthGrant) -> Result<(), StoreError> {
+        self.execute(grant_insert(D::DIALECT), grant_fields::values(grant))
+            .await?;
+        Ok(())
+    }
+
+    async fn grant(&self, tenant_id: &str, key: &str) -> Result<Option<OAuthGrant>, StoreError> {
+        let equal = [("tenant_id", text(tenant_id)), ("key", text(key))];
+        self.row_where(grants_of::<D>(), &equal, |row| {
+            grant_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn device_grant_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<Option<OAuthGrant>, StoreError> {
+        let equal = [("user_code", text(user_code))];
+        self.row_where(grants_of::<D>(), &equal, |row| {
+            grant_fields::from_row(row, 0)
+        })
+        .await
+    }
+
+    async fn redeem_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Redeemed, StoreError> {
+        let sql = "UPDATE oauth_grants SET used_at = ?3 \
+                   WHERE tenant_id = ?1 AND key = ?2 AND used_at IS NULL";
+        let params = vec![text(tenant_id), text(key), ticks(now)];
+        let won = self.execute(&D::DIALECT.numbered(sql), params).await? > 0;
+        Ok(match self.grant(tenant_id, key).await? {
+            Some(grant) if won => Redeemed::Fresh(grant),
+            Some(grant) => Redeemed::Replayed(grant),
+            None => Redeemed::Missing,
+        })
+    }
+
+    async fn approve_device_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        user_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE oauth_grants SET user_id = ?3 \
+                   WHERE tenant_id = ?1 AND key = ?2 AND kind = 'device' \
+                   AND user_id IS NULL AND used_at IS NULL AND expires_at > ?4";
+        let params = vec![text(tenant_id), text(key), text(user_id), ticks(now)];
+        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+    }
+
+    async fn poll_device_grant(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        now: Timestamp,
+        not_after: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE oauth_grants SET polled_at = ?3 \
+                   WHERE tenant_id = ?1 AND key = ?2 \
+                   AND (polled_at IS NULL OR polled_at <= ?4)";
+        let params = vec![text(tenant_id), text(key), ticks(now), ticks(not_after)];
+        Ok(self.execute(&D::DIALECT.numbered(sql), params).await? > 0)
+    }
+
+    async fn revoke_grants(&self, tenant_id: &str, of: GrantsOf<'_>) -> Result<u64, StoreError> {
+        let (column, value) = match of {
+            GrantsOf::Family(family) => ("family", family),
+            GrantsOf::User(user_id) => ("user_id", user_id),
+            GrantsOf::App(client_id) => ("client_id", client_id),
+        };
+        let sql = format!("DELETE FROM oauth_grants WHERE tenant_id = ?1 AND {column} = ?2");
+        self.execute(
+            &D::DIALECT.numbered(&sql),
+            vec![text(tenant_id), text(value)],
+        )
+        .await
+    }
+
+    async fn forget_expired_grants(&self, before: Timestamp) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM oauth_grants WHERE expires_at < ?1";
+        self.execute(&D::DIALECT.numbered(sql), vec![ticks(before)])
+            .await
+    }
+
     async fn signing_keys(&self, tenant_id: &str) -> Result<Vec<SigningKey>, StoreError> {
         let table = (key_fields::select(D::DIALECT), "signing_keys");
         self.tenant_rows(table, tenant_id, " ORDER BY created_at DESC, kid", |row| {
@@ -1080,6 +1172,10 @@ fn tenants_of<D: Database>() -> (&'static str, &'static str) {
 
 fn apps_of<D: Database>() -> (&'static str, &'static str) {
     (app_fields::select(D::DIALECT), "apps")
+}
+
+fn grants_of<D: Database>() -> (&'static str, &'static str) {
+    (grant_fields::select(D::DIALECT), "oauth_grants")
 }
 
 fn users_of<D: Database>() -> (&'static str, &'static str) {

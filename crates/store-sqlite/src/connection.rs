@@ -30,6 +30,7 @@ pub static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
         M::up(include_str!("../migrations/0014_files.sql")),
         M::up(include_str!("../migrations/0015_live_response.sql")),
         M::up(include_str!("../migrations/0016_inventory.sql")),
+        M::up(include_str!("../migrations/0017_sign_in.sql")),
     ])
 });
 

@@ -565,7 +565,13 @@ async fn the_token_service_answers_as_entra_id_does() {
             "invalid_resource",
         ),
         (
-            vec![("grant_type", "authorization_code"), ("client_id", id)],
+            vec![
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:saml1_1-bearer",
+                ),
+                ("client_id", id),
+            ],
             400,
             "unsupported_grant_type",
         ),

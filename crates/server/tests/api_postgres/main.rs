@@ -53,6 +53,8 @@ mod live_response;
 mod machine_actions;
 #[path = "../api/machines.rs"]
 mod machines;
+#[path = "../api/oauth_flows.rs"]
+mod oauth_flows;
 #[path = "../api/odata.rs"]
 mod odata;
 #[path = "../api/openapi.rs"]
