@@ -438,12 +438,7 @@ impl TokenService {
                         ));
                     }
                 }
-                SignIn {
-                    user: self.signed_in_user(&grant).await?,
-                    asked: asked(&request, Some(&details)),
-                    nonce: details.nonce.clone(),
-                    family: grant.family,
-                }
+                self.sign_in_of(grant, &request).await?
             }
             Grant::RefreshToken => {
                 let token = request
@@ -451,13 +446,7 @@ impl TokenService {
                     .as_deref()
                     .ok_or_else(|| OAuthError::missing("refresh_token"))?;
                 let grant = self.redeem(&app, GrantKind::Refresh, token, now).await?;
-                let details = GrantDetails::from_value(&grant.details);
-                SignIn {
-                    user: self.signed_in_user(&grant).await?,
-                    asked: asked(&request, Some(&details)),
-                    nonce: None,
-                    family: grant.family,
-                }
+                self.sign_in_of(grant, &request).await?
             }
             Grant::DeviceCode => {
                 let code = request
@@ -465,13 +454,7 @@ impl TokenService {
                     .as_deref()
                     .ok_or_else(|| OAuthError::missing("device_code"))?;
                 let grant = self.approved_device_grant(&app, code, now).await?;
-                let details = GrantDetails::from_value(&grant.details);
-                SignIn {
-                    user: self.signed_in_user(&grant).await?,
-                    asked: asked(&request, Some(&details)),
-                    nonce: None,
-                    family: grant.family,
-                }
+                self.sign_in_of(grant, &request).await?
             }
         };
         let client_info = request.client_info.as_deref() == Some("1");
@@ -714,17 +697,30 @@ impl TokenService {
         }
     }
 
-    /// The user a grant was made for, if they still exist.
-    async fn signed_in_user(&self, grant: &OAuthGrant) -> Result<User, OAuthError> {
+    /// The sign-in a redeemed grant goes on with: its user (if they still
+    /// exist), its family, what it asked for (unless the request asks now),
+    /// a code's nonce.
+    async fn sign_in_of(
+        &self,
+        grant: OAuthGrant,
+        request: &TokenRequest,
+    ) -> Result<SignIn, OAuthError> {
         let user = match &grant.user_id {
             Some(id) => self.store.user(&grant.tenant_id, id).await?,
             None => None,
         };
-        user.ok_or_else(|| {
+        let user = user.ok_or_else(|| {
             invalid_grant(
                 50173,
                 "The provided grant has been revoked: its user no longer exists.",
             )
+        })?;
+        let details = GrantDetails::from_value(&grant.details);
+        Ok(SignIn {
+            user,
+            asked: asked(request, Some(&details)),
+            nonce: details.nonce,
+            family: grant.family,
         })
     }
 

@@ -261,13 +261,32 @@ fn sign_in_form(
     page
 }
 
-/// What a person is told when their sign-in was refused. The same words for
-/// an unknown user and a wrong password, so that no one learns which names exist.
-fn sign_in_refusal(error: &OAuthError) -> String {
-    match error.aadsts {
-        50126 => "Your user name or password is incorrect.".into(),
-        _ => error.description.clone(),
-    }
+/// Why a sign-in form did not sign anyone in.
+enum Refused {
+    /// What the person is told on the form again. The same words for an
+    /// unknown user and a wrong password, so that no one learns which names exist.
+    Said(String),
+    /// The store failed: a page of its own.
+    Failed(Response),
+}
+
+/// The user a sign-in form's name and password are of (counted towards the lockout).
+async fn check_sign_in(
+    app: &AppState,
+    tenant: &str,
+    username: &str,
+    password: &str,
+    peer: SocketAddr,
+) -> Result<palisade_domain::identity::User, Refused> {
+    let checked = app
+        .tokens
+        .check_password(tenant, username.trim(), password, peer.ip())
+        .await;
+    checked.map_err(|error| match error.aadsts {
+        _ if error.status == 503 => Refused::Failed(error_page(&error)),
+        50126 => Refused::Said("Your user name or password is incorrect.".into()),
+        _ => Refused::Said(error.description),
+    })
 }
 
 const STALE_FORM: &str =
@@ -305,31 +324,42 @@ fn authorize_form(
     page.into_response()
 }
 
+/// The authorization request a page or a post carries in its query, checked;
+/// or the answer to a request that cannot go on (a page, or a redirect).
+async fn authorization_of(
+    app: &AppState,
+    tenant: &str,
+    route: &MatchedPath,
+    query: Option<&str>,
+) -> Result<Authorization, Response> {
+    let query = parse_query(query).map_err(|error| error_page(&error))?;
+    let tenant = canonical_guid(tenant);
+    match app
+        .tokens
+        .authorization(&tenant, version(route), &query)
+        .await
+    {
+        Ok(authorization) => Ok(authorization),
+        Err(AuthorizeRefusal::Shown(error)) => Err(error_page(&error)),
+        Err(AuthorizeRefusal::Redirected(to)) => Err(redirect(&to)),
+    }
+}
+
 async fn authorize_page(
     State(app): State<AppState>,
     Path(tenant): Path<String>,
     route: MatchedPath,
     RawQuery(query): RawQuery,
-    request: Request,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Response {
-    let (parts, _) = request.into_parts();
-    let tenant = canonical_guid(&tenant);
-    let query_params = match parse_query(query.as_deref()) {
-        Ok(q) => q,
-        Err(error) => return error_page(&error),
-    };
-    match app
-        .tokens
-        .authorization(&tenant, version(&route), &query_params)
-        .await
-    {
+    match authorization_of(&app, &tenant, &route, query.as_deref()).await {
         Ok(authorization) => {
-            let secure = is_secure(&app, &parts.uri, &parts.headers);
-            let action = parts.uri.to_string();
+            let secure = is_secure(&app, &uri, &headers);
+            let action = uri.to_string();
             authorize_form(&authorization, &action, secure, StatusCode::OK, None, None)
         }
-        Err(AuthorizeRefusal::Shown(error)) => error_page(&error),
-        Err(AuthorizeRefusal::Redirected(to)) => redirect(&to),
+        Err(answer) => answer,
     }
 }
 
@@ -342,20 +372,11 @@ async fn authorize_sign_in(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let tenant = canonical_guid(&tenant);
-    let query_params = match parse_query(query.as_deref()) {
-        Ok(q) => q,
-        Err(error) => return error_page(&error),
-    };
-    let authorization = match app
-        .tokens
-        .authorization(&tenant, version(&route), &query_params)
-        .await
-    {
+    let authorization = match authorization_of(&app, &tenant, &route, query.as_deref()).await {
         Ok(authorization) => authorization,
-        Err(AuthorizeRefusal::Shown(error)) => return error_page(&error),
-        Err(AuthorizeRefusal::Redirected(to)) => return redirect(&to),
+        Err(answer) => return answer,
     };
+    let tenant = authorization.app.tenant_id.clone();
     let secure = is_secure(&app, &parts.uri, &parts.headers);
     let action = parts.uri.to_string();
     let form = match read_sign_in_form(body).await {
@@ -379,15 +400,10 @@ async fn authorize_sign_in(
         let status = StatusCode::BAD_REQUEST;
         return authorize_form(&authorization, &action, secure, status, Some(error), None);
     };
-    let user = match app
-        .tokens
-        .check_password(&tenant, username.trim(), password, peer.ip())
-        .await
-    {
+    let user = match check_sign_in(&app, &tenant, username, password, peer).await {
         Ok(user) => user,
-        Err(error) if error.status == 503 => return error_page(&error),
-        Err(error) => {
-            let said = sign_in_refusal(&error);
+        Err(Refused::Failed(answer)) => return answer,
+        Err(Refused::Said(said)) => {
             let status = StatusCode::OK;
             return authorize_form(
                 &authorization,
@@ -539,15 +555,10 @@ async fn device_sign_in(
         return device_sign_in_form(&pending, secure, StatusCode::OK, None, None);
     };
     let tenant = pending.grant.tenant_id.clone();
-    let user = match app
-        .tokens
-        .check_password(&tenant, username.trim(), password, peer.ip())
-        .await
-    {
+    let user = match check_sign_in(&app, &tenant, username, password, peer).await {
         Ok(user) => user,
-        Err(error) if error.status == 503 => return error_page(&error),
-        Err(error) => {
-            let said = sign_in_refusal(&error);
+        Err(Refused::Failed(answer)) => return answer,
+        Err(Refused::Said(said)) => {
             return device_sign_in_form(
                 &pending,
                 secure,

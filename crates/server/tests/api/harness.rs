@@ -751,3 +751,20 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// Whether `python3` can import `modules` (comma-separated); under CI=true
+/// it must (`.ci/run` installs them), elsewhere the caller skips with `hint`.
+pub fn python_with(modules: &str, hint: &str) -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but python3 cannot import {modules} (.ci/run installs them)"
+        );
+        eprintln!("SKIPPED: python3 cannot import {modules} ({hint})");
+    }
+    found
+}

@@ -3,22 +3,9 @@
 
 use crate::harness::*;
 use serde_json::Value;
-use std::process::Command;
 
-/// Whether `python3` with MSAL is here; under CI=true it must be.
 fn msal_available() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import msal, requests"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 with msal and requests is missing (.ci/run installs them)"
-        );
-        eprintln!("SKIPPED: python3 with msal is not installed (pip install msal requests)");
-    }
-    found
+    python_with("msal, requests", "pip install msal requests")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,20 +9,11 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 
-/// Whether python3 with MSAL and azure-identity is here; under CI=true it must be.
 fn clients_available() -> bool {
-    let found = Command::new("python3")
-        .args(["-c", "import msal, requests, azure.identity, cryptography"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 with msal, azure-identity and cryptography is missing (.ci/run installs them)"
-        );
-        eprintln!("SKIPPED: pip install msal azure-identity requests");
-    }
-    found
+    python_with(
+        "msal, requests, azure.identity, cryptography",
+        "pip install msal azure-identity requests",
+    )
 }
 
 fn script(name: &str) -> String {
