@@ -137,10 +137,13 @@ impl Page {
         };
         let mut response = (self.status, markup).into_response();
         let headers = response.headers_mut();
-        let targets = self.form_targets.join(" ");
+        let form_action: Vec<&str> = std::iter::once("'self'")
+            .chain(self.form_targets.iter().map(String::as_str))
+            .collect();
+        let form_action = form_action.join(" ");
         let script = if self.script { "'self'" } else { "'none'" };
-        let policy = format!("default-src 'none'; style-src 'self'; script-src {script}; img-src 'self'; form-action 'self' {targets}; frame-ancestors 'none'; base-uri 'none'");
-        if let Ok(value) = HeaderValue::from_str(policy.trim()) {
+        let policy = format!("default-src 'none'; style-src 'self'; script-src {script}; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'");
+        if let Ok(value) = HeaderValue::from_str(&policy) {
             headers.insert("content-security-policy", value);
         }
         headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -250,9 +253,10 @@ fn sign_in_form(
                 input type="hidden" name="csrf_token" value=(token);
                 @if let Some(code) = user_code { input type="hidden" name="user_code" value=(code); }
                 label for="username" { "User name" }
-                input #username type="text" name="username" autocomplete="username" required autofocus value=[username];
+                // After a refusal the name is kept and the password is what to type.
+                input #username type="text" name="username" autocomplete="username" required autofocus[username.is_none()] value=[username];
                 label for="password" { "Password" }
-                input #password type="password" name="password" autocomplete="current-password" required;
+                input #password type="password" name="password" autocomplete="current-password" required autofocus[username.is_some()];
                 button type="submit" { "Sign in" }
             }
         },

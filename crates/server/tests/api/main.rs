@@ -11,6 +11,7 @@ mod harness;
 mod admin_cli;
 mod agent;
 mod alerts;
+mod browser;
 mod bulk_writes;
 mod control_clock;
 mod control_faults;

@@ -14,20 +14,20 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 const MDE: &str = "https://api.securitycenter.microsoft.com/.default";
-const VERIFIER: &str = "a-verifier-of-the-client-of-forty-three-chars-or-more";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const VERIFIER: &str = "a-verifier-of-the-client-of-forty-three-chars-or-more";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// A server with a user and a public client app allowed to redirect to
 /// `http://localhost/callback` (any port) and `https://app.example/cb`.
-struct SignInFixture {
-    server: TestServer,
-    client_id: String,
-    username: String,
+pub(crate) struct SignInFixture {
+    pub server: TestServer,
+    pub client_id: String,
+    pub username: String,
     /// No redirects followed: the tests read them.
     browser: reqwest::Client,
 }
 
-async fn fixture() -> SignInFixture {
+pub(crate) async fn fixture() -> SignInFixture {
     let server = TestServer::start().await;
     let username = "analyst@contoso.example".to_string();
     server
@@ -90,7 +90,7 @@ fn cookie_of(reply: &Reply) -> String {
     set.split(';').next().unwrap().to_string()
 }
 
-fn query_of(location: &str) -> Value {
+pub(crate) fn query_of(location: &str) -> Value {
     let query = location.split_once(['?', '#']).map_or("", |(_, q)| q);
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
     Value::Object(
@@ -102,7 +102,7 @@ fn query_of(location: &str) -> Value {
 }
 
 impl SignInFixture {
-    fn authorize_url(&self, params: &[(&str, &str)]) -> String {
+    pub fn authorize_url(&self, params: &[(&str, &str)]) -> String {
         let query = serde_urlencoded::to_string(params).unwrap();
         self.server.url(&format!(
             "/{}/oauth2/v2.0/authorize?{query}",
@@ -110,7 +110,7 @@ impl SignInFixture {
         ))
     }
 
-    fn code_request(&self, redirect_uri: &str) -> Vec<(&'static str, String)> {
+    pub fn code_request(&self, redirect_uri: &str) -> Vec<(&'static str, String)> {
         vec![
             ("client_id", self.client_id.clone()),
             ("response_type", "code".into()),
@@ -159,7 +159,7 @@ impl SignInFixture {
         answer["code"].as_str().unwrap().to_string()
     }
 
-    async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
+    pub async fn redeem(&self, fields: &[(&str, &str)]) -> Reply {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("client_id", self.client_id.as_str()),

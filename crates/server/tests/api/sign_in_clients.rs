@@ -22,9 +22,14 @@ fn script(name: &str) -> String {
 
 /// Runs a client script; its one JSON line.
 async fn run(ca_file: &str, args: &[&str]) -> Value {
+    run_with(ca_file, args, &[]).await
+}
+
+async fn run_with(ca_file: &str, args: &[&str], envs: &[(&str, String)]) -> Value {
     let output = tokio::process::Command::new("python3")
         .args(args)
         .env("REQUESTS_CA_BUNDLE", ca_file)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .await
         .unwrap();
@@ -120,6 +125,77 @@ async fn msal_public_clients_sign_in_by_device_code_password_and_refresh() {
         refresh["after_replay"]["got_token"], false,
         "the replay revoked the sign-in: {refresh}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msal_signs_a_user_in_interactively_through_chromium() {
+    if !clients_available() || !crate::browser::browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (server, ca) = https_demo(dir.path()).await;
+    let credentials = server.demo_credentials();
+    let user = &credentials["users"][0];
+    let report = dir.path().join("browser.json");
+    let browse = crate::browser::browser_dir().join("browse.mjs");
+    let envs = [
+        ("BROWSER", format!("node {} %s", browse.display())),
+        (
+            "PALISADE_USERNAME",
+            user["username"].as_str().unwrap().to_string(),
+        ),
+        (
+            "PALISADE_PASSWORD",
+            user["password"].as_str().unwrap().to_string(),
+        ),
+        ("PALISADE_BROWSER_REPORT", report.display().to_string()),
+    ];
+    let client = script("msal_public_client.py");
+    let seen = run_with(
+        &ca,
+        &[&client, server.credentials.to_str().unwrap(), "interactive"],
+        &envs,
+    )
+    .await;
+    let browser: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(browser["error"].is_null(), "{browser}");
+    let asked = browser["authorize_url"].as_str().unwrap();
+    assert!(
+        asked.contains("response_mode=form_post") && asked.contains("code_challenge="),
+        "{asked}"
+    );
+    assert!(
+        browser["final_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://localhost:"),
+        "{browser}"
+    );
+    let refused: Vec<&Value> = browser["console_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str().unwrap().contains("Content Security Policy"))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "the form_post page's script and form are allowed: {browser}"
+    );
+    assert_eq!(seen["code_redemptions"][0]["status"], 200, "{seen}");
+    assert!(
+        seen["code_redemptions"][0]["sent"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("code_verifier")),
+        "{seen}"
+    );
+    assert_eq!(seen["machines_status"], 200, "{seen}");
+    assert_eq!(seen["claims"]["upn"], user["username"], "{seen}");
+    assert_eq!(
+        seen["id_token_claims"]["preferred_username"], user["username"],
+        "{seen}"
+    );
+    assert_eq!(seen["accounts"][0], user["username"], "{seen}");
 }
 
 /// Registers an app with `certificate` (a PEM file) through the CLI, as an operator would.

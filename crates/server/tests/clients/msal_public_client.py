@@ -2,7 +2,7 @@
 PublicClientApplication (no secret), against Palisade as against Entra ID:
 only the authority changes.
 
-    msal_public_client.py CREDENTIALS.json device_code|password|refresh
+    msal_public_client.py CREDENTIALS.json device_code|password|refresh|interactive
 
 - device_code: initiate_device_flow, the user's part done over HTTP in a
   thread (the /devicelogin page, the code, the sign-in form) while MSAL
@@ -13,6 +13,9 @@ only the authority changes.
   through the control plane, the old token refused, acquire_token_silent
   with force_refresh through the refresh token; then the rotated-out refresh
   token replayed.
+- interactive: acquire_token_interactive, with $BROWSER the test's headless
+  Chromium, which signs in on Palisade's page; the code comes back to MSAL's
+  listener by form_post (what MSAL asks for) and is redeemed with PKCE.
 
 Reads the demo credentials file; trusts REQUESTS_CA_BUNDLE; prints one
 JSON object of what it saw for the Rust test (sign_in_clients.rs).
@@ -213,5 +216,16 @@ elif mode == "refresh":
                               "error_codes": (after or {}).get("error_codes")}
     finish(report)
 
+elif mode == "interactive":
+    # The browser MSAL opens is $BROWSER (the test's Chromium, tests/browser/browse.mjs).
+    app, http = public_app(credentials["public_client_id"])
+    result = app.acquire_token_interactive(SCOPES, timeout=60, login_hint=user["username"])
+    report.update(describe(result))
+    report["code_redemptions"] = [
+        {"status": c["status"], "sent": c["sent"]} for c in http.token_calls if c["grant_type"] == "authorization_code"
+    ]
+    report["accounts"] = [a.get("username") for a in app.get_accounts()]
+    finish(report, ok="access_token" in result)
+
 else:
-    finish({"usage": "msal_public_client.py CREDENTIALS.json device_code|password|refresh"}, ok=False)
+    finish({"usage": "msal_public_client.py CREDENTIALS.json device_code|password|refresh|interactive"}, ok=False)
