@@ -176,3 +176,94 @@ pub fn check_assertion(
         .ok_or_else(|| refused(700025, "The client assertion must carry a 'jti' claim."))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use palisade_contract::Timestamp;
+    use serde_json::json;
+
+    const CLIENT: &str = "0f5c5a2e-8d3b-4a51-9e1e-2a7c4b9d6e10";
+    const TOKEN_URL: &str = "https://palisade.example/t/oauth2/v2.0/token";
+    const NOW: i64 = 1_800_000_000;
+
+    /// An RSA key and a self-signed certificate of it, as an app registers.
+    fn certificate() -> (EncodingKey, String, ClientCertificate) {
+        // An RSA key as the token service makes its own (PKCS#8 PEM).
+        let pem = crate::keys::generate("t", Timestamp::now()).private_key;
+        let signer =
+            rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&pem, &rcgen::PKCS_RSA_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["app.example".into()]).unwrap();
+        let cert = params.self_signed(&signer).unwrap().pem();
+        let parsed = ClientCertificate::parse(&cert).unwrap();
+        (
+            EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+            cert,
+            parsed,
+        )
+    }
+
+    fn assertion(key: &EncodingKey, thumbprint: &str, claims: serde_json::Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.x5t = Some(thumbprint.to_string());
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    }
+
+    #[test]
+    fn an_assertion_is_checked_for_its_audience_parties_time_and_id() {
+        let (key, pem, registered) = certificate();
+        let good = json!({"aud": TOKEN_URL, "iss": CLIENT, "sub": CLIENT, "exp": NOW + 600, "nbf": NOW - 5, "jti": "1"});
+        let check = |claims: &serde_json::Value| {
+            let jwt = assertion(&key, &registered.sha1, claims.clone());
+            check_assertion(
+                &jwt,
+                CLIENT,
+                std::slice::from_ref(&pem),
+                &[TOKEN_URL.to_string()],
+                NOW,
+            )
+            .map_err(|refusal| refusal.aadsts)
+        };
+        assert_eq!(check(&good), Ok(()));
+        let with = |field: &str, value: serde_json::Value| {
+            let mut claims = good.clone();
+            claims[field] = value;
+            check(&claims)
+        };
+        assert_eq!(
+            with("aud", json!("https://elsewhere.example/token")),
+            Err(700212)
+        );
+        assert_eq!(with("iss", json!("someone-else")), Err(700211));
+        assert_eq!(with("sub", json!("someone-else")), Err(700211));
+        assert_eq!(with("exp", json!(NOW - 3600)), Err(700024), "expired");
+        assert_eq!(with("nbf", json!(NOW + 3600)), Err(700024), "not yet valid");
+        assert_eq!(with("jti", json!("")), Err(700025));
+        // Signed by the right key but naming no registered certificate.
+        let unnamed = assertion(&key, "bm90IGEgdGh1bWJwcmludA", good.clone());
+        let refused = check_assertion(
+            &unnamed,
+            CLIENT,
+            std::slice::from_ref(&pem),
+            &[TOKEN_URL.into()],
+            NOW,
+        );
+        assert_eq!(refused.map_err(|r| r.aadsts), Err(700027));
+        // Named, but signed by another key.
+        let (other_key, _, _) = certificate();
+        let forged = assertion(&other_key, &registered.sha1, good);
+        let refused = check_assertion(&forged, CLIENT, &[pem], &[TOKEN_URL.into()], NOW);
+        assert_eq!(refused.map_err(|r| r.aadsts), Err(700027));
+    }
+
+    #[test]
+    fn only_pem_certificates_with_rsa_keys_can_be_registered() {
+        assert!(ClientCertificate::parse("not a certificate").is_err());
+        let ec = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["app.example".into()]).unwrap();
+        let ec_cert = params.self_signed(&ec).unwrap().pem();
+        let refused = ClientCertificate::parse(&ec_cert).err().unwrap();
+        assert!(refused.contains("not an RSA key"), "{refused}");
+    }
+}

@@ -118,13 +118,6 @@ enum Grant {
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 impl Grant {
-    const NAMES: [&'static str; 5] = [
-        "client_credentials",
-        "password",
-        "authorization_code",
-        "refresh_token",
-        DEVICE_CODE_GRANT,
-    ];
     const ALL: [Grant; 5] = [
         Grant::ClientCredentials,
         Grant::Password,
@@ -133,9 +126,23 @@ impl Grant {
         Grant::DeviceCode,
     ];
 
+    /// Its `grant_type`.
+    fn name(self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password => "password",
+            Grant::AuthorizationCode => "authorization_code",
+            Grant::RefreshToken => "refresh_token",
+            Grant::DeviceCode => DEVICE_CODE_GRANT,
+        }
+    }
+
     fn parse(name: &str) -> Option<Grant> {
-        let index = Self::NAMES.iter().position(|n| *n == name)?;
-        Some(Self::ALL[index])
+        Self::ALL.into_iter().find(|grant| grant.name() == name)
+    }
+
+    fn names() -> [&'static str; 5] {
+        Self::ALL.map(Grant::name)
     }
 
     /// Every grant but client credentials acts for a user.
@@ -352,7 +359,7 @@ impl TokenService {
                 70003,
                 format!(
                     "The app requested an unsupported grant type '{name}'; Palisade supports {}.",
-                    Grant::NAMES.join(", ")
+                    Grant::names().join(", ")
                 ),
             )
         })?;
@@ -873,7 +880,7 @@ impl TokenService {
             "device_authorization_endpoint": format!("{base}/{oauth}/devicecode"),
             "jwks_uri": format!("{base}/{keys}"),
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
-            "grant_types_supported": Grant::NAMES,
+            "grant_types_supported": Grant::names(),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "fragment", "form_post"],
             "code_challenge_methods_supported": ["S256", "plain"],

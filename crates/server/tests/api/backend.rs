@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 // Each test binary names one of the two.
@@ -93,10 +94,26 @@ async fn create_database() -> String {
         drop_databases_of_ended_runs(&client).await;
     }
     let name = format!("palisade_test_{pid}_{}", uuid_like());
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    // CREATE DATABASE copies template1 and is refused (55006, object in
+    // use) while another session is connected to it, as a concurrent
+    // CREATE DATABASE of another test run briefly is: try again.
+    let mut attempts = 0;
+    loop {
+        match client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) if e.code() == Some(&SqlState::OBJECT_IN_USE) && attempts < 50 => {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                let detail = e.as_db_error().map(|d| d.message().to_string());
+                panic!("CREATE DATABASE {name}: {e} {detail:?}")
+            }
+        }
+    }
     with_database(&server, &name)
 }
 

@@ -752,19 +752,37 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Whether `python3` can import `modules` (comma-separated); under CI=true
-/// it must (`.ci/run` installs them), elsewhere the caller skips with `hint`.
+/// Whether what a test needs (`found`) is here; under CI=true it must be
+/// (`.ci/run` installs it), elsewhere the test skips, saying how to get it.
+pub fn needed(found: bool, what: &str, hint: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but {what} is missing (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED: {what} is missing ({hint})");
+    }
+    found
+}
+
+/// Whether `python3` can import `modules` (comma-separated).
 pub fn python_with(modules: &str, hint: &str) -> bool {
     let found = std::process::Command::new("python3")
         .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but python3 cannot import {modules} (.ci/run installs them)"
-        );
-        eprintln!("SKIPPED: python3 cannot import {modules} ({hint})");
-    }
-    found
+    needed(found, &format!("python3 with {modules}"), hint)
+}
+
+/// Runs a client script or browser driver that prints one JSON object of
+/// what it saw; fails the test, with its output, when it fails.
+pub async fn json_report(command: &mut tokio::process::Command) -> Value {
+    let output = command.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }

@@ -699,3 +699,41 @@ async fn a_confidential_app_signs_users_in_only_with_its_secret() {
         grants.contains(&json!("authorization_code")) && grants.contains(&json!("refresh_token"))
     );
 }
+
+#[tokio::test]
+async fn an_app_cannot_be_registered_with_what_sign_in_could_never_use() {
+    let f = fixture().await;
+    let register = |settings: SignInSettings| {
+        let admin = f.server.admin.clone();
+        let tenant = f.server.tenant_id.clone();
+        async move {
+            let result = admin
+                .put_app_with(&tenant, None, "Bad", &all_permissions(), &settings)
+                .await;
+            result.err().map(|e| e.to_string())
+        }
+    };
+    let with_uri = |uri: &str| SignInSettings {
+        redirect_uris: vec![uri.into()],
+        ..SignInSettings::default()
+    };
+    for uri in [
+        "http://evil.example/cb",
+        "https://app.example/cb#x",
+        "javascript:alert(1)",
+        "/cb",
+    ] {
+        let refused = register(with_uri(uri)).await;
+        assert!(
+            refused.as_deref().is_some_and(|e| e.contains(uri)),
+            "{uri}: {refused:?}"
+        );
+    }
+    let junk = SignInSettings {
+        certificates: vec!["not a certificate".into()],
+        ..SignInSettings::default()
+    };
+    let refused = register(junk).await.unwrap();
+    assert!(refused.starts_with("certificate 1:"), "{refused}");
+    assert_eq!(register(with_uri("https://app.example/other")).await, None);
+}

@@ -2,7 +2,6 @@
 //! authority: MSAL for Python over HTTPS with the self-signed CA.
 
 use crate::harness::*;
-use serde_json::Value;
 
 fn msal_available() -> bool {
     python_with("msal, requests", "pip install msal requests")
@@ -27,20 +26,13 @@ async fn msal_for_python_gets_a_token_and_isolates_over_https() {
     assert_eq!(std::path::Path::new(&ca_file), tls_dir.join("ca.pem"));
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/msal_client.py");
-    let output = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(&server.credentials)
-        .env("REQUESTS_CA_BUNDLE", &ca_file)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the MSAL script failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let seen = json_report(
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(&server.credentials)
+            .env("REQUESTS_CA_BUNDLE", &ca_file),
+    )
+    .await;
     assert_eq!(seen["token_type"], "Bearer");
     assert_eq!(seen["token_source"], "identity_provider");
     assert_eq!(

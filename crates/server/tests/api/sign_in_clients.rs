@@ -26,20 +26,13 @@ async fn run(ca_file: &str, args: &[&str]) -> Value {
 }
 
 async fn run_with(ca_file: &str, args: &[&str], envs: &[(&str, String)]) -> Value {
-    let output = tokio::process::Command::new("python3")
-        .args(args)
-        .env("REQUESTS_CA_BUNDLE", ca_file)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    json_report(
+        tokio::process::Command::new("python3")
+            .args(args)
+            .env("REQUESTS_CA_BUNDLE", ca_file)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str()))),
+    )
+    .await
 }
 
 async fn https_demo(dir: &Path) -> (ServerProcess, String) {
@@ -171,14 +164,9 @@ async fn msal_signs_a_user_in_interactively_through_chromium() {
             .starts_with("http://localhost:"),
         "{browser}"
     );
-    let refused: Vec<&Value> = browser["console_errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.as_str().unwrap().contains("Content Security Policy"))
-        .collect();
-    assert!(
-        refused.is_empty(),
+    assert_eq!(
+        crate::browser::csp_violations(&browser),
+        Vec::<&Value>::new(),
         "the form_post page's script and form are allowed: {browser}"
     );
     assert_eq!(seen["code_redemptions"][0]["status"], 200, "{seen}");
