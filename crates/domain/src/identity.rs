@@ -43,6 +43,8 @@ pub enum GrantKind {
     Device,
     /// A refresh token: rotated on each use.
     Refresh,
+    /// A web console session: its cookie, until it ends or is signed out.
+    Session,
 }
 
 impl From<GrantKind> for &'static str {
@@ -51,6 +53,7 @@ impl From<GrantKind> for &'static str {
             GrantKind::Code => "code",
             GrantKind::Device => "device",
             GrantKind::Refresh => "refresh",
+            GrantKind::Session => "session",
         }
     }
 }
@@ -62,6 +65,7 @@ impl std::str::FromStr for GrantKind {
             "code" => GrantKind::Code,
             "device" => GrantKind::Device,
             "refresh" => GrantKind::Refresh,
+            "session" => GrantKind::Session,
             other => return Err(format!("unknown grant kind {other}")),
         })
     }

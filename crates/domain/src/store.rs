@@ -490,6 +490,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Device>, StoreError>;
     /// A tenant's devices, offboarded ones included, newest enrollment first.
     async fn devices(&self, tenant_id: &str) -> Result<Vec<Device>, StoreError>;
+    /// The device enrolled as a machine, if one is (offboarded or not).
+    async fn device_of_machine(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Option<Device>, StoreError>;
     /// Writes check-ins (`rules::device_report::apply`) in one transaction.
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError>;
     /// Delivers the machine's Pending and InProgress actions, oldest first,

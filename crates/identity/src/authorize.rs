@@ -141,6 +141,7 @@ impl TokenService {
         &self,
         tenant_id: &str,
         version: TokenVersion,
+        origin: &str,
         query: &AuthorizeQuery,
     ) -> Result<Authorization, AuthorizeRefusal> {
         self.require_tenant(tenant_id)
@@ -150,7 +151,8 @@ impl TokenService {
             .client(tenant_id, query.client_id.as_deref(), None)
             .await
             .map_err(AuthorizeRefusal::Shown)?;
-        let redirect_uri = match (&query.redirect_uri, app.redirect_uris.as_slice()) {
+        let registered = crate::console::redirect_uris(&app, origin);
+        let redirect_uri = match (&query.redirect_uri, registered.as_slice()) {
             (Some(uri), registered) if grants::redirect_uri_registered(registered, uri) => {
                 uri.clone()
             }

@@ -134,6 +134,11 @@ impl GrantDetails {
     }
 }
 
+/// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2).
+pub fn pkce_challenge(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// Whether `verifier` answers the PKCE `challenge` (RFC 7636 §4.6).
 pub fn pkce_matches(challenge: &str, method: &str, verifier: &str) -> bool {
     let valid_verifier = (43..=128).contains(&verifier.len())
@@ -144,7 +149,7 @@ pub fn pkce_matches(challenge: &str, method: &str, verifier: &str) -> bool {
         return false;
     }
     let computed = match method {
-        "S256" => URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
+        "S256" => pkce_challenge(verifier),
         _ => verifier.to_string(),
     };
     // Both sides are public once the code is redeemed; what matters is that

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod certificates;
+pub mod console;
 pub mod grants;
 pub mod keys;
 pub mod lockout;

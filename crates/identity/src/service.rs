@@ -370,6 +370,7 @@ impl TokenService {
                 request.client_secret.as_deref(),
             )
             .await?;
+        crate::console::refuse_other_grants(&app, grant.name())?;
         self.authenticate_client(&app, grant, origin, source, &request)
             .await?;
         let now = self.clock.now_in(tenant_id);
@@ -490,6 +491,9 @@ impl TokenService {
         secret: Option<&str>,
     ) -> Result<AppRegistration, OAuthError> {
         let client_id = canonical_guid(client_id.ok_or_else(|| OAuthError::missing("client_id"))?);
+        if client_id == crate::console::CONSOLE_CLIENT_ID {
+            return Ok(crate::console::console_app(tenant_id));
+        }
         match self.store.app(tenant_id, &client_id).await? {
             Some(app) => Ok(app),
             None => {
@@ -612,6 +616,7 @@ impl TokenService {
             GrantKind::Code => "authorization code",
             GrantKind::Refresh => "refresh token",
             GrantKind::Device => "device code",
+            GrantKind::Session => "console session",
         };
         let invalid = || {
             invalid_grant(70000, format!("The provided {what} is not valid: unknown, revoked, or issued to another client."))

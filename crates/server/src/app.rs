@@ -339,6 +339,9 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .to_json()
         .expect("the OpenAPI document serialises")
         .into();
+    // The console calls the API in process, through the same gate.
+    let console =
+        crate::console::routes(state.clone(), api_router.clone().with_state(state.clone()));
     let router = api_router
         .merge(token_service::routes())
         .merge(sign_in::routes())
@@ -360,6 +363,7 @@ pub fn http_app(state: AppState, extra: Router) -> Router {
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state.clone())
         .merge(control::routes(state.clone()))
+        .merge(console)
         .merge(extra);
     // Path rewriting must happen before routing, so it wraps the router as a service.
     let routed = router.map_request(move |request: Request| canon.rewrite(request));

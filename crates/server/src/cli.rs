@@ -471,6 +471,7 @@ fn print_demo_guide(origin: &str, credentials: &demo::DemoCredentials) {
          Token URL:  {token_url}\n\
          App:        client_id {client_id}  client_secret {secret}  (every permission)\n\
          Public app: client_id {public_client_id}  (no secret: device code, password, authorization code with PKCE)\n\
+         Console:    {origin}/  (sign in as a user below)\n\
          Devices:    palisade-agent --server {origin} --onboarding-token {onboarding} --state-dir DIR\n\
          \x20           palisade simulate --server {origin} --onboarding-token {onboarding} --devices 10\n\
          Users (password grant; secrets are new on every start):\n{users}\n\

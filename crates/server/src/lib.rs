@@ -4,6 +4,7 @@ pub mod admin_cli;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod console;
 pub mod control;
 pub mod demo;
 pub mod device_plane;

@@ -12,10 +12,10 @@
 use crate::app::AppState;
 use crate::http::envelope::RequestId;
 use crate::http::extract::origin;
-use crate::http::read_body;
+use crate::http::{page, read_body};
 use crate::token_service::{oauth_error, read_oauth_form, OAuthBody};
 use axum::extract::{ConnectInfo, MatchedPath, Path, RawQuery, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,28 +66,18 @@ struct SignInForm {
     user_code: Option<String>,
 }
 
-/// The CSRF cookie's name: `__Host-` binds it to this origin over HTTPS.
-fn csrf_cookie(secure: bool) -> &'static str {
-    if secure {
-        "__Host-palisade-sign-in"
-    } else {
-        "palisade-sign-in"
-    }
-}
+/// The CSRF cookie's name.
+const CSRF_COOKIE: &str = "palisade-sign-in";
 
 /// Whether the form's token is the one its cookie holds.
 fn csrf_matches(headers: &HeaderMap, secure: bool, sent: Option<&str>) -> bool {
     let Some(sent) = sent.filter(|s| !s.is_empty()) else {
         return false;
     };
-    let name = csrf_cookie(secure);
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(cookie::Cookie::split_parse)
-        .flatten()
-        .any(|c| c.name() == name && bool::from(c.value().as_bytes().ct_eq(sent.as_bytes())))
+    let name = page::cookie_name(CSRF_COOKIE, secure);
+    let matched =
+        page::cookies(headers, &name).any(|c| bool::from(c.as_bytes().ct_eq(sent.as_bytes())));
+    matched
 }
 
 /// A page of the sign-in flows.
@@ -140,31 +130,10 @@ impl Page {
         let form_action: Vec<&str> = std::iter::once("'self'")
             .chain(self.form_targets.iter().map(String::as_str))
             .collect();
-        let form_action = form_action.join(" ");
-        let script = if self.script { "'self'" } else { "'none'" };
-        let policy = format!("default-src 'none'; style-src 'self'; script-src {script}; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'");
-        if let Ok(value) = HeaderValue::from_str(&policy) {
-            headers.insert("content-security-policy", value);
-        }
-        headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
-        // Codes travel in URLs: no page tells another where it came from.
-        headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        page::harden(headers, self.script, &form_action.join(" "));
         if let Some((token, secure)) = self.csrf {
-            let cookie = cookie::Cookie::build((csrf_cookie(secure), token))
-                .path("/")
-                .http_only(true)
-                .secure(secure)
-                .same_site(cookie::SameSite::Lax)
-                .max_age(cookie::time::Duration::minutes(30))
-                .build();
-            if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
-                headers.append(SET_COOKIE, value);
-            }
+            let name = page::cookie_name(CSRF_COOKIE, secure);
+            page::set_cookie(headers, &name, Some(&token), "/", secure, 30);
         }
         response.extensions_mut().insert(OAuthBody);
         response
@@ -334,13 +303,14 @@ async fn authorization_of(
     app: &AppState,
     tenant: &str,
     route: &MatchedPath,
+    origin: &str,
     query: Option<&str>,
 ) -> Result<Authorization, Response> {
     let query = parse_query(query).map_err(|error| error_page(&error))?;
     let tenant = canonical_guid(tenant);
     match app
         .tokens
-        .authorization(&tenant, version(route), &query)
+        .authorization(&tenant, version(route), origin, &query)
         .await
     {
         Ok(authorization) => Ok(authorization),
@@ -357,7 +327,8 @@ async fn authorize_page(
     uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Response {
-    match authorization_of(&app, &tenant, &route, query.as_deref()).await {
+    let origin = origin(&app, &uri, &headers);
+    match authorization_of(&app, &tenant, &route, &origin, query.as_deref()).await {
         Ok(authorization) => {
             let secure = is_secure(&app, &uri, &headers);
             let action = uri.to_string();
@@ -376,10 +347,12 @@ async fn authorize_sign_in(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let authorization = match authorization_of(&app, &tenant, &route, query.as_deref()).await {
-        Ok(authorization) => authorization,
-        Err(answer) => return answer,
-    };
+    let origin = origin(&app, &parts.uri, &parts.headers);
+    let authorization =
+        match authorization_of(&app, &tenant, &route, &origin, query.as_deref()).await {
+            Ok(authorization) => authorization,
+            Err(answer) => return answer,
+        };
     let tenant = authorization.app.tenant_id.clone();
     let secure = is_secure(&app, &parts.uri, &parts.headers);
     let action = parts.uri.to_string();
@@ -604,30 +577,15 @@ async fn user_realm(Path(username): Path<String>) -> Response {
 }
 
 async fn stylesheet() -> Response {
-    static_file(
+    page::static_file(
         "text/css; charset=utf-8",
         include_str!("sign_in/sign-in.css"),
     )
 }
 
 async fn form_post_script() -> Response {
-    static_file(
+    page::static_file(
         "text/javascript; charset=utf-8",
         include_str!("sign_in/form-post.js"),
     )
-}
-
-fn static_file(content_type: &'static str, body: &'static str) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    response
 }

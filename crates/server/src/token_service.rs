@@ -18,7 +18,7 @@ use palisade_identity::service::{canonical_guid, OAuthError, TokenRequest};
 use palisade_identity::TokenVersion;
 use std::net::SocketAddr;
 
-/// Marks a response whose error body is the token service's own (OAuth2),
+/// Marks a response whose error body is its own (the token service's OAuth2 JSON, a page),
 /// which the envelope must leave as it is.
 #[derive(Debug, Clone, Copy)]
 pub struct OAuthBody;

@@ -855,6 +855,20 @@ impl<D: Database> Store for SqlStore<D> {
         .await
     }
 
+    async fn device_of_machine(
+        &self,
+        tenant_id: &str,
+        machine_id: &str,
+    ) -> Result<Option<Device>, StoreError> {
+        let equal = [
+            ("tenant_id", text(tenant_id)),
+            ("machine_id", text(machine_id)),
+        ];
+        let columns = device_fields::select(D::DIALECT);
+        let sql = Sql::select_where(D::DIALECT, columns, "devices", &equal, "");
+        self.row(sql, |row| device_fields::from_row(row, 0)).await
+    }
+
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {
         let write = RecordCheckIns(check_ins.to_vec());
         self.db

@@ -17,9 +17,10 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_contract::{ErrorCode, MdeError, Permission};
+use palisade_domain::identity::User;
 use palisade_domain::identity::{AuditEntry, RequestAudit};
 use palisade_domain::rate_limit::{RateKey, RateScope};
-use palisade_domain::{Caller, DeviceGroupAccess, Operation, Principal, Role};
+use palisade_domain::{Caller, DeviceGroupAccess, Operation, Principal, Role, Tenant};
 use palisade_identity::{bearer_token, TokenError, Verified};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -69,6 +70,30 @@ async fn injected_fault(app: &AppState, caller: &Caller, operation: Operation) -
     }
 }
 
+/// The caller of a request the web console makes for its signed-in user,
+/// in process: the gate takes it instead of a bearer token and does the rest
+/// (permissions, rate limits, faults, audit) as for any call. Only code of
+/// this process can put it on a request.
+#[derive(Debug, Clone)]
+pub struct ConsoleCaller(pub Caller);
+
+/// A user calling through an app that granted them `permissions` (its
+/// delegated ones): their MDE roles and device groups decide the rest.
+pub fn user_caller(tenant: Tenant, user: User, permissions: Vec<Permission>) -> Caller {
+    let device_groups = user.effective_device_groups();
+    Caller {
+        tenant,
+        principal: Principal::User {
+            id: user.id,
+            upn: user.username,
+            roles: user.roles,
+        },
+        permissions,
+        device_groups,
+        audit: None,
+    }
+}
+
 /// What the audit entry names as the target when the path does not say it (bulk tags).
 #[derive(Debug, Clone)]
 pub struct AuditTarget(pub String);
@@ -77,7 +102,7 @@ pub async fn gate(
     State((app, table)): State<(AppState, OperationTable)>,
     matched: MatchedPath,
     params: RawPathParams,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     // HEAD is answered by the GET handler, and needs what GET needs.
@@ -92,10 +117,15 @@ pub async fn gate(
     let Some(&(_, operation)) = operation else {
         return next.run(request).await;
     };
-    let origin = origin(&app, request.uri(), request.headers());
-    let caller = match authenticate(&app, request.headers(), &origin).await {
-        Ok(caller) => caller,
-        Err(refusal) => return refusal,
+    let caller = match request.extensions_mut().remove::<ConsoleCaller>() {
+        Some(ConsoleCaller(caller)) => caller,
+        None => {
+            let origin = origin(&app, request.uri(), request.headers());
+            match authenticate(&app, request.headers(), &origin).await {
+                Ok(caller) => caller,
+                Err(refusal) => return refusal,
+            }
+        }
     };
     let recording = app
         .palisade
@@ -274,37 +304,30 @@ async fn authenticate(
             .await
     }
     .map_err(|e| ApiError(e.into()).into_response())?;
-    let (id, upn, roles, device_groups) = match user {
-        Some(user) => {
-            let groups = user.effective_device_groups();
-            (user.id, user.username, user.roles, groups)
-        }
+    match user {
+        Some(user) => Ok(user_caller(tenant, user, scopes)),
         // An external user Palisade has no record of acts with the MDE
         // roles its token names, on every device group.
-        None if external => (
-            claims.oid.clone().unwrap_or(claims.sub.clone()),
-            claims.username().unwrap_or(&claims.sub).to_string(),
-            claims
-                .roles
-                .iter()
-                .flatten()
-                .filter_map(|r| Role::from_str(r).ok())
-                .collect(),
-            DeviceGroupAccess::All,
-        ),
-        None => {
-            return Err(unauthorized_because(
-                "The token's user no longer exists in this tenant.".into(),
-            ))
-        }
-    };
-    Ok(Caller {
-        tenant,
-        principal: Principal::User { id, upn, roles },
-        permissions: scopes,
-        device_groups,
-        audit: None,
-    })
+        None if external => Ok(Caller {
+            tenant,
+            principal: Principal::User {
+                id: claims.oid.clone().unwrap_or(claims.sub.clone()),
+                upn: claims.username().unwrap_or(&claims.sub).to_string(),
+                roles: claims
+                    .roles
+                    .iter()
+                    .flatten()
+                    .filter_map(|r| Role::from_str(r).ok())
+                    .collect(),
+            },
+            permissions: scopes,
+            device_groups: DeviceGroupAccess::All,
+            audit: None,
+        }),
+        None => Err(unauthorized_because(
+            "The token's user no longer exists in this tenant.".into(),
+        )),
+    }
 }
 
 fn audit_entry(

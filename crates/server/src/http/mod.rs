@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod host;
 pub mod odata;
+pub mod page;
 pub mod paths;
 
 /// Largest request body accepted (decisions: Wire).

@@ -39,7 +39,7 @@ pub(crate) fn csp_violations(report: &serde_json::Value) -> Vec<&serde_json::Val
 }
 
 /// Where a test's screenshots are kept.
-fn screenshots(test: &str) -> PathBuf {
+pub(crate) fn screenshots(test: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
         .join(test);

@@ -13,6 +13,7 @@ mod agent;
 mod alerts;
 mod browser;
 mod bulk_writes;
+mod console;
 mod control_clock;
 mod control_faults;
 mod control_plane;
