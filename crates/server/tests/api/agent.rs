@@ -845,6 +845,117 @@ async fn a_simulated_fleet_carries_out_actions() {
         zip.file_names().collect::<Vec<_>>()
     );
 
+    // A live-response session of a simulated device: a library script put
+    // and run, a file got; what it uploaded downloads through the links.
+    use crate::live_response as lr;
+    let upload = server
+        .client
+        .post(format!("{}/api/libraryfiles", server.origin))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={}", lr::BOUNDARY),
+        )
+        .body(lr::form(&[lr::file("triage.sh", b"#!/bin/sh\nuname -a\n")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200, "{}", upload.text().await.unwrap());
+    let id = post_action(
+        &server,
+        &format!("/api/machines/{reliable}/runliveresponse"),
+        json!({
+            "Commands": [
+                lr::put_file("triage.sh"),
+                lr::run_script("triage.sh"),
+                lr::get_file("/var/log/syslog"),
+            ],
+            "Comment": "triage",
+        }),
+    )
+    .await;
+    let session = final_action(&server, &id, || "no report".to_string()).await;
+    assert_eq!(session["status"], "Succeeded", "{session}");
+    assert_eq!(
+        lr::statuses(&session),
+        ["Completed", "Completed", "Completed"]
+    );
+    let result = |index: i64| {
+        let (server, id) = (&server, &id);
+        async move {
+            let path = format!(
+                "/api/machineactions/{id}/GetLiveResponseResultDownloadLink(index={index})"
+            );
+            let reply = server.get(&path).await.unwrap();
+            assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+            let link = reply.json["value"].as_str().expect("a link").to_string();
+            assert!(
+                link.starts_with(&format!("{}/downloads/results/", server.origin)),
+                "{link}"
+            );
+            // Without a bearer token.
+            let response = reqwest::get(&link).await.unwrap();
+            assert_eq!(response.status(), 200, "{link}");
+            response.bytes().await.unwrap().to_vec()
+        }
+    };
+    let transcript: Value = serde_json::from_slice(&result(1).await).expect("a transcript");
+    assert_eq!(transcript["script_name"], "triage.sh", "{transcript}");
+    assert_eq!(transcript["exit_code"], 0, "{transcript}");
+    assert_eq!(
+        transcript["script_output"],
+        format!("simulated run on machine {reliable}\n"),
+        "{transcript}"
+    );
+    let got = String::from_utf8(result(2).await).unwrap();
+    assert_eq!(
+        got,
+        format!("simulated content of /var/log/syslog on machine {reliable}\n")
+    );
+    // The PutFile has no result.
+    let reply = server
+        .get(&format!(
+            "/api/machineactions/{id}/GetLiveResponseResultDownloadLink(index=0)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.text);
+
+    // The inventory the simulated device reported (a seeded Linux machine's
+    // would name other vendors), and its administrator's logon.
+    let software = server
+        .get(&format!("/api/machines/{reliable}/software"))
+        .await
+        .unwrap();
+    assert_eq!(software.status, 200, "{}", software.text);
+    let mut names: Vec<&str> = software.json["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", software.text))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "debian-_-bash",
+            "debian-_-curl",
+            "debian-_-openssh-server",
+            "debian-_-openssl",
+            "debian-_-sudo"
+        ],
+        "{}",
+        software.text
+    );
+    let users = server
+        .get(&format!("/api/machines/{reliable}/logonusers"))
+        .await
+        .unwrap();
+    assert_eq!(users.status, 200, "{}", users.text);
+    let users = users.json["value"].as_array().unwrap().clone();
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0]["id"], "simok-7\\admin", "{users:?}");
+    assert_eq!(users[0]["accountName"], "admin");
+
     // The reliable fleet's alerts arrive, with evidence, on its machines only.
     let mut fleet_alerts = vec![];
     for _ in 0..120 {

@@ -162,26 +162,106 @@ async fn wrong_method_is_405_with_allow_and_no_body() {
         (Method::DELETE, "/api/machineactions".to_string(), "GET"),
     ];
     for (verb, path, allowed) in cases {
-        let reply = method(&server, verb.clone(), &path).await;
-        assert_eq!(reply.status, 405, "{verb} {path}: {}", reply.text);
-        assert_eq!(reply.text, "", "{verb} {path}: a 405 has no body");
-        let allow = reply
-            .headers
-            .get("allow")
-            .unwrap_or_else(|| panic!("{verb} {path}: no Allow header"))
-            .to_str()
-            .unwrap()
-            .to_string();
-        assert!(
-            allow.split(',').any(|m| m.trim() == allowed),
-            "{verb} {path}: Allow is {allow:?}"
-        );
-        assert!(
-            !allow.split(',').any(|m| m.trim() == verb.as_str()),
-            "{verb} {path}: Allow {allow:?} names the refused method"
-        );
+        assert_405(&server, verb, &path, &[allowed]).await;
     }
     assert_eq!(action_count(&server).await, 0);
+}
+
+/// `verb` on `path` is 405 with no body and an `Allow` naming every method
+/// of `allowed` and not `verb`.
+async fn assert_405(server: &TestServer, verb: Method, path: &str, allowed: &[&str]) {
+    let reply = method(server, verb.clone(), path).await;
+    assert_eq!(reply.status, 405, "{verb} {path}: {}", reply.text);
+    assert_eq!(reply.text, "", "{verb} {path}: a 405 has no body");
+    let allow = reply
+        .headers
+        .get("allow")
+        .unwrap_or_else(|| panic!("{verb} {path}: no Allow header"))
+        .to_str()
+        .unwrap()
+        .to_string();
+    let named: Vec<&str> = allow.split(',').map(str::trim).collect();
+    for method in allowed {
+        assert!(named.contains(method), "{verb} {path}: Allow is {allow:?}");
+    }
+    assert!(
+        !named.contains(&verb.as_str()),
+        "{verb} {path}: Allow {allow:?} names the refused method"
+    );
+}
+
+/// The routes of live response, its library and the inventories answer a
+/// wrong method as every other route does, and do nothing.
+#[tokio::test]
+async fn wrong_method_on_live_response_library_and_inventory_routes_is_405() {
+    let (server, m) = server_with(OsPlatform::Linux).await;
+    let session = server
+        .post(
+            &format!("/api/machines/{}/runliveresponse", m.id),
+            json!({"Commands": [{"type": "GetFile", "params": [{"key": "Path", "value": "/etc/hostname"}]}], "Comment": "c"}),
+        )
+        .await;
+    assert_eq!(session.status, 201, "{}", session.text);
+    let action = session.json["id"].as_str().unwrap().to_string();
+    let run = format!("/api/machines/{}/runliveresponse", m.id);
+    let link = format!("/api/machineactions/{action}/GetLiveResponseResultDownloadLink(index=0)");
+    let software = format!("/api/machines/{}/software", m.id);
+    let logons = format!("/api/machines/{}/logonusers", m.id);
+    let cases = [
+        (Method::GET, run.clone(), &["POST"][..]),
+        (Method::PUT, run.clone(), &["POST"]),
+        (Method::DELETE, run.to_uppercase(), &["POST"]),
+        (Method::POST, link.clone(), &["GET"]),
+        (Method::DELETE, link.clone(), &["GET"]),
+        (Method::PUT, link.to_lowercase(), &["GET"]),
+        (
+            Method::PUT,
+            "/api/libraryfiles".to_string(),
+            &["GET", "POST"],
+        ),
+        (
+            Method::PATCH,
+            "/api/libraryfiles".to_string(),
+            &["GET", "POST"],
+        ),
+        (
+            Method::DELETE,
+            "/api/LibraryFiles".to_string(),
+            &["GET", "POST"],
+        ),
+        (
+            Method::GET,
+            "/api/libraryfiles/triage.sh".to_string(),
+            &["DELETE"],
+        ),
+        (
+            Method::PUT,
+            "/api/libraryfiles/triage.sh".to_string(),
+            &["DELETE"],
+        ),
+        (
+            Method::POST,
+            "/api/libraryfiles/triage.sh".to_string(),
+            &["DELETE"],
+        ),
+        (Method::POST, software.clone(), &["GET"]),
+        (Method::DELETE, software.clone(), &["GET"]),
+        (Method::PUT, logons.clone(), &["GET"]),
+        (Method::POST, logons.clone(), &["GET"]),
+    ];
+    for (verb, path, allowed) in cases {
+        assert_405(&server, verb, &path, allowed).await;
+    }
+    // Only the session made here: no other action, the library still empty.
+    assert_eq!(action_count(&server).await, 1);
+    let library = server.get("/api/libraryfiles").await;
+    assert_eq!(library.status, 200, "{}", library.text);
+    assert_eq!(library.json["value"], json!([]), "{}", library.text);
+    // The same paths with their own methods are answered.
+    for path in [&software, &logons] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ const LINK_SECONDS: i64 = 30 * 60;
 // ---------------------------------------------------------------------------
 
 /// One part of a multipart/form-data body.
-struct Part {
+pub(crate) struct Part {
     name: &'static str,
     file_name: Option<String>,
     bytes: Vec<u8>,
@@ -44,7 +44,7 @@ fn field(name: &'static str, value: &str) -> Part {
 }
 
 /// The file part (`file`), named `file_name`.
-fn file(file_name: &str, bytes: &[u8]) -> Part {
+pub(crate) fn file(file_name: &str, bytes: &[u8]) -> Part {
     Part {
         name: "file",
         file_name: Some(file_name.to_string()),
@@ -52,10 +52,10 @@ fn file(file_name: &str, bytes: &[u8]) -> Part {
     }
 }
 
-const BOUNDARY: &str = "palisade-live-response-boundary-7f3a";
+pub(crate) const BOUNDARY: &str = "palisade-live-response-boundary-7f3a";
 
 /// The body of a form of `parts`, as a browser or MDE's PowerShell sends it.
-fn form(parts: &[Part]) -> Vec<u8> {
+pub(crate) fn form(parts: &[Part]) -> Vec<u8> {
     let mut body = Vec::new();
     for part in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
@@ -116,7 +116,7 @@ fn entity(reply: &Reply) -> Value {
 }
 
 /// Puts `bytes` in the library as `name` (no other field): its entry.
-async fn put_library_file(server: &TestServer, name: &str, bytes: &[u8]) -> Value {
+pub(crate) async fn put_library_file(server: &TestServer, name: &str, bytes: &[u8]) -> Value {
     let reply = upload(server, &[file(name, bytes)]).await;
     let entry = entity(&reply);
     assert_eq!(entry["fileName"], name, "{}", reply.text);
@@ -140,7 +140,7 @@ async fn list_library_as(server: &TestServer, token: &str) -> Reply {
 }
 
 /// The library's entries, in the order listed.
-async fn library(server: &TestServer) -> Vec<Value> {
+pub(crate) async fn library(server: &TestServer) -> Vec<Value> {
     let reply = list_library_as(server, &server.token).await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     reply.json["value"].as_array().unwrap().clone()
@@ -174,15 +174,15 @@ fn command(kind: &str, params: &[(&str, &str)]) -> Value {
     json!({"type": kind, "params": params})
 }
 
-fn put_file(name: &str) -> Value {
+pub(crate) fn put_file(name: &str) -> Value {
     command("PutFile", &[("FileName", name)])
 }
 
-fn run_script(name: &str) -> Value {
+pub(crate) fn run_script(name: &str) -> Value {
     command("RunScript", &[("ScriptName", name)])
 }
 
-fn get_file(path: &str) -> Value {
+pub(crate) fn get_file(path: &str) -> Value {
     command("GetFile", &[("Path", path)])
 }
 
@@ -196,7 +196,7 @@ async fn run_as(server: &TestServer, token: &str, machine_id: &str, body: Value)
 }
 
 /// A session of `commands` that must be created: the new action.
-async fn start_session(server: &TestServer, machine_id: &str, commands: Value) -> Value {
+pub(crate) async fn start_session(server: &TestServer, machine_id: &str, commands: Value) -> Value {
     let reply = server
         .post(
             &run_path(machine_id),
@@ -208,11 +208,11 @@ async fn start_session(server: &TestServer, machine_id: &str, commands: Value) -
     reply.json
 }
 
-fn id_of(action: &Value) -> String {
+pub(crate) fn id_of(action: &Value) -> String {
     action["id"].as_str().expect("an action id").to_string()
 }
 
-fn link_path(action_id: &str, index: i64) -> String {
+pub(crate) fn link_path(action_id: &str, index: i64) -> String {
     format!("/api/machineactions/{action_id}/GetLiveResponseResultDownloadLink(index={index})")
 }
 
@@ -241,12 +241,12 @@ async fn result_link_as(server: &TestServer, token: &str, action_id: &str, index
     link
 }
 
-async fn result_link(server: &TestServer, action_id: &str, index: i64) -> String {
+pub(crate) async fn result_link(server: &TestServer, action_id: &str, index: i64) -> String {
     result_link_as(server, &server.token, action_id, index).await
 }
 
 /// What `link` downloads, with no Authorization header at all.
-async fn download(link: &str) -> Vec<u8> {
+pub(crate) async fn download(link: &str) -> Vec<u8> {
     let response = reqwest::Client::new().get(link).send().await.unwrap();
     assert_eq!(response.status(), 200, "{link}");
     let length: usize = response.headers()["content-length"]
@@ -283,7 +283,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, DeviceError>, status: u16) -> S
     }
 }
 
-fn outcome(index: u32, status: CommandStatus, at: Timestamp) -> CommandOutcome {
+pub(crate) fn outcome(index: u32, status: CommandStatus, at: Timestamp) -> CommandOutcome {
     CommandOutcome {
         index,
         command_status: status,
@@ -293,7 +293,7 @@ fn outcome(index: u32, status: CommandStatus, at: Timestamp) -> CommandOutcome {
     }
 }
 
-fn ended(status: ActionStatus, commands: Vec<CommandOutcome>) -> ActionResult {
+pub(crate) fn ended(status: ActionStatus, commands: Vec<CommandOutcome>) -> ActionResult {
     ActionResult {
         status,
         detail: Some(format!("session {status}")),
@@ -303,14 +303,14 @@ fn ended(status: ActionStatus, commands: Vec<CommandOutcome>) -> ActionResult {
 }
 
 /// A Linux device that carries out live response.
-async fn responder(server: &TestServer, name: &str) -> Enrolled {
+pub(crate) async fn responder(server: &TestServer, name: &str) -> Enrolled {
     server
         .enroll(&linux_device(name, &[Capability::LiveResponse]))
         .await
 }
 
 /// A library file downloaded by the device for its session.
-async fn session_file(device: &Enrolled, action_id: &str, name: &str) -> Vec<u8> {
+pub(crate) async fn session_file(device: &Enrolled, action_id: &str, name: &str) -> Vec<u8> {
     let response = device
         .device
         .download_session_file(action_id, name)
@@ -320,7 +320,7 @@ async fn session_file(device: &Enrolled, action_id: &str, name: &str) -> Vec<u8>
     response.bytes().await.unwrap().to_vec()
 }
 
-fn statuses(action: &Value) -> Vec<String> {
+pub(crate) fn statuses(action: &Value) -> Vec<String> {
     action["commands"]
         .as_array()
         .unwrap_or_else(|| panic!("no commands: {action}"))

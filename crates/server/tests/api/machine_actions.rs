@@ -562,6 +562,44 @@ async fn selective_isolation_on_linux_is_os_platform_not_supported() {
     );
 }
 
+/// MDE refuses code-execution restriction on Linux; so does Palisade, for a
+/// machine of the seed and for an enrolled device declaring every capability
+/// (none carries it out), and records no action.
+#[tokio::test]
+async fn code_execution_restriction_on_linux_is_os_platform_not_supported() {
+    let (server, seeded) = server_with(OsPlatform::Linux).await;
+    let every = <palisade_device::Capability as strum::VariantArray>::VARIANTS;
+    let device = server.enroll(&linux_device("lnx-restrict", every)).await;
+    let windows = machine(OsPlatform::Windows11);
+    server.put_machines(std::slice::from_ref(&windows)).await;
+    for machine_id in [&seeded.id, &device.enrollment.machine_id] {
+        for endpoint in ["restrictCodeExecution", "unrestrictCodeExecution"] {
+            let reply = act(&server, machine_id, endpoint, json!({"Comment": "x"})).await;
+            let message = reply.assert_error(400, "OsPlatformNotSupported");
+            assert_eq!(
+                message, "OS Platform Linux isn't supported for this action.",
+                "{endpoint} on {machine_id}"
+            );
+            let keys: Vec<&String> = reply.json.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["error"], "{}", reply.text);
+            let mut fields: Vec<&String> =
+                reply.json["error"].as_object().unwrap().keys().collect();
+            fields.sort();
+            assert_eq!(fields, ["code", "message", "target"], "{}", reply.text);
+        }
+    }
+    assert!(actions(&server, "").await.is_empty());
+    // The same calls on Windows 11 are taken: the refusal is the platform's.
+    let reply = act(
+        &server,
+        &windows.id,
+        "restrictCodeExecution",
+        json!({"Comment": "x"}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text);
+}
+
 #[tokio::test]
 async fn full_isolation_on_linux_is_accepted() {
     let (server, m) = server_with(OsPlatform::Linux).await;

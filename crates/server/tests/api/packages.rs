@@ -636,3 +636,183 @@ async fn another_tenants_package_is_not_there() {
     let link = link_as(&server, &server.token, &action_id).await;
     assert_downloads(&link, &bytes).await;
 }
+
+/// GetPackageUri's own limits are 2 calls a minute and 120 an hour. At two
+/// a minute an hour holds at most 120 calls, so the minute's limit is the
+/// one a caller meets: 120 calls at the full rate over the hour all get
+/// through. A configured hourly limit tighter than 120 applies to it too.
+#[tokio::test]
+async fn get_package_uri_takes_120_calls_an_hour_at_two_a_minute() {
+    let server = TestServer::start_with(Options {
+        rate_limits: Some(RateLimits::default()),
+        ..Options::default()
+    })
+    .await;
+    let bytes = noise(1000, 13);
+    let (_, action_id) = collected(&server, "lnx-hourly", &bytes).await;
+    let path = package_uri(&action_id);
+    let mut last = String::new();
+    for minute in 0..60 {
+        for call in 0..2 {
+            let reply = server.get(&path).await;
+            assert_eq!(
+                reply.status, 200,
+                "minute {minute}, call {call}: {}",
+                reply.text
+            );
+            last = link_of(&server, &reply);
+        }
+        if minute < 59 {
+            server.clock.advance(60);
+        }
+    }
+    // The 121st in the hour: refused by the minute's limit.
+    let message = server.get(&path).await.assert_error(429, "TooManyRequests");
+    assert!(message.contains("2 calls a minute"), "{message}");
+    assert_downloads(&last, &bytes).await;
+    // A minute on, the hour's first calls have left it: taken again.
+    server.clock.advance(60);
+    link_as(&server, &server.token, &action_id).await;
+    link_as(&server, &server.token, &action_id).await;
+    server.get(&path).await.assert_error(429, "TooManyRequests");
+
+    // An operator's hourly limit of 3: the fourth call in the hour is
+    // refused by the hour, to be retried once the first has left it.
+    let tight = TestServer::start_with(Options {
+        rate_limits: Some(RateLimits {
+            per_minute: 100,
+            per_hour: 3,
+        }),
+        ..Options::default()
+    })
+    .await;
+    let (_, action_id) = collected(&tight, "lnx-hourly-tight", &bytes).await;
+    let path = package_uri(&action_id);
+    link_as(&tight, &tight.token, &action_id).await;
+    link_as(&tight, &tight.token, &action_id).await;
+    // Still GetPackageUri's own 2 a minute under the configured 100.
+    let message = tight.get(&path).await.assert_error(429, "TooManyRequests");
+    assert!(message.contains("2 calls a minute"), "{message}");
+    tight.clock.advance(60);
+    link_as(&tight, &tight.token, &action_id).await;
+    let reply = tight.get(&path).await;
+    let message = reply.assert_error(429, "TooManyRequests");
+    assert!(message.contains("3 calls an hour"), "{message}");
+    let retry: i64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3480..=3540).contains(&retry), "Retry-After {retry}");
+    tight.clock.advance(retry);
+    link_as(&tight, &tight.token, &action_id).await;
+}
+
+// ---------------------------------------------------------------------------
+// Retention
+// ---------------------------------------------------------------------------
+
+/// Stored files are kept 7 days from their upload (`FILE_RETENTION_DAYS`,
+/// on the server's clock), then the sweeper (`forget_old_files`, run every
+/// minute by `palisade serve`) forgets them: a package's link and a session
+/// result's stop working, and no new one is given. The library's files are
+/// no action's results: they stay, byte for byte, however old.
+#[tokio::test]
+async fn files_are_forgotten_after_seven_days_but_library_files_stay() {
+    use crate::live_response as lr;
+    use palisade_contract::live_response::CommandStatus;
+    use palisade_contract::Timestamp;
+    const DAY: i64 = 24 * 3600;
+
+    let mut server = TestServer::start().await;
+    let script = b"#!/bin/sh\necho kept\n".to_vec();
+    lr::put_library_file(&server, "kept.sh", &script).await;
+    let bytes = noise(MIB + 17, 12);
+    let (_, action_id) = collected(&server, "lnx-retention", &bytes).await;
+
+    // A live-response session of a device, its GetFile's result uploaded.
+    let responder = lr::responder(&server, "lnx-retention-lr").await;
+    let session = lr::id_of(
+        &lr::start_session(
+            &server,
+            &responder.enrollment.machine_id,
+            json!([lr::get_file("/etc/hostname")]),
+        )
+        .await,
+    );
+    responder.device.start(&session).await.unwrap();
+    let result = noise(5000, 14);
+    responder
+        .device
+        .upload_command_result(&session, 0, result.clone(), result.len() as u64)
+        .await
+        .unwrap();
+    let at = Timestamp::now();
+    responder
+        .device
+        .finish(
+            &session,
+            &lr::ended(
+                ActionStatus::Succeeded,
+                vec![lr::outcome(0, CommandStatus::Completed, at)],
+            ),
+        )
+        .await
+        .unwrap();
+    assert_downloads(&link_as(&server, &server.token, &action_id).await, &bytes).await;
+    assert_eq!(
+        lr::download(&lr::result_link(&server, &session, 0).await).await,
+        result
+    );
+
+    // Six days on: nothing is forgotten.
+    server.clock.advance(6 * DAY);
+    server.renew_token().await;
+    assert_eq!(server.palisade.forget_old_files().await.unwrap(), 0);
+    assert_downloads(&link_as(&server, &server.token, &action_id).await, &bytes).await;
+
+    // Past the seven days the files are still there until the sweeper runs...
+    server.clock.advance(DAY + 3600);
+    server.renew_token().await;
+    let package_link = link_as(&server, &server.token, &action_id).await;
+    assert_downloads(&package_link, &bytes).await;
+    let result_link = lr::result_link(&server, &session, 0).await;
+    assert_eq!(lr::download(&result_link).await, result);
+    // ...which forgets the package and the result, not the library file.
+    assert_eq!(server.palisade.forget_old_files().await.unwrap(), 2);
+    assert_link_refused(&server, &package_link).await;
+    assert_link_refused(&server, &result_link).await;
+    assert_no_package(&server, &action_id).await;
+    let message = server
+        .get(&lr::link_path(&session, 0))
+        .await
+        .assert_error(404, "NotFound");
+    assert!(message.contains(&session), "{message}");
+    // The actions themselves stay, as they were.
+    assert_eq!(
+        server.action_status(&action_id).await["status"],
+        "Succeeded"
+    );
+    assert_eq!(server.action_status(&session).await["status"], "Succeeded");
+    // Swept again: nothing more.
+    assert_eq!(server.palisade.forget_old_files().await.unwrap(), 0);
+
+    // The library file is listed as it was, and a new session puts it.
+    let library = lr::library(&server).await;
+    assert_eq!(library.len(), 1, "{library:?}");
+    assert_eq!(library[0]["fileName"], "kept.sh");
+    assert_eq!(library[0]["sha256"], sha256_hex(&script));
+    let later = lr::id_of(
+        &lr::start_session(
+            &server,
+            &responder.enrollment.machine_id,
+            json!([lr::put_file("kept.sh")]),
+        )
+        .await,
+    );
+    responder.device.start(&later).await.unwrap();
+    assert_eq!(
+        lr::session_file(&responder, &later, "kept.sh").await,
+        script
+    );
+}
