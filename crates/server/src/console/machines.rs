@@ -425,28 +425,22 @@ fn actions_table(actions: &[Value], with_machine: bool) -> Markup {
     }
 }
 
-async fn machine_actions(console: &Console, signed: &Signed, id: &str) -> Markup {
-    let query = encode(&[
-        ("$filter", format!("machineId eq {}", literal(id))),
-        ("$orderby", "creationDateTimeUtc desc".into()),
-        ("$top", "25".into()),
-    ]);
-    match console
-        .api(
-            signed,
-            Method::GET,
-            &format!("/api/machineactions?{query}"),
-            None,
-        )
-        .await
-    {
-        Ok(body) => actions_table(
-            body["value"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-            false,
-        ),
+/// The newest actions (of one machine, or of the tenant with their machines) as a table.
+async fn action_list(console: &Console, signed: &Signed, machine_id: Option<&str>) -> Markup {
+    let mut query = vec![("$orderby", "creationDateTimeUtc desc".to_string())];
+    match machine_id {
+        Some(id) => {
+            query.push(("$filter", format!("machineId eq {}", literal(id))));
+            query.push(("$top", "25".into()));
+        }
+        None => query.push(("$top", "50".into())),
+    }
+    let uri = format!("/api/machineactions?{}", encode(&query));
+    match console.api(signed, Method::GET, &uri, None).await {
+        Ok(body) => {
+            let actions = body["value"].as_array().map(Vec::as_slice);
+            actions_table(actions.unwrap_or_default(), machine_id.is_none())
+        }
         Err((_, message)) => html! { p.error role="alert" { (message) } },
     }
 }
@@ -494,7 +488,7 @@ async fn machine(
         "lastSeen",
     ];
     let may_tag = signed.may(Operation::TagMachine);
-    let timeline = machine_actions(&console, &signed, &id).await;
+    let timeline = action_list(&console, &signed, Some(&id)).await;
     let body = html! {
         section aria-labelledby="properties" {
             h2 #properties { "Properties" }
@@ -559,7 +553,7 @@ async fn timeline(
         Ok(signed) => signed,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
-    fragment(machine_actions(&console, &signed, &id).await)
+    fragment(action_list(&console, &signed, Some(&id)).await)
 }
 
 fn fragment(markup: Markup) -> Response {
@@ -668,37 +662,12 @@ async fn act(
     }
 }
 
-async fn recent_actions(console: &Console, signed: &Signed) -> Markup {
-    let query = encode(&[
-        ("$orderby", "creationDateTimeUtc desc".into()),
-        ("$top", "50".into()),
-    ]);
-    match console
-        .api(
-            signed,
-            Method::GET,
-            &format!("/api/machineactions?{query}"),
-            None,
-        )
-        .await
-    {
-        Ok(body) => actions_table(
-            body["value"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-            true,
-        ),
-        Err((_, message)) => html! { p.error role="alert" { (message) } },
-    }
-}
-
 async fn actions(State(console): State<Console>, request: Request) -> Response {
     let signed = match console.signed(request.uri(), request.headers()).await {
         Ok(signed) => signed,
         Err(answer) => return answer,
     };
-    let list = recent_actions(&console, &signed).await;
+    let list = action_list(&console, &signed, None).await;
     let body = html! { div #all-actions data-refresh="/console/actions/live" aria-live="polite" { (list) } };
     console_page(&signed, Section::Actions, "Machine actions", body)
 }
@@ -708,5 +677,5 @@ async fn actions_live(State(console): State<Console>, request: Request) -> Respo
         Ok(signed) => signed,
         Err(_) => return StatusCode::UNAUTHORIZED.into_response(),
     };
-    fragment(recent_actions(&console, &signed).await)
+    fragment(action_list(&console, &signed, None).await)
 }

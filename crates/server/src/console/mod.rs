@@ -227,17 +227,25 @@ fn problem(status: StatusCode, message: &str) -> Response {
     )
 }
 
+/// A console page's head: its title, the stylesheet, and the script (if `script`).
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · Palisade" }
+            link rel="stylesheet" href="/_palisade/static/console.css";
+            @if script { script src="/_palisade/static/console.js" defer {} }
+        }
+    }
+}
+
 /// A page without the signed-in frame (sign-in, sign-out, errors).
 fn bare_page(status: StatusCode, title: &str, body: Markup) -> Response {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Palisade" }
-                link rel="stylesheet" href="/_palisade/static/console.css";
-            }
+            (head(title, false))
             body { main #main { p.brand { "Palisade" } h1 { (title) } (body) } }
         }
     };
@@ -270,13 +278,7 @@ pub(crate) fn console_page(
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Palisade" }
-                link rel="stylesheet" href="/_palisade/static/console.css";
-                script src="/_palisade/static/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header {
