@@ -425,6 +425,15 @@ fn actions_table(actions: &[Value], with_machine: bool) -> Markup {
     }
 }
 
+/// A property as a person reads it: text as is, nothing as a dash.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "\u{2014}".into(),
+        other => other.to_string(),
+    }
+}
+
 /// The newest actions (of one machine, or of the tenant with their machines) as a table.
 async fn action_list(console: &Console, signed: &Signed, machine_id: Option<&str>) -> Markup {
     let mut query = vec![("$orderby", "creationDateTimeUtc desc".to_string())];
@@ -492,7 +501,7 @@ async fn machine(
     let body = html! {
         section aria-labelledby="properties" {
             h2 #properties { "Properties" }
-            dl.properties { @for p in properties { dt { (p) } dd { (m[p].as_str().map(str::to_string).unwrap_or_else(|| m[p].to_string())) } } }
+            dl.properties { @for p in properties { dt { (p) } dd { (shown(&m[p])) } } }
         }
         section aria-labelledby="device" {
             h2 #device { "Device" }
