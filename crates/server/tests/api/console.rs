@@ -264,6 +264,66 @@ async fn the_console_signs_in_through_the_authorization_endpoint_and_its_session
         html.contains("db-01.contoso.example") && html.contains("Machines 1–3 of 3"),
         "{html}"
     );
+    // Bulk: a confirmation first, then the tag on every selected machine, and an isolation each.
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let bulk = |action: &'static str, confirmed: bool| {
+        let mut form = vec![
+            ("csrf_token", token.to_string()),
+            ("action", action.into()),
+            ("value", "Bulk".into()),
+            ("comment", "bulk from the console".into()),
+        ];
+        form.extend(ids[..2].iter().map(|id| ("machine", id.clone())));
+        if confirmed {
+            form.push(("confirmed", "yes".into()));
+        }
+        browser
+            .post(server.url("/console/machines/bulk"))
+            .form(&form)
+            .send()
+    };
+    let asked = bulk("tag", false).await.unwrap().text().await.unwrap();
+    assert!(
+        asked.contains("Confirm: Add the tag") && asked.contains("on 2 machine(s)"),
+        "{asked}"
+    );
+    assert_eq!(
+        server.get(&format!("/api/machines/{}", ids[0])).await.json["machineTags"],
+        json!([]),
+        "nothing before the confirmation"
+    );
+    let done = bulk("tag", true).await.unwrap();
+    assert_eq!(done.status(), 200);
+    for id in &ids[..2] {
+        assert_eq!(
+            server.get(&format!("/api/machines/{id}")).await.json["machineTags"],
+            json!(["Bulk"])
+        );
+    }
+    assert_eq!(
+        server.get(&format!("/api/machines/{}", ids[2])).await.json["machineTags"],
+        json!([])
+    );
+    let isolated = bulk("isolate", true).await.unwrap().text().await.unwrap();
+    let actions = server
+        .get("/api/machineactions?$filter=type eq 'Isolate'")
+        .await;
+    let actions = actions.json["value"].as_array().unwrap().clone();
+    assert_eq!(actions.len(), 2, "{isolated}");
+    for action in &actions {
+        assert_eq!(action["requestor"], "responder@contoso.example");
+        assert_eq!(action["requestorComment"], "bulk from the console");
+        assert!(
+            isolated.contains(action["id"].as_str().unwrap()),
+            "{isolated}"
+        );
+    }
     // The state of a sign-in the console did not start is refused.
     let stray = browser
         .get(format!(
@@ -283,7 +343,11 @@ async fn the_console_signs_in_through_the_authorization_endpoint_and_its_session
         .unwrap();
     assert_eq!(forged.status(), 403);
     let machine = server.get(&format!("/api/machines/{}", ids[0])).await;
-    assert_eq!(machine.json["machineTags"], json!([]));
+    assert_eq!(
+        machine.json["machineTags"],
+        json!(["Bulk"]),
+        "the forged tag is not added"
+    );
     // The console's app signs in only through the console.
     let borrowed = server
         .token_request(&[
