@@ -864,9 +864,9 @@ impl<D: Database> Store for SqlStore<D> {
             ("tenant_id", text(tenant_id)),
             ("machine_id", text(machine_id)),
         ];
-        let columns = device_fields::select(D::DIALECT);
-        let sql = Sql::select_where(D::DIALECT, columns, "devices", &equal, "");
-        self.row(sql, |row| device_fields::from_row(row, 0)).await
+        let table = (device_fields::select(D::DIALECT), "devices");
+        self.row_where(table, &equal, |row| device_fields::from_row(row, 0))
+            .await
     }
 
     async fn record_check_ins(&self, check_ins: &[CheckInRecord]) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 //! isolation, a machine's page with its tags, isolation, device and
 //! actions (refreshed live), and the machine actions of the tenant.
 
-use super::{console_page, field, problem, redirect, Console, Section, Signed};
+use super::{console_page, field, problem, redirect, Console, Section, Signed, SignedForm};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -148,12 +148,8 @@ fn named(values: &[&'static str]) -> Vec<(String, String)> {
 async fn table(
     State(console): State<Console>,
     Query(query): Query<BTreeMap<String, String>>,
-    request: Request,
+    signed: Signed,
 ) -> Response {
-    let signed = match console.signed(request.uri(), request.headers()).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
     let now = console.app.palisade.now_in(&signed.caller.tenant.id);
     let clauses = filter_of(&query, now);
     let sort = query.get("sort").map(String::as_str).unwrap_or("name");
@@ -292,16 +288,10 @@ async fn table(
 }
 
 /// Bulk tags (one API call) and isolation (one a machine), after a confirmation page.
-async fn bulk(State(console): State<Console>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let signed = match console.signed(&parts.uri, &parts.headers).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
-    let fields = match console.form(&signed, body).await {
-        Ok(fields) => fields,
-        Err(refusal) => return refusal,
-    };
+async fn bulk(
+    State(console): State<Console>,
+    SignedForm { signed, fields }: SignedForm,
+) -> Response {
     let ids: Vec<String> = fields
         .iter()
         .filter(|(n, _)| n == "machine")
@@ -457,12 +447,8 @@ async fn action_list(console: &Console, signed: &Signed, machine_id: Option<&str
 async fn machine(
     State(console): State<Console>,
     Path(id): Path<String>,
-    request: Request,
+    signed: Signed,
 ) -> Response {
-    let signed = match console.signed(request.uri(), request.headers()).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
     let m = match console
         .api(&signed, Method::GET, &format!("/api/machines/{id}"), None)
         .await
@@ -571,16 +557,11 @@ fn fragment(markup: Markup) -> Response {
     response
 }
 
-async fn tag(State(console): State<Console>, Path(id): Path<String>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let signed = match console.signed(&parts.uri, &parts.headers).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
-    let fields = match console.form(&signed, body).await {
-        Ok(fields) => fields,
-        Err(refusal) => return refusal,
-    };
+async fn tag(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    SignedForm { signed, fields }: SignedForm,
+) -> Response {
     let body = json!({"Value": field(&fields, "value").unwrap_or("").trim(), "Action": field(&fields, "action").unwrap_or("")});
     match console
         .api(
@@ -601,15 +582,7 @@ fn action_of(path: &str) -> Option<&'static (&'static str, &'static str, Operati
 }
 
 /// An action's confirmation: what it does, a comment, and its options.
-async fn confirm(
-    State(console): State<Console>,
-    Path((id, path)): Path<(String, String)>,
-    request: Request,
-) -> Response {
-    let signed = match console.signed(request.uri(), request.headers()).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
+async fn confirm(Path((id, path)): Path<(String, String)>, signed: Signed) -> Response {
     let Some((path, label, _)) = action_of(&path) else {
         return problem(StatusCode::NOT_FOUND, "There is no such page.");
     };
@@ -637,17 +610,8 @@ async fn confirm(
 async fn act(
     State(console): State<Console>,
     Path((id, path)): Path<(String, String)>,
-    request: Request,
+    SignedForm { signed, fields }: SignedForm,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let signed = match console.signed(&parts.uri, &parts.headers).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
-    let fields = match console.form(&signed, body).await {
-        Ok(fields) => fields,
-        Err(refusal) => return refusal,
-    };
     let Some((path, _, _)) = action_of(&path) else {
         return problem(StatusCode::NOT_FOUND, "There is no such action.");
     };
@@ -671,11 +635,7 @@ async fn act(
     }
 }
 
-async fn actions(State(console): State<Console>, request: Request) -> Response {
-    let signed = match console.signed(request.uri(), request.headers()).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
+async fn actions(State(console): State<Console>, signed: Signed) -> Response {
     let list = action_list(&console, &signed, None).await;
     let body = html! { div #all-actions data-refresh="/console/actions/live" aria-live="polite" { (list) } };
     console_page(&signed, Section::Actions, "Machine actions", body)

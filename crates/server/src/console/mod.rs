@@ -15,8 +15,9 @@ use crate::http::extract::origin;
 use crate::http::{page, read_body};
 use crate::token_service::OAuthBody;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::header::{CONTENT_TYPE, HOST, LOCATION};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -207,6 +208,32 @@ impl Console {
             ));
         }
         Ok(fields)
+    }
+}
+
+/// A page's signed-in person; without one, the way to sign in.
+impl FromRequestParts<Console> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
+        console.signed(&parts.uri, &parts.headers).await
+    }
+}
+
+/// A posted console form: who sent it and its fields, its CSRF token checked.
+pub(crate) struct SignedForm {
+    pub signed: Signed,
+    pub fields: Vec<(String, String)>,
+}
+
+impl FromRequest<Console> for SignedForm {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, console: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let signed = Signed::from_request_parts(&mut parts, console).await?;
+        let fields = console.form(&signed, body).await?;
+        Ok(SignedForm { signed, fields })
     }
 }
 
@@ -478,27 +505,30 @@ async fn signed_in(
             request,
         )
         .await;
-    let user = match issued {
-        Ok(issued) => match console
-            .app
-            .validator
-            .verify(&issued.access_token, &origin)
-            .await
-        {
-            Ok(verified) => {
-                let id = verified.claims.oid.clone().unwrap_or_default();
-                console
-                    .app
-                    .palisade
-                    .store()
-                    .user(&started.tenant, &id)
-                    .await
-                    .ok()
-                    .flatten()
-            }
-            Err(_) => None,
-        },
+    let issued = match issued {
+        Ok(issued) => issued,
         Err(error) => return again(&error.description),
+    };
+    // The token was just issued here: its signature and claims are checked all the same.
+    let verified = match console
+        .app
+        .validator
+        .verify(&issued.access_token, &origin)
+        .await
+    {
+        Ok(verified) => verified,
+        Err(error) => return again(&error.to_string()),
+    };
+    let id = verified.claims.oid.clone().unwrap_or_default();
+    let user = match console
+        .app
+        .palisade
+        .store()
+        .user(&started.tenant, &id)
+        .await
+    {
+        Ok(user) => user,
+        Err(error) => return problem(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     };
     let Some(user) = user else {
         return again("The sign-in's user could not be found.");
@@ -522,15 +552,12 @@ async fn signed_in(
     response
 }
 
-async fn sign_out(State(console): State<Console>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let signed = match console.signed(&parts.uri, &parts.headers).await {
-        Ok(signed) => signed,
-        Err(answer) => return answer,
-    };
-    if let Err(refusal) = console.form(&signed, body).await {
-        return refusal;
-    }
+async fn sign_out(
+    State(console): State<Console>,
+    uri: Uri,
+    headers: HeaderMap,
+    SignedForm { signed, .. }: SignedForm,
+) -> Response {
     if let Err(error) = console
         .app
         .tokens
@@ -539,7 +566,7 @@ async fn sign_out(State(console): State<Console>, request: Request) -> Response 
     {
         return problem(StatusCode::SERVICE_UNAVAILABLE, &error.to_string());
     }
-    let secure = is_secure(&console.app, &parts.uri, &parts.headers);
+    let secure = is_secure(&console.app, &uri, &headers);
     let mut response = bare_page(
         StatusCode::OK,
         "Signed out",
@@ -559,4 +586,31 @@ async fn stylesheet() -> Response {
 
 async fn script() -> Response {
     page::static_file("text/javascript; charset=utf-8", include_str!("console.js"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn a_sign_in_goes_back_only_to_a_page_of_this_console() {
+        assert_eq!(
+            local_path(Some("/console/machines/42?x=1")),
+            "/console/machines/42?x=1"
+        );
+        for elsewhere in [
+            "https://evil.example/",
+            "//evil.example/x",
+            "/\\evil.example",
+            "machines",
+            "",
+        ] {
+            assert_eq!(
+                local_path(Some(elsewhere)),
+                "/console/machines",
+                "{elsewhere}"
+            );
+        }
+        assert_eq!(local_path(None), "/console/machines");
+    }
 }

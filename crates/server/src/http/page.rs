@@ -53,7 +53,7 @@ pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item 
 }
 
 /// A `Set-Cookie` of this origin's pages: HttpOnly, SameSite=Lax, Secure
-/// over HTTPS; `None` removes it.
+/// over HTTPS, for `minutes`; `None` removes it.
 pub fn set_cookie(
     headers: &mut HeaderMap,
     name: &str,
@@ -67,11 +67,7 @@ pub fn set_cookie(
         .http_only(true)
         .secure(secure)
         .same_site(cookie::SameSite::Lax)
-        .max_age(cookie::time::Duration::minutes(if value.is_some() {
-            minutes
-        } else {
-            0
-        }))
+        .max_age(cookie::time::Duration::minutes(minutes))
         .build();
     if value.is_none() {
         cookie.make_removal();
